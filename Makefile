@@ -1,0 +1,53 @@
+# pipectl — every target is safe to re-run.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+PIPECTL := $(VENV)/bin/pipectl
+PYTEST_ARGS ?=
+
+.PHONY: install generate lint test test-unit test-integration demo bench stack-up stack-down stack-status clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+generate: install
+	$(VPY) -m controller.cli.generate
+
+lint: install
+	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test-unit: install
+	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install stack-up
+	$(VPY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# Everything CI runs: lint, unit tests, then the integration tests against the local stack.
+test: install lint stack-up
+	$(VPY) -m pytest tests $(PYTEST_ARGS)
+
+stack-up: install
+	$(VPY) -m controller.devstack up
+
+stack-down:
+	@if [ -x $(VPY) ]; then $(VPY) -m controller.devstack down; fi
+
+stack-status: install
+	$(VPY) -m controller.devstack status
+
+demo: install stack-up
+	$(VPY) -m controller.demo
+
+bench: install stack-up
+	@for b in bench/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+clean:
+	rm -rf .pipectl .pytest_cache .mypy_cache .ruff_cache

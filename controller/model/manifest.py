@@ -1,0 +1,513 @@
+"""The user-facing manifest API: ``PipelineRelease`` and ``Environment`` (``pipectl.dev/v1alpha1``).
+
+Field names are camelCase in YAML (aliases) and snake_case in Python. Every model forbids
+unknown fields so a typo is an error, never a silently ignored setting. Cross-object checks
+(references, duplicates, cycles, files) live in ``controller.source.validate``; this module
+checks what a single object can check on its own.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from controller.model import identifiers as ids
+
+API_VERSION = "pipectl.dev/v1alpha1"
+
+
+class Spec(BaseModel):
+    """Base for every manifest model: camelCase aliases, unknown fields forbidden, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _check(fn: Any, value: Any, *args: Any) -> Any:
+    try:
+        return fn(value, *args)
+    except ids.IdentifierError as e:
+        raise ValueError(str(e)) from None
+
+
+class Metadata(Spec):
+    name: str = Field(description="Release or environment name (DNS-label style).")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_check(ids.check_resource_name, v))
+
+
+# --- schemas --------------------------------------------------------------------------------
+
+
+class SchemaFormat(StrEnum):
+    AVRO = "avro"
+    JSON = "json"
+
+
+class Compatibility(StrEnum):
+    NONE = "NONE"
+    BACKWARD = "BACKWARD"
+    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
+    FORWARD = "FORWARD"
+    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
+    FULL = "FULL"
+    FULL_TRANSITIVE = "FULL_TRANSITIVE"
+
+
+class SchemaSpec(Spec):
+    name: str = Field(description="Schema name, referenced by topics' valueSchema/keySchema.")
+    format: SchemaFormat = SchemaFormat.AVRO
+    path: str = Field(description="Schema file, relative to the repository root.")
+    compatibility: Compatibility = Compatibility.BACKWARD
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_check(ids.check_resource_name, v))
+
+
+# --- topics ---------------------------------------------------------------------------------
+
+
+class TopicSpec(Spec):
+    name: str = Field(description="Topic name without the stage prefix.")
+    partitions: int = Field(gt=0, le=100_000)
+    replication_factor: int = Field(gt=0, le=32)
+    config: dict[str, str] = Field(default_factory=dict, description="Topic configs; values as strings.")
+    value_schema: str | None = None
+    key_schema: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_check(ids.check_topic, v))
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_values(cls, v: Any) -> Any:
+        # YAML gives numbers and booleans for unquoted values; Kafka configs are strings.
+        if isinstance(v, dict):
+            out: dict[Any, Any] = {}
+            for k, val in v.items():
+                if isinstance(val, bool):
+                    out[k] = "true" if val else "false"
+                elif isinstance(val, int | float):
+                    out[k] = str(val)
+                else:
+                    out[k] = val
+            return out
+        return v
+
+    @field_validator("config")
+    @classmethod
+    def _config_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            _check(ids.check_kafka_config_key, k)
+        return v
+
+
+# --- tables and views -----------------------------------------------------------------------
+
+
+class ColumnSpec(Spec):
+    name: str
+    type: str
+    comment: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_check(ids.check_hive_ident, v, "column"))
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        return str(_check(ids.normalize_hive_type, v))
+
+
+class TableFormat(StrEnum):
+    PARQUET = "parquet"
+    ORC = "orc"
+    AVRO = "avro"
+    JSON = "json"
+    TEXTFILE = "textfile"
+
+
+class ColumnMigration(Spec):
+    """An explicitly approved schema change that pipectl otherwise refuses."""
+
+    op: Literal["drop", "rename", "retype", "reorder"]
+    column: str
+    to: str | None = Field(default=None, description="New name (rename) or new type (retype).")
+    reason: str = Field(description="Why this change is safe; recorded in the audit ledger.")
+
+
+def _qualified(v: str) -> str:
+    _check(ids.split_qualified, v)
+    return v
+
+
+class TableSpec(Spec):
+    name: str = Field(description="<database>.<table> without the stage prefix.")
+    columns: list[ColumnSpec] = Field(min_length=1)
+    partitioned_by: list[ColumnSpec] = Field(default_factory=list)
+    format: TableFormat = TableFormat.PARQUET
+    properties: dict[str, str] = Field(default_factory=dict)
+    migrations: list[ColumnMigration] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _qualified(v)
+
+
+class ViewSpec(Spec):
+    name: str = Field(description="<database>.<view>: the serving view dashboards query.")
+    table: str = Field(description="The table the view serves; pipectl points it at the live version.")
+
+    @field_validator("name", "table")
+    @classmethod
+    def _names(cls, v: str) -> str:
+        return _qualified(v)
+
+
+# --- streaming jobs -------------------------------------------------------------------------
+
+
+class Strategy(StrEnum):
+    IN_PLACE = "inPlace"
+    BLUE_GREEN = "blueGreen"
+    CANARY = "canary"
+
+
+class SourceRef(Spec):
+    topic: str
+    starting_offsets: Literal["earliest", "latest"] = "latest"
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        return str(_check(ids.check_topic, v))
+
+
+class SinkRef(Spec):
+    table: str
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str) -> str:
+        return _qualified(v)
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'10s' → 10.0 seconds; accepts ms, s, m, h."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", text)
+    if not m:
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 500ms, 10s, 5m, 1h")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+class StreamingJobSpec(Spec):
+    name: str
+    entrypoint: str = Field(description="PySpark script, relative to the repository root.")
+    sources: list[SourceRef] = Field(min_length=1)
+    sinks: list[SinkRef] = Field(min_length=1)
+    trigger: str = "10s"
+    strategy: Strategy = Strategy.IN_PLACE
+    conf: dict[str, str] = Field(default_factory=dict)
+    args: list[str] = Field(default_factory=list, description="Extra arguments passed to the entrypoint.")
+    replay_window: str = Field(default="5m", description="Blue/green: green starts this far behind blue.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_check(ids.check_resource_name, v))
+
+    @field_validator("trigger", "replay_window")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_values(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
+        return v
+
+    @field_validator("conf")
+    @classmethod
+    def _conf_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            _check(ids.check_spark_conf_key, k)
+        return v
+
+
+# --- DAGs and transforms --------------------------------------------------------------------
+
+
+class DagSpec(Spec):
+    id: str
+    path: str = Field(description="DAG file, relative to the repository root.")
+    schedule: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return str(_check(ids.check_dag_id, v))
+
+
+class Materialization(StrEnum):
+    VIEW = "view"
+    TABLE = "table"
+    INCREMENTAL = "incremental"
+
+
+class TransformSpec(Spec):
+    name: str = Field(description="<database>.<name> of the output relation.")
+    sql: str = Field(description="SQL file using {{ ref('db.name') }}, relative to the repository root.")
+    materialized: Materialization = Materialization.VIEW
+    partition_by: list[str] = Field(default_factory=list)
+    columns: list[ColumnSpec] | None = Field(default=None, description="Declared output contract.")
+    schedule: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _qualified(v)
+
+
+# --- rollout --------------------------------------------------------------------------------
+
+
+class GateBase(Spec):
+    name: str
+    stages: list[str] | None = Field(default=None, description="Stages the gate applies to; default all.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_check(ids.check_resource_name, v))
+
+
+class SchemaCompatibilityGate(GateBase):
+    type: Literal["schemaCompatibility"]
+
+
+class DataQualityGate(GateBase):
+    type: Literal["dataQuality"]
+    query: str = Field(description="SQL run through Presto against the stage's tables; one numeric cell.")
+    expect: str = Field(description="Comparison for the result, e.g. '> 0', '<= 0.01', '== 0'.")
+
+    @field_validator("expect")
+    @classmethod
+    def _expect(cls, v: str) -> str:
+        parse_expectation(v)
+        return v
+
+
+class StreamingHealthGate(GateBase):
+    type: Literal["streamingHealth"]
+    max_lag_seconds: float = Field(default=60, gt=0)
+    max_batch_duration_seconds: float | None = Field(default=None, gt=0)
+    min_processing_ratio: float = Field(default=1.0, gt=0)
+    window: str = "1m"
+
+
+class CanaryComparisonGate(GateBase):
+    type: Literal["canaryComparison"]
+    tolerance: float = Field(default=0.02, ge=0, le=1)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    min_closed_windows: int = Field(default=3, gt=0)
+
+
+class ApprovalGate(GateBase):
+    type: Literal["approval"]
+
+
+GATE_TYPES = ("schemaCompatibility", "dataQuality", "streamingHealth", "canaryComparison", "approval")
+
+Gate = Annotated[
+    SchemaCompatibilityGate | DataQualityGate | StreamingHealthGate | CanaryComparisonGate | ApprovalGate,
+    Field(discriminator="type"),
+]
+
+
+def parse_expectation(text: str) -> tuple[str, float]:
+    import re
+
+    m = re.fullmatch(r"\s*(==|!=|>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*", text)
+    if not m:
+        raise ValueError(f"invalid expectation {text!r}: expected an operator and a number, e.g. '> 0'")
+    return m.group(1), float(m.group(2))
+
+
+class RollbackSpec(Spec):
+    automatic: bool = True
+    git_revert: bool = Field(default=False, description="Also commit a revert on a branch of the repo.")
+
+
+class StageOverride(Spec):
+    """Per-stage overrides of a release (partitions, retention, resources)."""
+
+    topics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class RolloutSpec(Spec):
+    stages: list[str] = Field(default_factory=lambda: ["dev", "staging", "canary", "prod"], min_length=1)
+    gates: list[Gate] = Field(default_factory=list)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+    overrides: dict[str, StageOverride] = Field(default_factory=dict)
+
+
+# --- the release ----------------------------------------------------------------------------
+
+
+class PipelineReleaseSpec(Spec):
+    version: str
+    owner: str | None = None
+    description: str | None = None
+    schemas: list[SchemaSpec] = Field(default_factory=list)
+    topics: list[TopicSpec] = Field(default_factory=list)
+    tables: list[TableSpec] = Field(default_factory=list)
+    views: list[ViewSpec] = Field(default_factory=list)
+    streaming_jobs: list[StreamingJobSpec] = Field(default_factory=list)
+    dags: list[DagSpec] = Field(default_factory=list)
+    transforms: list[TransformSpec] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list, description="Releases that must be Succeeded first.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return str(_check(ids.check_semver, v))
+
+
+class PipelineRelease(Spec):
+    api_version: Literal["pipectl.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["PipelineRelease"]
+    metadata: Metadata
+    spec: PipelineReleaseSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --- environments ---------------------------------------------------------------------------
+
+
+class KafkaEndpoint(Spec):
+    bootstrap_servers: str
+    topic_prefix: str = ""
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v and not ids.TOPIC_RE.match(v):
+            raise ValueError(f"invalid topic prefix {v!r}: allowed characters are [A-Za-z0-9._-]")
+        return v
+
+
+class HiveEndpoint(Spec):
+    host: str
+    port: int = Field(default=10000, gt=0, lt=65536)
+    database_prefix: str = ""
+    auth: Literal["NOSASL", "NONE", "LDAP", "KERBEROS", "CUSTOM"] = "NOSASL"
+    username: str | None = None
+
+    @field_validator("database_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v and not ids.HIVE_IDENT_RE.match(v):
+            raise ValueError(f"invalid database prefix {v!r}: must match [a-z_][a-z0-9_]*")
+        return v
+
+
+class PrestoEndpoint(Spec):
+    host: str
+    port: int = Field(default=8080, gt=0, lt=65536)
+    catalog: str = "hive"
+    username: str = "pipectl"
+
+
+class AirflowEndpoint(Spec):
+    url: str
+    username: str = "admin"
+    password_from: str = Field(
+        default="env:PIPECTL_AIRFLOW_PASSWORD",
+        description="Where the password comes from: env:VAR or file:/path. Never inline.",
+    )
+    dags_folder: str | None = Field(default=None, description="Local DAG folder deployer target.")
+
+    @field_validator("password_from")
+    @classmethod
+    def _secret_ref(cls, v: str) -> str:
+        if not (v.startswith("env:") or v.startswith("file:")):
+            raise ValueError("passwordFrom must be env:VAR or file:/path (secrets are never inline)")
+        return v
+
+
+class SparkEndpoint(Spec):
+    master: str = "local[2]"
+    deploy_mode: Literal["client", "cluster"] = "client"
+    conf: dict[str, str] = Field(default_factory=dict)
+    checkpoint_root: str | None = None
+
+
+class Promotion(StrEnum):
+    AUTOMATIC = "automatic"
+    APPROVAL = "approval"
+
+
+class EnvironmentSpec(Spec):
+    kafka: KafkaEndpoint | None = None
+    hive: HiveEndpoint | None = None
+    presto: PrestoEndpoint | None = None
+    airflow: AirflowEndpoint | None = None
+    spark: SparkEndpoint | None = None
+    promotion: Promotion = Promotion.AUTOMATIC
+    canary_of: str | None = Field(
+        default=None, description="This stage runs beside that stage's installation, on its inputs."
+    )
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> EnvironmentSpec:
+        if self.canary_of is None:
+            missing = [k for k in ("kafka", "hive", "presto", "airflow", "spark") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    "an environment without canaryOf must define " + ", ".join(missing)
+                )
+        return self
+
+
+class Environment(Spec):
+    api_version: Literal["pipectl.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Environment"]
+    metadata: Metadata
+    spec: EnvironmentSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+KINDS: dict[str, type[Spec]] = {"PipelineRelease": PipelineRelease, "Environment": Environment}

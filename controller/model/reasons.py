@@ -1,0 +1,90 @@
+"""Named reasons: every failure or state a status can report has a documented constant here.
+
+Modelled on Flux's ``condition_types.go``: a reason is a stable CamelCase string that tools can
+match on; the message beside it is for people.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # --- progress ---------------------------------------------------------------------------
+    RECONCILIATION_SUCCEEDED = "ReconciliationSucceeded"
+    """The stage is converged with its desired state and its gates passed."""
+    PROGRESSING = "Progressing"
+    """Actions of the plan are being applied."""
+    VERIFYING = "Verifying"
+    """The stage is converged; gates are being evaluated."""
+    AWAITING_APPROVAL = "AwaitingApproval"
+    """Promotion into the stage needs a person's `pipectl approve`."""
+    DEPENDENCY_NOT_READY = "DependencyNotReady"
+    """A release named in dependsOn has not Succeeded at this stage yet."""
+    PREVIOUS_STAGE_NOT_READY = "PreviousStageNotReady"
+    """The release has not Succeeded at the stage before this one yet."""
+
+    # --- failures ---------------------------------------------------------------------------
+    VALIDATION_FAILED = "ValidationFailed"
+    """The manifest is invalid; nothing was planned or applied."""
+    PLAN_REFUSED = "PlanRefused"
+    """The plan contains a change pipectl refuses without explicit approval."""
+    APPLY_FAILED = "ApplyFailed"
+    """An action failed permanently while applying the plan."""
+    BACKEND_UNAVAILABLE = "BackendUnavailable"
+    """A backend could not be reached; the pass will be retried with backoff."""
+    GATE_FAILED = "GateFailed"
+    """A gate returned verdict fail."""
+    GATE_INCONCLUSIVE = "GateInconclusive"
+    """A gate could not decide yet (not enough data); it is re-evaluated later."""
+    ROLLED_BACK = "RolledBack"
+    """A failed gate triggered the restore of the last good version at this stage."""
+    ROLLBACK_FAILED = "RollbackFailed"
+    """Restoring the last good version failed; a person must act."""
+    GIT_FETCH_FAILED = "GitFetchFailed"
+    """The git source could not be read."""
+
+    # --- refusals (used on plan actions) ----------------------------------------------------
+    PARTITION_DECREASE = "PartitionDecrease"
+    """Kafka cannot reduce a topic's partition count."""
+    REPLICATION_FACTOR_CHANGE = "ReplicationFactorChange"
+    """Changing replication factor needs a reassignment; pipectl refuses it."""
+    DELETE_NOT_APPROVED = "DeleteNotApproved"
+    """A resource left in live state would be deleted; needs explicit approval."""
+    COLUMN_DROP = "ColumnDrop"
+    """A Hive column would be dropped without a declared migration."""
+    COLUMN_RENAME = "ColumnRename"
+    """A Hive column would be renamed without a declared migration."""
+    COLUMN_REORDER = "ColumnReorder"
+    """Hive columns would be reordered without a declared migration."""
+    COLUMN_TYPE_NARROWING = "ColumnTypeNarrowing"
+    """A Hive column type change loses information."""
+    PARTITION_COLUMNS_CHANGE = "PartitionColumnsChange"
+    """The partition columns of an existing table differ; that needs a new table."""
+    TABLE_FORMAT_CHANGE = "TableFormatChange"
+    """The storage format of an existing table differs; that needs a new table."""
+    NOT_OWNED = "NotOwned"
+    """The live resource exists but belongs to another release (or to nobody)."""
+    CHECKPOINT_INCOMPATIBLE = "CheckpointIncompatible"
+    """An inPlace streaming change Spark cannot resume from the same checkpoint."""
+    CONTRACT_BROKEN = "ContractBroken"
+    """A change breaks a downstream transform's declared column contract."""
+
+
+class Phase(StrEnum):
+    """Phase of a release at one stage."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    VERIFYING = "Verifying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    BLOCKED = "Blocked"
+    INVALID = "Invalid"
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"

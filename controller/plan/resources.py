@@ -1,0 +1,138 @@
+"""Concrete, stage-scoped resources: what a release wants (desired) and what a backend has (live).
+
+One model per kind serves both sides; a live object simply carries what the backend reported.
+Names here are physical (stage prefixes applied), unlike the manifest's logical names.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ResourceKind(StrEnum):
+    DATABASE = "Database"
+    TOPIC = "Topic"
+    TABLE = "Table"
+    STREAMING_JOB = "StreamingJob"
+    VIEW = "View"
+    DAG = "Dag"
+    TRANSFORM = "Transform"
+
+
+# Apply order (dependencies first); deletes run in reverse.
+KIND_ORDER: tuple[ResourceKind, ...] = (
+    ResourceKind.DATABASE,
+    ResourceKind.TOPIC,
+    ResourceKind.TABLE,
+    ResourceKind.STREAMING_JOB,
+    ResourceKind.VIEW,
+    ResourceKind.DAG,
+    ResourceKind.TRANSFORM,
+)
+
+
+class Owner(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    release: str
+    version: str
+
+
+class _Res(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(description="Physical, stage-scoped name (e.g. dev.telemetry.host_metrics).")
+    owner: Owner | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (str(getattr(self, "kind")), self.name)  # noqa: B009
+
+
+class DatabaseResource(_Res):
+    kind: Literal["Database"] = "Database"
+
+
+class TopicResource(_Res):
+    kind: Literal["Topic"] = "Topic"
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = Field(default_factory=dict)
+
+
+class Column(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    type: str
+
+
+class Migration(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    op: Literal["drop", "rename", "retype", "reorder"]
+    column: str
+    to: str | None = None
+
+
+class TableResource(_Res):
+    """A Hive table; ``name`` is ``db.table``."""
+
+    kind: Literal["Table"] = "Table"
+    columns: list[Column]
+    partition_columns: list[Column] = Field(default_factory=list)
+    format: str = "parquet"
+    properties: dict[str, str] = Field(default_factory=dict)
+    location: str | None = None
+    migrations: list[Migration] = Field(default_factory=list, description="Desired side only.")
+
+
+class ViewResource(_Res):
+    """A serving view; ``target`` is the ``db.table`` it selects from."""
+
+    kind: Literal["View"] = "View"
+    target: str
+    columns: list[str] = Field(default_factory=list, description="Selected columns; empty means *.")
+
+
+class DagResource(_Res):
+    """An Airflow DAG; ``name`` is the stage-scoped dag_id."""
+
+    kind: Literal["Dag"] = "Dag"
+    file_name: str
+    source_digest: str
+    version: str
+    paused: bool = False
+    source: str | None = Field(default=None, description="File content (desired side) for the deployer.")
+
+
+class StreamingJobResource(_Res):
+    """A Spark Structured Streaming query run by pipectl; ``name`` is the stage-scoped query name."""
+
+    kind: Literal["StreamingJob"] = "StreamingJob"
+    version: str
+    entrypoint: str
+    entrypoint_digest: str
+    args: list[str] = Field(default_factory=list)
+    conf: dict[str, str] = Field(default_factory=dict)
+    checkpoint: str
+    running: bool = True
+    strategy: str = "inPlace"
+
+
+class TransformResource(_Res):
+    kind: Literal["Transform"] = "Transform"
+    materialized: str
+    compiled_sql_digest: str
+    compiled_sql: str | None = None
+
+
+Resource = Annotated[
+    DatabaseResource
+    | TopicResource
+    | TableResource
+    | ViewResource
+    | DagResource
+    | StreamingJobResource
+    | TransformResource,
+    Field(discriminator="kind"),
+]

@@ -1,0 +1,1 @@
+"""Reading manifests: YAML with positions (``loader``), repo-level validation (``validate``), git (``git``)."""

@@ -1,0 +1,168 @@
+"""Safe YAML loading that remembers where every value came from.
+
+``load_documents`` returns plain Python data plus a table of ``path → line`` so that any later
+check can report ``file:line: field.path: message``. It refuses what a manifest never needs and an
+attacker might send: invalid UTF-8, duplicate keys, merge keys, recursive aliases, and alias
+expansion past a fixed budget (billion-laughs), failing before anything walks the expanded tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from controller.model.errors import Problem
+
+Path_ = tuple[str | int, ...]
+
+MAX_EXPANDED_NODES = 100_000
+MAX_FILE_BYTES = 5 * 1024 * 1024
+
+
+@dataclass
+class Document:
+    """One YAML document: data, the file it came from, and the line of every path in it."""
+
+    file: str
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+    start_line: int = 1
+
+    def line_of(self, path: Path_) -> int:
+        """Line of ``path``, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.start_line
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+class _LoadError(Exception):
+    def __init__(self, line: int, message: str, path: Path_ = ()):
+        super().__init__(message)
+        self.line = line
+        self.message = message
+        self.path = path
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _LoadError(node.start_mark.line + 1, "recursive alias is not allowed")
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo, active)
+            if size > MAX_EXPANDED_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, active) + _expanded_size(v, memo, active)
+            if size > MAX_EXPANDED_NODES:
+                break
+    active.discard(key)
+    if size > MAX_EXPANDED_NODES:
+        raise _LoadError(
+            node.start_mark.line + 1,
+            f"document expands to more than {MAX_EXPANDED_NODES} nodes through aliases; refusing to load it",
+        )
+    memo[key] = size
+    return size
+
+
+class _Converter:
+    def __init__(self, loader: yaml.SafeLoader):
+        self.loader = loader
+        self.lines: dict[Path_, int] = {}
+
+    def convert(self, node: yaml.Node, path: Path_) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self.loader.construct_object(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(child, (*path, i)) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for knode, vnode in node.value:
+                if knode.tag == "tag:yaml.org,2002:merge":
+                    raise _LoadError(knode.start_mark.line + 1, "YAML merge keys (<<) are not supported", path)
+                if not isinstance(knode, yaml.ScalarNode):
+                    raise _LoadError(knode.start_mark.line + 1, "mapping keys must be plain scalars", path)
+                key = self.loader.construct_object(knode, deep=True)
+                if not isinstance(key, str):
+                    key = str(key)
+                if key in out:
+                    raise _LoadError(
+                        knode.start_mark.line + 1,
+                        f"duplicate key {key!r} (first on line {self.lines[(*path, key)]})",
+                        (*path, key),
+                    )
+                self.lines[(*path, key)] = knode.start_mark.line + 1
+                out[key] = self.convert(vnode, (*path, key))
+            return out
+        raise _LoadError(node.start_mark.line + 1, f"unsupported YAML node {type(node).__name__}", path)
+
+
+def decode_utf8(raw: bytes, file: str) -> tuple[str | None, Problem | None]:
+    if len(raw) > MAX_FILE_BYTES:
+        return None, Problem(file, 0, "", f"file is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        return None, Problem(file, line, "", f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})")
+
+
+def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]:
+    """Parse every document of a YAML stream. A syntax error stops the file (one Problem)."""
+    docs: list[Document] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            _expanded_size(node, {}, set())
+            conv = _Converter(loader)
+            data = conv.convert(node, ())
+            docs.append(Document(file=file, data=data, lines=conv.lines, start_line=node.start_mark.line + 1))
+    except _LoadError as e:
+        return docs, [Problem(file, e.line, format_path(e.path), e.message)]
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 0
+        msg = "YAML syntax error: " + " ".join(p for p in (e.context, e.problem) if p)
+        return docs, [Problem(file, line, "", msg)]
+    except yaml.YAMLError as e:
+        return docs, [Problem(file, 0, "", f"YAML error: {e}")]
+    except RecursionError:
+        return docs, [Problem(file, 0, "", "YAML nesting is too deep")]
+    finally:
+        loader.dispose()
+    return docs, []
+
+
+def iter_yaml_files(root: Any) -> Iterator[Any]:
+    """YAML files below ``root`` (a pathlib.Path), sorted, skipping hidden directories."""
+    for p in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if p.is_file() and p.suffix in {".yaml", ".yml"}:
+            yield p

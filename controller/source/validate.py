@@ -1,0 +1,508 @@
+"""Load and validate a manifest repository into a ``RepoSnapshot``.
+
+Every problem is collected (not just the first) and reported as ``file:line: field.path: message``.
+Parsing is pure apart from reading files under the repository root; nothing here talks to a backend.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.model.errors import Problem
+from controller.model.manifest import (
+    API_VERSION,
+    GATE_TYPES,
+    KINDS,
+    Environment,
+    PipelineRelease,
+    SchemaFormat,
+)
+from controller.source.loader import Document, decode_utf8, format_path, iter_yaml_files, load_documents
+
+MANIFEST_DIRS = ("releases", "environments")
+
+
+@dataclass
+class Loaded:
+    """A parsed manifest object with the document it came from (for line numbers)."""
+
+    obj: Any
+    doc: Document
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    def line(self, *path: str | int) -> int:
+        return self.doc.line_of(tuple(path))
+
+
+@dataclass
+class RepoSnapshot:
+    """Everything read from one revision of a manifest repository."""
+
+    root: Path
+    releases: dict[str, Loaded] = field(default_factory=dict)
+    environments: dict[str, Loaded] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    invalid_releases: dict[str, list[Problem]] = field(default_factory=dict)
+    commit: str | None = None
+
+    def release(self, name: str) -> PipelineRelease:
+        obj = self.releases[name].obj
+        assert isinstance(obj, PipelineRelease)
+        return obj
+
+    def environment(self, name: str) -> Environment:
+        obj = self.environments[name].obj
+        assert isinstance(obj, Environment)
+        return obj
+
+    def read_text(self, rel: str) -> str:
+        return (self.root / rel).read_text(encoding="utf-8")
+
+
+# --- pydantic errors → problems -------------------------------------------------------------
+
+_GATE_TAGS = set(GATE_TYPES)
+
+
+def _message(err: Any) -> str:
+    t = err["type"]
+    ctx = err.get("ctx") or {}
+    if t == "missing":
+        return "required field is missing"
+    if t == "extra_forbidden":
+        return "unknown field"
+    if t == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if t == "union_tag_invalid":
+        return f"unknown gate type {ctx.get('tag')!r} (expected one of: {', '.join(GATE_TYPES)})"
+    if t == "union_tag_not_found":
+        return f"gate needs a 'type' (one of: {', '.join(GATE_TYPES)})"
+    if t == "literal_error":
+        return f"must be {ctx.get('expected')}"
+    if t == "enum":
+        return f"must be one of {ctx.get('expected')}"
+    if t in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[t]
+        return f"must be {op} {next(iter(ctx.values()))} (got {err.get('input')!r})"
+    if t == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    return str(err["msg"])
+
+
+def _loc_path(loc: Iterable[Any]) -> tuple[str | int, ...]:
+    # pydantic puts the discriminator tag into the location of a union member; users never wrote it.
+    return tuple(p for p in loc if not (isinstance(p, str) and p in _GATE_TAGS))
+
+
+def problems_from_validation(exc: ValidationError, doc: Document) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        path = _loc_path(err["loc"])
+        out.append(Problem(doc.file, doc.line_of(path), format_path(path), _message(err)))
+    return out
+
+
+def parse_object(doc: Document) -> tuple[Any | None, list[Problem]]:
+    data = doc.data
+    if not isinstance(data, dict):
+        return None, [Problem(doc.file, doc.start_line, "", "a manifest must be a YAML mapping")]
+    kind, api = data.get("kind"), data.get("apiVersion")
+    if api != API_VERSION:
+        msg = "required field is missing" if api is None else f"unsupported apiVersion {api!r} (expected {API_VERSION})"
+        return None, [Problem(doc.file, doc.line_of(("apiVersion",)), "apiVersion", msg)]
+    if kind not in KINDS:
+        msg = (
+            "required field is missing"
+            if kind is None
+            else f"unknown kind {kind!r} (expected one of: {', '.join(KINDS)})"
+        )
+        return None, [Problem(doc.file, doc.line_of(("kind",)), "kind", msg)]
+    try:
+        return KINDS[kind].model_validate(data), []
+    except ValidationError as e:
+        return None, problems_from_validation(e, doc)
+
+
+# --- repository loading ---------------------------------------------------------------------
+
+
+def find_repo_root(path: Path) -> Path:
+    """The nearest ancestor (or self) that holds releases/ or environments/."""
+    p = path if path.is_dir() else path.parent
+    for cand in (p, *p.parents):
+        if any((cand / d).is_dir() for d in MANIFEST_DIRS):
+            return cand
+    return p
+
+
+def _manifest_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for d in MANIFEST_DIRS:
+        if (root / d).is_dir():
+            files.extend(iter_yaml_files(root / d))
+    return files
+
+
+def load_repo(root: Path, display_root: Path | None = None) -> RepoSnapshot:
+    """Read and validate every manifest under ``root``/releases and ``root``/environments."""
+    root = root.resolve()
+    snap = RepoSnapshot(root=root)
+    shown = display_root if display_root is not None else root
+
+    def rel(p: Path) -> str:
+        try:
+            return str(p.relative_to(shown)) if shown == root else str((shown / p.relative_to(root)))
+        except ValueError:
+            return str(p)
+
+    per_file: dict[str, list[Problem]] = {}
+    for path in _manifest_files(root):
+        fname = rel(path)
+        text, problem = decode_utf8(path.read_bytes(), fname)
+        if problem is not None:
+            snap.problems.append(problem)
+            continue
+        assert text is not None
+        docs, problems = load_documents(text, fname)
+        snap.problems.extend(problems)
+        for doc in docs:
+            obj, problems = parse_object(doc)
+            snap.problems.extend(problems)
+            if problems:
+                name = _raw_name(doc)
+                if name and doc.data.get("kind") == "PipelineRelease":
+                    snap.invalid_releases.setdefault(name, []).extend(problems)
+                continue
+            table = snap.releases if isinstance(obj, PipelineRelease) else snap.environments
+            if obj.name in table:
+                first = table[obj.name]
+                snap.problems.append(
+                    Problem(
+                        fname, doc.line_of(("metadata", "name")), "metadata.name",
+                        f"duplicate {obj.kind} {obj.name!r} (also defined at {first.file}:{first.line('metadata', 'name')})",
+                    )
+                )
+                continue
+            table[obj.name] = Loaded(obj, doc)
+        per_file[fname] = problems
+
+    _check_environments(snap)
+    for name in sorted(snap.releases):
+        _check_release(snap, snap.releases[name])
+    _check_across_releases(snap)
+    _check_cycles(snap)
+
+    # A release with any problem is Invalid; the others carry on (controller contract).
+    bad_files = {p.file for p in snap.problems}
+    for name, loaded in list(snap.releases.items()):
+        if loaded.file in bad_files:
+            snap.invalid_releases[name] = [p for p in snap.problems if p.file == loaded.file]
+            del snap.releases[name]
+    snap.problems.sort()
+    return snap
+
+
+def _raw_name(doc: Document) -> str | None:
+    md = doc.data.get("metadata") if isinstance(doc.data, dict) else None
+    name = md.get("name") if isinstance(md, dict) else None
+    return name if isinstance(name, str) else None
+
+
+# --- environment checks ---------------------------------------------------------------------
+
+
+def _check_environments(snap: RepoSnapshot) -> None:
+    for name, loaded in snap.environments.items():
+        env = loaded.obj
+        assert isinstance(env, Environment)
+        target = env.spec.canary_of
+        if target is None:
+            continue
+        path = ("spec", "canaryOf")
+        if target == name:
+            snap.problems.append(Problem(loaded.file, loaded.line(*path), "spec.canaryOf", "an environment cannot be a canary of itself"))
+        elif target not in snap.environments:
+            snap.problems.append(
+                Problem(loaded.file, loaded.line(*path), "spec.canaryOf", f"unknown environment {target!r}")
+            )
+        elif snap.environment(target).spec.canary_of is not None:
+            snap.problems.append(
+                Problem(loaded.file, loaded.line(*path), "spec.canaryOf", f"{target!r} is itself a canary environment")
+            )
+
+
+# --- release checks -------------------------------------------------------------------------
+
+
+def _safe_path(snap: RepoSnapshot, rel_path: str) -> tuple[Path | None, str | None]:
+    """Resolve a repo-relative path; refuse absolute paths and anything escaping the root."""
+    if not rel_path or Path(rel_path).is_absolute():
+        return None, f"path {rel_path!r} must be relative to the repository root"
+    full = (snap.root / rel_path).resolve()
+    if full != snap.root and snap.root not in full.parents:
+        return None, f"path {rel_path!r} escapes the repository root"
+    if not full.is_file():
+        return None, f"file {rel_path!r} does not exist"
+    return full, None
+
+
+def _check_python_file(full: Path, rel_path: str) -> str | None:
+    text, problem = decode_utf8(full.read_bytes(), rel_path)
+    if problem:
+        return problem.message
+    try:
+        ast.parse(text or "", filename=rel_path)
+    except SyntaxError as e:
+        return f"{rel_path}:{e.lineno}: Python syntax error: {e.msg}"
+    return None
+
+
+def _check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | None:
+    text, problem = decode_utf8(full.read_bytes(), rel_path)
+    if problem:
+        return problem.message
+    try:
+        data = json.loads(text or "")
+    except json.JSONDecodeError as e:
+        return f"{rel_path}:{e.lineno}: invalid JSON: {e.msg}"
+    if fmt is SchemaFormat.AVRO:
+        import avro.errors
+        import avro.schema
+
+        try:
+            avro.schema.parse(json.dumps(data))
+        except (avro.errors.AvroException, ValueError, TypeError, KeyError) as e:
+            return f"invalid Avro schema: {e}"
+    elif not isinstance(data, dict):
+        return "a JSON schema must be an object"
+    return None
+
+
+def _dupes(snap: RepoSnapshot, loaded: Loaded, items: list[tuple[tuple[str | int, ...], str]], what: str) -> None:
+    seen: dict[str, tuple[str | int, ...]] = {}
+    for path, name in items:
+        if name in seen:
+            snap.problems.append(
+                Problem(
+                    loaded.file, loaded.line(*path), format_path(path),
+                    f"duplicate {what} {name!r} (first at line {loaded.line(*seen[name])})",
+                )
+            )
+        else:
+            seen[name] = path
+
+
+def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
+    rel = loaded.obj
+    assert isinstance(rel, PipelineRelease)
+    s = rel.spec
+    P = snap.problems
+
+    def add(path: tuple[str | int, ...], msg: str) -> None:
+        P.append(Problem(loaded.file, loaded.line(*path), format_path(path), msg))
+
+    # duplicates within the release
+    _dupes(snap, loaded, [(("spec", "schemas", i, "name"), x.name) for i, x in enumerate(s.schemas)], "schema")
+    _dupes(snap, loaded, [(("spec", "topics", i, "name"), x.name) for i, x in enumerate(s.topics)], "topic")
+    hive = (
+        [(("spec", "tables", i, "name"), x.name) for i, x in enumerate(s.tables)]
+        + [(("spec", "views", i, "name"), x.name) for i, x in enumerate(s.views)]
+        + [(("spec", "transforms", i, "name"), x.name) for i, x in enumerate(s.transforms)]
+    )
+    _dupes(snap, loaded, hive, "table/view/transform name")
+    _dupes(snap, loaded, [(("spec", "streamingJobs", i, "name"), x.name) for i, x in enumerate(s.streaming_jobs)], "streaming job")
+    _dupes(snap, loaded, [(("spec", "dags", i, "id"), x.id) for i, x in enumerate(s.dags)], "DAG id")
+    _dupes(snap, loaded, [(("spec", "rollout", "gates", i, "name"), g.name) for i, g in enumerate(s.rollout.gates)], "gate")
+    _dupes(snap, loaded, [(("spec", "rollout", "stages", i), x) for i, x in enumerate(s.rollout.stages)], "stage")
+    _dupes(snap, loaded, [(("spec", "dependsOn", i), x) for i, x in enumerate(s.depends_on)], "dependency")
+    for i, t in enumerate(s.tables):
+        cols = [(("spec", "tables", i, "columns", j, "name"), c.name) for j, c in enumerate(t.columns)]
+        cols += [(("spec", "tables", i, "partitionedBy", j, "name"), c.name) for j, c in enumerate(t.partitioned_by)]
+        _dupes(snap, loaded, cols, "column")
+
+    # files
+    for i, sc in enumerate(s.schemas):
+        full, err = _safe_path(snap, sc.path)
+        if err is None and full is not None:
+            err = _check_schema_file(full, sc.format, sc.path)
+        if err:
+            add(("spec", "schemas", i, "path"), err)
+    for i, job in enumerate(s.streaming_jobs):
+        full, err = _safe_path(snap, job.entrypoint)
+        if err is None and full is not None:
+            err = _check_python_file(full, job.entrypoint)
+        if err:
+            add(("spec", "streamingJobs", i, "entrypoint"), err)
+    for i, dag in enumerate(s.dags):
+        full, err = _safe_path(snap, dag.path)
+        if err is None and full is not None:
+            err = _check_python_file(full, dag.path)
+        if err:
+            add(("spec", "dags", i, "path"), err)
+    for i, tr in enumerate(s.transforms):
+        _, err = _safe_path(snap, tr.sql)
+        if err:
+            add(("spec", "transforms", i, "sql"), err)
+
+    # references
+    schemas = {x.name for x in s.schemas}
+    upstream = [snap.release(d) for d in s.depends_on if d in snap.releases]
+    topics = {t.name for t in s.topics} | {t.name for r in upstream for t in r.spec.topics}
+    tables = {t.name for t in s.tables} | {t.name for r in upstream for t in r.spec.tables}
+    relations = tables | {x.name for x in s.transforms} | {v.name for r in upstream for v in r.spec.views}
+    relations |= {t.name for r in upstream for t in r.spec.transforms}
+    for i, t in enumerate(s.topics):
+        for key, ref in (("valueSchema", t.value_schema), ("keySchema", t.key_schema)):
+            if ref is not None and ref not in schemas:
+                add(("spec", "topics", i, key), f"unknown schema {ref!r}")
+    for i, job in enumerate(s.streaming_jobs):
+        for j, src in enumerate(job.sources):
+            if src.topic not in topics:
+                add(("spec", "streamingJobs", i, "sources", j, "topic"), f"unknown topic {src.topic!r}")
+        for j, sink in enumerate(job.sinks):
+            if sink.table not in {t.name for t in s.tables}:
+                add(("spec", "streamingJobs", i, "sinks", j, "table"), f"unknown table {sink.table!r}")
+    for i, v in enumerate(s.views):
+        if v.table not in relations:
+            add(("spec", "views", i, "table"), f"unknown table {v.table!r}")
+    for i, dep in enumerate(s.depends_on):
+        if dep == rel.name:
+            add(("spec", "dependsOn", i), "a release cannot depend on itself")
+        elif dep not in snap.releases and dep not in snap.invalid_releases:
+            add(("spec", "dependsOn", i), f"unknown release {dep!r}")
+    stages = s.rollout.stages
+    for i, st in enumerate(stages):
+        if st not in snap.environments:
+            add(("spec", "rollout", "stages", i), f"unknown stage {st!r} (no Environment named so)")
+    for i, g in enumerate(s.rollout.gates):
+        for j, st in enumerate(g.stages or []):
+            if st not in stages:
+                add(("spec", "rollout", "gates", i, "stages", j), f"stage {st!r} is not in rollout.stages")
+    for st in s.rollout.overrides:
+        if st not in stages:
+            add(("spec", "rollout", "overrides", st), f"stage {st!r} is not in rollout.stages")
+    for i, st in enumerate(stages):
+        if st in snap.environments:
+            target = snap.environment(st).spec.canary_of
+            if target is not None and target not in stages[i + 1 :]:
+                add(("spec", "rollout", "stages", i), f"canary stage {st!r} must come before {target!r}")
+
+
+_KIND_PATHS = (
+    ("topics", "name", "topic"),
+    ("tables", "name", "table"),
+    ("views", "name", "view"),
+    ("transforms", "name", "transform"),
+    ("streamingJobs", "name", "streaming job"),
+    ("dags", "id", "DAG"),
+)
+
+
+def _check_across_releases(snap: RepoSnapshot) -> None:
+    owners: dict[tuple[str, str], tuple[str, Loaded, tuple[str | int, ...]]] = {}
+    for rname in sorted(snap.releases):
+        loaded = snap.releases[rname]
+        data = loaded.doc.data["spec"]
+        for key, field_, what in _KIND_PATHS:
+            ns = "hive" if key in {"tables", "views", "transforms"} else key
+            for i, item in enumerate(data.get(key) or []):
+                name = item.get(field_)
+                path = ("spec", key, i, field_)
+                if (ns, name) in owners:
+                    other, oloaded, opath = owners[(ns, name)]
+                    snap.problems.append(
+                        Problem(
+                            loaded.file, loaded.line(*path), format_path(path),
+                            f"{what} {name!r} is already declared by release {other!r} "
+                            f"({oloaded.file}:{oloaded.line(*opath)})",
+                        )
+                    )
+                else:
+                    owners[(ns, name)] = (rname, loaded, path)
+
+
+def _check_cycles(snap: RepoSnapshot) -> None:
+    graph = {n: [d for d in snap.release(n).spec.depends_on if d in snap.releases] for n in snap.releases}
+    reported: set[frozenset[str]] = set()
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(graph, WHITE)
+    stack: list[str] = []
+
+    def visit(n: str) -> None:
+        color[n] = GREY
+        stack.append(n)
+        for d in graph[n]:
+            if color[d] == GREY:
+                cycle = [*stack[stack.index(d) :], d]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    loaded = snap.releases[cycle[0]]
+                    idx = snap.release(cycle[0]).spec.depends_on.index(cycle[1])
+                    snap.problems.append(
+                        Problem(
+                            loaded.file, loaded.line("spec", "dependsOn", idx), f"spec.dependsOn[{idx}]",
+                            "dependency cycle: " + " → ".join(cycle),
+                        )
+                    )
+            elif color[d] == WHITE:
+                visit(d)
+        stack.pop()
+        color[n] = BLACK
+
+    for n in sorted(graph):
+        if color[n] == WHITE:
+            visit(n)
+
+
+def validate_paths(paths: list[Path]) -> list[Problem]:
+    """Validate repos or files; problems of the given files (or whole repos) are returned."""
+    problems: list[Problem] = []
+    seen_roots: dict[Path, RepoSnapshot] = {}
+    cwd = Path.cwd()
+    for p in paths:
+        if not p.exists():
+            problems.append(Problem(str(p), 0, "", "no such file or directory"))
+            continue
+        root = find_repo_root(p.resolve())
+        if root not in seen_roots:
+            try:
+                display = root.relative_to(cwd)
+            except ValueError:
+                display = root
+            seen_roots[root] = load_repo(root, display_root=display)
+        snap = seen_roots[root]
+        if p.is_dir():
+            problems.extend(snap.problems)
+        else:
+            try:
+                display_file = str(p.resolve().relative_to(cwd))
+            except ValueError:
+                display_file = str(p.resolve())
+            file_problems = [x for x in snap.problems if Path(x.file).resolve() == p.resolve()]
+            if not (p.resolve().parent.name in MANIFEST_DIRS or p.resolve().parent.parent.name in MANIFEST_DIRS):
+                # a file outside the repo layout: validate it on its own
+                file_problems = _validate_single(p, display_file)
+            problems.extend(file_problems)
+    return sorted(set(problems))
+
+
+def _validate_single(p: Path, display: str) -> list[Problem]:
+    text, problem = decode_utf8(p.read_bytes(), display)
+    if problem:
+        return [problem]
+    assert text is not None
+    docs, problems = load_documents(text, display)
+    for doc in docs:
+        problems.extend(parse_object(doc)[1])
+    return problems
