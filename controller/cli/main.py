@@ -30,9 +30,11 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
-    """pipectl: ship Kafka topics, Spark streaming jobs, Airflow DAGs, Hive tables and SQL transforms safely."""
+    """pipectl: ship Kafka topics, Spark jobs, Airflow DAGs, Hive tables and SQL transforms safely."""
 
 
 @app.command()

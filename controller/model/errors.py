@@ -1,13 +1,13 @@
 """pipectl's own error tree. Backend SDK errors are wrapped into these, raised ``from`` the original.
 
-    PipectlError
-    ├── ManifestError            a manifest is invalid (carries every Problem found)
-    ├── PlanRefusedError         the plan holds refused changes
-    ├── BackendError             a backend call failed
-    │   ├── TransientBackendError   retried with backoff
-    │   └── PermanentBackendError   reported, not retried
-    ├── ConflictError            another instance holds the lock / a run exists already
-    └── NotFoundError            a release, stage or record does not exist
+PipectlError
+├── ManifestError            a manifest is invalid (carries every Problem found)
+├── PlanRefusedError         the plan holds refused changes
+├── BackendError             a backend call failed
+│   ├── TransientBackendError   retried with backoff
+│   └── PermanentBackendError   reported, not retried
+├── ConflictError            another instance holds the lock / a run exists already
+└── NotFoundError            a release, stage or record does not exist
 """
 
 from __future__ import annotations

@@ -22,8 +22,18 @@ SEMVER_RE = re.compile(
 )
 
 _PRIMITIVE_TYPES = {
-    "string", "int", "integer", "bigint", "smallint", "tinyint", "double", "float",
-    "boolean", "timestamp", "date", "binary",
+    "string",
+    "int",
+    "integer",
+    "bigint",
+    "smallint",
+    "tinyint",
+    "double",
+    "float",
+    "boolean",
+    "timestamp",
+    "date",
+    "binary",
 }
 
 
@@ -33,7 +43,9 @@ class IdentifierError(ValueError):
 
 def check_topic(name: str) -> str:
     if not TOPIC_RE.match(name) or name in {".", ".."}:
-        raise IdentifierError(f"invalid topic name {name!r}: allowed characters are [A-Za-z0-9._-], 1-249 long")
+        raise IdentifierError(
+            f"invalid topic name {name!r}: allowed characters are [A-Za-z0-9._-], 1-249 long"
+        )
     return name
 
 
@@ -72,7 +84,8 @@ def check_kafka_config_key(key: str) -> str:
 def check_resource_name(name: str) -> str:
     if not RESOURCE_NAME_RE.match(name):
         raise IdentifierError(
-            f"invalid name {name!r}: lower-case letters, digits and '-', starting and ending alphanumeric, max 63"
+            f"invalid name {name!r}: lower-case letters, digits and '-', "
+            "starting and ending alphanumeric, max 63"
         )
     return name
 

@@ -22,9 +22,7 @@ API_VERSION = "pipectl.dev/v1alpha1"
 class Spec(BaseModel):
     """Base for every manifest model: camelCase aliases, unknown fields forbidden, immutable."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 def _check(fn: Any, value: Any, *args: Any) -> Any:
@@ -394,6 +392,12 @@ class PipelineReleaseSpec(Spec):
     depends_on: list[str] = Field(default_factory=list, description="Releases that must be Succeeded first.")
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        # `version: 1.0` is a float to YAML; report it as a bad version, not as a type error.
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
     @field_validator("version")
     @classmethod
     def _version(cls, v: str) -> str:
@@ -493,9 +497,7 @@ class EnvironmentSpec(Spec):
         if self.canary_of is None:
             missing = [k for k in ("kafka", "hive", "presto", "airflow", "spark") if getattr(self, k) is None]
             if missing:
-                raise ValueError(
-                    "an environment without canaryOf must define " + ", ".join(missing)
-                )
+                raise ValueError("an environment without canaryOf must define " + ", ".join(missing))
         return self
 
 

@@ -47,7 +47,9 @@ class Action(BaseModel):
     kind: ResourceKind
     name: str
     reason: str = Field(description="Why, for people.")
-    reason_code: str | None = Field(default=None, description="A controller.model.reasons.Reason for refusals.")
+    reason_code: str | None = Field(
+        default=None, description="A controller.model.reasons.Reason for refusals."
+    )
     reversibility: Reversibility = Reversibility.REVERSIBLE
     changes: list[FieldChange] = Field(default_factory=list)
     desired: Resource | None = None

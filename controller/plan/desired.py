@@ -92,11 +92,15 @@ def desired_resources(
     ctx: StageContext,
     read: Reader,
     checkpoint_root: str = ".pipectl/checkpoints",
-) -> list[DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource]:
+) -> list[
+    DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource
+]:
     spec = release.spec
     owner = Owner(release=release.name, version=spec.version)
     override = spec.rollout.overrides.get(ctx.stage)
-    out: list[DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource] = []
+    out: list[
+        DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource
+    ] = []
 
     dbs = sorted({t.name.split(".")[0] for t in spec.tables} | {v.name.split(".")[0] for v in spec.views})
     out += [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in dbs]
@@ -111,8 +115,11 @@ def desired_resources(
                 config.update({k: str(v) for k, v in (o.get("config") or {}).items()})
             out.append(
                 TopicResource(
-                    name=topic_name(ctx, t.name), owner=owner, partitions=partitions,
-                    replication_factor=rf, config=config,
+                    name=topic_name(ctx, t.name),
+                    owner=owner,
+                    partitions=partitions,
+                    replication_factor=rf,
+                    config=config,
                 )
             )
 
@@ -139,20 +146,34 @@ def desired_resources(
         name = job_name(ctx, release.name, job.name)
         ckpt = checkpoint_dir(ctx, release.name, job.name, checkpoint_root)
         args = [
-            "--bootstrap-servers", ctx.spec.kafka.bootstrap_servers if ctx.spec.kafka else "",
-            "--topic", ",".join(topic_name(ctx, s.topic) for s in job.sources),
-            "--table", ",".join(table_name(ctx, s.table, shadow=True) for s in job.sinks),
-            "--checkpoint", ckpt,
-            "--trigger", job.trigger,
-            "--starting-offsets", job.sources[0].starting_offsets,
-            "--query-name", name,
-            "--version", spec.version,
+            "--bootstrap-servers",
+            ctx.spec.kafka.bootstrap_servers if ctx.spec.kafka else "",
+            "--topic",
+            ",".join(topic_name(ctx, s.topic) for s in job.sources),
+            "--table",
+            ",".join(table_name(ctx, s.table, shadow=True) for s in job.sinks),
+            "--checkpoint",
+            ckpt,
+            "--trigger",
+            job.trigger,
+            "--starting-offsets",
+            job.sources[0].starting_offsets,
+            "--query-name",
+            name,
+            "--version",
+            spec.version,
             *job.args,
         ]
         out.append(
             StreamingJobResource(
-                name=name, owner=owner, version=spec.version, entrypoint=job.entrypoint,
-                entrypoint_digest=digest(code), args=args, conf=conf, checkpoint=ckpt,
+                name=name,
+                owner=owner,
+                version=spec.version,
+                entrypoint=job.entrypoint,
+                entrypoint_digest=digest(code),
+                args=args,
+                conf=conf,
+                checkpoint=ckpt,
                 strategy=job.strategy.value,
             )
         )
@@ -166,8 +187,12 @@ def desired_resources(
             src = read(d.path)
             out.append(
                 DagResource(
-                    name=dag_id(ctx, d.id), owner=owner, file_name=f"{dag_id(ctx, d.id)}.py",
-                    source_digest=digest(src), version=spec.version, paused=False,
+                    name=dag_id(ctx, d.id),
+                    owner=owner,
+                    file_name=f"{dag_id(ctx, d.id)}.py",
+                    source_digest=digest(src),
+                    version=spec.version,
+                    paused=False,
                     source=src.decode("utf-8"),
                 )
             )

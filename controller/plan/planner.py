@@ -56,4 +56,6 @@ def make_plan(
     prune_candidates: Sequence[Any] = (),
 ) -> Plan:
     actions = diff_resources(desired, live, ctx or DiffContext(), prune_candidates)
-    return Plan(release=release, version=version, stage=stage, commit=commit, generated_at=now, actions=actions)
+    return Plan(
+        release=release, version=version, stage=stage, commit=commit, generated_at=now, actions=actions
+    )

@@ -1,1 +1,2 @@
-"""Reading manifests: YAML with positions (``loader``), repo-level validation (``validate``), git (``git``)."""
+"""Reading manifests: YAML with positions (``loader``), repo-level validation (``validate``),
+git (``git``)."""

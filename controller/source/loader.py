@@ -102,7 +102,9 @@ class _Converter:
             out: dict[Any, Any] = {}
             for knode, vnode in node.value:
                 if knode.tag == "tag:yaml.org,2002:merge":
-                    raise _LoadError(knode.start_mark.line + 1, "YAML merge keys (<<) are not supported", path)
+                    raise _LoadError(
+                        knode.start_mark.line + 1, "YAML merge keys (<<) are not supported", path
+                    )
                 if not isinstance(knode, yaml.ScalarNode):
                     raise _LoadError(knode.start_mark.line + 1, "mapping keys must be plain scalars", path)
                 key = self.loader.construct_object(knode, deep=True)
@@ -127,7 +129,9 @@ def decode_utf8(raw: bytes, file: str) -> tuple[str | None, Problem | None]:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        return None, Problem(file, line, "", f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})")
+        return None, Problem(
+            file, line, "", f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+        )
 
 
 def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class RepoSnapshot:
     environments: dict[str, Loaded] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     invalid_releases: dict[str, list[Problem]] = field(default_factory=dict)
+    invalid_environments: set[str] = field(default_factory=set)
     commit: str | None = None
 
     def release(self, name: str) -> PipelineRelease:
@@ -118,7 +119,11 @@ def parse_object(doc: Document) -> tuple[Any | None, list[Problem]]:
         return None, [Problem(doc.file, doc.start_line, "", "a manifest must be a YAML mapping")]
     kind, api = data.get("kind"), data.get("apiVersion")
     if api != API_VERSION:
-        msg = "required field is missing" if api is None else f"unsupported apiVersion {api!r} (expected {API_VERSION})"
+        msg = (
+            "required field is missing"
+            if api is None
+            else f"unsupported apiVersion {api!r} (expected {API_VERSION})"
+        )
         return None, [Problem(doc.file, doc.line_of(("apiVersion",)), "apiVersion", msg)]
     if kind not in KINDS:
         msg = (
@@ -161,7 +166,7 @@ def load_repo(root: Path, display_root: Path | None = None) -> RepoSnapshot:
 
     def rel(p: Path) -> str:
         try:
-            return str(p.relative_to(shown)) if shown == root else str((shown / p.relative_to(root)))
+            return str(p.relative_to(shown)) if shown == root else str(shown / p.relative_to(root))
         except ValueError:
             return str(p)
 
@@ -178,18 +183,23 @@ def load_repo(root: Path, display_root: Path | None = None) -> RepoSnapshot:
         for doc in docs:
             obj, problems = parse_object(doc)
             snap.problems.extend(problems)
-            if problems:
+            if obj is None:
                 name = _raw_name(doc)
                 if name and doc.data.get("kind") == "PipelineRelease":
                     snap.invalid_releases.setdefault(name, []).extend(problems)
+                elif name and doc.data.get("kind") == "Environment":
+                    snap.invalid_environments.add(name)
                 continue
             table = snap.releases if isinstance(obj, PipelineRelease) else snap.environments
             if obj.name in table:
                 first = table[obj.name]
+                where = f"{first.file}:{first.line('metadata', 'name')}"
                 snap.problems.append(
                     Problem(
-                        fname, doc.line_of(("metadata", "name")), "metadata.name",
-                        f"duplicate {obj.kind} {obj.name!r} (also defined at {first.file}:{first.line('metadata', 'name')})",
+                        fname,
+                        doc.line_of(("metadata", "name")),
+                        "metadata.name",
+                        f"duplicate {obj.kind} {obj.name!r} (also defined at {where})",
                     )
                 )
                 continue
@@ -230,14 +240,26 @@ def _check_environments(snap: RepoSnapshot) -> None:
             continue
         path = ("spec", "canaryOf")
         if target == name:
-            snap.problems.append(Problem(loaded.file, loaded.line(*path), "spec.canaryOf", "an environment cannot be a canary of itself"))
+            snap.problems.append(
+                Problem(
+                    loaded.file,
+                    loaded.line(*path),
+                    "spec.canaryOf",
+                    "an environment cannot be a canary of itself",
+                )
+            )
         elif target not in snap.environments:
             snap.problems.append(
                 Problem(loaded.file, loaded.line(*path), "spec.canaryOf", f"unknown environment {target!r}")
             )
         elif snap.environment(target).spec.canary_of is not None:
             snap.problems.append(
-                Problem(loaded.file, loaded.line(*path), "spec.canaryOf", f"{target!r} is itself a canary environment")
+                Problem(
+                    loaded.file,
+                    loaded.line(*path),
+                    "spec.canaryOf",
+                    f"{target!r} is itself a canary environment",
+                )
             )
 
 
@@ -288,13 +310,17 @@ def _check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | No
     return None
 
 
-def _dupes(snap: RepoSnapshot, loaded: Loaded, items: list[tuple[tuple[str | int, ...], str]], what: str) -> None:
+def _dupes(
+    snap: RepoSnapshot, loaded: Loaded, items: Sequence[tuple[tuple[str | int, ...], str]], what: str
+) -> None:
     seen: dict[str, tuple[str | int, ...]] = {}
     for path, name in items:
         if name in seen:
             snap.problems.append(
                 Problem(
-                    loaded.file, loaded.line(*path), format_path(path),
+                    loaded.file,
+                    loaded.line(*path),
+                    format_path(path),
                     f"duplicate {what} {name!r} (first at line {loaded.line(*seen[name])})",
                 )
             )
@@ -312,7 +338,9 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
         P.append(Problem(loaded.file, loaded.line(*path), format_path(path), msg))
 
     # duplicates within the release
-    _dupes(snap, loaded, [(("spec", "schemas", i, "name"), x.name) for i, x in enumerate(s.schemas)], "schema")
+    _dupes(
+        snap, loaded, [(("spec", "schemas", i, "name"), x.name) for i, x in enumerate(s.schemas)], "schema"
+    )
     _dupes(snap, loaded, [(("spec", "topics", i, "name"), x.name) for i, x in enumerate(s.topics)], "topic")
     hive = (
         [(("spec", "tables", i, "name"), x.name) for i, x in enumerate(s.tables)]
@@ -320,14 +348,29 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
         + [(("spec", "transforms", i, "name"), x.name) for i, x in enumerate(s.transforms)]
     )
     _dupes(snap, loaded, hive, "table/view/transform name")
-    _dupes(snap, loaded, [(("spec", "streamingJobs", i, "name"), x.name) for i, x in enumerate(s.streaming_jobs)], "streaming job")
+    _dupes(
+        snap,
+        loaded,
+        [(("spec", "streamingJobs", i, "name"), x.name) for i, x in enumerate(s.streaming_jobs)],
+        "streaming job",
+    )
     _dupes(snap, loaded, [(("spec", "dags", i, "id"), x.id) for i, x in enumerate(s.dags)], "DAG id")
-    _dupes(snap, loaded, [(("spec", "rollout", "gates", i, "name"), g.name) for i, g in enumerate(s.rollout.gates)], "gate")
-    _dupes(snap, loaded, [(("spec", "rollout", "stages", i), x) for i, x in enumerate(s.rollout.stages)], "stage")
+    _dupes(
+        snap,
+        loaded,
+        [(("spec", "rollout", "gates", i, "name"), g.name) for i, g in enumerate(s.rollout.gates)],
+        "gate",
+    )
+    _dupes(
+        snap, loaded, [(("spec", "rollout", "stages", i), x) for i, x in enumerate(s.rollout.stages)], "stage"
+    )
     _dupes(snap, loaded, [(("spec", "dependsOn", i), x) for i, x in enumerate(s.depends_on)], "dependency")
     for i, t in enumerate(s.tables):
         cols = [(("spec", "tables", i, "columns", j, "name"), c.name) for j, c in enumerate(t.columns)]
-        cols += [(("spec", "tables", i, "partitionedBy", j, "name"), c.name) for j, c in enumerate(t.partitioned_by)]
+        cols += [
+            (("spec", "tables", i, "partitionedBy", j, "name"), c.name)
+            for j, c in enumerate(t.partitioned_by)
+        ]
         _dupes(snap, loaded, cols, "column")
 
     # files
@@ -361,8 +404,8 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
     tables = {t.name for t in s.tables} | {t.name for r in upstream for t in r.spec.tables}
     relations = tables | {x.name for x in s.transforms} | {v.name for r in upstream for v in r.spec.views}
     relations |= {t.name for r in upstream for t in r.spec.transforms}
-    for i, t in enumerate(s.topics):
-        for key, ref in (("valueSchema", t.value_schema), ("keySchema", t.key_schema)):
+    for i, topic in enumerate(s.topics):
+        for key, ref in (("valueSchema", topic.value_schema), ("keySchema", topic.key_schema)):
             if ref is not None and ref not in schemas:
                 add(("spec", "topics", i, key), f"unknown schema {ref!r}")
     for i, job in enumerate(s.streaming_jobs):
@@ -382,7 +425,7 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
             add(("spec", "dependsOn", i), f"unknown release {dep!r}")
     stages = s.rollout.stages
     for i, st in enumerate(stages):
-        if st not in snap.environments:
+        if st not in snap.environments and st not in snap.invalid_environments:
             add(("spec", "rollout", "stages", i), f"unknown stage {st!r} (no Environment named so)")
     for i, g in enumerate(s.rollout.gates):
         for j, st in enumerate(g.stages or []):
@@ -418,16 +461,18 @@ def _check_across_releases(snap: RepoSnapshot) -> None:
             for i, item in enumerate(data.get(key) or []):
                 name = item.get(field_)
                 path = ("spec", key, i, field_)
-                if (ns, name) in owners:
+                if (ns, name) in owners and owners[(ns, name)][0] != rname:
                     other, oloaded, opath = owners[(ns, name)]
                     snap.problems.append(
                         Problem(
-                            loaded.file, loaded.line(*path), format_path(path),
+                            loaded.file,
+                            loaded.line(*path),
+                            format_path(path),
                             f"{what} {name!r} is already declared by release {other!r} "
                             f"({oloaded.file}:{oloaded.line(*opath)})",
                         )
                     )
-                else:
+                elif (ns, name) not in owners:
                     owners[(ns, name)] = (rname, loaded, path)
 
 
@@ -451,7 +496,9 @@ def _check_cycles(snap: RepoSnapshot) -> None:
                     idx = snap.release(cycle[0]).spec.depends_on.index(cycle[1])
                     snap.problems.append(
                         Problem(
-                            loaded.file, loaded.line("spec", "dependsOn", idx), f"spec.dependsOn[{idx}]",
+                            loaded.file,
+                            loaded.line("spec", "dependsOn", idx),
+                            f"spec.dependsOn[{idx}]",
                             "dependency cycle: " + " → ".join(cycle),
                         )
                     )
@@ -490,7 +537,9 @@ def validate_paths(paths: list[Path]) -> list[Problem]:
             except ValueError:
                 display_file = str(p.resolve())
             file_problems = [x for x in snap.problems if Path(x.file).resolve() == p.resolve()]
-            if not (p.resolve().parent.name in MANIFEST_DIRS or p.resolve().parent.parent.name in MANIFEST_DIRS):
+            if not (
+                p.resolve().parent.name in MANIFEST_DIRS or p.resolve().parent.parent.name in MANIFEST_DIRS
+            ):
                 # a file outside the repo layout: validate it on its own
                 file_problems = _validate_single(p, display_file)
             problems.extend(file_problems)

@@ -1,0 +1,26 @@
+"""Shared fixtures for unit tests: a minimal valid manifest repository built in a temp dir."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A copy of the example repo's manifests, with stub pipeline files (valid Python/SQL)."""
+    root = tmp_path / "repo"
+    for d in ("releases", "environments", "schemas"):
+        shutil.copytree(MANIFESTS / d, root / d)
+    for rel, text in {
+        "jobs/host_metrics_agg.py": "print('job')\n",
+        "dags/host_metrics_daily.py": "DAG = None\n",
+        "transforms/host_metrics_daily.sql": "SELECT 1\n",
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
