@@ -1,0 +1,413 @@
+"""Kafka adapter: observes topics and applies one topic action at a time (confluent-kafka AdminClient).
+
+The only module that imports ``confluent_kafka``. A pass observes topics in two batched round
+trips whatever their number: one metadata request (``describe_topics``) and one
+``describe_configs`` for the topics found. Live configs carry every value the broker reports,
+defaults included; the rule compares only the keys a manifest sets.
+
+``apply`` re-reads the topic before changing anything, so re-applying an action whose effect is
+present makes no changing call. After a change it waits (up to ``timeout``) until a read shows the
+effect, so the next observe of the pass sees it. It never deletes a topic unless the action is a
+DELETE, which the rule emits only for approved names. SDK errors become ``TransientBackendError``
+(retried with backoff) or ``PermanentBackendError``, raised from the original.
+
+Offsets for gates and replays (``end_offsets``, ``offsets_for_times``) use the admin
+``ListOffsets`` call: one batched request, and no consumer group is joined or committed to.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
+
+# confluent_kafka.admin documents these names but has no __all__, so mypy sees them as private.
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from controller.adapters._retry import retrying
+from controller.adapters.base import ApplyResult, CallStats
+from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
+from controller.plan.actions import Action, Op
+from controller.plan.resources import Resource, ResourceKind, TopicResource
+from controller.plan.rules.kafka import config_drift, wire_config_value
+
+BACKEND = "kafka"
+_log = structlog.get_logger(__name__)
+
+# Errors worth retrying even when librdkafka does not flag them retriable.
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
+        KafkaError._WAIT_COORD,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_CONTROLLER,
+        KafkaError.BROKER_NOT_AVAILABLE,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError.THROTTLING_QUOTA_EXCEEDED,
+    }
+)
+_LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class _TopicMeta:
+    partitions: tuple[int, ...]
+    replication_factor: int
+
+    def resource(self, name: str, config: dict[str, str] | None = None) -> TopicResource:
+        return TopicResource(
+            name=name, partitions=len(self.partitions), replication_factor=self.replication_factor,
+            config=config or {},
+        )
+
+
+def _code(exc: KafkaException) -> int | None:
+    err = exc.args[0] if exc.args else None
+    return err.code() if isinstance(err, KafkaError) else None
+
+
+def _classify(op: str, exc: KafkaException) -> BackendError:
+    err = exc.args[0] if exc.args else None
+    if isinstance(err, KafkaError):
+        text = f"{op}: {err.name()}: {err.str()}"
+        if err.retriable() or err.code() in _TRANSIENT_CODES:
+            return TransientBackendError(BACKEND, text)
+        return PermanentBackendError(BACKEND, text)
+    return PermanentBackendError(BACKEND, f"{op}: {exc}")
+
+
+class KafkaAdapter:
+    """Observe and apply ``Topic`` resources on one Kafka cluster."""
+
+    kinds: frozenset[ResourceKind] = frozenset({ResourceKind.TOPIC})
+
+    def __init__(self, bootstrap_servers: str, *, timeout: float = 10.0) -> None:
+        self.stats = CallStats()
+        self._timeout = timeout
+        self._admin = AdminClient(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "client.id": "pipectl",
+                "socket.timeout.ms": int(timeout * 1000),
+            },
+            logger=logging.getLogger("confluent_kafka.admin"),
+        )
+        self._closed = False
+
+    # --- Adapter protocol ----------------------------------------------------------------------
+
+    def observe(self, kind: ResourceKind, names: Sequence[str]) -> dict[str, Resource]:
+        """Live topics among ``names``: one metadata read, then one config read for those found."""
+        self._check_kind(kind)
+        return dict(self._observe(names))
+
+    def apply(self, action: Action) -> ApplyResult:
+        self._check_kind(action.kind)
+        log = _log.bind(action=action.id)
+        if action.op is Op.REFUSE:
+            raise PermanentBackendError(
+                BACKEND,
+                f"{action.id} is a refusal ({action.reason_code}) and cannot be applied: {action.reason}",
+            )
+        if action.op is Op.CREATE:
+            result = self._create(action)
+        elif action.op is Op.UPDATE:
+            result = self._update(action)
+        elif action.op is Op.DELETE:
+            result = self._delete(action)
+        else:
+            raise PermanentBackendError(BACKEND, f"{action.id}: {action.op} is not supported for topics")
+        log.info("kafka.apply", changed=result.changed, message=result.message)
+        return result
+
+    # --- extras for gates and replays ----------------------------------------------------------
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """Log-end offset (high watermark) of each partition of ``topic``."""
+        meta = self._meta_of(topic)
+        return self._list_offsets(topic, meta.partitions, _LATEST)
+
+    def offsets_for_times(self, topic: str, ts_ms: int) -> dict[int, int]:
+        """Per partition, the first offset whose record timestamp is ``>= ts_ms``.
+
+        A partition with no record that recent maps to its end offset: replaying from there reads
+        only records that arrive later, which is what "from time T" means for it.
+        """
+        meta = self._meta_of(topic)
+        found = self._list_offsets(topic, meta.partitions, OffsetSpec.for_timestamp(ts_ms))
+        missing = [p for p, off in found.items() if off < 0]
+        if missing:
+            found.update(self._list_offsets(topic, tuple(missing), _LATEST))
+        return found
+
+    def list_topic_names(self, prefix: str = "") -> list[str]:
+        """Names of the cluster's topics starting with ``prefix`` (internal topics excluded)."""
+        return sorted(n for n in self._list_topics() if n.startswith(prefix) and not n.startswith("__"))
+
+    def close(self) -> None:
+        # The AdminClient has no close(); dropping it tears down its threads and sockets.
+        self._closed = True
+        del self._admin
+
+    # --- apply, one op each --------------------------------------------------------------------
+
+    def _create(self, action: Action) -> ApplyResult:
+        desired = _desired_topic(action)
+        if self._describe_topics([desired.name]):
+            return ApplyResult(action_id=action.id, changed=False, message="topic exists")
+        created = self._create_topic(desired)
+        if not created:
+            return ApplyResult(action_id=action.id, changed=False, message="topic exists")
+        self._await(desired.name, lambda live: live is not None and live.partitions == desired.partitions)
+        return ApplyResult(
+            action_id=action.id, changed=True, message=f"created with {desired.partitions} partitions"
+        )
+
+    def _update(self, action: Action) -> ApplyResult:
+        desired = _desired_topic(action)
+        live = self._observe([desired.name]).get(desired.name)
+        if live is None:
+            raise PermanentBackendError(BACKEND, f"{action.id}: topic does not exist any more; plan again")
+        # The rule refuses these; finding them here means live changed since the plan was made.
+        if desired.partitions < live.partitions:
+            raise PermanentBackendError(
+                BACKEND, f"{action.id}: live has {live.partitions} partitions, more than {desired.partitions}"
+            )
+        if desired.replication_factor != live.replication_factor:
+            raise PermanentBackendError(
+                BACKEND,
+                f"{action.id}: live replication factor {live.replication_factor} "
+                f"≠ {desired.replication_factor}; plan again",
+            )
+        drift = config_drift(desired.config, live.config)
+        grow = desired.partitions > live.partitions
+        if not drift and not grow:
+            return ApplyResult(action_id=action.id, changed=False, message="already converged")
+        done: list[str] = []
+        if drift:
+            keys = [c.field.removeprefix("config.") for c in drift]
+            self._alter_configs(desired.name, {k: wire_config_value(k, desired.config[k]) for k in keys})
+            done += [str(c) for c in drift]
+        if grow:
+            self._create_partitions(desired.name, desired.partitions)
+            done.append(f"partitions: {live.partitions} → {desired.partitions}")
+
+        def converged(now: TopicResource | None) -> bool:
+            return (
+                now is not None
+                and now.partitions == desired.partitions
+                and not config_drift(desired.config, now.config)
+            )
+
+        self._await(desired.name, converged, with_config=bool(drift))
+        return ApplyResult(action_id=action.id, changed=True, message="; ".join(done))
+
+    def _delete(self, action: Action) -> ApplyResult:
+        name = action.name
+        if not self._describe_topics([name]):
+            return ApplyResult(action_id=action.id, changed=False, message="topic absent")
+        self._delete_topic(name)
+        self._await(name, lambda live: live is None)
+        return ApplyResult(action_id=action.id, changed=True, message="deleted")
+
+    def _await(
+        self, name: str, done: Callable[[TopicResource | None], bool], *, with_config: bool = False
+    ) -> None:
+        """Poll until a read shows the effect of a change (metadata reaches brokers asynchronously)."""
+        deadline = time.monotonic() + self._timeout
+        pause = 0.05
+        while True:
+            if with_config:
+                live = self._observe([name]).get(name)
+            else:
+                meta = self._describe_topics([name]).get(name)
+                live = meta.resource(name) if meta else None
+            if done(live):
+                return
+            if time.monotonic() >= deadline:
+                raise TransientBackendError(BACKEND, f"{name}: change not visible after {self._timeout}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    # --- round trips (each counted, errors wrapped, transient ones retried) ----------------------
+
+    def _observe(self, names: Sequence[str]) -> dict[str, TopicResource]:
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        meta = self._describe_topics(wanted)
+        configs = self._describe_configs(sorted(meta)) if meta else {}
+        return {
+            n: m.resource(n, configs[n])
+            for n, m in meta.items()
+            if n in configs  # deleted between the two reads: absent
+        }
+
+    @retrying()
+    def _describe_topics(self, names: Sequence[str]) -> dict[str, _TopicMeta]:
+        self.stats.count("describe_topics")
+        out: dict[str, _TopicMeta] = {}
+        with self._sdk_errors("describe_topics"):
+            futures = self._admin.describe_topics(TopicCollection(list(names)), request_timeout=self._timeout)
+            for name, fut in futures.items():
+                try:
+                    desc = fut.result(timeout=self._timeout)
+                except KafkaException as e:
+                    if _code(e) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        continue
+                    raise
+                parts = sorted(desc.partitions, key=lambda p: p.id)
+                # During a reassignment replica lists differ; the largest is the factor being kept.
+                rf = max((len(p.replicas) for p in parts), default=0)
+                out[name] = _TopicMeta(partitions=tuple(p.id for p in parts), replication_factor=rf)
+        return out
+
+    @retrying()
+    def _describe_configs(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        self.stats.count("describe_configs")
+        out: dict[str, dict[str, str]] = {}
+        with self._sdk_errors("describe_configs"):
+            resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+            futures = self._admin.describe_configs(resources, request_timeout=self._timeout)
+            for res, fut in futures.items():
+                try:
+                    entries: dict[str, ConfigEntry] = fut.result(timeout=self._timeout)
+                except KafkaException as e:
+                    if _code(e) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        continue
+                    raise
+                # Sensitive values come back as None; they cannot be compared and are left out.
+                out[res.name] = {k: e.value for k, e in entries.items() if e.value is not None}
+        return out
+
+    @retrying()
+    def _list_topics(self) -> list[str]:
+        self.stats.count("list_topics")
+        with self._sdk_errors("list_topics"):
+            return list(self._admin.list_topics(timeout=self._timeout).topics)
+
+    @retrying()
+    def _create_topic(self, desired: TopicResource) -> bool:
+        """Create the topic; False when it exists already (e.g. a retried request that did land)."""
+        self.stats.count("create_topics")
+        config = {k: wire_config_value(k, v) for k, v in desired.config.items()}
+        new = NewTopic(
+            desired.name,
+            num_partitions=desired.partitions,
+            replication_factor=desired.replication_factor,
+            config=config,
+        )
+        with self._sdk_errors("create_topics"):
+            fut = self._admin.create_topics(
+                [new], operation_timeout=self._timeout, request_timeout=self._timeout
+            )[desired.name]
+            try:
+                fut.result(timeout=self._timeout)
+            except KafkaException as e:
+                if _code(e) == KafkaError.TOPIC_ALREADY_EXISTS:
+                    return False
+                raise
+        return True
+
+    @retrying()
+    def _alter_configs(self, name: str, values: dict[str, str]) -> None:
+        # SET of absolute values: repeating it (a retry) gives the same state.
+        self.stats.count("incremental_alter_configs")
+        entries = [
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sorted(values.items())
+        ]
+        res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        with self._sdk_errors("incremental_alter_configs"):
+            for fut in self._admin.incremental_alter_configs([res], request_timeout=self._timeout).values():
+                fut.result(timeout=self._timeout)
+
+    @retrying()
+    def _create_partitions(self, name: str, total: int) -> None:
+        self.stats.count("create_partitions")
+        with self._sdk_errors("create_partitions"):
+            fut = self._admin.create_partitions(
+                [NewPartitions(name, total)], operation_timeout=self._timeout, request_timeout=self._timeout
+            )[name]
+            try:
+                fut.result(timeout=self._timeout)
+            except KafkaException as e:
+                # A retry after a request that did land: the topic has `total` partitions already.
+                if _code(e) == KafkaError.INVALID_PARTITIONS:
+                    meta = self._describe_topics([name]).get(name)
+                    if meta is not None and len(meta.partitions) == total:
+                        return
+                raise
+
+    @retrying()
+    def _delete_topic(self, name: str) -> None:
+        self.stats.count("delete_topics")
+        with self._sdk_errors("delete_topics"):
+            fut = self._admin.delete_topics(
+                [name], operation_timeout=self._timeout, request_timeout=self._timeout
+            )[name]
+            try:
+                fut.result(timeout=self._timeout)
+            except KafkaException as e:
+                if _code(e) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    return
+                raise
+
+    @retrying()
+    def _list_offsets(self, topic: str, partitions: Sequence[int], spec: OffsetSpec) -> dict[int, int]:
+        self.stats.count("list_offsets")
+        request = {TopicPartition(topic, p): spec for p in partitions}
+        out: dict[int, int] = {}
+        with self._sdk_errors("list_offsets"):
+            for tp, fut in self._admin.list_offsets(request, request_timeout=self._timeout).items():
+                out[tp.partition] = int(fut.result(timeout=self._timeout).offset)
+        return out
+
+    def _meta_of(self, topic: str) -> _TopicMeta:
+        meta = self._describe_topics([topic]).get(topic)
+        if meta is None:
+            raise PermanentBackendError(BACKEND, f"topic {topic} does not exist")
+        return meta
+
+    @contextmanager
+    def _sdk_errors(self, op: str) -> Iterator[None]:
+        if self._closed:
+            raise PermanentBackendError(BACKEND, f"{op}: adapter is closed")
+        try:
+            yield
+        except BackendError:
+            raise
+        except KafkaException as e:
+            raise _classify(op, e) from e
+        except FutureTimeout as e:
+            raise TransientBackendError(BACKEND, f"{op}: no answer within {self._timeout}s") from e
+
+    @staticmethod
+    def _check_kind(kind: ResourceKind) -> None:
+        if kind is not ResourceKind.TOPIC:
+            raise PermanentBackendError(BACKEND, f"the Kafka adapter handles topics, not {kind}")
+
+
+def _desired_topic(action: Action) -> TopicResource:
+    if not isinstance(action.desired, TopicResource):
+        raise PermanentBackendError(BACKEND, f"{action.id}: the action carries no desired topic")
+    return action.desired
+
