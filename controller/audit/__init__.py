@@ -1,1 +1,1 @@
-"""audit package."""
+"""Audit: the append-only, hash-chained run ledger and its OpenLineage export."""

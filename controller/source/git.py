@@ -1,0 +1,116 @@
+"""Git source: resolve a branch to one commit per pass and materialize that commit's tree.
+
+``repo`` may be a local path (a git work tree or a bare repo) or a URL; URLs are fetched into a
+cache under the state dir. A plain directory that is not a git repository is read as it is
+(commit ``None``), which is what ``pipectl plan --repo manifests`` uses. All git calls are argv
+lists; nothing from a manifest reaches a shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.model.errors import PipectlError
+
+
+class GitError(PipectlError):
+    pass
+
+
+def _git(*args: str, cwd: Path | None = None, timeout: float = 120) -> bytes:
+    try:
+        r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise GitError(f"git {args[0]}: {e}") from e
+    if r.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])}: {r.stderr.decode(errors='replace').strip()}")
+    return r.stdout
+
+
+def _is_url(repo: str) -> bool:
+    return "://" in repo or repo.startswith("git@")
+
+
+@dataclass
+class Checkout:
+    root: Path
+    commit: str | None
+
+
+class GitSource:
+    def __init__(
+        self, repo: str, branch: str = "main", cache_dir: Path = Path(".pipectl/git"), subdir: str = ""
+    ):
+        self.repo = repo
+        self.branch = branch
+        self.cache_dir = cache_dir
+        self.subdir = subdir.strip("/")
+        self._plain_dir: Path | None = None
+        if not _is_url(repo):
+            p = Path(repo).resolve()
+            if not p.exists():
+                raise GitError(f"repository {repo!r} does not exist")
+            probe = subprocess.run(
+                ["git", "-C", str(p), "rev-parse", "--git-dir"], capture_output=True, check=False
+            )
+            if probe.returncode != 0:
+                self._plain_dir = p
+
+    @property
+    def is_git(self) -> bool:
+        return self._plain_dir is None
+
+    def _mirror(self) -> Path:
+        key = hashlib.sha256(self.repo.encode()).hexdigest()[:16]
+        mirror = self.cache_dir / f"{key}.git"
+        if not mirror.exists():
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            _git("clone", "--bare", "--quiet", self.repo, str(mirror))
+        return mirror
+
+    def resolve(self) -> str | None:
+        """The commit SHA the branch points at now (fetching first for URLs)."""
+        if self._plain_dir is not None:
+            return None
+        if _is_url(self.repo):
+            mirror = self._mirror()
+            _git(
+                "fetch",
+                "--quiet",
+                "--prune",
+                "origin",
+                f"+refs/heads/{self.branch}:refs/heads/{self.branch}",
+                cwd=mirror,
+            )
+            return _git("rev-parse", f"refs/heads/{self.branch}", cwd=mirror).decode().strip()
+        return _git("rev-parse", f"refs/heads/{self.branch}", cwd=Path(self.repo)).decode().strip()
+
+    def checkout(self, commit: str | None) -> Checkout:
+        """The tree of ``commit`` as a directory (cached per commit; trees are immutable)."""
+        if self._plain_dir is not None or commit is None:
+            root = self._plain_dir or Path(self.repo).resolve()
+            return Checkout(root / self.subdir if self.subdir else root, None)
+        dest = self.cache_dir / "trees" / commit
+        if not dest.exists():
+            src = self._mirror() if _is_url(self.repo) else Path(self.repo)
+            data = _git("archive", "--format=tar", commit, cwd=src)
+            tmp = dest.with_name(commit + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(tmp, filter="data")
+            tmp.rename(dest)
+            self._prune_trees(keep=commit)
+        return Checkout(dest / self.subdir if self.subdir else dest, commit)
+
+    def _prune_trees(self, keep: str, max_trees: int = 20) -> None:
+        trees = sorted((self.cache_dir / "trees").iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in trees[max_trees:]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,480 @@
+"""State store: release status, the apply journal, run history, events, approvals, known-good versions,
+the audit ledger and the backfill ledger.
+
+Everything here is rebuildable from git + backends except the audit ledger and approvals, which are
+history: back them up (``pipectl state backup``). SQLAlchemy Core keeps SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+DEFAULT_STATE_DIR = Path(".pipectl")
+DEFAULT_URL = f"sqlite:///{DEFAULT_STATE_DIR / 'state.db'}"
+
+metadata = MetaData()
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("spec_digest", String(80)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False, index=True),
+    Column("release", String(128), nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("plan_digest", String(80), nullable=False),
+    Column("action_id", String(512), nullable=False),
+    Column("action", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # started | done | failed | skipped
+    Column("message", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("plan_digest", "action_id", name="uq_journal_plan_action"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("release", String(128), nullable=False, index=True),
+    Column("stage", String(64)),
+    Column("version", String(64)),
+    Column("kind", String(32), nullable=False),
+    Column("commit", String(64)),
+    Column("outcome", String(32)),
+    Column("reason", String(64)),
+    Column("message", Text),
+    Column("gates", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("release", String(128), nullable=False, index=True),
+    Column("stage", String(64)),
+    Column("type", String(16), nullable=False),  # Normal | Warning
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("release", String(128), nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("approver", String(128), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("release", "stage", "version", name="uq_approval"),
+)
+
+known_good = Table(
+    "known_good",
+    metadata,
+    Column("release", String(128), primary_key=True),
+    Column("stage", String(64), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("commit", String(64)),
+    Column("manifest", Text, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("record_id", String(64), nullable=False, unique=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("release", String(128), index=True),
+    Column("kind", String(32), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("record", Text, nullable=False),
+)
+
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("release", String(128), primary_key=True),
+    Column("stage", String(64), primary_key=True),
+    Column("partition", String(64), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("run_id", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("rows", Integer),
+    Column("checksum", String(80)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything pipectl stores is UTC.
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt
+
+
+class Store:
+    """The one interface to the controller's state."""
+
+    def __init__(self, url: str = DEFAULT_URL):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- release status ----------------------------------------------------------------------
+
+    def get_status(self, release: str) -> dict[str, Any] | None:
+        with self.tx() as c:
+            row = c.execute(select(releases.c.status).where(releases.c.name == release)).first()
+        return json.loads(row[0]) if row else None
+
+    def list_statuses(self) -> dict[str, dict[str, Any]]:
+        with self.tx() as c:
+            rows = c.execute(select(releases.c.name, releases.c.status).order_by(releases.c.name)).all()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    def put_status(self, release: str, status: dict[str, Any], spec_digest: str | None = None) -> None:
+        now = utcnow()
+        text = json.dumps(status, sort_keys=True, default=str)
+        with self.tx() as c:
+            n = c.execute(
+                update(releases)
+                .where(releases.c.name == release)
+                .values(status=text, spec_digest=spec_digest, updated_at=now)
+            ).rowcount
+            if not n:
+                c.execute(
+                    insert(releases).values(
+                        name=release, status=text, spec_digest=spec_digest, updated_at=now
+                    )
+                )
+
+    def delete_status(self, release: str) -> None:
+        with self.tx() as c:
+            c.execute(delete(releases).where(releases.c.name == release))
+
+    # --- journal -----------------------------------------------------------------------------
+
+    def journal_state(self, plan_digest: str, action_id: str) -> str | None:
+        with self.tx() as c:
+            row = c.execute(
+                select(journal.c.state).where(
+                    and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id)
+                )
+            ).first()
+        return row[0] if row else None
+
+    def journal_begin(
+        self, run_id: str, release: str, stage: str, plan_digest: str, action_id: str, action: str
+    ) -> None:
+        now = utcnow()
+        with self.tx() as c:
+            n = c.execute(
+                update(journal)
+                .where(and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id))
+                .values(state="started", run_id=run_id, started_at=now, finished_at=None, message=None)
+            ).rowcount
+            if not n:
+                c.execute(
+                    insert(journal).values(
+                        run_id=run_id,
+                        release=release,
+                        stage=stage,
+                        plan_digest=plan_digest,
+                        action_id=action_id,
+                        action=action,
+                        state="started",
+                        started_at=now,
+                    )
+                )
+
+    def journal_end(self, plan_digest: str, action_id: str, state: str, message: str = "") -> None:
+        with self.tx() as c:
+            c.execute(
+                update(journal)
+                .where(and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id))
+                .values(state=state, message=message, finished_at=utcnow())
+            )
+
+    def journal_rows(self, release: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        q = select(journal).order_by(journal.c.id)
+        if release:
+            q = q.where(journal.c.release == release)
+        if run_id:
+            q = q.where(journal.c.run_id == run_id)
+        with self.tx() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    # --- runs (history) ----------------------------------------------------------------------
+
+    def run_start(
+        self, run_id: str, release: str, stage: str | None, version: str | None, kind: str, commit: str | None
+    ) -> None:
+        with self.tx() as c:
+            c.execute(
+                insert(runs).values(
+                    run_id=run_id,
+                    release=release,
+                    stage=stage,
+                    version=version,
+                    kind=kind,
+                    commit=commit,
+                    started_at=utcnow(),
+                )
+            )
+
+    def run_end(
+        self,
+        run_id: str,
+        outcome: str,
+        reason: str | None = None,
+        message: str = "",
+        gates: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        with self.tx() as c:
+            c.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id)
+                .values(
+                    outcome=outcome,
+                    reason=reason,
+                    message=message,
+                    gates=json.dumps(list(gates)),
+                    finished_at=utcnow(),
+                )
+            )
+
+    def history(self, release: str, limit: int = 200) -> list[dict[str, Any]]:
+        q = select(runs).where(runs.c.release == release).order_by(runs.c.started_at.desc()).limit(limit)
+        with self.tx() as c:
+            out = []
+            for r in c.execute(q):
+                d = dict(r._mapping)
+                d["gates"] = json.loads(d["gates"]) if d.get("gates") else []
+                d["started_at"] = _aware(d["started_at"])
+                d["finished_at"] = _aware(d["finished_at"])
+                out.append(d)
+        return out
+
+    # --- events ------------------------------------------------------------------------------
+
+    def add_event(self, release: str, stage: str | None, type_: str, reason: str, message: str) -> None:
+        with self.tx() as c:
+            c.execute(
+                insert(events).values(
+                    ts=utcnow(), release=release, stage=stage, type=type_, reason=reason, message=message
+                )
+            )
+
+    def recent_events(self, release: str, limit: int = 20) -> list[dict[str, Any]]:
+        q = select(events).where(events.c.release == release).order_by(events.c.id.desc()).limit(limit)
+        with self.tx() as c:
+            rows = [dict(r._mapping) for r in c.execute(q)]
+        for r in rows:
+            r["ts"] = _aware(r["ts"])
+        return list(reversed(rows))
+
+    # --- approvals and known-good ------------------------------------------------------------
+
+    def approve(self, release: str, stage: str, version: str, approver: str) -> bool:
+        """Record an approval; False when it was already recorded."""
+        with self.tx() as c:
+            exists = c.execute(
+                select(approvals.c.id).where(
+                    and_(
+                        approvals.c.release == release,
+                        approvals.c.stage == stage,
+                        approvals.c.version == version,
+                    )
+                )
+            ).first()
+            if exists:
+                return False
+            c.execute(
+                insert(approvals).values(
+                    release=release, stage=stage, version=version, approver=approver, ts=utcnow()
+                )
+            )
+        return True
+
+    def approval(self, release: str, stage: str, version: str) -> dict[str, Any] | None:
+        with self.tx() as c:
+            row = c.execute(
+                select(approvals).where(
+                    and_(
+                        approvals.c.release == release,
+                        approvals.c.stage == stage,
+                        approvals.c.version == version,
+                    )
+                )
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def set_known_good(
+        self, release: str, stage: str, version: str, commit: str | None, manifest: str
+    ) -> None:
+        with self.tx() as c:
+            c.execute(
+                delete(known_good).where(and_(known_good.c.release == release, known_good.c.stage == stage))
+            )
+            c.execute(
+                insert(known_good).values(
+                    release=release,
+                    stage=stage,
+                    version=version,
+                    commit=commit,
+                    manifest=manifest,
+                    ts=utcnow(),
+                )
+            )
+
+    def known_good(self, release: str, stage: str) -> dict[str, Any] | None:
+        with self.tx() as c:
+            row = c.execute(
+                select(known_good).where(and_(known_good.c.release == release, known_good.c.stage == stage))
+            ).first()
+        return dict(row._mapping) if row else None
+
+    # --- key/value ---------------------------------------------------------------------------
+
+    def kv_get(self, key: str) -> str | None:
+        with self.tx() as c:
+            row = c.execute(select(kv.c.value).where(kv.c.key == key)).first()
+        return row[0] if row else None
+
+    def kv_put(self, key: str, value: str) -> None:
+        with self.tx() as c:
+            if not c.execute(update(kv).where(kv.c.key == key).values(value=value)).rowcount:
+                c.execute(insert(kv).values(key=key, value=value))
+
+    # --- audit ledger (hashing lives in controller.audit.ledger) ----------------------------
+
+    def audit_append(
+        self, record_id: str, ts: datetime, release: str, kind: str, text: str, hash_fn: Any
+    ) -> str:
+        """Append one record in one transaction; ``hash_fn(prev_hash, text)`` gives its hash."""
+        with self.tx() as c:
+            if c.dialect.name == "postgresql":
+                c.exec_driver_sql("LOCK TABLE audit IN EXCLUSIVE MODE")
+            last = c.execute(select(audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+            prev = last[0] if last else "0" * 64
+            h: str = hash_fn(prev, text)
+            c.execute(
+                insert(audit).values(
+                    record_id=record_id,
+                    ts=ts,
+                    release=release,
+                    kind=kind,
+                    prev_hash=prev,
+                    hash=h,
+                    record=text,
+                )
+            )
+        return h
+
+    def audit_rows(self, release: str | None = None) -> list[dict[str, Any]]:
+        q = select(audit).order_by(audit.c.seq)
+        if release:
+            q = q.where(audit.c.release == release)
+        with self.tx() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    # --- backup ------------------------------------------------------------------------------
+
+    def backup(self, dest: Path) -> None:
+        """Copy the whole store to a SQLite file (consistent snapshot via the SQLite backup API)."""
+        if self.engine.dialect.name != "sqlite":
+            raise NotImplementedError("backup of non-SQLite stores: use pg_dump (see docs/operations.md)")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        raw = self.engine.raw_connection()
+        try:
+            import sqlite3
+
+            target = sqlite3.connect(str(dest))
+            try:
+                raw.driver_connection.backup(target)  # type: ignore[union-attr]
+            finally:
+                target.close()
+        finally:
+            raw.close()
+
+    @staticmethod
+    def restore(src: Path, url: str = DEFAULT_URL) -> None:
+        if not url.startswith("sqlite:///"):
+            raise NotImplementedError("restore into non-SQLite stores: use pg_restore")
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        shutil.copyfile(src, path)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
