@@ -1,0 +1,280 @@
+"""LocalRunner's process handling without Spark: SPARK_HOME points at a stub ``bin/spark-submit``.
+
+The stub is a small Python program that honours the lifecycle contract the way
+``controller.jobkit.lifecycle`` does (progress JSON to --status-file, graceful exit on
+--stop-file) and can misbehave on request (``STUB_MODE``) to exercise the SIGTERM/SIGKILL
+escalation and start-up failures. The real thing is tests/integration/test_adapter_spark.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from controller.adapters.spark import JobProgress, JobRecord, LocalRunner, SparkAdapter
+from controller.model.errors import PermanentBackendError
+from controller.plan.actions import Action, DiffContext, Op
+from controller.plan.desired import digest
+from controller.plan.resources import Owner, ResourceKind, StreamingJobResource
+from controller.plan.rules.spark import diff_job
+
+STUB = """#!{python}
+import json, os, signal, sys, time
+argv = sys.argv[1:]
+mode = os.environ.get("STUB_MODE", "graceful")
+status = argv[argv.index("--status-file") + 1]
+stop = argv[argv.index("--stop-file") + 1]
+with open(os.path.join(os.path.dirname(status), "argv.json"), "w") as f:
+    json.dump(argv, f)
+if mode == "crash":
+    print("boom: cannot start", flush=True)
+    sys.exit(3)
+if mode == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+batch = 0
+def write(b, extra=None):
+    p = {{"id": "q1", "runId": "r-%d" % os.getpid(), "name": "stub", "batchId": b,
+         "timestamp": "2026-11-26T10:00:0%dZ" % (b % 10), "inputRowsPerSecond": 1.5,
+         "processedRowsPerSecond": 2.0, "durationMs": {{"triggerExecution": 120}},
+         "sources": [{{"description": "KafkaV2[Subscribe[t]]", "endOffset": {{"t": {{"0": b, "1": 2 * b}}}},
+                      "latestOffset": {{"t": {{"0": b + 1, "1": 2 * b}}}}}}], **(extra or {{}})}}
+    with open(status + ".tmp", "w") as f:
+        json.dump(p, f)
+    os.replace(status + ".tmp", status)
+while True:
+    write(batch)
+    if os.path.exists(stop) and mode not in ("ignore-stop", "ignore-term"):
+        write(batch, {{"stoppedGracefully": True}})
+        sys.exit(0)
+    batch += 1
+    time.sleep(0.1)
+"""
+
+CODE = b"print('job')\n"
+
+
+@pytest.fixture
+def spark_home(tmp_path: Path) -> Path:
+    home = tmp_path / "spark"
+    (home / "bin").mkdir(parents=True)
+    sub = home / "bin" / "spark-submit"
+    sub.write_text(STUB.format(python=sys.executable))
+    sub.chmod(sub.stat().st_mode | stat.S_IXUSR)
+    return home
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "jobs").mkdir(parents=True)
+    (root / "jobs" / "j.py").write_bytes(CODE)
+    return root
+
+
+def make_runner(tmp_path: Path, spark_home: Path, repo: Path, mode: str = "graceful") -> LocalRunner:
+    env = {"SPARK_HOME": str(spark_home), "STUB_MODE": mode}
+    return LocalRunner(tmp_path / "state", repo, env, term_grace=2.0, startup_grace=0.3)
+
+
+def job(**kw: object) -> StreamingJobResource:
+    base: dict[str, object] = {
+        "name": "dev-r-j", "owner": Owner(release="r", version="1.0.0"), "version": "1.0.0",
+        "entrypoint": "jobs/j.py", "entrypoint_digest": digest(CODE),
+        "args": ["--topic", "dev.t", "--checkpoint", "ck/j", "--version", "1.0.0"],
+        "conf": {"spark.sql.shuffle.partitions": "2"}, "checkpoint": "ck/j",
+    }
+    base.update(kw)
+    return StreamingJobResource.model_validate(base)
+
+
+def plan(adapter: SparkAdapter, desired: StreamingJobResource) -> list[Action]:
+    live = adapter.observe(ResourceKind.STREAMING_JOB, [desired.name]).get(desired.name)
+    assert live is None or isinstance(live, StreamingJobResource)
+    return diff_job(desired, live, DiffContext())
+
+
+def wait_progress(adapter: SparkAdapter, name: str, min_batch: int = 1) -> JobProgress:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        p = adapter.progress(name)
+        if p is not None and p.batch_id >= min_batch:
+            return p
+        time.sleep(0.1)
+    raise AssertionError("no progress")
+
+
+def record(tmp_path: Path, name: str = "dev-r-j") -> JobRecord:
+    return JobRecord.model_validate_json((tmp_path / "state" / "jobs" / f"{name}.json").read_text())
+
+
+def test_start_observe_noop_restart_survives_new_instance(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    adapter = SparkAdapter(make_runner(tmp_path, spark_home, repo), stop_timeout=5)
+    desired = job()
+    [create] = plan(adapter, desired)
+    assert create.op is Op.CREATE
+    assert adapter.apply(create).changed
+    try:
+        p = wait_progress(adapter, desired.name)
+        assert p.end_offsets["t"][1] == 2 * p.batch_id
+        assert p.batch_duration_ms == 120
+        live = adapter.observe(ResourceKind.STREAMING_JOB, [desired.name])[desired.name]
+        assert isinstance(live, StreamingJobResource) and live.running
+        assert live == desired  # observed spec equals desired: the rule sees no change
+        assert plan(adapter, desired) == []
+        pid = record(tmp_path).pid
+
+        argv = json.loads((tmp_path / "state" / "jobs" / desired.name / "argv.json").read_text())
+        assert argv[-4:] == ["--status-file", str(tmp_path / "state/jobs/dev-r-j/status.json"),
+                             "--stop-file", str(tmp_path / "state/jobs/dev-r-j/stop")]
+        assert "--conf" in record(tmp_path).argv and "spark.sql.shuffle.partitions=2" in record(tmp_path).argv
+
+        again = adapter.apply(create)
+        assert not again.changed and record(tmp_path).pid == pid
+
+        # A controller restart: a new runner and adapter over the same state directory.
+        adapter2 = SparkAdapter(make_runner(tmp_path, spark_home, repo), stop_timeout=5)
+        assert adapter2.observe(ResourceKind.STREAMING_JOB, [desired.name])[desired.name].running  # type: ignore[union-attr]
+        assert adapter2.stats.calls == {"list": 1}
+
+        v2 = job(version="1.1.0", args=["--topic", "dev.t", "--checkpoint", "ck/j", "--version", "1.1.0"])
+        [update] = plan(adapter2, v2)
+        assert update.op is Op.UPDATE
+        assert adapter2.apply(update).changed
+        status = json.loads((tmp_path / "state/jobs/dev-r-j/status.json").read_text())
+        assert status["runId"] != f"r-{pid}"  # the old run's progress was cleared at start
+        assert record(tmp_path).pid != pid and record(tmp_path).version == "1.1.0"
+        assert plan(adapter2, v2) == []
+    finally:
+        adapter.runner.kill(desired.name)
+
+
+def test_graceful_stop_uses_the_stop_file(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo)
+    runner.start(job())
+    with capture_logs() as logs:
+        assert runner.stop("dev-r-j", timeout=5)
+    status = json.loads((tmp_path / "state/jobs/dev-r-j/status.json").read_text())
+    assert status["stoppedGracefully"] is True
+    assert [e["event"] for e in logs] == ["spark.job.stop_requested", "spark.job.stopped"]
+    assert record(tmp_path).stopped_at is not None
+    assert not runner.stop("dev-r-j", timeout=5)  # idempotent
+
+
+def test_stop_escalates_to_sigterm(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo, mode="ignore-stop")
+    runner.start(job())
+    with capture_logs() as logs:
+        assert runner.stop("dev-r-j", timeout=0.5)
+    events = [e["event"] for e in logs]
+    assert "spark.job.stop_timeout_sigterm" in events and "spark.job.sigterm_ignored_sigkill" not in events
+    assert not runner.list()["dev-r-j"].alive
+
+
+def test_stop_escalates_to_sigkill(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo, mode="ignore-term")
+    runner.start(job())
+    with capture_logs() as logs:
+        assert runner.stop("dev-r-j", timeout=0.5)
+    events = [e["event"] for e in logs]
+    assert events[-1] == "spark.job.sigterm_ignored_sigkill"
+    assert not runner.list()["dev-r-j"].alive
+
+
+def test_reused_pid_is_not_the_job(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo)
+    runner.start(job())
+    try:
+        rec = record(tmp_path)
+        # Same pid, another process start time: what a reused pid looks like after a restart.
+        tampered = rec.model_copy(update={"start_ticks": (rec.start_ticks or 0) + 1})
+        path = tmp_path / "state/jobs/dev-r-j.json"
+        path.write_text(tampered.model_dump_json())
+        fresh = make_runner(tmp_path, spark_home, repo)
+        assert not fresh.list()["dev-r-j"].alive
+        assert not fresh.kill("dev-r-j")  # never signals a process that is not the job
+        assert os.path.exists(f"/proc/{rec.pid}")
+        path.write_text(rec.model_dump_json())
+    finally:
+        runner.kill("dev-r-j")
+
+
+def test_kill_then_rule_plans_a_start(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    adapter = SparkAdapter(make_runner(tmp_path, spark_home, repo))
+    adapter.apply(plan(adapter, job())[0])
+    assert adapter.kill("dev-r-j").changed
+    assert not adapter.kill("dev-r-j").changed
+    [a] = plan(adapter, job())
+    assert a.op is Op.CREATE and a.reason.startswith("not running")
+
+
+def test_crash_at_start_reports_the_log(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo, mode="crash")
+    with pytest.raises(PermanentBackendError, match="boom: cannot start"):
+        runner.start(job())
+    assert not runner.list()["dev-r-j"].alive
+
+
+def test_code_on_disk_must_match_the_plan(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo)
+    with pytest.raises(PermanentBackendError, match="on disk is"):
+        runner.start(job(entrypoint_digest="sha256:" + "0" * 64))
+    with pytest.raises(PermanentBackendError, match="outside the repository"):
+        runner.start(job(entrypoint="../x.py"))
+    with pytest.raises(PermanentBackendError, match="invalid Spark conf key"):
+        runner.start(job(conf={"not.spark": "1"}))
+    with pytest.raises(PermanentBackendError, match="invalid job name"):
+        runner.start(job(name="../evil"))
+    assert runner.list() == {}
+
+
+def test_refuse_and_delete(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    adapter = SparkAdapter(make_runner(tmp_path, spark_home, repo), stop_timeout=5)
+    adapter.apply(plan(adapter, job())[0])
+    [refuse] = plan(adapter, job(args=["--topic", "dev.other", "--checkpoint", "ck/j", "--version", "1.0.0"]))
+    assert refuse.op is Op.REFUSE
+    pid = record(tmp_path).pid
+    with pytest.raises(PermanentBackendError, match="refused"):
+        adapter.apply(refuse)
+    assert record(tmp_path).pid == pid and adapter.runner.list()["dev-r-j"].alive
+    live = adapter.observe_all()["dev-r-j"]
+    [delete] = diff_job(None, live, DiffContext(allow_delete=frozenset({"dev-r-j"})))
+    assert adapter.apply(delete).changed
+    assert adapter.observe_all() == {}
+    assert not adapter.apply(delete).changed
+
+
+def test_blue_green_runs_on_a_versioned_checkpoint(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo)
+    state = runner.start(job(strategy="blueGreen", version="2.0.0"))
+    try:
+        assert state.record.effective_checkpoint == "ck/j/v2.0.0"
+        assert "ck/j/v2.0.0" in state.record.argv and state.record.args[3] == "ck/j"
+        assert state.record.resource(running=True).checkpoint == "ck/j"
+    finally:
+        runner.kill("dev-r-j")
+
+
+def test_progress_from_spark_json() -> None:
+    p = JobProgress.from_json({
+        "id": "a", "runId": "b", "name": "q", "batchId": 7, "numInputRows": 10,
+        "inputRowsPerSecond": "NaN", "processedRowsPerSecond": 3.5, "timestamp": "2026-11-26T10:00:00.123Z",
+        "durationMs": {"triggerExecution": 900}, "eventTime": {"watermark": "2026-11-26T09:59:00.000Z"},
+        "sources": [
+            {"description": "KafkaV2[Subscribe[a,b]]", "endOffset": '{"a":{"0":5,"1":6},"b":{"0":1}}',
+             "latestOffset": {"a": {"0": 9, "1": 6}, "b": {"0": 1}}},
+            {"description": "RateStreamV2", "endOffset": 123},
+        ],
+    })
+    assert p.end_offsets == {"a": {0: 5, 1: 6}, "b": {0: 1}}
+    assert p.sources[0].latest_offsets["a"][0] == 9
+    assert p.sources[1].end_offsets == {}
+    assert p.input_rows_per_second is None
+    assert p.watermark == "2026-11-26T09:59:00.000Z" and p.batch_duration_ms == 900
+    assert p.timestamp.tzinfo is not None
