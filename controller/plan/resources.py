@@ -86,12 +86,29 @@ class TableResource(_Res):
     migrations: list[Migration] = Field(default_factory=list, description="Desired side only.")
 
 
+class ViewSegment(BaseModel):
+    """One stretch of a stitched serving view: rows of ``table`` from ``since`` (inclusive) on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    table: str
+    since: str | None = Field(
+        default=None, description="UTC timestamp 'YYYY-MM-DD HH:MM:SS'; None = from the start."
+    )
+
+
 class ViewResource(_Res):
-    """A serving view; ``target`` is the ``db.table`` it selects from."""
+    """A serving view; ``target`` is the ``db.table`` it selects from.
+
+    With ``segments`` (blue/green), the view stitches versions by time: each segment serves
+    ``time_column`` from its ``since`` up to the next segment's, so history written by an earlier
+    version stays visible after a switch and no time bucket is served twice.
+    """
 
     kind: Literal["View"] = "View"
     target: str
     columns: list[str] = Field(default_factory=list, description="Selected columns; empty means *.")
+    segments: list[ViewSegment] = Field(default_factory=list)
+    time_column: str = "window_start"
 
 
 class DagResource(_Res):

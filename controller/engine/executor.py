@@ -1,0 +1,146 @@
+"""Apply a plan in dependency waves, journaling each action before and after it runs.
+
+Crash safety: every action is written to the journal as ``started`` before the backend is touched
+and ``done`` after. Before each action the executor re-observes that one resource and re-runs the
+diff rule: if the live state already matches (an earlier pass finished it, then crashed before
+journaling), the action is recorded as ``skipped`` instead of applied again. Appliers are idempotent
+as well, so an action interrupted mid-way is safe to run again.
+
+Waves: actions of the same kind rank run in parallel (bounded); a wave starts only when the one
+before it finished without error. A stop event is honoured between actions (graceful SIGTERM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import groupby
+
+import structlog
+
+from controller.adapters.base import Adapter
+from controller.model.errors import PipectlError, PlanRefusedError
+from controller.plan.actions import Action, DiffContext, Op, Plan
+from controller.plan.resources import KIND_ORDER, ResourceKind
+from controller.plan.rules import RULES
+from controller.store.db import Store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ActionOutcome:
+    action: Action
+    state: str  # done | skipped | failed | not-run
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ApplyReport:
+    outcomes: list[ActionOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[ActionOutcome]:
+        return [o for o in self.outcomes if o.state == "failed"]
+
+    @property
+    def applied(self) -> list[ActionOutcome]:
+        return [o for o in self.outcomes if o.state == "done"]
+
+    @property
+    def backend_seconds(self) -> float:
+        return sum(o.seconds for o in self.outcomes)
+
+
+def intent_digest(release: str, stage: str, version: str, manifest_digest: str) -> str:
+    """Identity of what a pass is converging to; the journal is keyed by it."""
+    return hashlib.sha256(json.dumps([release, stage, version, manifest_digest]).encode()).hexdigest()[:32]
+
+
+def waves(actions: list[Action]) -> list[list[Action]]:
+    rank = {k: i for i, k in enumerate(KIND_ORDER)}
+
+    def key(a: Action) -> tuple[int, int]:
+        return (1, -rank[a.kind]) if a.op is Op.DELETE else (0, rank[a.kind])
+
+    return [list(g) for _, g in groupby(actions, key=key)]
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        adapters: Mapping[ResourceKind, Adapter],
+        max_parallel: int = 4,
+        stop: threading.Event | None = None,
+    ):
+        self.store = store
+        self.adapters = adapters
+        self.max_parallel = max_parallel
+        self.stop = stop or threading.Event()
+
+    def apply(self, plan: Plan, run_id: str, intent: str, ctx: DiffContext | None = None) -> ApplyReport:
+        if plan.refused:
+            raise PlanRefusedError("; ".join(a.describe() for a in plan.refused))
+        ctx = ctx or DiffContext()
+        report = ApplyReport()
+        for wave in waves(list(plan.actions)):
+            if self.stop.is_set():
+                report.interrupted = True
+                report.outcomes += [ActionOutcome(a, "not-run", "controller stopping") for a in wave]
+                continue
+            if report.failed:
+                report.outcomes += [ActionOutcome(a, "not-run", "an earlier wave failed") for a in wave]
+                continue
+            if len(wave) == 1 or self.max_parallel == 1:
+                outs = [self._one(plan, a, run_id, intent, ctx) for a in wave]
+            else:
+                with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(wave))) as pool:
+                    outs = list(pool.map(lambda a: self._one(plan, a, run_id, intent, ctx), wave))
+            report.outcomes += outs
+        return report
+
+    def _still_needed(self, action: Action, ctx: DiffContext) -> bool:
+        """Re-observe the one resource and re-run its rule: is this action still needed?"""
+        adapter = self.adapters[action.kind]
+        live = adapter.observe(action.kind, [action.name]).get(action.name)
+        rule = RULES[action.kind]
+        if action.op is Op.DELETE:
+            return live is not None
+        follow_up = rule(action.desired, live, ctx)
+        return any(a.op is not Op.REFUSE for a in follow_up)
+
+    def _one(self, plan: Plan, action: Action, run_id: str, intent: str, ctx: DiffContext) -> ActionOutcome:
+        if self.stop.is_set():
+            return ActionOutcome(action, "not-run", "controller stopping")
+        bound = log.bind(run_id=run_id, release=plan.release, stage=plan.stage, action=action.id)
+        previous = self.store.journal_state(intent, action.id)
+        t0 = time.monotonic()
+        try:
+            if previous == "started":
+                bound.warning("resuming an action interrupted by a crash; re-checking live state first")
+            if not self._still_needed(action, ctx):
+                self.store.journal_begin(
+                    run_id, plan.release, plan.stage, intent, action.id, action.model_dump_json()
+                )
+                self.store.journal_end(intent, action.id, "skipped", "live state already converged")
+                bound.info("action skipped: already converged", previous=previous)
+                return ActionOutcome(action, "skipped", "already converged", time.monotonic() - t0)
+            self.store.journal_begin(
+                run_id, plan.release, plan.stage, intent, action.id, action.model_dump_json()
+            )
+            result = self.adapters[action.kind].apply(action)
+            self.store.journal_end(intent, action.id, "done", result.message)
+            bound.info("action applied", changed=result.changed, message=result.message)
+            return ActionOutcome(action, "done", result.message, time.monotonic() - t0)
+        except PipectlError as e:
+            self.store.journal_end(intent, action.id, "failed", str(e))
+            bound.error("action failed", error=str(e))
+            return ActionOutcome(action, "failed", str(e), time.monotonic() - t0)
