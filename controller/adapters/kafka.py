@@ -165,8 +165,9 @@ class KafkaAdapter:
 
     def close(self) -> None:
         # The AdminClient has no close(); dropping it tears down its threads and sockets.
-        self._closed = True
-        del self._admin
+        if not self._closed:
+            self._closed = True
+            del self._admin
 
     # --- apply, one op each --------------------------------------------------------------------
 

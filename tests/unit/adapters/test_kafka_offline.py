@@ -63,5 +63,6 @@ def test_unreachable_cluster_is_transient_and_retried(offline: KafkaAdapter) -> 
 
 def test_closed_adapter_refuses_calls(offline: KafkaAdapter) -> None:
     offline.close()
+    offline.close()  # idempotent
     with pytest.raises(PermanentBackendError, match="closed"):
         offline.observe(ResourceKind.TOPIC, ["dev.x"])
