@@ -1,0 +1,91 @@
+"""Stage progression: which stage a release works on next, and what a set of gate verdicts means.
+
+Pure decisions over recorded facts (no I/O, no clock): the reconciler gathers ``StageFacts`` from
+the state store and acts on the ``Step`` returned. A version that failed at a stage halts there;
+only a new version (a new commit) moves the release again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from controller.model.manifest import Promotion
+from controller.model.reasons import Phase, Reason, Verdict
+
+
+class Step(StrEnum):
+    IN_SYNC = "in-sync"
+    """The stage runs this version already: only repair drift."""
+    DEPLOY = "deploy"
+    """Converge the stage to this version, then verify its gates."""
+    AWAIT_APPROVAL = "await-approval"
+    """Promotion into the stage waits for `pipectl approve`."""
+    BLOCKED = "blocked"
+    """A dependency has not Succeeded at this stage."""
+    HALTED = "halted"
+    """This version failed here (rolled back); keep the last good version in place."""
+    NOT_REACHED = "not-reached"
+    """An earlier stage has not passed yet: keep the last good version in place."""
+
+
+@dataclass(frozen=True)
+class StageFacts:
+    stage: str
+    promotion: Promotion
+    version: str | None = None
+    phase: Phase | None = None
+    approved_by: str | None = None
+    waiting_on: Sequence[str] = field(default_factory=tuple)
+    """dependsOn releases that have not Succeeded at this stage."""
+
+
+def plan_steps(version: str, facts: Sequence[StageFacts]) -> list[tuple[str, Step, str]]:
+    """One (stage, step, why) per stage, in rollout order."""
+    out: list[tuple[str, Step, str]] = []
+    active_found = False
+    for f in facts:
+        if active_found:
+            out.append((f.stage, Step.NOT_REACHED, "an earlier stage has not passed"))
+            continue
+        if f.version == version and f.phase is Phase.SUCCEEDED:
+            out.append((f.stage, Step.IN_SYNC, f"{version} succeeded"))
+            continue
+        active_found = True
+        if f.version == version and f.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+            out.append((f.stage, Step.HALTED, f"{version} {f.phase} here; commit a new version"))
+        elif f.waiting_on:
+            who = ", ".join(f"{d} {f.stage} Succeeded" for d in f.waiting_on)
+            out.append((f.stage, Step.BLOCKED, f"waiting for {who}"))
+        elif f.promotion is Promotion.APPROVAL and not f.approved_by:
+            out.append(
+                (f.stage, Step.AWAIT_APPROVAL, f"approve with: pipectl approve <release> --stage {f.stage}")
+            )
+        else:
+            out.append((f.stage, Step.DEPLOY, f"promote {version} to {f.stage}"))
+    return out
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    phase: Phase
+    reason: Reason
+    message: str
+
+
+def judge(verdicts: Sequence[tuple[str, Verdict, str]], automatic_rollback: bool) -> GateOutcome:
+    """All pass → Succeeded; any fail → RolledBack (or Failed without automatic rollback);
+    otherwise Verifying until the inconclusive ones decide."""
+    failed = [(n, m) for n, v, m in verdicts if v is Verdict.FAIL]
+    if failed:
+        msg = "; ".join(f"gate {n} failed: {m}" for n, m in failed)
+        if automatic_rollback:
+            return GateOutcome(Phase.ROLLED_BACK, Reason.GATE_FAILED, msg)
+        return GateOutcome(Phase.FAILED, Reason.GATE_FAILED, msg)
+    waiting = [n for n, v, _ in verdicts if v is Verdict.INCONCLUSIVE]
+    if waiting:
+        return GateOutcome(
+            Phase.VERIFYING, Reason.GATE_INCONCLUSIVE, "waiting on gates: " + ", ".join(waiting)
+        )
+    return GateOutcome(Phase.SUCCEEDED, Reason.RECONCILIATION_SUCCEEDED, f"{len(verdicts)} gate(s) passed")
