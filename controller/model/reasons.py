@@ -59,6 +59,8 @@ class Reason(StrEnum):
     """Hive columns would be reordered without a declared migration."""
     COLUMN_TYPE_NARROWING = "ColumnTypeNarrowing"
     """A Hive column type change loses information."""
+    COLUMN_TYPE_CHANGE = "ColumnTypeChange"
+    """A Hive column type change (a widening one too) the engines cannot apply to an existing table."""
     PARTITION_COLUMNS_CHANGE = "PartitionColumnsChange"
     """The partition columns of an existing table differ; that needs a new table."""
     TABLE_FORMAT_CHANGE = "TableFormatChange"
