@@ -8,10 +8,17 @@ no topics or serving views of their own, and write shadow tables suffixed ``__ca
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from controller.model.manifest import Environment, EnvironmentSpec, PipelineRelease
+from controller.model.manifest import (
+    Environment,
+    EnvironmentSpec,
+    PipelineRelease,
+    Strategy,
+    StreamingJobSpec,
+)
 from controller.plan.resources import (
     Column,
     DagResource,
@@ -22,6 +29,7 @@ from controller.plan.resources import (
     TableResource,
     TopicResource,
     ViewResource,
+    ViewSegment,
 )
 
 CANARY_SUFFIX = "__canary"
@@ -61,6 +69,34 @@ def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+VERSIONED_STRATEGIES = {Strategy.BLUE_GREEN, Strategy.CANARY}
+
+
+@dataclass(frozen=True)
+class RolloutInputs:
+    """What the rollout decided for this pass: which version serves, how views stitch, where
+    green jobs start. Defaults describe a plain deploy of the release's own version."""
+
+    serving_version: str | None = None
+    view_segments: dict[str, list[ViewSegment]] = field(default_factory=dict)
+    start_offsets: dict[str, str] = field(default_factory=dict)
+
+
+def vtag(version: str) -> str:
+    """``1.2.0-rc.1`` → ``v1_2_0_rc_1``: a version as a Hive/Spark-safe name part."""
+    return "v" + re.sub(r"[^0-9a-z]+", "_", version.lower()).strip("_")
+
+
+def versioned_tables(release: PipelineRelease) -> set[str]:
+    """Logical tables written by blue/green or canary jobs: each version gets its own table."""
+    return {
+        sink.table
+        for job in release.spec.streaming_jobs
+        if job.strategy in VERSIONED_STRATEGIES
+        for sink in job.sinks
+    }
+
+
 def topic_name(ctx: StageContext, logical: str) -> str:
     return ctx.topic_prefix + logical
 
@@ -71,6 +107,13 @@ def table_name(ctx: StageContext, logical: str, *, shadow: bool = False) -> str:
     return f"{ctx.db_prefix}{db}.{table}{suffix}"
 
 
+def physical_table(ctx: StageContext, release: PipelineRelease, logical: str, version: str) -> str:
+    """Where ``logical`` lives for ``version`` at this stage."""
+    if logical in versioned_tables(release):
+        return f"{table_name(ctx, logical)}__{vtag(version)}"
+    return table_name(ctx, logical, shadow=True)
+
+
 def database_name(ctx: StageContext, logical_db: str) -> str:
     return ctx.db_prefix + logical_db
 
@@ -79,12 +122,26 @@ def dag_id(ctx: StageContext, logical: str) -> str:
     return f"{logical}__{ctx.stage}"
 
 
-def job_name(ctx: StageContext, release: str, job: str) -> str:
-    return f"{ctx.stage}-{release}-{job}"
+def job_name(ctx: StageContext, release: str, job: StreamingJobSpec, version: str) -> str:
+    """Blue/green and canary jobs are per version and live in the target stage's namespace (the
+    canary of prod *is* prod's next green); in-place jobs keep one name per stage."""
+    base = ctx.canary_of or ctx.stage
+    if job.strategy in VERSIONED_STRATEGIES:
+        return f"{base}-{release}-{job.name}-{vtag(version).replace('_', '-')}"
+    if ctx.is_canary:
+        return f"{base}-{release}-{job.name}-canary"
+    return f"{ctx.stage}-{release}-{job.name}"
 
 
-def checkpoint_dir(ctx: StageContext, release: str, job: str, root: str) -> str:
-    return f"{root.rstrip('/')}/{ctx.stage}/{release}/{job}"
+def checkpoint_dir(ctx: StageContext, release: str, job: StreamingJobSpec, version: str, root: str) -> str:
+    base = ctx.canary_of or ctx.stage
+    if job.strategy in VERSIONED_STRATEGIES:
+        return f"{root.rstrip('/')}/{base}/{release}/{job.name}/{vtag(version)}"
+    stage = f"{base}-canary" if ctx.is_canary else ctx.stage
+    return f"{root.rstrip('/')}/{stage}/{release}/{job.name}"
+
+
+Desired = DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource
 
 
 def desired_resources(
@@ -92,15 +149,15 @@ def desired_resources(
     ctx: StageContext,
     read: Reader,
     checkpoint_root: str = ".pipectl/checkpoints",
-) -> list[
-    DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource
-]:
+    rollout: RolloutInputs | None = None,
+) -> list[Desired]:
     spec = release.spec
-    owner = Owner(release=release.name, version=spec.version)
+    version = spec.version
+    rollout = rollout or RolloutInputs()
+    serving = rollout.serving_version or version
+    owner = Owner(release=release.name, version=version)
     override = spec.rollout.overrides.get(ctx.stage)
-    out: list[
-        DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource
-    ] = []
+    out: list[Desired] = []
 
     dbs = sorted({t.name.split(".")[0] for t in spec.tables} | {v.name.split(".")[0] for v in spec.views})
     out += [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in dbs]
@@ -125,10 +182,10 @@ def desired_resources(
 
     for tb in spec.tables:
         props = dict(tb.properties)
-        props.update({"pipectl.release": release.name, "pipectl.version": spec.version})
+        props.update({"pipectl.release": release.name, "pipectl.version": version})
         out.append(
             TableResource(
-                name=table_name(ctx, tb.name, shadow=True),
+                name=physical_table(ctx, release, tb.name, version),
                 owner=owner,
                 columns=[Column(name=c.name, type=c.type) for c in tb.columns],
                 partition_columns=[Column(name=c.name, type=c.type) for c in tb.partitioned_by],
@@ -143,32 +200,32 @@ def desired_resources(
         conf = dict(job.conf)
         if override:
             conf.update(override.conf)
-        name = job_name(ctx, release.name, job.name)
-        ckpt = checkpoint_dir(ctx, release.name, job.name, checkpoint_root)
+        name = job_name(ctx, release.name, job, version)
+        ckpt = checkpoint_dir(ctx, release.name, job, version, checkpoint_root)
         args = [
             "--bootstrap-servers",
             ctx.spec.kafka.bootstrap_servers if ctx.spec.kafka else "",
             "--topic",
             ",".join(topic_name(ctx, s.topic) for s in job.sources),
             "--table",
-            ",".join(table_name(ctx, s.table, shadow=True) for s in job.sinks),
+            ",".join(physical_table(ctx, release, s.table, version) for s in job.sinks),
             "--checkpoint",
             ckpt,
             "--trigger",
             job.trigger,
             "--starting-offsets",
-            job.sources[0].starting_offsets,
+            rollout.start_offsets.get(job.name, job.sources[0].starting_offsets),
             "--query-name",
             name,
             "--version",
-            spec.version,
+            version,
             *job.args,
         ]
         out.append(
             StreamingJobResource(
                 name=name,
                 owner=owner,
-                version=spec.version,
+                version=version,
                 entrypoint=job.entrypoint,
                 entrypoint_digest=digest(code),
                 args=args,
@@ -181,7 +238,12 @@ def desired_resources(
     if not ctx.is_canary:
         for v in spec.views:
             out.append(
-                ViewResource(name=table_name(ctx, v.name), owner=owner, target=table_name(ctx, v.table))
+                ViewResource(
+                    name=table_name(ctx, v.name),
+                    owner=owner,
+                    target=physical_table(ctx, release, v.table, serving),
+                    segments=rollout.view_segments.get(v.name, []),
+                )
             )
         for d in spec.dags:
             src = read(d.path)
@@ -191,7 +253,7 @@ def desired_resources(
                     owner=owner,
                     file_name=f"{dag_id(ctx, d.id)}.py",
                     source_digest=digest(src),
-                    version=spec.version,
+                    version=version,
                     paused=False,
                     source=src.decode("utf-8"),
                 )

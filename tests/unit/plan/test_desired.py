@@ -1,0 +1,75 @@
+"""Stage naming: what the reference release becomes at each stage (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.plan.desired import RolloutInputs, desired_resources, stage_context, vtag
+from controller.plan.resources import ViewSegment
+from controller.source.validate import load_repo
+
+
+def names(repo: Path, stage: str, version_serving: str | None = None) -> dict[str, list[str]]:
+    snap = load_repo(repo)
+    rel = snap.release("host-metrics")
+    envs = {n: snap.environment(n) for n in snap.environments}
+    ctx = stage_context(stage, envs)
+    res = desired_resources(
+        rel, ctx, lambda p: (repo / p).read_bytes(), rollout=RolloutInputs(serving_version=version_serving)
+    )
+    out: dict[str, list[str]] = {}
+    for r in res:
+        label = r.name if r.kind != "View" else f"{r.name} -> {r.target}"  # type: ignore[union-attr]
+        out.setdefault(r.kind, []).append(label)
+    return out
+
+
+def test_vtag() -> None:
+    assert vtag("1.2.0-rc.1") == "v1_2_0_rc_1"
+
+
+def test_dev_names(repo: Path) -> None:
+    assert names(repo, "dev") == {
+        "Database": ["dev_telemetry"],
+        "Topic": ["dev.telemetry.host_metrics"],
+        "Table": ["dev_telemetry.host_metrics_1m__v1_0_0"],
+        "StreamingJob": ["dev-host-metrics-host-metrics-agg-v1-0-0"],
+        "View": ["dev_telemetry.host_metrics -> dev_telemetry.host_metrics_1m__v1_0_0"],
+        "Dag": ["host_metrics_daily__dev"],
+    }
+
+
+def test_canary_runs_in_prods_namespace_without_topics_views_or_dags(repo: Path) -> None:
+    assert names(repo, "canary") == {
+        "Database": ["telemetry"],
+        "Table": ["telemetry.host_metrics_1m__v1_0_0"],
+        "StreamingJob": ["prod-host-metrics-host-metrics-agg-v1-0-0"],
+    }
+
+
+def test_prod_view_serves_the_serving_version(repo: Path) -> None:
+    assert names(repo, "prod", version_serving="0.9.0")["View"] == [
+        "telemetry.host_metrics -> telemetry.host_metrics_1m__v0_9_0"
+    ]
+
+
+def test_segments_and_start_offsets_pass_through(repo: Path) -> None:
+    snap = load_repo(repo)
+    rel = snap.release("host-metrics")
+    ctx = stage_context("dev", {n: snap.environment(n) for n in snap.environments})
+    seg = [
+        ViewSegment(table="dev_telemetry.host_metrics_1m__v0_9_0"),
+        ViewSegment(table="x.y", since="2026-01-01 00:00:00"),
+    ]
+    res = desired_resources(
+        rel,
+        ctx,
+        lambda p: (repo / p).read_bytes(),
+        rollout=RolloutInputs(
+            view_segments={"telemetry.host_metrics": seg}, start_offsets={"host-metrics-agg": '{"t":{"0":5}}'}
+        ),
+    )
+    job = next(r for r in res if r.kind == "StreamingJob")
+    assert job.args[job.args.index("--starting-offsets") + 1] == '{"t":{"0":5}}'  # type: ignore[union-attr]
+    view = next(r for r in res if r.kind == "View")
+    assert view.segments == seg  # type: ignore[union-attr]
