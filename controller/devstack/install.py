@@ -1,0 +1,260 @@
+"""Install what the stack needs when it is missing: apt packages, Maven jars, Presto, Airflow."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import threading
+from pathlib import Path
+from string import Template
+
+from controller.devstack import procs
+from controller.devstack.layout import (
+    AIRFLOW_VERSION,
+    CONF_DIR,
+    CONSTRAINTS,
+    KAFKA_VERSION,
+    POSTGRES_JDBC,
+    PRESTO_VERSION,
+    SLF4J_BINDING,
+    SPARK_KAFKA_FALLBACKS,
+    Layout,
+    StackError,
+    find_java_home,
+    find_postgres_bin,
+)
+
+# Debian packages `up` installs as root when their commands are missing.
+APT_PACKAGES = {
+    "java17": "openjdk-17-jdk-headless",
+    "mvn": "maven",
+    "postgres": "postgresql",
+}
+
+_mvn_lock = threading.Lock()
+
+
+def render(template: str, **values: object) -> str:
+    return Template((CONF_DIR / template).read_text()).substitute({k: str(v) for k, v in values.items()})
+
+
+def write_if_changed(path: Path, text: str, mode: int | None = None) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    if mode is not None:
+        tmp.chmod(mode)
+    tmp.replace(path)
+    return True
+
+
+# --- apt -----------------------------------------------------------------------------------------
+
+def missing_system_packages() -> list[str]:
+    missing = []
+    if find_java_home() is None:
+        missing.append(APT_PACKAGES["java17"])
+    if shutil.which("mvn") is None:
+        missing.append(APT_PACKAGES["mvn"])
+    if find_postgres_bin() is None:
+        missing.append(APT_PACKAGES["postgres"])
+    return missing
+
+
+def ensure_system_packages(layout: Layout, say: object = print) -> None:
+    missing = missing_system_packages()
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise StackError("missing system packages (run as root or install them): apt-get install -y "
+                         + " ".join(missing))
+    log = layout.log("apt")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    say(f"apt: installing {' '.join(missing)} (log: {log})")  # type: ignore[operator]
+    procs.run(["apt-get", "update"], log=log, env=env, timeout=900)
+    procs.run(["apt-get", "install", "-y", "--no-install-recommends", *missing], log=log, env=env,
+              timeout=1800)
+    still = missing_system_packages()
+    if still:
+        raise StackError(f"apt-get install did not provide: {still} (see {log})")
+
+
+# --- Maven ---------------------------------------------------------------------------------------
+
+def m2_repo() -> Path:
+    env = os.environ.get("PIPECTL_M2_REPO")
+    return Path(env) if env else Path.home() / ".m2" / "repository"
+
+
+def _mvn(layout: Layout, args: list[str], log: Path, java_home: Path) -> None:
+    env = {**os.environ, "JAVA_HOME": str(java_home)}
+    with _mvn_lock:
+        procs.run(["mvn", "-B", "-q", f"-Dmaven.repo.local={m2_repo()}", *args], log=log, env=env,
+                  cwd=layout.maven, timeout=1800)
+
+
+def _dep_xml(coords: str, type_: str = "jar") -> str:
+    g, a, v = coords.split(":")
+    return (f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
+            f"<version>{v}</version><type>{type_}</type></dependency>")
+
+
+def resolve_jars(layout: Layout, java_home: Path, group: str, coords: list[str],
+                 include_artifact_ids: list[str] | None = None) -> list[Path]:
+    """Copy ``coords`` (and their runtime dependencies) into .stack/jars/<group>/ once."""
+    out = layout.jars / group
+    key = hashlib.sha256(repr((coords, include_artifact_ids)).encode()).hexdigest()[:16]
+    marker = out / ".resolved"
+    if marker.exists() and marker.read_text().strip() == key:
+        return sorted(out.glob("*.jar"))
+    pom_dir = layout.maven / group
+    pom_dir.mkdir(parents=True, exist_ok=True)
+    pom = pom_dir / "pom.xml"
+    pom.write_text(render("pom.xml.tmpl", artifact=f"stack-{group}",
+                          dependencies="\n".join(_dep_xml(c) for c in coords)))
+    tmp = layout.jars / f".{group}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    args = ["-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
+            "-DincludeScope=runtime"]
+    if include_artifact_ids:
+        args.append("-DincludeArtifactIds=" + ",".join(include_artifact_ids))
+    _mvn(layout, args, layout.log("maven"), java_home)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    marker.write_text(key + "\n")
+    return sorted(out.glob("*.jar"))
+
+
+def artifact_available(layout: Layout, java_home: Path, coords: str, packaging: str = "pom") -> bool:
+    g, a, v = coords.split(":")
+    local = m2_repo() / g.replace(".", "/") / a / v / f"{a}-{v}.{packaging}"
+    if local.exists():
+        return True
+    try:
+        _mvn(layout, ["dependency:get", f"-Dartifact={coords}:{packaging}", "-Dtransitive=false"],
+             layout.log("maven"), java_home)
+    except StackError:
+        return False
+    return local.exists()
+
+
+def install_kafka_jars(layout: Layout, java_home: Path) -> list[Path]:
+    return resolve_jars(layout, java_home, "kafka",
+                        [f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", SLF4J_BINDING])
+
+
+def install_metastore_jars(layout: Layout, java_home: Path) -> list[Path]:
+    return resolve_jars(layout, java_home, "metastore", [POSTGRES_JDBC])
+
+
+def install_spark_kafka_jars(layout: Layout, java_home: Path, spark_version: str) -> tuple[str, list[Path]]:
+    """spark-sql-kafka + token provider + kafka-clients + commons-pool2 for this Spark version.
+
+    The exact pyspark version is preferred; a Maven repository that lacks it gets the newest
+    3.5.x connector it has (binary compatible within the 3.5 line).
+    """
+    chosen_file = layout.jars / "spark.version"
+    out = layout.jars / "spark"
+    if chosen_file.exists() and (out / ".resolved").exists():
+        chosen = chosen_file.read_text().strip()
+    else:
+        cands = [spark_version] + [v for v in SPARK_KAFKA_FALLBACKS
+                                   if v != spark_version and v.split(".")[:2] == spark_version.split(".")[:2]]
+        chosen = ""
+        for v in cands:
+            if artifact_available(layout, java_home, f"org.apache.spark:spark-sql-kafka-0-10_2.12:{v}"):
+                chosen = v
+                break
+        if not chosen:
+            raise StackError(f"no spark-sql-kafka-0-10_2.12 3.5.x found in the Maven repository "
+                             f"(tried {cands}; see {layout.log('maven')})")
+    jars = resolve_jars(
+        layout, java_home, "spark",
+        [f"org.apache.spark:spark-sql-kafka-0-10_2.12:{chosen}",
+         f"org.apache.spark:spark-token-provider-kafka-0-10_2.12:{chosen}"],
+        include_artifact_ids=["spark-sql-kafka-0-10_2.12", "spark-token-provider-kafka-0-10_2.12",
+                              "kafka-clients", "commons-pool2"],
+    )
+    chosen_file.write_text(chosen + "\n")
+    return chosen, jars
+
+
+# --- Presto --------------------------------------------------------------------------------------
+
+PRESTO_PLUGINS = ("hive-hadoop2",)
+# Presto 0.287 ships ASM 9.0, which cannot read Java 17 class files (major version 61) when the
+# drift codec generator computes stack frames: "Unsupported class file major version 61".
+# ASM keeps its API stable within 9.x, so the jars are swapped for a release that knows Java 17.
+PRESTO_ASM_VERSION = "9.7.1"
+_ASM_ARTIFACTS = ("asm", "asm-tree", "asm-analysis", "asm-util", "asm-commons")
+
+
+def _patch_presto_asm(layout: Layout, java_home: Path, home: Path) -> int:
+    jars = {j.name.rsplit("-", 1)[0]: j for j in resolve_jars(
+        layout, java_home, "presto-asm", [f"org.ow2.asm:{a}:{PRESTO_ASM_VERSION}" for a in _ASM_ARTIFACTS])}
+    swapped = 0
+    for d in [home / "lib", *(p for p in (home / "plugin").iterdir() if p.is_dir())]:
+        for old in d.glob("asm*.jar"):
+            m = re.fullmatch(r"(asm(?:-[a-z]+)?)-(\d[\w.]*)\.jar", old.name)
+            if not m or m.group(1) not in jars or m.group(2) == PRESTO_ASM_VERSION:
+                continue
+            old.unlink()
+            shutil.copy2(jars[m.group(1)], d / jars[m.group(1)].name)
+            swapped += 1
+    return swapped
+
+
+def install_presto(layout: Layout, java_home: Path) -> Path:
+    """Unpack lib/ and the hive plugin of presto-server-<v>.tar.gz from Maven into .stack/presto."""
+    home = layout.stack / "presto" / f"presto-server-{PRESTO_VERSION}"
+    key = f"{PRESTO_VERSION} plugins={','.join(PRESTO_PLUGINS)} asm={PRESTO_ASM_VERSION}"
+    if (home / ".installed").exists() and (home / ".installed").read_text().strip() == key:
+        return home
+    coords = f"com.facebook.presto:presto-server:{PRESTO_VERSION}"
+    tarball = m2_repo() / "com/facebook/presto/presto-server" / PRESTO_VERSION / \
+        f"presto-server-{PRESTO_VERSION}.tar.gz"
+    if not tarball.exists():
+        _mvn(layout, ["dependency:get", f"-Dartifact={coords}:tar.gz", "-Dtransitive=false"],
+             layout.log("maven"), java_home)
+    if not tarball.exists():
+        raise StackError(f"{coords}:tar.gz was not downloaded (see {layout.log('maven')})")
+    tmp = home.with_name(home.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    prefix = f"presto-server-{PRESTO_VERSION}/"
+    keep = ("lib/", "bin/", *(f"plugin/{p}/" for p in PRESTO_PLUGINS))
+    with tarfile.open(tarball, "r|gz") as tf:
+        for m in tf:
+            rel = m.name[len(prefix):] if m.name.startswith(prefix) else ""
+            if rel and rel.startswith(keep):
+                m.name = rel
+                tf.extract(m, tmp, filter="data")
+    if not any((tmp / "lib").glob("presto-main-*.jar")):
+        raise StackError(f"{tarball} did not contain lib/presto-main-*.jar")
+    _patch_presto_asm(layout, java_home, tmp)
+    shutil.rmtree(home, ignore_errors=True)
+    tmp.rename(home)
+    (home / ".installed").write_text(key + "\n")
+    return home
+
+
+# --- Airflow -------------------------------------------------------------------------------------
+
+def install_airflow_venv(layout: Layout, python: str) -> Path:
+    venv = layout.airflow_venv
+    key = f"{AIRFLOW_VERSION} {hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()[:16]}"
+    marker = venv / ".pipectl-installed"
+    if marker.exists() and marker.read_text().strip() == key and (venv / "bin" / "airflow").exists():
+        return venv
+    log = layout.log("airflow-install")
+    if not (venv / "bin" / "python").exists():
+        procs.run([python, "-m", "venv", str(venv)], log=log, timeout=300)
+    procs.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+               f"apache-airflow=={AIRFLOW_VERSION}", "-c", str(CONSTRAINTS)], log=log, timeout=1800)
+    marker.write_text(key + "\n")
+    return venv
