@@ -1,11 +1,29 @@
-"""The composition root: the one place that picks concrete adapters for a stage."""
+"""The composition root: the one place that picks concrete adapters for a stage.
+
+Endpoints come from the stage's Environment manifest; what a manifest does not say (Spark home
+and conf dir, the Airflow DAG folder of a local stack) comes from the environment variables
+``SPARK_HOME``/``SPARK_CONF_DIR``/``PIPECTL_AIRFLOW_DAGS_FOLDER`` or, failing those, from the local
+stack's ``.stack/stack.json``. Adapters are cached per endpoint so a pass reuses connections.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from controller.adapters.airflow import AirflowAdapter, LocalFolderDeployer
+from controller.adapters.base import Adapter
+from controller.adapters.hive import HiveAdapter
+from controller.adapters.kafka import KafkaAdapter
+from controller.adapters.presto import PrestoClient
+from controller.adapters.spark import LocalRunner, SparkAdapter
+from controller.engine.backends import StageBackends
 from controller.model.errors import PipectlError
+from controller.plan.desired import StageContext
+from controller.plan.resources import ResourceKind
 
 
 def resolve_secret(ref: str) -> str:
@@ -21,3 +39,190 @@ def resolve_secret(ref: str) -> str:
     if ref.startswith("file:"):
         return Path(ref[5:]).read_text().strip()
     raise PipectlError(f"secret reference {ref!r} must be env:VAR or file:/path")
+
+
+def _stack_info() -> dict[str, Any]:
+    try:
+        from controller.devstack.info import load_stack_info
+
+        return load_stack_info()
+    except (FileNotFoundError, ImportError, OSError, ValueError):
+        return {}
+
+
+def spark_process_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    if os.environ.get("SPARK_HOME"):
+        for k in ("SPARK_HOME", "SPARK_CONF_DIR", "JAVA_HOME", "PYSPARK_PYTHON"):
+            if os.environ.get(k):
+                env[k] = os.environ[k]
+        return env
+    try:
+        from controller.devstack.info import spark_env
+
+        return spark_env()
+    except (FileNotFoundError, ImportError, OSError, KeyError, ValueError):
+        import importlib.util
+
+        import pyspark  # noqa: F401 - only to locate SPARK_HOME when no stack is configured
+
+        spec = importlib.util.find_spec("pyspark")
+        if spec and spec.origin:
+            env["SPARK_HOME"] = str(Path(spec.origin).parent)
+        return env
+
+
+@dataclass
+class Wiring:
+    """Builds and caches StageBackends; ``state_dir`` holds the Spark job registry."""
+
+    state_dir: Path = Path(".pipectl")
+    repo_root: Path = Path(".")
+    _cache: dict[tuple[Any, ...], StageBackends] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def backends(self, ctx: StageContext, repo_root: Path | None = None) -> StageBackends:
+        spec = ctx.spec
+        if not (spec.kafka and spec.hive and spec.presto and spec.airflow and spec.spark):
+            raise PipectlError(f"stage {ctx.stage}: environment lacks endpoints")
+        key = (
+            spec.kafka.bootstrap_servers,
+            spec.hive.host,
+            spec.hive.port,
+            spec.presto.host,
+            spec.presto.port,
+            spec.airflow.url,
+            spec.spark.master,
+        )
+        with self._lock:
+            if key in self._cache:
+                be = self._cache[key]
+                if repo_root is not None:
+                    be.spark.runner.repo_root = repo_root.resolve()  # type: ignore[attr-defined]
+                return be
+            info = _stack_info()
+            presto = PrestoClient(
+                spec.presto.host, spec.presto.port, spec.presto.catalog, spec.presto.username
+            )
+            kafka = KafkaAdapter(spec.kafka.bootstrap_servers)
+            hive = HiveAdapter(
+                spec.hive.host,
+                spec.hive.port,
+                auth=spec.hive.auth,
+                username=spec.hive.username,
+                presto=presto,
+            )
+            dags = (
+                spec.airflow.dags_folder
+                or os.environ.get("PIPECTL_AIRFLOW_DAGS_FOLDER")
+                or info.get("airflow_dags_folder")
+            )
+            if not dags:
+                raise PipectlError(
+                    "no Airflow DAG folder: set spec.airflow.dagsFolder or PIPECTL_AIRFLOW_DAGS_FOLDER"
+                )
+            airflow = AirflowAdapter(
+                spec.airflow.url,
+                spec.airflow.username,
+                resolve_secret(spec.airflow.password_from),
+                LocalFolderDeployer(Path(dags)),
+            )
+            runner = LocalRunner(
+                self.state_dir / "spark",
+                (repo_root or self.repo_root).resolve(),
+                spark_process_env(),
+                master=spec.spark.master,
+            )
+            spark = SparkAdapter(runner)
+            adapters: dict[ResourceKind, Adapter] = {
+                ResourceKind.DATABASE: hive,
+                ResourceKind.TABLE: hive,
+                ResourceKind.VIEW: hive,
+                ResourceKind.TOPIC: kafka,
+                ResourceKind.DAG: airflow,
+                ResourceKind.STREAMING_JOB: spark,
+            }
+            be = StageBackends(adapters, kafka, hive, presto, airflow, spark)
+            self._cache[key] = be
+            return be
+
+
+# --- the runtime the CLI and the controller use -----------------------------------------------
+
+
+@dataclass
+class Runtime:
+    store: Any
+    ledger: Any
+    source: Any
+    wiring: Wiring
+    reconciler: Any
+
+
+def build_runtime(
+    repo: str,
+    state_url: str,
+    *,
+    branch: str = "main",
+    bake_seconds: float = 60.0,
+    instance: str | None = None,
+    lineage: bool = True,
+) -> Runtime:
+    """Compose store, ledger (+OpenLineage and event sinks), git source, adapters and reconciler."""
+    import socket
+
+    from controller.audit.ledger import Ledger
+    from controller.audit.lineage import OpenLineageSink
+    from controller.engine.controller import state_dir_of
+    from controller.engine.gating import Gates
+    from controller.engine.reconciler import Reconciler
+    from controller.source.git import GitSource
+    from controller.store.db import Store
+
+    state_dir = state_dir_of(state_url)
+    store = Store(state_url)
+    sinks: list[Any] = []
+    if lineage:
+        sinks.append(OpenLineageSink(state_dir / "openlineage.jsonl"))
+    try:
+        from controller.obs.events import JsonlEventSink
+
+        sinks.append(_AuditEvents(JsonlEventSink(state_dir / "events.jsonl")))
+    except ImportError:
+        pass
+    ledger = Ledger(store, sinks)
+    source = GitSource(repo, branch, cache_dir=state_dir / "git")
+    wiring = Wiring(state_dir=state_dir)
+
+    def reader_for(commit: str | None) -> tuple[Path, Any]:
+        root = source.checkout(commit).root
+
+        def read(rel: str) -> bytes:
+            full = (root / rel).resolve()
+            if root.resolve() not in full.parents:
+                raise PipectlError(f"path {rel!r} escapes the repository")
+            return full.read_bytes()
+
+        return root, read
+
+    reconciler = Reconciler(
+        store,
+        ledger,
+        wiring.backends,
+        Gates(store),
+        reader_for=reader_for,
+        instance=instance or f"{socket.gethostname()}:{os.getpid()}",
+        checkpoint_root=str(state_dir / "checkpoints"),
+        bake_seconds=bake_seconds,
+    )
+    return Runtime(store, ledger, source, wiring, reconciler)
+
+
+class _AuditEvents:
+    """Every audit record also goes to the operational event stream."""
+
+    def __init__(self, sink: Any):
+        self.sink = sink
+
+    def emit(self, rec: Any) -> None:
+        self.sink.emit({"type": "audit", **rec.model_dump(mode="json")})

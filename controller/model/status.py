@@ -34,6 +34,10 @@ class StageStatus(_Status):
     reason: str | None = None
     message: str | None = None
     git_commit: str | None = None
+    previous_version: str | None = Field(
+        default=None, description="Blue/green: the version still running beside this one until its bake ends."
+    )
+    switched_at: datetime | None = None
 
 
 class Condition(_Status):

@@ -442,6 +442,11 @@ class Store:
         with self.tx() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
+    def kv_prefix(self, prefix: str) -> dict[str, str]:
+        with self.tx() as c:
+            rows = c.execute(select(kv.c.key, kv.c.value).where(kv.c.key.startswith(prefix, autoescape=True))).all()
+        return {r[0]: r[1] for r in rows}
+
     # --- backup ------------------------------------------------------------------------------
 
     def backup(self, dest: Path) -> None:

@@ -1,0 +1,104 @@
+"""The engine side of gates: a real ``GateData`` over one stage's backends and the state store.
+
+The gate logic itself is pure (``controller.rollout.gates``); this module only answers its
+questions: Presto queries, job progress from the Spark runner, Kafka end offsets, earlier schema
+versions and approvals from the store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.audit.ledger import GateVerdict
+from controller.engine.backends import StageBackends
+from controller.engine.reconciler import GateRequest
+from controller.model.identifiers import semver_key
+from controller.plan.resources import ResourceKind
+from controller.rollout.context import GateContext, JobNotFound, ProgressView, default_jobs
+from controller.rollout.gates import applicable, evaluate
+from controller.store.db import Store
+
+
+def schema_key(release: str, schema: str, version: str) -> str:
+    return f"schema/{release}/{schema}/{version}"
+
+
+class StageGateData:
+    def __init__(self, be: StageBackends, store: Store, current_version: str):
+        self.be = be
+        self.store = store
+        self.current_version = current_version
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.be.presto.query(sql, op="gate")
+
+    def job_progress(self, job_name: str) -> ProgressView | None:
+        live = self.be.spark.observe(ResourceKind.STREAMING_JOB, [job_name]).get(job_name)
+        if live is None:
+            raise JobNotFound(job_name)
+        p = self.be.spark.progress(job_name)
+        if p is None:
+            return None
+        wm = None
+        if p.watermark:
+            wm = datetime.fromisoformat(p.watermark.replace("Z", "+00:00"))
+            if wm.year <= 1970:
+                wm = None
+        return ProgressView(
+            batch_id=p.batch_id,
+            input_rows_per_second=p.input_rows_per_second,
+            processed_rows_per_second=p.processed_rows_per_second,
+            batch_duration_ms=p.batch_duration_ms,
+            source_end_offsets=p.end_offsets,
+            watermark=wm,
+            timestamp=p.timestamp if p.timestamp.tzinfo else p.timestamp.replace(tzinfo=UTC),
+        )
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        return self.be.kafka.end_offsets(topic)
+
+    def live_schema(self, release: str, schema: str) -> list[str]:
+        prefix = f"schema/{release}/{schema}/"
+        found = self.store.kv_prefix(prefix)
+        cur = semver_key(self.current_version)
+        versions = sorted((k.removeprefix(prefix) for k in found), key=semver_key, reverse=True)
+        return [found[prefix + v] for v in versions if semver_key(v) < cur]
+
+    def approval(self, release: str, stage: str, version: str) -> str | None:
+        a = self.store.approval(release, stage, version)
+        return str(a["approver"]) if a else None
+
+
+class Gates:
+    """``GateRunner`` for the reconciler."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def evaluate(self, req: GateRequest) -> list[GateVerdict]:
+        rel = req.release
+        tables = dict(req.tables)
+        baseline_jobs: dict[str, str] = {}
+        if req.baseline_version is not None:
+            target = req.ctx
+            baseline_jobs = default_jobs(rel, target, req.baseline_version)
+        ctx = GateContext(
+            release=rel,
+            stage=req.stage,
+            stage_ctx=req.ctx,
+            now=req.now,
+            schemas=req.schema_texts,
+            tables=tables,
+            jobs=req.jobs,
+            baseline_tables=req.baseline_tables,
+            baseline_jobs=baseline_jobs,
+            canary_tables=dict(req.tables),
+        )
+        data = StageGateData(req.backends, self.store, rel.spec.version)
+        out = []
+        for gate in rel.spec.rollout.gates:
+            if applicable(gate, req.stage):
+                v = evaluate(gate, ctx, data)
+                out.append(GateVerdict.model_validate(v.model_dump(mode="json")))
+        return out
