@@ -369,9 +369,11 @@ class AirflowAdapter:
                 raise ValueError("logical_date must be timezone-aware")
             fields["logical_date"] = logical_date
         try:
-            run = self._call("post_dag_run", self._runs.post_dag_run, dag_id, DAGRun(**fields))
+            run = self._call(
+                "post_dag_run", self._runs.post_dag_run, dag_id, DAGRun(**fields), _check_return_type=False
+            )
             log.info("airflow.run.triggered", dag_id=dag_id, run_id=run_id)
-            return _state(run)
+            return str(_run_record(run)["state"])
         except ConflictError as e:
             existing = self._get_run(dag_id, run_id)
             if existing is None:
@@ -379,36 +381,28 @@ class AirflowAdapter:
                     f"airflow: run {run_id} of {dag_id} conflicts with another run (same logical date?): {e}"
                 ) from e
             log.info("airflow.run.exists", dag_id=dag_id, run_id=run_id)
-            return _state(existing)
+            return str(existing["state"])
 
     def run_state(self, dag_id: str, run_id: str) -> str | None:
+        """The run's state (queued, running, success, failed), None if no such run."""
         run = self._get_run(dag_id, run_id)
-        return None if run is None else _state(run)
+        return None if run is None else str(run["state"])
 
     def list_runs(self, dag_id: str, states: list[str] | None = None) -> list[dict[str, Any]]:
+        """Runs of ``dag_id`` (optionally only those in ``states``), oldest first, as plain dicts:
+        run_id, state, run_type, logical_date, start_date, end_date (aware datetimes or None), conf."""
         filters: dict[str, Any] = {"state": states} if states else {}
         runs: list[Any] = []
         while True:
             page = self._call(
                 "get_dag_runs", self._runs.get_dag_runs, dag_id, limit=_PAGE, offset=len(runs),
-                order_by="execution_date", **filters,
+                order_by="execution_date", _check_return_type=False, **filters,
             )
             batch = list(page.dag_runs or [])
             runs.extend(batch)
             if not batch or len(runs) >= int(page.total_entries or 0):
                 break
-        return [
-            {
-                "run_id": r.dag_run_id,
-                "state": _state(r),
-                "run_type": r.run_type,
-                "logical_date": r.logical_date,
-                "start_date": r.start_date,
-                "end_date": r.end_date,
-                "conf": dict(r.conf or {}),
-            }
-            for r in runs
-        ]
+        return [_run_record(r) for r in runs]
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self._patch_paused(dag_id, paused)
@@ -421,8 +415,11 @@ class AirflowAdapter:
             return None
         return dag
 
-    def _get_run(self, dag_id: str, run_id: str) -> Any:
-        return self._call("get_dag_run", self._runs.get_dag_run, dag_id, run_id, missing_ok=True)
+    def _get_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        run = self._call(
+            "get_dag_run", self._runs.get_dag_run, dag_id, run_id, missing_ok=True, _check_return_type=False
+        )
+        return None if run is None else _run_record(run)
 
     def _patch_paused(self, dag_id: str, paused: bool) -> None:
         body = DAG(is_paused=paused)
@@ -503,9 +500,27 @@ def _tags(dag: Any) -> list[str]:
     return [str(t.name) for t in (dag.tags or [])]
 
 
-def _state(run: Any) -> str:
-    state = run.state
-    return str(getattr(state, "value", state))
+def _run_record(run: Any) -> dict[str, Any]:
+    """A DAG run as a plain dict. Runs are read unchecked (``_check_return_type=False``): the
+    client's type coercion would turn ``conf`` integers into floats."""
+
+    def get(key: str) -> Any:
+        value = run.get(key) if isinstance(run, dict) else getattr(run, key, None)
+        return getattr(value, "value", value)
+
+    def when(key: str) -> datetime | None:
+        v = get(key)
+        return datetime.fromisoformat(v) if isinstance(v, str) else v
+
+    return {
+        "run_id": get("dag_run_id"),
+        "state": get("state"),
+        "run_type": get("run_type"),
+        "logical_date": when("logical_date"),
+        "start_date": when("start_date"),
+        "end_date": when("end_date"),
+        "conf": dict(get("conf") or {}),
+    }
 
 
 def _ready(dag: Any, d: DagResource, baseline: datetime | None) -> bool:
