@@ -6,8 +6,10 @@ no Python traceback reaches the terminal for an expected failure.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 
@@ -51,6 +53,571 @@ def validate(
         typer.echo(f"{len(problems)} problem(s) found", err=True)
         raise typer.Exit(1)
     typer.echo("valid")
+
+
+# --- shared options ------------------------------------------------------------------------------
+
+DEFAULT_STATE = "sqlite:///.pipectl/state.db"
+REPO_OPT = typer.Option(".", "--repo", "-r", help="Manifest repo: a local dir or git URL.")
+STATE_OPT = typer.Option(
+    DEFAULT_STATE, "--state", envvar="PIPECTL_STATE", help="State store (SQLAlchemy URL)."
+)
+SERVER_OPT = typer.Option(
+    None, "--server", envvar="PIPECTL_SERVER", help="Controller API (e.g. http://127.0.0.1:8700)."
+)
+OUTPUT_OPT = typer.Option("", "--output", "-o", help="json | yaml | wide")
+STAGE_OPT = typer.Option(..., "--stage", "-s", help="Stage (an Environment name).")
+BRANCH_OPT = typer.Option("main", "--branch", help="Git branch to follow.")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _store(state: str) -> Any:
+    from controller.store.db import Store
+
+    return Store(state)
+
+
+def _duration(text: str) -> float:
+    from controller.model.manifest import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        _fail(str(e))
+
+
+# --- plan / diff / apply ---------------------------------------------------------------------------
+
+
+def _one_shot(release: str, stage: str, repo: str, state: str, branch: str, apply: bool) -> tuple[Any, Any]:
+    from controller.model.errors import PipectlError
+    from controller.plan.desired import RolloutInputs, stage_context
+    from controller.source.validate import load_repo
+    from controller.wiring import build_runtime
+
+    try:
+        rt = build_runtime(repo, state, branch=branch, lineage=apply)
+        commit = rt.source.resolve()
+        snap = load_repo(rt.source.checkout(commit).root)
+        snap.commit = commit
+    except PipectlError as e:
+        _fail(str(e))
+    if release in snap.invalid_releases:
+        for p in snap.invalid_releases[release]:
+            typer.echo(str(p), err=True)
+        _fail(f"release {release!r} is invalid")
+    if release not in snap.releases:
+        _fail(f"release {release!r} not found in {repo}")
+    rel = snap.release(release)
+    if stage not in rel.spec.rollout.stages:
+        _fail(f"stage {stage!r} is not in the rollout of {release} ({', '.join(rel.spec.rollout.stages)})")
+    envs = {n: snap.environment(n) for n in snap.environments}
+    ctx = stage_context(stage, envs)
+    rec = rt.reconciler
+    try:
+        plan, report = rec.converge(
+            rel,
+            stage,
+            ctx,
+            RolloutInputs(start_offsets=rec._start_offsets(rel, ctx)),
+            commit,
+            "apply",
+            apply=apply,
+        )
+    except PipectlError as e:
+        _fail(str(e))
+    return plan, report
+
+
+@app.command()
+def plan(
+    release: str = typer.Argument(..., help="Release name."),
+    stage: str = STAGE_OPT,
+    repo: str = REPO_OPT,
+    state: str = STATE_OPT,
+    branch: str = BRANCH_OPT,
+    output: str = OUTPUT_OPT,
+) -> None:
+    """Show the ordered actions that would converge a stage, with reasons; exit 1 if any is refused."""
+    from controller.cli.render import dump, render_plan
+
+    p, _ = _one_shot(release, stage, repo, state, branch, apply=False)
+    if output in ("json", "yaml"):
+        typer.echo(dump(p.model_dump(mode="json"), output))
+    else:
+        render_plan(p, _console())
+    if p.refused:
+        typer.echo(f"error: the plan holds {len(p.refused)} refused change(s); nothing was applied", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    release: str = typer.Argument(..., help="Release name."),
+    stage: str = STAGE_OPT,
+    repo: str = REPO_OPT,
+    state: str = STATE_OPT,
+    branch: str = BRANCH_OPT,
+) -> None:
+    """Print drift per field; exit 0 = no change, 2 = changes or drift, 1 = error."""
+    p, _ = _one_shot(release, stage, repo, state, branch, apply=False)
+    if p.is_noop:
+        typer.echo("no changes")
+        raise typer.Exit(0)
+    for a in p.actions:
+        if a.changes:
+            for c in a.changes:
+                typer.echo(f"{a.kind.lower()} {a.name} {c}")
+        else:
+            typer.echo(f"{a.kind.lower()} {a.name}: {a.op} ({a.reason})")
+    raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    release: str = typer.Argument(..., help="Release name."),
+    stage: str = STAGE_OPT,
+    repo: str = REPO_OPT,
+    state: str = STATE_OPT,
+    branch: str = BRANCH_OPT,
+) -> None:
+    """Apply the plan to one stage now (no gates); re-running on a converged stage changes nothing."""
+    from controller.cli.render import render_plan
+
+    p, report = _one_shot(release, stage, repo, state, branch, apply=True)
+    render_plan(p, _console())
+    if p.refused:
+        _fail(f"the plan holds {len(p.refused)} refused change(s); nothing was applied")
+    if report is None:
+        return
+    for o in report.outcomes:
+        typer.echo(f"{o.state:8} {o.action.describe()}" + (f": {o.message}" if o.message else ""))
+    if report.failed:
+        _fail(f"{len(report.failed)} action(s) failed")
+
+
+# --- controller ------------------------------------------------------------------------------------
+
+controller_app = typer.Typer(help="Run the controller.", no_args_is_help=True)
+app.add_typer(controller_app, name="controller")
+
+
+@controller_app.command("run")
+def controller_run(
+    repo: str = typer.Option(..., "--repo", "-r", help="Manifest repo: a local dir or git URL."),
+    branch: str = BRANCH_OPT,
+    state: str = STATE_OPT,
+    listen: str = typer.Option("127.0.0.1:8700", "--listen", help="HTTP API address."),
+    interval: str = typer.Option("30s", "--interval", help="Git poll interval."),
+    bake: str = typer.Option("60s", "--bake", help="Blue/green: how long blue keeps running after a switch."),
+    log_format: str = typer.Option("json", "--log-format", help="json | console"),
+) -> None:
+    """Run the reconciler: poll git (and wake on POST /hooks/git), converge, promote, roll back."""
+    from controller.cli.run import run_controller
+
+    code = run_controller(repo, branch, state, listen, _duration(interval), _duration(bake), log_format)
+    raise typer.Exit(code)
+
+
+# --- status ----------------------------------------------------------------------------------------
+
+
+def _statuses(state: str, server: str | None) -> dict[str, dict[str, Any]]:
+    if server:
+        from controller.cli.client import api_get
+
+        data = api_get(server, "/api/v1/releases")
+        return {i["name"]: i["status"] for i in data["items"]}
+    return dict(_store(state).list_statuses())
+
+
+def _history(state: str, server: str | None, name: str) -> list[dict[str, Any]]:
+    if server:
+        from controller.cli.client import api_get
+
+        return list(api_get(server, f"/api/v1/releases/{name}/history")["history"])
+    return list(_store(state).history(name))
+
+
+def _release_rows(statuses: dict[str, dict[str, Any]], state: str, server: str | None, wide: bool) -> str:
+    from controller.cli.render import age, gates_summary, plain_table
+
+    stages: list[str] = []
+    for s in statuses.values():
+        for st in s.get("stages", {}):
+            if st not in stages:
+                stages.append(st)
+    headers = ["NAME", "VERSION", "STAGE", "PHASE", "GATES", "AGE"]
+    if wide:
+        headers += [st.upper() for st in stages] + ["COMMIT"]
+    rows = []
+    for name, s in sorted(statuses.items()):
+        cur = s.get("currentStage") or "-"
+        stage_st = s.get("stages", {}).get(cur, {})
+        hist = _history(state, server, name)
+        first = hist[-1]["started_at"] if hist else None
+        row = [name, s.get("version") or "-", cur, s.get("phase") or "-", gates_summary(stage_st), age(first)]
+        if wide:
+            for st in stages:
+                x = s.get("stages", {}).get(st)
+                row.append(f"{x.get('version')}/{x.get('phase')}" if x else "-")
+            row.append((s.get("observedCommit") or "-")[:12])
+        rows.append(row)
+    return plain_table(headers, rows)
+
+
+@app.command()
+def get(
+    kind: str = typer.Argument(..., help="releases | release"),
+    name: str | None = typer.Argument(None, help="Release name."),
+    output: str = OUTPUT_OPT,
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep printing changes."),
+    state: str = STATE_OPT,
+    server: str | None = SERVER_OPT,
+) -> None:
+    """List releases (NAME VERSION STAGE PHASE GATES AGE) or show one release's status."""
+    import time
+
+    from controller.cli.render import dump
+
+    if kind not in ("releases", "release", "pipelinereleases", "pipelinerelease", "pr"):
+        _fail(f"unknown resource type {kind!r} (try: releases)")
+    last = None
+    while True:
+        statuses = _statuses(state, server)
+        if name:
+            if name not in statuses:
+                _fail(f'release "{name}" not found')
+            statuses = {name: statuses[name]}
+        if output in ("json", "yaml"):
+            if name:
+                obj: Any = {
+                    "apiVersion": "pipectl.dev/v1alpha1",
+                    "kind": "PipelineRelease",
+                    "metadata": {"name": name},
+                    "status": statuses[name],
+                }
+            else:
+                obj = {
+                    "apiVersion": "pipectl.dev/v1alpha1",
+                    "kind": "PipelineReleaseList",
+                    "items": [{"metadata": {"name": n}, "status": s} for n, s in sorted(statuses.items())],
+                }
+            text = dump(obj, output)
+        else:
+            text = _release_rows(statuses, state, server, wide=output == "wide")
+        if not watch:
+            typer.echo(text)
+            return
+        if text != last:
+            if last is not None and output not in ("json", "yaml"):
+                text = "\n".join(text.splitlines()[1:])
+            typer.echo(text)
+            last = (
+                _release_rows(statuses, state, server, wide=output == "wide")
+                if output not in ("json", "yaml")
+                else text
+            )
+        time.sleep(2)
+
+
+@app.command()
+def describe(
+    kind: str = typer.Argument(..., help="release"),
+    name: str = typer.Argument(..., help="Release name."),
+    state: str = STATE_OPT,
+    server: str | None = SERVER_OPT,
+) -> None:
+    """Conditions, per-stage table, last plan, gate results and recent events of a release."""
+    from controller.cli.render import age, plain_table
+
+    if kind not in ("release", "releases", "pipelinerelease", "pr"):
+        _fail(f"unknown resource type {kind!r} (try: release)")
+    if server:
+        from controller.cli.client import api_get
+
+        data = api_get(server, f"/api/v1/releases/{name}")
+        status, events = data["status"], data.get("events", [])
+        last_plans: dict[str, Any] = {}
+    else:
+        store = _store(state)
+        status = store.get_status(name)
+        if status is None:
+            _fail(f'release "{name}" not found')
+        events = store.recent_events(name)
+        last_plans = {
+            k.rsplit("/", 1)[-1]: json.loads(v) for k, v in store.kv_prefix(f"lastplan/{name}/").items()
+        }
+    out = [
+        f"Name:           {name}",
+        f"Version:        {status.get('version')}",
+        f"Current stage:  {status.get('currentStage')}",
+        f"Phase:          {status.get('phase')}",
+        f"Git commit:     {status.get('observedCommit')}",
+        "",
+        "Conditions:",
+    ]
+    conds = status.get("conditions") or []
+    out.append(
+        _indent(
+            plain_table(
+                ["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
+                [
+                    [
+                        c["type"],
+                        c["status"],
+                        c["reason"],
+                        age(c.get("lastTransitionTime")),
+                        c.get("message", "")[:160],
+                    ]
+                    for c in conds
+                ],
+            )
+        )
+    )
+    out += ["", "Stages:"]
+    out.append(
+        _indent(
+            plain_table(
+                ["STAGE", "VERSION", "PHASE", "REASON", "AGE", "MESSAGE"],
+                [
+                    [
+                        st,
+                        x.get("version") or "-",
+                        x.get("phase"),
+                        x.get("reason") or "-",
+                        age(x.get("lastTransitionTime")),
+                        (x.get("message") or "")[:160],
+                    ]
+                    for st, x in status.get("stages", {}).items()
+                ],
+            )
+        )
+    )
+    out += ["", "Gates:"]
+    rows = []
+    for st, x in status.get("stages", {}).items():
+        for g in x.get("gates") or []:
+            rows.append([st, g["name"], g.get("type") or "-", g["verdict"], (g.get("message") or "")[:160]])
+    out.append(
+        _indent(plain_table(["STAGE", "GATE", "TYPE", "VERDICT", "MESSAGE"], rows)) if rows else "  <none>"
+    )
+    if last_plans:
+        out += ["", "Last plan:"]
+        for st, p in last_plans.items():
+            acts = p.get("actions") or []
+            out.append(f"  {st}: " + ("no changes" if not acts else f"{len(acts)} action(s)"))
+            for a in acts:
+                out.append(f"    {a['op']} {a['kind']} {a['name']} ({a.get('reason', '')})")
+    out += ["", "Events:"]
+    out.append(
+        _indent(
+            plain_table(
+                ["AGE", "TYPE", "STAGE", "REASON", "MESSAGE"],
+                [
+                    [
+                        age(e["ts"]),
+                        e["type"],
+                        e.get("stage") or "-",
+                        e["reason"],
+                        (e.get("message") or "")[:200],
+                    ]
+                    for e in events
+                ],
+            )
+        )
+        if events
+        else "  <none>"
+    )
+    typer.echo("\n".join(out))
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+@app.command()
+def history(
+    name: str = typer.Argument(..., help="Release name."),
+    output: str = OUTPUT_OPT,
+    state: str = STATE_OPT,
+    server: str | None = SERVER_OPT,
+) -> None:
+    """Every attempt: version, stage, outcome, gates, commit, time."""
+    from controller.cli.render import dump, plain_table
+
+    runs = _history(state, server, name)
+    if output in ("json", "yaml"):
+        typer.echo(dump(runs, output))
+        return
+    rows = []
+    for r in runs:
+        gates = ",".join(f"{g['name']}={g['verdict']}" for g in r.get("gates") or []) or "-"
+        rows.append(
+            [
+                str(r["started_at"])[:19],
+                r["kind"],
+                r.get("version") or "-",
+                r.get("stage") or "-",
+                r.get("outcome") or "running",
+                r.get("reason") or "-",
+                gates,
+                (r.get("commit") or "-")[:12],
+            ]
+        )
+    typer.echo(
+        plain_table(["TIME", "KIND", "VERSION", "STAGE", "OUTCOME", "REASON", "GATES", "COMMIT"], rows)
+    )
+
+
+# --- audit -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def audit(
+    release: str | None = typer.Argument(None, help="Release name, or 'verify' to check the chain."),
+    output: str = OUTPUT_OPT,
+    state: str = STATE_OPT,
+) -> None:
+    """List audit records; `pipectl audit verify` exits 0 when the hash chain is intact, 1 otherwise."""
+    from controller.audit.ledger import Ledger
+    from controller.cli.render import dump, plain_table
+
+    ledger = Ledger(_store(state))
+    if release == "verify":
+        ok, msg = ledger.verify()
+        typer.echo(msg if ok else f"audit chain broken: {msg}", err=not ok)
+        raise typer.Exit(0 if ok else 1)
+    recs = ledger.records(release)
+    if output in ("json", "yaml"):
+        typer.echo(dump(recs, output))
+        return
+    rows = [
+        [
+            r["seq"],
+            str(r["finished_at"])[:19],
+            r["kind"],
+            r["release"],
+            r.get("version") or "-",
+            r.get("stage") or "-",
+            r["outcome"],
+            (r.get("git_commit") or "-")[:12],
+            r["hash"][:12],
+        ]
+        for r in recs
+    ]
+    typer.echo(
+        plain_table(["SEQ", "TIME", "KIND", "RELEASE", "VERSION", "STAGE", "OUTCOME", "COMMIT", "HASH"], rows)
+    )
+
+
+# --- people's verbs --------------------------------------------------------------------------------
+
+
+def _current_version(state: str, release: str) -> str:
+    st = _store(state).get_status(release)
+    if not st or not st.get("version"):
+        _fail(f'release "{release}" not found in the state store (has the controller seen it?)')
+    return str(st["version"])
+
+
+@app.command()
+def approve(
+    release: str = typer.Argument(..., help="Release name."),
+    stage: str = STAGE_OPT,
+    version: str | None = typer.Option(None, "--version", help="Version to approve (default: current)."),
+    approver: str = typer.Option(None, "--as", envvar="PIPECTL_USER", help="Who approves (default: $USER)."),
+    state: str = STATE_OPT,
+    server: str | None = SERVER_OPT,
+) -> None:
+    """Approve promotion of a release's version into a stage; recorded in the audit ledger."""
+    import getpass
+
+    who = approver or getpass.getuser()
+    if server:
+        from controller.cli.client import api_post
+
+        out = api_post(server, f"/api/v1/releases/{release}/approve", {"stage": stage, "approver": who})
+        typer.echo(f"approved {release} {out.get('version')} for {stage} as {who}")
+        return
+    from controller.cli.people import record_approval
+
+    v = version or _current_version(state, release)
+    new = record_approval(_store(state), release, stage, v, who)
+    typer.echo(f"approved {release} {v} for {stage} as {who}" + ("" if new else " (already approved)"))
+
+
+@app.command()
+def promote(
+    release: str = typer.Argument(..., help="Release name."),
+    stage: str = STAGE_OPT,
+    approver: str = typer.Option(None, "--as", envvar="PIPECTL_USER", help="Who promotes (default: $USER)."),
+    state: str = STATE_OPT,
+    server: str | None = SERVER_OPT,
+) -> None:
+    """Promote the current version into a stage now: records the approval and wakes the controller."""
+    approve(release, stage, None, approver, state, server)
+
+
+@app.command()
+def rollback(
+    release: str = typer.Argument(..., help="Release name."),
+    stage: str = STAGE_OPT,
+    to_version: str | None = typer.Option(
+        None, "--to-version", help="Version to restore (default: last good)."
+    ),
+    repo: str = REPO_OPT,
+    state: str = STATE_OPT,
+    branch: str = BRANCH_OPT,
+    actor: str = typer.Option(None, "--as", envvar="PIPECTL_USER", help="Who rolls back (default: $USER)."),
+) -> None:
+    """Restore an earlier version at a stage now and hold the current one there until a new commit."""
+    import getpass
+
+    from controller.cli.people import manual_rollback
+    from controller.model.errors import PipectlError
+    from controller.wiring import build_runtime
+
+    try:
+        rt = build_runtime(repo, state, branch=branch)
+        msg = manual_rollback(rt, release, stage, to_version, actor or getpass.getuser())
+    except PipectlError as e:
+        _fail(str(e))
+    typer.echo(msg)
+
+
+# --- state -----------------------------------------------------------------------------------------
+
+state_app = typer.Typer(help="Back up and restore the controller's state store.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("backup")
+def state_backup(dest: Path = typer.Argument(..., help="Backup file."), state: str = STATE_OPT) -> None:
+    """Write a consistent copy of the state store (audit ledger, approvals, history) to a file."""
+    _store(state).backup(dest)
+    typer.echo(f"backed up {state} to {dest}")
+
+
+@state_app.command("restore")
+def state_restore(src: Path = typer.Argument(..., help="Backup file."), state: str = STATE_OPT) -> None:
+    """Replace the state store with a backup (stop the controller first)."""
+    from controller.store.db import Store
+
+    if not src.exists():
+        _fail(f"{src}: no such file")
+    Store.restore(src, state)
+    typer.echo(f"restored {state} from {src}")
 
 
 def main() -> None:

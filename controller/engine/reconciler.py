@@ -333,6 +333,8 @@ class Reconciler:
             prune,
         )
         self.last_plans[(rel.name, stage)] = plan
+        if apply and not plan.is_noop:
+            self.store.kv_put(f"lastplan/{rel.name}/{stage}", plan.model_dump_json())
         if not apply or plan.is_noop or plan.refused:
             return plan, None
         run_id = uuid.uuid4().hex
