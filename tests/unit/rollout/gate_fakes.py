@@ -1,0 +1,127 @@
+"""An in-memory ``GateData`` for the gates' unit tests, and builders for their contexts.
+
+Queries really run: the Presto SQL a gate produces is transpiled with sqlglot to SQLite and
+executed against in-memory tables (one attached SQLite database per Hive database), so tests
+check the SQL's results, not its text. Timestamps are stored as ``YYYY-MM-DD HH:MM:SS`` text,
+which SQLite compares in time order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+import yaml
+
+from controller.model.manifest import Environment, PipelineRelease
+from controller.plan.desired import stage_context
+from controller.rollout.gates import GateContext, JobNotFound, ProgressView
+
+MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+METRIC_COLUMNS = ("host", "metric", "window_start", "samples", "avg_value", "max_value")
+
+
+def load_release(**spec_updates: Any) -> PipelineRelease:
+    """The example host-metrics release, with top-level spec fields replaced."""
+    doc = yaml.safe_load((MANIFESTS / "releases" / "host-metrics.yaml").read_text())
+    doc["spec"].update(spec_updates)
+    return PipelineRelease.model_validate(doc)
+
+
+def environments() -> dict[str, Environment]:
+    out = {}
+    for p in sorted((MANIFESTS / "environments").glob("*.yaml")):
+        env = Environment.model_validate(yaml.safe_load(p.read_text()))
+        out[env.name] = env
+    return out
+
+
+def make_ctx(stage: str = "staging", release: PipelineRelease | None = None, **kw: Any) -> GateContext:
+    rel = release or load_release()
+    return GateContext(
+        release=rel, stage=stage, stage_ctx=stage_context(stage, environments()), now=NOW, **kw
+    )
+
+
+def ts(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class FakeData:
+    """GateData over SQLite tables and dictionaries; records every SQL statement it ran."""
+
+    progress: dict[str, ProgressView | None] = field(default_factory=dict)
+    offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+    schemas: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    approvals: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    raise_on_query: Exception | None = None
+    queries: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.db = sqlite3.connect(":memory:")
+        self._dbs: set[str] = set()
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def table(
+        self, name: str, rows: list[tuple[Any, ...]], columns: tuple[str, ...] = METRIC_COLUMNS
+    ) -> None:
+        db, table = name.split(".")
+        if db not in self._dbs:
+            self.db.execute(f"ATTACH DATABASE ':memory:' AS \"{db}\"")
+            self._dbs.add(db)
+        self.db.execute(f'CREATE TABLE "{db}"."{table}" ({", ".join(columns)})')
+        self.db.executemany(
+            f'INSERT INTO "{db}"."{table}" VALUES ({", ".join("?" for _ in columns)})',
+            [tuple(ts(v) if isinstance(v, datetime) else v for v in r) for r in rows],
+        )
+
+    # --- GateData ---------------------------------------------------------------------------
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        self.queries.append(sql)
+        if self.raise_on_query is not None:
+            raise self.raise_on_query
+        lite = sqlglot.transpile(sql, read="presto", write="sqlite")[0]
+        return [tuple(r) for r in self.db.execute(lite).fetchall()]
+
+    def job_progress(self, job_name: str) -> ProgressView | None:
+        if job_name not in self.progress:
+            raise JobNotFound(job_name)
+        return self.progress[job_name]
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        return dict(self.offsets.get(topic, {}))
+
+    def live_schema(self, release: str, schema: str) -> list[str]:
+        return list(self.schemas.get((release, schema), []))
+
+    def approval(self, release: str, stage: str, version: str) -> str | None:
+        return self.approvals.get((release, stage, version))
+
+
+def metric_rows(
+    start: datetime,
+    minutes: int,
+    hosts: int = 4,
+    samples: int = 100,
+    value: float = 50.0,
+    drop: float = 0.0,
+) -> list[tuple[Any, ...]]:
+    """1-minute aggregates for ``hosts`` x 2 metrics; ``drop`` removes that share of samples."""
+    out: list[tuple[Any, ...]] = []
+    for m in range(minutes):
+        ws = start + timedelta(minutes=m)
+        for h in range(hosts):
+            for i, metric in enumerate(("cpu", "mem")):
+                v = value + h * 3.0 + i * 7.0 + (m % 5)
+                n = round(samples * (1.0 - drop))
+                out.append((f"host-{h}", metric, ws, n, v, v * 2))
+    return out
