@@ -106,6 +106,19 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
         # --- GET -------------------------------------------------------------------------------
 
         def do_GET(self) -> None:
+            self._guard(self._get)
+
+        def do_POST(self) -> None:
+            self._guard(self._post)
+
+        def _guard(self, fn: Callable[[], None]) -> None:
+            try:
+                fn()
+            except Exception as e:  # an API bug must answer 500, not drop the connection
+                log.error("api handler failed", path=self.path, error=repr(e))
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+        def _get(self) -> None:
             path = self.path.split("?", 1)[0].rstrip("/")
             if path == "/healthz":
                 h = state.health()
@@ -148,7 +161,7 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
 
         # --- POST ------------------------------------------------------------------------------
 
-        def do_POST(self) -> None:
+        def _post(self) -> None:
             path = self.path.split("?", 1)[0].rstrip("/")
             try:
                 body = self._body()
@@ -169,7 +182,7 @@ def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                 log.info(
                     "git webhook",
                     ref=ref,
-                    event=self.headers.get("X-GitHub-Event")
+                    source=self.headers.get("X-GitHub-Event")
                     or self.headers.get("X-Gitlab-Event")
                     or "generic",
                 )
