@@ -35,9 +35,11 @@ found, in the order above) plus the changes that would otherwise be applied; not
 table is applied. It is tagged like the worst change it refuses. An UPDATE is tagged like its worst
 part. ``location`` is not compared (it is only used when creating).
 
-``diff_view``: missing → CREATE; the live view selects from another table or other columns →
-REPLACE (reversible: ``CREATE OR REPLACE VIEW`` swaps it atomically); same → ``[]``; prune →
-DELETE (reversible: a view holds no data) if approved, else REFUSE ``DeleteNotApproved``.
+``diff_view``: missing → CREATE; the live view selects from another table, from other time
+segments (a blue/green view stitched by ``time_column``), on another time column or other columns
+→ REPLACE (reversible: ``CREATE OR REPLACE VIEW`` swaps it atomically); same → ``[]``; prune →
+DELETE (reversible: a view holds no data) if approved, else REFUSE ``DeleteNotApproved``. A plain
+view and a view of one segment without ``since`` are the same thing (its target, whole).
 """
 
 from __future__ import annotations
@@ -412,27 +414,40 @@ def _worst(tags: list[Reversibility]) -> Reversibility:
 def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: DiffContext) -> list[Action]:
     if desired is None:
         return [_prune(ResourceKind.VIEW, live, ctx, Reversibility.REVERSIBLE)] if live else []
+    want = view_segments(desired)
     if live is None:
+        changes = [_segments_change(None, want)]
+        if len(want) > 1 or want[0][1] is not None:
+            changes.append(FieldChange(field="time_column", new=desired.time_column))
+        if desired.columns:
+            changes.append(FieldChange(field="columns", new=", ".join(desired.columns)))
         return [
             Action(
                 op=Op.CREATE,
                 kind=ResourceKind.VIEW,
                 name=desired.name,
                 reason="view does not exist",
-                changes=[FieldChange(field="target", new=desired.target)]
-                + ([FieldChange(field="columns", new=", ".join(desired.columns))] if desired.columns else []),
+                changes=changes,
                 desired=desired,
             )
         ]
-    changes: list[FieldChange] = []
-    if live.target != desired.target:
-        changes.append(FieldChange(field="target", old=live.target, new=desired.target))
+    have = view_segments(live)
+    changes = []
+    reasons: list[str] = []
+    if have != want:
+        changes.append(_segments_change(have, want))
+        reasons.append("the view selects from other tables")
+    stitched = len(want) > 1 or want[0][1] is not None
+    if stitched and live.time_column != desired.time_column:
+        changes.append(FieldChange(field="time_column", old=live.time_column, new=desired.time_column))
+        reasons.append("the segments are cut on another column")
     if live.columns != desired.columns:
         changes.append(
             FieldChange(
                 field="columns", old=", ".join(live.columns) or "*", new=", ".join(desired.columns) or "*"
             )
         )
+        reasons.append("the view selects other columns")
     if not changes:
         return []
     return [
@@ -440,13 +455,34 @@ def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: Diff
             op=Op.REPLACE,
             kind=ResourceKind.VIEW,
             name=desired.name,
-            reason="the view selects "
-            + ("from another table" if live.target != desired.target else "other columns")
-            + "; replaced atomically",
+            reason="; ".join(reasons) + "; replaced atomically",
             changes=changes,
             desired=desired,
         )
     ]
+
+
+def view_segments(view: ViewResource) -> list[tuple[str, str | None]]:
+    """The (table, since) stretches a view serves; a plain view is one stretch of its target."""
+    if view.segments:
+        return [(s.table, s.since) for s in view.segments]
+    return [(view.target, None)]
+
+
+def _segments_change(
+    old: list[tuple[str, str | None]] | None, new: list[tuple[str, str | None]]
+) -> FieldChange:
+    def plain(segs: list[tuple[str, str | None]] | None) -> bool:
+        return segs is None or (len(segs) == 1 and segs[0][1] is None)
+
+    def fmt(segs: list[tuple[str, str | None]] | None) -> str | None:
+        if segs is None:
+            return None
+        return ", ".join(t if since is None else f"{t} from {since}" for t, since in segs)
+
+    if plain(old) and plain(new):
+        return FieldChange(field="target", old=old[0][0] if old else None, new=new[0][0])
+    return FieldChange(field="segments", old=fmt(old), new=fmt(new))
 
 
 def _prune(
