@@ -49,12 +49,12 @@ def sdk(kafka_bootstrap: str) -> AdminClient:
 
 
 @pytest.fixture
-def new_topic(sdk: AdminClient, unique_name: Callable[[str], str]) -> Iterator[Callable[[], str]]:
+def new_topic(sdk: AdminClient, unique_name: str) -> Iterator[Callable[[], str]]:
     """Hands out fresh topic names; deletes whatever exists of them afterwards."""
     made: list[str] = []
 
     def make() -> str:
-        name = "it." + unique_name("kafka")
+        name = f"it.kafka.{unique_name}.{len(made)}"
         made.append(name)
         return name
 

@@ -157,8 +157,9 @@ def wire_config_value(key: str, value: str) -> str:
 
 def config_drift(desired: dict[str, str], live: dict[str, str]) -> list[FieldChange]:
     """Changes for the keys ``desired`` sets whose live value differs (sorted by key)."""
+    # ``new`` is what will be sent (604800000, not the manifest's 604800000.0): what Kafka will hold.
     return [
-        FieldChange(field=f"config.{k}", old=live.get(k), new=desired[k])
+        FieldChange(field=f"config.{k}", old=live.get(k), new=wire_config_value(k, desired[k]))
         for k in sorted(desired)
         if not config_equal(k, live.get(k), desired[k])
     ]
@@ -237,7 +238,10 @@ def _create(desired: TopicResource) -> Action:
     changes = [
         FieldChange(field="partitions", new=desired.partitions),
         FieldChange(field="replication_factor", new=desired.replication_factor),
-    ] + [FieldChange(field=f"config.{k}", new=desired.config[k]) for k in sorted(desired.config)]
+    ] + [
+        FieldChange(field=f"config.{k}", new=wire_config_value(k, desired.config[k]))
+        for k in sorted(desired.config)
+    ]
     return Action(
         op=Op.CREATE,
         kind=ResourceKind.TOPIC,
