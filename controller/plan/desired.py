@@ -1,8 +1,9 @@
 """From a release and a stage to concrete desired resources (stage prefixes, scoped names).
 
 Pure: file contents come through the ``read`` callable, so the same inputs always give the same
-resources. Canary stages (``canaryOf``) run on their target's endpoints and inputs: they declare
-no topics or serving views of their own, and write shadow tables suffixed ``__canary``.
+resources. Canary stages (``canaryOf``) run on their target's endpoints and inputs: they declare the
+target's topics (shared, not copied) but no serving views or DAGs, and write per-version tables
+(blue/green jobs) or shadow tables suffixed ``__canary`` (in-place jobs).
 """
 
 from __future__ import annotations
@@ -162,23 +163,25 @@ def desired_resources(
     dbs = sorted({t.name.split(".")[0] for t in spec.tables} | {v.name.split(".")[0] for v in spec.views})
     out += [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in dbs]
 
-    if not ctx.is_canary:
-        for t in spec.topics:
-            partitions, rf, config = t.partitions, t.replication_factor, dict(t.config)
-            if override and t.name in override.topics:
-                o = override.topics[t.name]
-                partitions = int(o.get("partitions", partitions))
-                rf = int(o.get("replicationFactor", rf))
-                config.update({k: str(v) for k, v in (o.get("config") or {}).items()})
-            out.append(
-                TopicResource(
-                    name=topic_name(ctx, t.name),
-                    owner=owner,
-                    partitions=partitions,
-                    replication_factor=rf,
-                    config=config,
-                )
+    # A canary stage reads its target's topics; it declares them too (same names, same spec), so the
+    # very first canary does not wait for a topic the target stage has not created yet.
+    topic_override = spec.rollout.overrides.get(ctx.canary_of or ctx.stage)
+    for t in spec.topics:
+        partitions, rf, config = t.partitions, t.replication_factor, dict(t.config)
+        if topic_override and t.name in topic_override.topics:
+            o = topic_override.topics[t.name]
+            partitions = int(o.get("partitions", partitions))
+            rf = int(o.get("replicationFactor", rf))
+            config.update({k: str(v) for k, v in (o.get("config") or {}).items()})
+        out.append(
+            TopicResource(
+                name=topic_name(ctx, t.name),
+                owner=owner,
+                partitions=partitions,
+                replication_factor=rf,
+                config=config,
             )
+        )
 
     for tb in spec.tables:
         props = dict(tb.properties)

@@ -39,9 +39,10 @@ def test_dev_names(repo: Path) -> None:
     }
 
 
-def test_canary_runs_in_prods_namespace_without_topics_views_or_dags(repo: Path) -> None:
+def test_canary_runs_in_prods_namespace_without_views_or_dags(repo: Path) -> None:
     assert names(repo, "canary") == {
         "Database": ["telemetry"],
+        "Topic": ["telemetry.host_metrics"],
         "Table": ["telemetry.host_metrics_1m__v1_0_0"],
         "StreamingJob": ["prod-host-metrics-host-metrics-agg-v1-0-0"],
     }
