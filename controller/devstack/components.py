@@ -80,6 +80,7 @@ class Component:
     installs: tuple[str, ...] = ()  # install tasks that must finish first
     timeout = 120.0
     user: str | None = None
+    has_port = True  # False: no listening port of its own (the scheduler)
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -549,6 +550,7 @@ class AirflowWebserver(Component):
 class AirflowScheduler(Component):
     name = "airflow-scheduler"
     port_name = "airflow"
+    has_port = False
     installs = ("airflow:install",)
     timeout = 240.0
 

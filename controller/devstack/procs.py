@@ -6,15 +6,21 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.devstack.layout import StackError
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_LOG_BYTES = 20 * 1024 * 1024
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+_children_lock = threading.Lock()
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -154,8 +160,10 @@ def spawn(
     rec = ProcRecord(component=component, pid=proc.pid, starttime=st or 0, argv=list(argv),
                      started_at=time.time(), log=str(log))
     write_record(pidfile, rec)
-    # Do not keep a Popen object around to reap: we never wait on it; a dead child becomes a
-    # zombie only while this short-lived CLI runs, and alive() treats zombies as dead.
+    # Keep the Popen so that reap() can collect it if it dies while this CLI still runs
+    # (alive() treats a zombie as dead anyway). Servers outlive us: they are re-parented to init.
+    with _children_lock:
+        _children[proc.pid] = proc
     return rec
 
 
@@ -167,14 +175,12 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def reap() -> None:
-    """Collect exited children of this CLI (processes we spawned that died early)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    """Collect servers spawned by this CLI that already exited (only those: waiting on any child
+    would steal the exit status of commands that other threads are running)."""
+    with _children_lock:
+        for pid, proc in list(_children.items()):
+            if proc.poll() is not None:
+                del _children[pid]
 
 
 def stop(rec: ProcRecord, timeout: float = 20.0) -> str:
@@ -251,8 +257,6 @@ def run(argv: Sequence[str], *, log: Path | None = None, env: Mapping[str, str] 
                              env=dict(env) if env is not None else None,
                              cwd=str(cwd) if cwd else None, timeout=timeout, check=False, **kwargs)
     if check and out.returncode != 0:
-        from controller.devstack.layout import StackError
-
         detail = (out.stderr or out.stdout or "").strip()[-2000:]
         where = f" (see {log})" if log else ""
         raise StackError(f"command failed ({out.returncode}){where}: {' '.join(argv)}\n{detail}")

@@ -227,8 +227,7 @@ class Stack:
                 except StackError as e:
                     self.say(f"{comp.name}: {e}; restarting it")
                     comp.stop(rec)
-            owns_port = comp.name != "airflow-scheduler"
-            if owns_port and procs.port_open(HOST, comp.port, timeout=0.5):
+            if comp.has_port and procs.port_open(HOST, comp.port, timeout=0.5):
                 raise StackError(f"port {comp.port} on {HOST} is in use by a process this stack did not "
                                  f"start (pid file {comp.pidfile}); stop it or set "
                                  f"PIPECTL_{(comp.port_name or comp.name).upper()}_PORT")
@@ -264,7 +263,7 @@ class Stack:
             comp = comps[name]
             rec = procs.live_record(comp.pidfile)
             entries[name] = {
-                "host": HOST, "port": comp.port, "pid": rec.pid if rec else None,
+                "host": HOST, "port": comp.port if comp.has_port else None, "pid": rec.pid if rec else None,
                 "state": "running" if rec else "stopped", "version": comp.version(),
                 "log": str(comp.log), **comp.info(),
             }
@@ -344,7 +343,8 @@ class Stack:
                 continue
             comp = comps[name]
             rec = procs.live_record(comp.pidfile)
-            row: dict[str, Any] = {"component": name, "port": comp.port, "pid": None,
+            row: dict[str, Any] = {"component": name, "port": comp.port if comp.has_port else None,
+                                   "pid": None,
                                    "version": comp.version(), "rss_mb": 0.0, "pss_mb": 0.0}
             if rec is None:
                 stale = comp.pidfile.exists()
@@ -370,7 +370,7 @@ class Stack:
         print(hdr)
         print("-" * len(hdr))
         for r in rows:
-            print(f"{r['component']:<18} {r['state']:<10} {r['port']:>5} {r['pid'] or '-':>8} "
+            print(f"{r['component']:<18} {r['state']:<10} {r['port'] or '-':>5} {r['pid'] or '-':>8} "
                   f"{r['version']:<9} {r['rss_mb']:>7.0f} {r['pss_mb']:>7.0f}  {r.get('detail', '')[:70]}")
         print("-" * len(hdr))
         print(f"{'total':<18} {len(rows) - len(bad)}/{len(rows)} healthy {'':>16} "
