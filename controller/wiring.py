@@ -167,6 +167,7 @@ def build_runtime(
     bake_seconds: float = 60.0,
     instance: str | None = None,
     lineage: bool = True,
+    worktree: bool = False,
 ) -> Runtime:
     """Compose store, ledger (+OpenLineage and event sinks), git source, adapters and reconciler."""
     import socket
@@ -174,7 +175,6 @@ def build_runtime(
     from controller.audit.ledger import Ledger
     from controller.audit.lineage import OpenLineageSink
     from controller.engine.controller import state_dir_of
-    from controller.engine.gating import Gates
     from controller.engine.reconciler import Reconciler
     from controller.source.git import GitSource
     from controller.store.db import Store
@@ -191,7 +191,7 @@ def build_runtime(
     except ImportError:
         pass
     ledger = Ledger(store, sinks)
-    source = GitSource(repo, branch, cache_dir=state_dir / "git")
+    source = GitSource(repo, branch, cache_dir=state_dir / "git", worktree=worktree)
     wiring = Wiring(state_dir=state_dir)
 
     def reader_for(commit: str | None) -> tuple[Path, Any]:
@@ -209,13 +209,28 @@ def build_runtime(
         store,
         ledger,
         wiring.backends,
-        Gates(store),
+        _LazyGates(store),
         reader_for=reader_for,
         instance=instance or f"{socket.gethostname()}:{os.getpid()}",
         checkpoint_root=str(state_dir / "checkpoints"),
         bake_seconds=bake_seconds,
     )
     return Runtime(store, ledger, source, wiring, reconciler)
+
+
+class _LazyGates:
+    """Imports the gate machinery (scipy is seconds to import) only when a gate is evaluated."""
+
+    def __init__(self, store: Any):
+        self.store = store
+        self._gates: Any = None
+
+    def evaluate(self, req: Any) -> Any:
+        if self._gates is None:
+            from controller.engine.gating import Gates
+
+            self._gates = Gates(self.store)
+        return self._gates.evaluate(req)
 
 
 class _AuditEvents:

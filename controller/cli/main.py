@@ -106,7 +106,7 @@ def _one_shot(release: str, stage: str, repo: str, state: str, branch: str, appl
     from controller.wiring import build_runtime
 
     try:
-        rt = build_runtime(repo, state, branch=branch, lineage=apply)
+        rt = build_runtime(repo, state, branch=branch, lineage=apply, worktree=True)
         commit = rt.source.resolve()
         snap = load_repo(rt.source.checkout(commit).root)
         snap.commit = commit

@@ -9,7 +9,6 @@ from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from controller.plan.actions import Op, Plan
 
@@ -58,29 +57,20 @@ _SYMBOL = {Op.CREATE: "+", Op.UPDATE: "~", Op.REPLACE: "-/+", Op.DELETE: "-", Op
 
 
 def render_plan(plan: Plan, console: Console) -> None:
+    """Terraform-like: one line per action with its reason, then the field changes."""
     if plan.is_noop:
-        console.print(
-            f"[green]No changes.[/green] {plan.release} {plan.version} at {plan.stage} matches live state."
-        )
+        console.print(f"No changes. {plan.release} {plan.version} at {plan.stage} matches live state.")
         return
-    t = Table(title=f"Plan: {plan.release} {plan.version} → {plan.stage}", show_lines=False)
-    for col in ("", "ACTION", "KIND", "NAME", "REVERSIBILITY", "REASON"):
-        t.add_column(col)
+    console.print(f"Plan: {plan.release} {plan.version} → {plan.stage}" + (f" (commit {plan.commit[:12]})"
+                                                                          if plan.commit else ""))
+    rows = []
     for a in plan.actions:
-        style = "red" if a.op is Op.REFUSE else ("yellow" if a.op in (Op.UPDATE, Op.REPLACE) else "green")
         reason = a.reason + (f" [{a.reason_code}]" if a.reason_code else "")
-        t.add_row(
-            _SYMBOL.get(a.op, "?"),
-            f"[{style}]{a.op}[/{style}]",
-            str(a.kind),
-            a.name,
-            str(a.reversibility),
-            reason,
-        )
-    console.print(t)
+        rows.append([_SYMBOL.get(a.op, "?"), str(a.op), str(a.kind), a.name, str(a.reversibility), reason])
+    console.print(plain_table(["", "ACTION", "KIND", "NAME", "REVERSIBILITY", "REASON"], rows), markup=False)
     for a in plan.actions:
         for c in a.changes:
-            console.print(f"  {a.kind.lower()} {a.name} {c}")
+            console.print(f"  {a.kind.lower()} {a.name} {c}", markup=False)
     counts: dict[str, int] = {}
     for a in plan.actions:
         counts[str(a.op)] = counts.get(str(a.op), 0) + 1

@@ -45,7 +45,13 @@ class Checkout:
 
 class GitSource:
     def __init__(
-        self, repo: str, branch: str = "main", cache_dir: Path = Path(".pipectl/git"), subdir: str = ""
+        self,
+        repo: str,
+        branch: str = "main",
+        cache_dir: Path = Path(".pipectl/git"),
+        subdir: str = "",
+        *,
+        worktree: bool = False,
     ):
         self.repo = repo
         self.branch = branch
@@ -57,10 +63,20 @@ class GitSource:
             if not p.exists():
                 raise GitError(f"repository {repo!r} does not exist")
             probe = subprocess.run(
-                ["git", "-C", str(p), "rev-parse", "--git-dir"], capture_output=True, check=False
+                ["git", "-C", str(p), "rev-parse", "--show-toplevel", "--show-prefix"],
+                capture_output=True,
+                check=False,
+                text=True,
             )
-            if probe.returncode != 0:
+            if probe.returncode != 0 or worktree:
+                # not a repository, or the one-shot commands' view: the files as they are on disk
                 self._plain_dir = p
+            else:
+                top, _, prefix = probe.stdout.partition("\n")
+                prefix = prefix.strip().strip("/")
+                if prefix:
+                    self.repo = top.strip()
+                    self.subdir = f"{prefix}/{self.subdir}".strip("/")
 
     @property
     def is_git(self) -> bool:
