@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from controller.model.errors import PermanentBackendError, TransientBackendError
@@ -230,9 +231,9 @@ def _data_quality(gate: DataQualityGate, ctx: GateContext, data: GateData) -> Ga
 def _number(cell: object) -> float | None:
     if isinstance(cell, bool):
         return 1.0 if cell else 0.0
-    if isinstance(cell, int | float):
+    if isinstance(cell, int | float | Decimal):  # pyhive returns Presto's DECIMAL as Decimal
         return float(cell)
-    if isinstance(cell, str):  # DECIMAL comes back as text from Presto's client
+    if isinstance(cell, str):
         try:
             return float(cell)
         except ValueError:

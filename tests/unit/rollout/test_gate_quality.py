@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -30,11 +31,9 @@ def data() -> FakeData:
     return d
 
 
-def run(g: DataQualityGate, data: FakeData, **kw: Any) -> Any:
-    ctx = make_ctx("staging", **kw)
-    if "tables" not in kw:
-        ctx = make_ctx("staging", tables=default_tables(ctx.release, ctx.stage_ctx))
-    return evaluate(g, ctx, data)
+def run(g: DataQualityGate, data: FakeData) -> Any:
+    base = make_ctx("staging")
+    return evaluate(g, make_ctx("staging", tables=default_tables(base.release, base.stage_ctx)), data)
 
 
 def test_passes_against_the_stage_table(data: FakeData) -> None:
@@ -99,6 +98,17 @@ def test_backend_errors(data: FakeData) -> None:
     v = run(gate(), data)
     assert v.verdict is Verdict.FAIL
     assert "Table does not exist" in v.message
+
+
+@pytest.mark.parametrize(("cell", "value"), [(Decimal("0.25"), 0.25), ("3", 3.0), (True, 1.0), (7, 7.0)])
+def test_numeric_cells(cell: object, value: float) -> None:
+    class One(FakeData):
+        def query(self, sql: str) -> list[tuple[Any, ...]]:
+            return [(cell,)]
+
+    v = run(gate(expect=f"== {value}"), One())
+    assert v.verdict is Verdict.PASS, v.message
+    assert v.evidence["value"] == value
 
 
 @pytest.mark.parametrize(
