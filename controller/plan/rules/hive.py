@@ -12,10 +12,13 @@
   REFUSE ``TableFormatChange`` (both need a new table);
 - a live column missing from desired, while desired has a new column of the same type at the same
   position → a rename: REFUSE ``ColumnRename`` unless a ``rename`` migration (column → to) is
-  declared, then UPDATE (irreversible: rows written before keep the old name in their files, and
-  readers match Parquet/ORC columns by name);
+  declared, then UPDATE (irreversible: rows written before keep the old name in their files, so
+  readers that match columns by name — Spark, and Presto for Parquet on the stack — read them as
+  NULL under the new name);
 - a live column missing from desired → REFUSE ``ColumnDrop`` unless a ``drop`` migration is
-  declared, then UPDATE (destructive);
+  declared, then UPDATE (destructive). Declared drops and renames are planned, but only Presto
+  can apply them, and only where its Hive catalog allows it (``hive.allow-drop-column`` /
+  ``hive.allow-rename-column``); elsewhere the adapter fails the action and changes nothing;
 - the kept columns in another order, or a new column anywhere but after every kept column →
   REFUSE ``ColumnReorder`` (Hive appends new columns; no engine of the stack can move one, so a
   ``reorder`` migration cannot be applied either and is refused with that reason);

@@ -215,3 +215,29 @@ def test_apply_refuses_a_refused_action() -> None:
 )
 def test_is_widening(old: str, new: str, widening: bool) -> None:
     assert is_widening(old, new) is widening
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_thrift_server_is_a_transient_error_after_retries() -> None:
+    from controller.model.errors import TransientBackendError
+
+    adapter = HiveAdapter("127.0.0.1", _closed_port(), timeout=2)
+    with pytest.raises(TransientBackendError, match="unreachable"):
+        adapter.observe(ResourceKind.DATABASE, ["db"])
+    assert adapter.stats.calls["show_databases"] == 4  # retried with backoff, then given up
+
+
+def test_unreachable_presto_is_a_transient_error() -> None:
+    from controller.model.errors import TransientBackendError
+
+    client = PrestoClient("127.0.0.1", _closed_port(), timeout=2)
+    with pytest.raises(TransientBackendError, match="cannot reach"):
+        client.query("SELECT 1")
+    assert client.stats.calls["query"] == 4
