@@ -44,7 +44,7 @@ stack-status: install
 	$(VPY) -m controller.devstack status
 
 demo: install stack-up
-	$(VPY) -m controller.demo
+	$(VPY) -m controller.cli.demo
 
 bench: install stack-up
 	@for b in bench/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
