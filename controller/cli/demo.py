@@ -231,9 +231,9 @@ def webhook() -> None:
 
 def status() -> dict[str, Any]:
     try:
-        return json.loads(pipectl("get", "release", RELEASE, "-o", "json", check=False) or "{}").get(
-            "status", {}
-        )
+        out = pipectl("get", "release", RELEASE, "-o", "json", check=False)
+        data: dict[str, Any] = json.loads(out or "{}")
+        return dict(data.get("status", {}))
     except json.JSONDecodeError:
         return {}
 
