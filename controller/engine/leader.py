@@ -15,6 +15,10 @@ The engine calls ``acquire()`` until it returns True, then keeps leadership with
 can outlast a 15 s lease — stops work when the keeper reports the loss, and calls ``release()`` on
 shutdown. ``elector_from_env`` picks an elector from the environment the Deployment sets.
 
+Electors keep ``pipectl_leader{instance}`` current and, on losing leadership, clear the
+per-release series (``metrics.clear_leader_series``) so a standby does not raise alerts on its
+stale view.
+
 The ``kubernetes`` SDK is imported lazily, and only here and in ``k8s_status``: a single-host
 controller never loads it.
 """
@@ -154,6 +158,7 @@ class FileLockElector:
         finally:
             os.close(fd)
             metrics.set_leader(self.identity, False)
+            metrics.clear_leader_series()
 
 
 def lease_decision(
@@ -370,6 +375,8 @@ class LeaseElector:
     def _set_leader(self, leader: bool, why: str) -> None:
         self._is_leader = leader
         metrics.set_leader(self.identity, leader)
+        if not leader:
+            metrics.clear_leader_series()
         _log.info(
             "leader_acquired" if leader else "leader_lost",
             elector="lease",

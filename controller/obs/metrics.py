@@ -14,8 +14,10 @@ Label values:
 * ``backend``: ``state`` for the state store (``STATE_BACKEND``), otherwise a backend kind
   (``kafka``, ``hive``, ``presto``, ``airflow``, ``spark``), optionally ``kind/stage``.
 
-``pipectl_leader`` carries an ``instance`` label; Prometheus renames it ``exported_instance`` on
-scrape unless the scrape job sets ``honor_labels``. The rules only ever ``sum`` it.
+The streaming job's name is the label ``streaming_job``, not ``job``: every scrape sets ``job``
+(and ``instance``) to the target's, renaming a metric's own ``job`` to ``exported_job``, which
+rules could not group by reliably. ``pipectl_leader`` keeps its ``instance`` label (it becomes
+``exported_instance`` unless the scrape sets ``honor_labels``); the rules only ever ``sum`` it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "FRESHNESS_OBJECTIVE_SECONDS",
     "REGISTRY",
     "STATE_BACKEND",
+    "clear_leader_series",
     "exposed_names",
     "forget_release",
     "init_release",
@@ -114,13 +117,13 @@ RECONCILE_ERRORS = Counter(
 STREAMING_LAG = Gauge(
     "pipectl_streaming_lag_seconds",
     "How far a streaming job's consumer is behind the head of its input topics, in seconds.",
-    ["release", "stage", "job"],
+    ["release", "stage", "streaming_job"],
     registry=REGISTRY,
 )
 EVENT_FRESHNESS = Gauge(
     "pipectl_event_freshness_seconds",
     "Now minus the newest event time queryable in a streaming job's output (ingest to queryable).",
-    ["release", "stage", "job"],
+    ["release", "stage", "streaming_job"],
     registry=REGISTRY,
 )
 BACKEND_UP = Gauge(
@@ -241,6 +244,19 @@ def forget_release(release: str) -> None:
         LAST_RECONCILE,
     ):
         metric.remove_by_labels({"release": release})
+
+
+def clear_leader_series() -> None:
+    """Drop what only the leader knows (per-release state, backend health) when leadership is lost.
+
+    A standby keeps serving ``/metrics``; left alone, its last values as leader would go on
+    raising stuck-phase, drift and heartbeat alerts. The new leader re-exports them on its passes.
+    """
+    with _lock:
+        _release_info.clear()
+        RELEASE_INFO.clear()
+    for metric in (DRIFT_RESOURCES, STREAMING_LAG, EVENT_FRESHNESS, LAST_RECONCILE, BACKEND_UP):
+        metric.clear()
 
 
 def set_streaming_lag(release: str, stage: str, job: str, seconds: float) -> None:

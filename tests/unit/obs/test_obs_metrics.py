@@ -84,7 +84,7 @@ def test_counters_and_gauges_carry_the_documented_labels() -> None:
     assert value("pipectl_gate_results_total", gate="row-count", verdict="fail") is not None
     assert value("pipectl_rollbacks_total", release="cnt", stage="prod") == 1
     assert value("pipectl_drift_resources", release="cnt", stage="prod") == 2
-    assert value("pipectl_event_freshness_seconds", release="cnt", stage="prod", job="agg") == 95
+    assert value("pipectl_event_freshness_seconds", release="cnt", stage="prod", streaming_job="agg") == 95
     assert value("pipectl_backend_up", backend="state") == 0
     assert value("pipectl_leader", instance="pod-a") == 1
     assert value("pipectl_audit_chain_ok") == 1
@@ -105,8 +105,8 @@ def test_exposed_names_cover_the_issue_contract() -> None:
         "pipectl_rollbacks_total": {"release", "stage"},
         "pipectl_release_info": {"release", "stage", "version", "phase"},
         "pipectl_reconcile_errors_total": {"release", "reason"},
-        "pipectl_streaming_lag_seconds": {"release", "stage", "job"},
-        "pipectl_event_freshness_seconds": {"release", "stage", "job"},
+        "pipectl_streaming_lag_seconds": {"release", "stage", "streaming_job"},
+        "pipectl_event_freshness_seconds": {"release", "stage", "streaming_job"},
         "pipectl_backend_up": {"backend"},
         "pipectl_audit_chain_ok": set(),
         "pipectl_leader": {"instance"},
@@ -138,3 +138,26 @@ def test_render_is_prometheus_text() -> None:
     assert "# TYPE pipectl_backend_up gauge" in text
     assert 'pipectl_backend_up{backend="kafka"} 1.0' in text
     assert metrics.CONTENT_TYPE_LATEST.startswith("text/plain")
+
+
+def test_losing_leadership_clears_what_only_the_leader_knows() -> None:
+    metrics.set_release_info("lead", "prod", "2.0.0", "Progressing")
+    metrics.set_drift("lead", "prod", 1)
+    metrics.set_event_freshness("lead", "prod", "agg", 30.0)
+    metrics.observe_reconcile("lead", "success", 1.0)
+    metrics.set_backend_up("kafka", True)
+    metrics.record_rollback("lead", "prod")
+
+    metrics.clear_leader_series()
+
+    text = metrics.render().decode()
+    for name in ("pipectl_release_info{", "pipectl_drift_resources{", "pipectl_event_freshness_seconds{"):
+        assert name not in text
+    assert value("pipectl_last_reconcile_timestamp_seconds", release="lead") is None
+    assert value("pipectl_backend_up", backend="kafka") is None
+    assert value("pipectl_rollbacks_total", release="lead", stage="prod") == 1  # counters stay
+    # a new phase after regaining leadership is still the only series for the stage
+    metrics.set_release_info("lead", "prod", "2.0.0", "Succeeded")
+    assert release_info_series("lead") == [
+        {"release": "lead", "stage": "prod", "version": "2.0.0", "phase": "Succeeded"}
+    ]
