@@ -3,14 +3,14 @@
 Every audit record and every state transition is also emitted here, to a JSON-lines file by
 default (``JsonlEventSink``) and to a Kafka topic when configured (``KafkaEventSink``). The state
 store and the audit ledger stay the source of truth; this stream is for slicing operations data
-later — a Hive/Presto or Spark table over the files or the topic's landing directory
-(:func:`hive_events_ddl`, :func:`spark_events_ddl`).
+later — a Presto, Hive or Spark table over the files or the topic's landing directory
+(:func:`presto_events_ddl`, :func:`hive_events_ddl`, :func:`spark_events_ddl`).
 
 An event is the envelope built by :func:`make_event`: flat string columns that every event has
 (``ts``, ``event_type``, ``release``, ``stage``, ``version``, ``phase``, ``run_id``,
 ``git_commit``, ``instance``, ``reason``, ``message``) and ``detail``, the rest as a JSON *string*.
 Keeping ``detail`` a string gives the table one stable schema whatever the event carries; query it
-with ``get_json_object`` (Hive) or ``json_extract_scalar`` (Presto).
+with ``json_extract_scalar`` (Presto) or ``get_json_object`` (Hive, Spark).
 
 confluent_kafka may only be imported by ``controller.adapters.kafka`` (import-linter), so
 ``KafkaEventSink`` takes any producer with ``produce(topic, key=…, value=…)``: ``wiring.py`` passes
@@ -44,6 +44,7 @@ __all__ = [
     "encode_event",
     "hive_events_ddl",
     "make_event",
+    "presto_events_ddl",
     "spark_events_ddl",
 ]
 
@@ -230,19 +231,35 @@ class FanoutEventSink:
                 close()
 
 
-def hive_events_ddl(location: str, table: str = "pipectl_events", database: str | None = None) -> str:
-    """``CREATE EXTERNAL TABLE`` over a directory of event JSON lines, readable by Hive and Presto.
+def presto_events_ddl(
+    location: str, table: str = "pipectl_events", schema: str = "ops", catalog: str = "hive"
+) -> str:
+    """Presto: an external Hive-connector table over a directory of event JSON lines.
 
-    ``location`` is the directory holding the JSONL files (``JsonlEventSink``'s parent directory,
-    or where the Kafka topic is landed). Example queries::
+    ``location`` is a directory holding only event files (``file:///…``, ``hdfs://…``, ``s3a://…``).
+    The metastore records it with the HCatalog JSON SerDe, so Hive 3 reads it too. Example::
 
-        -- every rollback in prod this week, newest first (Presto)
+        -- every prod rollback this week, newest first
         SELECT ts, release, version, json_extract_scalar(detail, '$.trigger') AS trigger
-        FROM ops.pipectl_events
+        FROM hive.ops.pipectl_events
         WHERE event_type = 'rollback' AND stage = 'prod' AND ts >= '2024-06-03'
-        ORDER BY ts DESC;
+        ORDER BY ts DESC
+    """
+    columns = ", ".join(f"{c} varchar" for c in EVENT_COLUMNS)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {catalog}.{schema}.{table} ({columns}) "
+        f"WITH (format = 'JSON', external_location = '{location}')"
+    )
 
-        -- which releases spend longest in Verifying (Hive)
+
+def hive_events_ddl(location: str, table: str = "pipectl_events", database: str | None = None) -> str:
+    """Hive: ``CREATE EXTERNAL TABLE`` over a directory of event JSON lines.
+
+    Needs ``org.apache.hive.hcatalog.data.JsonSerDe`` on the server's classpath: Hive 3 ships it,
+    Hive 2 needs ``ADD JAR hive-hcatalog-core-<v>.jar``; Spark's Thrift Server has neither — use
+    :func:`spark_events_ddl` there. Example::
+
+        -- which releases spend longest in Verifying
         SELECT release, count(*) FROM ops.pipectl_events
         WHERE event_type = 'transition' AND phase = 'Verifying' GROUP BY release;
     """
@@ -258,6 +275,10 @@ def hive_events_ddl(location: str, table: str = "pipectl_events", database: str 
 
 
 def spark_events_ddl(path: str, table: str = "pipectl_events") -> str:
-    """Spark SQL table over the same files, with the schema pinned (no inference pass)."""
+    """Spark SQL (and the Spark Thrift Server): a JSON data-source table, schema pinned.
+
+    Pinning the columns skips schema inference and keeps ``detail`` a string; query it with
+    ``get_json_object(detail, '$.trigger')``.
+    """
     columns = ", ".join(f"`{c}` STRING" for c in EVENT_COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS `{table}` ({columns}) USING json OPTIONS (path '{path}')"

@@ -19,6 +19,7 @@ from controller.obs.events import (
     KafkaEventSink,
     hive_events_ddl,
     make_event,
+    presto_events_ddl,
     spark_events_ddl,
 )
 
@@ -153,3 +154,6 @@ def test_table_ddl_covers_every_column() -> None:
     for col in EVENT_COLUMNS:
         assert f"`{col}` STRING" in hive and f"`{col}` STRING" in spark
     assert "USING json" in spark
+    presto = presto_events_ddl("hdfs:///ops/pipectl/events")
+    assert presto.startswith("CREATE TABLE IF NOT EXISTS hive.ops.pipectl_events (ts varchar, event_type varchar")
+    assert "format = 'JSON', external_location = 'hdfs:///ops/pipectl/events'" in presto
