@@ -7,16 +7,24 @@ The runner appends two arguments to every job it starts:
     there atomically (temp file + rename) whenever a new progress is reported, and once more when
     it stops. The controller reads it to observe batch id, rates, offsets and watermark.
 ``--stop-file PATH``
-    When the file appears the job stops gracefully *after* the current batch: it waits until
-    ``query.status["isTriggerActive"]`` is false (the batch's commit is written before that flag
-    drops), then ``query.stop()``, writes the final progress, and exits 0.
+    When the file appears the job stops gracefully *after* the current batch and exits 0.
+
+Spark has no "stop after this batch" call, and ``query.stop()`` interrupts a running batch. So
+once the stop file exists, ``run_until_stopped`` stops the query at the first moment no batch
+runs: when ``query.status["isTriggerActive"]`` is false (a batch's commit is written before that
+flag drops). A query that is behind runs its batches back to back and that moment may never
+come; for ``foreachBatch`` sinks wrap the batch function in ``stop_guard``: once the stop file
+exists it refuses to *start* the next batch (raising before any side effect), so the query ends
+right after the last complete batch. That next batch's offsets are already in the checkpoint's
+offset log without a commit, so Spark runs exactly that batch again on the next start.
 
 Usage in a job::
 
     parser = argparse.ArgumentParser()
     add_lifecycle_arguments(parser)
+    args = parser.parse_args()
     ...
-    query = df.writeStream...start()
+    query = df.writeStream.foreachBatch(stop_guard(write_batch, args.stop_file))...start()
     sys.exit(run_until_stopped(spark, query, args.stop_file, args.status_file))
 
 Only pyspark and the standard library are imported: jobs run outside the controller.
@@ -29,11 +37,21 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
+
+STOP_MARKER = "pipectl-stop-requested"
+"""In the message of the error ``stop_guard`` ends a query with; ``run_until_stopped`` looks for it."""
+
+BatchFunction = Callable[[DataFrame, int], None]
+
+
+class StopRequested(RuntimeError):
+    """Raised by ``stop_guard`` instead of starting a batch after a stop was requested."""
 
 
 def add_lifecycle_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +76,19 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         raise
 
 
+def stop_guard(fn: BatchFunction, stop_file: str | None) -> BatchFunction:
+    """Wrap a ``foreachBatch`` function so that no batch starts once the stop file exists."""
+    if stop_file is None:
+        return fn
+
+    def guarded(df: DataFrame, batch_id: int) -> None:
+        if os.path.exists(stop_file):
+            raise StopRequested(f"{STOP_MARKER}: batch {batch_id} not started")
+        fn(df, batch_id)
+
+    return guarded
+
+
 class ProgressWriter:
     """Writes ``query.lastProgress`` to the status file when it changed since the last write."""
 
@@ -77,22 +108,6 @@ class ProgressWriter:
         return progress
 
 
-def stop_after_current_batch(query: StreamingQuery, poll: float = 0.05, timeout: float | None = None) -> None:
-    """Wait until no trigger is running (the current batch committed), then stop the query.
-
-    Spark has no "stop after this batch" call; between the flag dropping and ``stop()`` a new
-    trigger could begin (the window is the few milliseconds between two status reads, so with a
-    processing-time trigger it needs the interval to elapse exactly then). If it does, that batch
-    is interrupted before its commit and simply re-run from the checkpoint on the next start.
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while query.isActive and query.status.get("isTriggerActive"):
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        time.sleep(poll)
-    query.stop()
-
-
 def run_until_stopped(
     spark: SparkSession,
     query: StreamingQuery,
@@ -102,21 +117,26 @@ def run_until_stopped(
 ) -> int:
     """Run ``query`` until the stop file appears (graceful stop, exit code 0) or the query ends.
 
-    The progress is written to ``status_file`` every ``poll`` seconds when it changed; at the
-    end the Spark session is stopped, so the caller only has to exit with the returned code.
-
-    Returns the process exit code: 0 after a graceful stop or a clean end (e.g. an
-    ``availableNow`` trigger), 1 when the query failed (its exception is printed to stderr).
+    The progress is written to ``status_file`` every ``poll`` seconds when it changed (every
+    50 ms while stopping); at the end the Spark session is stopped, so the caller only has to
+    exit with the returned code: 0 after a graceful stop or a clean end (e.g. an
+    ``availableNow`` trigger), 1 when the query failed (its error is printed).
     """
     writer = ProgressWriter(query, status_file)
     stop_path = Path(stop_file) if stop_file else None
+    stopping = False
     try:
         while query.isActive:
             writer.poll()
             if stop_path is not None and stop_path.exists():
-                print(f"pipectl: stop file {stop_path} found; stopping after the current batch", flush=True)
-                stop_after_current_batch(query)
-                break
+                if not stopping:
+                    print(f"pipectl: {stop_path} found; stopping after the current batch", flush=True)
+                    stopping = True
+                if not query.status.get("isTriggerActive"):
+                    query.stop()
+                    break
+                time.sleep(0.05)
+                continue
             time.sleep(poll)
     finally:
         try:
@@ -125,7 +145,8 @@ def run_until_stopped(
             print(f"pipectl: final progress not written: {exc}", flush=True)
     error = query.exception()
     spark.stop()
-    if error is not None:
+    if error is not None and not (stopping and STOP_MARKER in str(error)):
         print(f"pipectl: query {query.name} failed: {error}", flush=True)
         return 1
+    print(f"pipectl: query {query.name} {'stopped' if stopping else 'ended'}", flush=True)
     return 0
