@@ -8,10 +8,11 @@ forget) so a Kubernetes runner can follow the local one.
 string; its own session, so the JVM and the Python driver form one process group) and keeps a
 registry that survives a controller restart: one JSON file per job, ``state_dir/jobs/<name>.json``,
 written atomically. Runtime files live beside it in ``state_dir/jobs/<name>/``: the status file
-the job writes its latest progress to, the stop file that asks it to stop after the current
-batch, and the driver log. A job is running when its recorded pid is alive *and* is the same
-process: pid, kernel start time (``/proc/<pid>/stat`` field 22) and boot id must all match, so a
-reused pid is never mistaken for the job.
+the job writes its latest progress to (``status.prev.json`` keeps the previous run's last one),
+the stop file that asks it to stop after the current batch, and the driver log. A job is
+running when its recorded pid is alive *and* is the same process: pid, kernel start time
+(``/proc/<pid>/stat`` field 22) and boot id must all match, so a reused pid is never mistaken
+for the job. Signals go to the job's process group, and only after that identity check.
 
 The job-side half of the contract (``--status-file``/``--stop-file``, appended to every job's
 args) is ``controller.jobkit.lifecycle``.
@@ -426,7 +427,9 @@ class LocalRunner:
         run_dir.mkdir(parents=True, exist_ok=True)
         status, stop, log_file = run_dir / "status.json", run_dir / "stop", run_dir / "driver.log"
         stop.unlink(missing_ok=True)
-        status.unlink(missing_ok=True)  # progress of an earlier run must not pass for this one's
+        # The earlier run's progress must not pass for this one's; keep it beside for people.
+        if status.exists():
+            os.replace(status, run_dir / "status.prev.json")
         argv = self._argv(job, entrypoint, args, status, stop)
         started_at = _now()
         with open(log_file, "ab") as out:
