@@ -205,6 +205,23 @@ def test_reused_pid_is_not_the_job(tmp_path: Path, spark_home: Path, repo: Path)
         runner.kill("dev-r-j")
 
 
+def test_restart_runs_the_registered_spec_again(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    adapter = SparkAdapter(make_runner(tmp_path, spark_home, repo), stop_timeout=5)
+    adapter.apply(plan(adapter, job())[0])
+    try:
+        before = record(tmp_path)
+        assert adapter.restart("dev-r-j").changed
+        after = record(tmp_path)
+        assert after.pid != before.pid and after.argv == before.argv and after.version == before.version
+        assert adapter.runner.list()["dev-r-j"].alive
+        assert (tmp_path / "state/jobs/dev-r-j/status.prev.json").exists()
+        assert plan(adapter, job()) == []
+    finally:
+        adapter.runner.kill("dev-r-j")
+    with pytest.raises(PermanentBackendError, match="not registered"):
+        adapter.restart("dev-r-other")
+
+
 def test_kill_then_rule_plans_a_start(tmp_path: Path, spark_home: Path, repo: Path) -> None:
     adapter = SparkAdapter(make_runner(tmp_path, spark_home, repo))
     adapter.apply(plan(adapter, job())[0])
