@@ -155,5 +155,7 @@ def test_table_ddl_covers_every_column() -> None:
         assert f"`{col}` STRING" in hive and f"`{col}` STRING" in spark
     assert "USING json" in spark
     presto = presto_events_ddl("hdfs:///ops/pipectl/events")
-    assert presto.startswith("CREATE TABLE IF NOT EXISTS hive.ops.pipectl_events (ts varchar, event_type varchar")
+    assert presto.startswith(
+        "CREATE TABLE IF NOT EXISTS hive.ops.pipectl_events (ts varchar, event_type varchar"
+    )
     assert "format = 'JSON', external_location = 'hdfs:///ops/pipectl/events'" in presto
