@@ -17,9 +17,8 @@ for the job. Signals go to the job's process group, and only after that identity
 The job-side half of the contract (``--status-file``/``--stop-file``, appended to every job's
 args) is ``controller.jobkit.lifecycle``.
 
-Checkpoints: an inPlace job runs on its declared checkpoint; blueGreen/canary jobs run on
-``<checkpoint>/v<version>`` (see ``rules.spark.effective_checkpoint``) until progressive delivery
-takes over. Relative checkpoint paths resolve against ``repo_root`` (the job's working directory).
+Checkpoints: every job runs on its declared checkpoint; desired state gives blueGreen/canary jobs
+one per version (``plan.desired.checkpoint_dir``). Relative checkpoint paths resolve against ``repo_root`` (the job's working directory).
 Stopping or deleting a job never removes its checkpoint.
 """
 

@@ -131,10 +131,9 @@ def job_changes(desired: StreamingJobResource, live: StreamingJobResource) -> li
 
 
 def effective_checkpoint(job: StreamingJobResource) -> str:
-    """Where the job keeps its state: the checkpoint for inPlace, else ``<checkpoint>/v<version>``."""
-    if job.strategy == IN_PLACE:
-        return job.checkpoint
-    return f"{job.checkpoint.rstrip('/')}/v{job.version}"
+    """Where the job keeps its state. Desired state already gives blue/green and canary jobs one
+    checkpoint per version (``plan.desired.checkpoint_dir``), so this is the declared one."""
+    return job.checkpoint
 
 
 def _action(
@@ -213,8 +212,8 @@ def diff_job(
             reason += f" ({CODE_CHANGED_NOTE})"
     else:
         reason = (
-            f"strategy {desired.strategy}: the rollout strategy will handle it "
-            f"(for now: stop, then start on a new checkpoint {effective_checkpoint(desired)})"
+            f"strategy {desired.strategy}: restart on checkpoint {effective_checkpoint(desired)} "
+            "(progressive delivery deploys each version as its own job)"
         )
     return [_action(Op.UPDATE, desired, reason, changes=changes, desired=desired)]
 

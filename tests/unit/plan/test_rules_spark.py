@@ -34,12 +34,12 @@ def test_code_change_in_place_is_an_update_that_warns_about_state() -> None:
     assert f"checkpoint {CK}" in a.reason
 
 
-def test_blue_green_update_says_the_strategy_handles_it_and_names_the_new_checkpoint() -> None:
+def test_blue_green_update_is_not_refused_and_names_the_checkpoint() -> None:
     desired = job(strategy="blueGreen", version="1.1.0", args=["--topic", "dev.t2", "--checkpoint", CK])
     [a] = diff_job(desired, job(strategy="blueGreen"), DiffContext())
     assert a.op is Op.UPDATE and a.reason_code is None
-    assert "rollout strategy will handle it" in a.reason
-    assert f"{CK}/v1.1.0" in a.reason
+    assert "progressive delivery deploys each version as its own job" in a.reason
+    assert f"checkpoint {CK} " in a.reason
 
 
 def test_refusal_names_each_incompatible_field_and_why() -> None:
@@ -76,4 +76,5 @@ def test_parse_args() -> None:
 
 def test_effective_checkpoint() -> None:
     assert effective_checkpoint(job()) == CK
-    assert effective_checkpoint(job(strategy="canary", checkpoint=CK + "/", version="2.0.0")) == CK + "/v2.0.0"
+    # per-version checkpoints come from desired state (plan.desired.checkpoint_dir), not the rule
+    assert effective_checkpoint(job(strategy="canary", checkpoint=CK + "/v2_0_0", version="2.0.0")) == CK + "/v2_0_0"
