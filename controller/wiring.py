@@ -22,6 +22,7 @@ from controller.adapters.presto import PrestoClient
 from controller.adapters.spark import LocalRunner, SparkAdapter
 from controller.engine.backends import StageBackends
 from controller.model.errors import PipectlError
+from controller.obs.events import EventType, JsonlEventSink, make_event
 from controller.plan.desired import StageContext
 from controller.plan.resources import ResourceKind
 
@@ -184,12 +185,8 @@ def build_runtime(
     sinks: list[Any] = []
     if lineage:
         sinks.append(OpenLineageSink(state_dir / "openlineage.jsonl"))
-    try:
-        from controller.obs.events import JsonlEventSink
-
-        sinks.append(_AuditEvents(JsonlEventSink(state_dir / "events.jsonl")))
-    except ImportError:
-        pass
+    events = JsonlEventSink(state_dir / "events" / "events.jsonl")
+    sinks.append(_AuditEvents(events))
     ledger = Ledger(store, sinks)
     source = GitSource(repo, branch, cache_dir=state_dir / "git", worktree=worktree)
     wiring = Wiring(state_dir=state_dir)
@@ -214,6 +211,7 @@ def build_runtime(
         instance=instance or f"{socket.gethostname()}:{os.getpid()}",
         checkpoint_root=str(state_dir / "checkpoints"),
         bake_seconds=bake_seconds,
+        events=events,
     )
     return Runtime(store, ledger, source, wiring, reconciler)
 
@@ -240,4 +238,18 @@ class _AuditEvents:
         self.sink = sink
 
     def emit(self, rec: Any) -> None:
-        self.sink.emit({"type": "audit", **rec.model_dump(mode="json")})
+        self.sink.emit(
+            make_event(
+                EventType.AUDIT,
+                release=rec.release,
+                stage=rec.stage,
+                version=rec.version,
+                run_id=rec.run_id,
+                git_commit=rec.git_commit,
+                instance=rec.controller_instance,
+                reason=rec.reason,
+                message=rec.message or rec.outcome,
+                detail=rec.model_dump(mode="json"),
+                ts=rec.finished_at,
+            )
+        )

@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import structlog
 from controller.api.server import ApiServer, ApiState
 from controller.cli.people import record_approval
 from controller.engine.controller import Controller, state_dir_of
-from controller.engine.leader import FileLockElector
+from controller.engine.k8s_status import StatusMirror
+from controller.engine.leader import FileLockElector, LeadershipKeeper, elector_from_env
 from controller.model.errors import PipectlError
 from controller.obs import metrics
 from controller.obs.logging import configure_logging
@@ -42,24 +44,36 @@ def run_controller(
     configure_logging(json=log_format == "json")
     log = structlog.get_logger("pipectl.controller")
     state_dir = state_dir_of(state)
-    elector = FileLockElector(state_dir / "controller.lock")
-    if not elector.acquire():
-        log.error(
-            "another controller instance holds the lock",
-            lock=str(state_dir / "controller.lock"),
-            holder=elector.holder(),
-        )
-        return 1
+    elector = elector_from_env(state_dir)
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("signal received; finishing the current action", signal=signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    waited = False
+    while not elector.acquire():
+        if not waited:
+            holder = elector.holder() if isinstance(elector, FileLockElector) else None
+            log.info("another instance is leader; standing by", holder=holder)
+            waited = True
+        if stopping.wait(timeout=2.0):
+            return 0
     try:
         rt = build_runtime(repo, state, branch=branch, bake_seconds=bake)
     except PipectlError as e:
         log.error("cannot start", error=str(e))
         return 1
-    ctl = Controller(rt.source, rt.reconciler, interval=interval)
+    ctl = Controller(rt.source, rt.reconciler, interval=interval, stop=rt.reconciler.stop)
+
+    mirror = StatusMirror.from_env()
 
     def on_status(name: str, status: Any) -> None:
         for stage, st in status.stages.items():
             metrics.set_release_info(name, stage, st.version, str(st.phase))
+        mirror.mirror(name, status)
 
     rt.reconciler.on_status = on_status
 
@@ -85,25 +99,32 @@ def run_controller(
     api.start()
     log.info("api listening", address=f"{api.address[0]}:{api.address[1]}")
 
-    def stop(signum: int, _frame: Any) -> None:
-        log.info("signal received; finishing the current action", signal=signum)
+    def halt() -> None:
         ctl.stop.set()
         ctl.wake.set()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    ok, _ = rt.ledger.verify()
-    metrics.set_audit_chain_ok(ok)
+    def lost() -> None:
+        log.error("lost leadership; stopping")
+        halt()
+
+    keeper = LeadershipKeeper(elector, on_lost=lost)
+    keeper.start()
     worker = threading.Thread(target=ctl.run, name="pipectl-reconciler")
     worker.start()
     try:
+        next_verify = 0.0
         while worker.is_alive():
-            worker.join(timeout=5)
-            if not elector.renew():
-                log.error("lost leadership; stopping")
-                ctl.stop.set()
-                ctl.wake.set()
+            if stopping.is_set():
+                halt()
+            if time.monotonic() >= next_verify:
+                ok, msg = rt.ledger.verify()
+                metrics.set_audit_chain_ok(ok)
+                if not ok:
+                    log.error("audit chain broken", detail=msg)
+                next_verify = time.monotonic() + 300
+            worker.join(timeout=1)
     finally:
+        keeper.stop()
         api.stop()
         elector.release()
     return 0

@@ -18,6 +18,7 @@ import structlog
 
 from controller.engine.reconciler import Reconciler
 from controller.model.errors import PipectlError
+from controller.obs import metrics
 from controller.source.git import GitSource
 from controller.source.validate import RepoSnapshot, load_repo
 
@@ -113,6 +114,7 @@ class Controller:
             t0 = time.monotonic()
             res = self.reconciler.reconcile(snap, name)
             durations[name] = time.monotonic() - t0
+            metrics.observe_reconcile(name, "error" if res.errors else "success", durations[name])
             if res.errors:
                 item.failures += 1
                 backoff = min(300.0, 5.0 * 2 ** min(item.failures, 6))

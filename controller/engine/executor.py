@@ -25,6 +25,7 @@ import structlog
 
 from controller.adapters.base import Adapter
 from controller.model.errors import PipectlError, PlanRefusedError
+from controller.obs import metrics
 from controller.plan.actions import Action, DiffContext, Op, Plan
 from controller.plan.resources import KIND_ORDER, ResourceKind
 from controller.plan.rules import RULES
@@ -132,6 +133,7 @@ class Executor:
                 )
                 self.store.journal_end(intent, action.id, "skipped", "live state already converged")
                 bound.info("action skipped: already converged", previous=previous)
+                metrics.record_action(str(action.kind), "skipped")
                 return ActionOutcome(action, "skipped", "already converged", time.monotonic() - t0)
             self.store.journal_begin(
                 run_id, plan.release, plan.stage, intent, action.id, action.model_dump_json()
@@ -139,8 +141,10 @@ class Executor:
             result = self.adapters[action.kind].apply(action)
             self.store.journal_end(intent, action.id, "done", result.message)
             bound.info("action applied", changed=result.changed, message=result.message)
+            metrics.record_action(str(action.kind), "done")
             return ActionOutcome(action, "done", result.message, time.monotonic() - t0)
         except PipectlError as e:
             self.store.journal_end(intent, action.id, "failed", str(e))
             bound.error("action failed", error=str(e))
+            metrics.record_action(str(action.kind), "failed")
             return ActionOutcome(action, "failed", str(e), time.monotonic() - t0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from controller.model.errors import BackendError, PipectlError, TransientBackend
 from controller.model.manifest import Environment, PipelineRelease, parse_duration
 from controller.model.reasons import Phase, Reason, Verdict
 from controller.model.status import Condition, GateResult, ReleaseStatus, StageStatus, set_condition
+from controller.obs import metrics
+from controller.obs.events import EventSink, EventType, make_event
 from controller.plan.actions import DiffContext, Plan
 from controller.plan.desired import (
     VERSIONED_STRATEGIES,
@@ -110,6 +113,7 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         executor_factory: Callable[[StageBackends], Executor] | None = None,
         on_status: Callable[[str, ReleaseStatus], None] | None = None,
+        events: EventSink | None = None,
     ):
         self.store = store
         self.ledger = ledger
@@ -121,8 +125,10 @@ class Reconciler:
         self.bake_seconds = bake_seconds
         self.verify_interval = verify_interval
         self.clock = clock
-        self.executor_factory = executor_factory or (lambda be: Executor(store, be.adapters))
+        self.stop = threading.Event()
+        self.executor_factory = executor_factory or (lambda be: Executor(store, be.adapters, stop=self.stop))
         self.on_status = on_status
+        self.events = events
         self.last_plans: dict[tuple[str, str], Plan] = {}
 
     # --- status helpers ------------------------------------------------------------------------
@@ -151,6 +157,20 @@ class Reconciler:
         st = self._stage(status, stage)
         changed = st.phase != phase or (version is not None and st.version != version)
         if changed:
+            if self.events is not None:
+                self.events.emit(
+                    make_event(
+                        EventType.TRANSITION,
+                        release=name,
+                        stage=stage,
+                        version=version or st.version,
+                        phase=str(phase),
+                        reason=reason,
+                        message=message,
+                        instance=self.instance,
+                        detail={"from": str(st.phase), "to": str(phase)},
+                    )
+                )
             st.last_transition_time = self.clock()
             self.store.add_event(
                 name,
@@ -192,8 +212,14 @@ class Reconciler:
                 return result
             rel = snap.release(name)
             self._pass(snap, rel, status, result)
+            if not result.errors:
+                for backend in ("kafka", "hive", "presto", "airflow", "spark"):
+                    metrics.set_backend_up(backend, True)
         except PipectlError as e:
             bound.error("reconcile failed", error=str(e))
+            if isinstance(e, BackendError):
+                metrics.set_backend_up(e.backend.split(".")[0], False)
+            metrics.record_reconcile_error(name, type(e).__name__)
             result.errors.append(str(e))
             result.requeue_after = 30.0
             status.conditions = set_condition(
@@ -427,6 +453,40 @@ class Reconciler:
                 rel.name, stage, "Normal", "BakeComplete", f"stopped blue: {', '.join(delete_jobs)}"
             )
 
+    def _streaming_metrics(self, rel: PipelineRelease, stage: str, ctx: StageContext) -> None:
+        """Lag and event-time freshness of the stage's jobs, for the SLO burn alerts."""
+        if not rel.spec.streaming_jobs:
+            return
+        try:
+            root, _ = self.reader_for(None)
+            be = self.backends(ctx, root)
+            now = self.clock()
+            for job in rel.spec.streaming_jobs:
+                name = job_name(ctx, rel.name, job, rel.spec.version)
+                p = be.spark.progress(name)
+                if p is None:
+                    continue
+                if p.watermark:
+                    wm = datetime.fromisoformat(p.watermark.replace("Z", "+00:00"))
+                    if wm.year > 1970:
+                        metrics.set_event_freshness(rel.name, stage, name, (now - wm).total_seconds())
+                behind = 0
+                done = p.end_offsets
+                for src in job.sources:
+                    topic = topic_name(ctx, src.topic)
+                    for part, end in be.kafka.end_offsets(topic).items():
+                        behind += max(0, end - done.get(topic, {}).get(part, 0))
+                rate = p.processed_rows_per_second or p.input_rows_per_second or 0.0
+                if behind == 0:
+                    lag = 0.0
+                elif rate > 0:
+                    lag = behind / rate
+                else:  # stalled with a backlog: at least as old as its last progress
+                    lag = (now - p.timestamp).total_seconds()
+                metrics.set_streaming_lag(rel.name, stage, name, lag)
+        except PipectlError as e:
+            log.warning("streaming metrics unavailable", release=rel.name, stage=stage, error=str(e))
+
     def _versioned_job_names(self, rel: PipelineRelease, ctx: StageContext, version: str) -> list[str]:
         return [
             job_name(ctx, rel.name, j, version)
@@ -656,6 +716,8 @@ class Reconciler:
                 now=self.clock(),
             )
         )
+        for v in verdicts:
+            metrics.record_gate_result(v.name, str(v.verdict))
         gate_results = [
             GateResult(name=v.name, type=v.type, verdict=Verdict(v.verdict), message=v.message)
             for v in verdicts
@@ -830,6 +892,20 @@ class Reconciler:
                     reason=Reason.ROLLBACK_FAILED,
                 )
                 return
+            metrics.record_rollback(name, stage)
+            if self.events is not None:
+                self.events.emit(
+                    make_event(
+                        EventType.ROLLBACK,
+                        release=name,
+                        stage=stage,
+                        version=version,
+                        reason=Reason.GATE_FAILED,
+                        message=message,
+                        instance=self.instance,
+                        detail={"from": version, "to": kg[0].spec.version if kg else None},
+                    )
+                )
             restored = kg[0].spec.version if kg else "nothing (first version)"
             self._set(
                 name, status, stage, Phase.ROLLED_BACK, Reason.GATE_FAILED, f"{message}; restored {restored}"
