@@ -11,6 +11,7 @@ import subprocess
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -563,8 +564,18 @@ class AirflowScheduler(Component):
         return argv, airflow_env(self.ctx), self.layout.airflow_home
 
     def check(self) -> str:
-        # /health is served by the webserver and reports the scheduler's heartbeat.
-        return probes.airflow_scheduler_check(HOST, self.port)
+        # /health is served by the webserver and reports the scheduler's heartbeat; right after a
+        # restart the previous scheduler's heartbeat can still look fresh, so it must be ours.
+        detail = probes.airflow_scheduler_check(HOST, self.port)
+        rec = procs.read_record(self.pidfile)
+        beat = detail.removeprefix("heartbeat ")
+        try:
+            ts = datetime.fromisoformat(beat).timestamp()
+        except ValueError:
+            return detail
+        if rec is not None and ts < rec.started_at:
+            raise probes.ProbeError(f"latest scheduler heartbeat {beat} predates this scheduler")
+        return detail
 
     def info(self) -> dict[str, Any]:
         return {"dags_folder": str(self.layout.airflow_dags)}
