@@ -1,20 +1,26 @@
 """host_metrics_daily: materialize the daily host-metrics transform for one ``dt`` partition.
 
-pipectl deploys this file per stage under a stage-scoped name (``host_metrics_daily__dev.py``);
-the dag_id is the file name, and the stage after ``__`` picks the default database prefix. All
-endpoints are DAG params, so the controller (or a trigger's conf) can override them.
+pipectl deploys this file byte for byte per stage as ``host_metrics_daily__<stage>.py`` beside a
+``host_metrics_daily__<stage>.pipectl.json`` sidecar (see ``controller.adapters.airflow``): the
+dag_id is the file name, the tags (``pipectl``, ``release:…``, ``version:…``) come from the
+sidecar, and the stage after ``__`` picks the default database prefix (``dev`` -> ``dev_``,
+``prod`` -> none). Endpoints are DAG params, so a trigger's conf can override them.
 
 The single task talks to Presto over its HTTP protocol (stdlib only: the Airflow venv has no
-pyhive). It renders ``transforms/host_metrics_daily.sql`` (``{{ ref('db.table') }}`` -> stage
-table), creates the target table if missing, overwrites the run's partition
-(``hive.insert_existing_partitions_behavior=OVERWRITE``: re-runs and backfills replace, never
-append), and returns ``{partition, rows, samples, checksum}`` as XCom for the backfill ledger.
+pyhive). It renders the transform (``{{ ref('db.table') }}`` -> the stage's table), creates the
+target table if missing, overwrites the run's partition (``insert_existing_partitions_behavior =
+OVERWRITE``: re-runs and backfills replace, never append), and returns ``{partition, rows,
+samples, checksum, version}`` as XCom for the backfill ledger.
+
+The transform is ``transforms/host_metrics_daily.sql``. Its text is also kept below
+(``TRANSFORM_SQL``) so the deployed DAG carries the SQL of its own version (only this file is
+deployed; a rollback restores both); a unit test keeps the two identical. A sidecar key
+``transform_sql`` or the param ``transform_sql_path`` overrides it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.parse
@@ -27,13 +33,35 @@ from airflow import DAG
 from airflow.models.param import Param
 from airflow.operators.python import PythonOperator
 
-VERSION = "1.0.0"  # the release version; pipectl checks it through the version:<v> tag
 RELEASE = "host-metrics"
 TRANSFORM = "telemetry.host_metrics_daily"
+REPO_VERSION = "1.0.0"  # used when the file runs without pipectl's sidecar
 
-DAG_ID = Path(__file__).stem
-STAGE = DAG_ID.split("__", 1)[1] if "__" in DAG_ID else os.environ.get("PIPECTL_STAGE", "")
+_FILE = Path(__file__)
+_META = _FILE.with_suffix(".pipectl.json")
+PIPECTL: dict[str, Any] = json.loads(_META.read_text(encoding="utf-8")) if _META.exists() else {}
+DAG_ID = _FILE.stem
+VERSION = str(PIPECTL.get("version") or REPO_VERSION)
+TAGS = list(PIPECTL.get("tags") or ["pipectl", f"release:{RELEASE}", f"version:{VERSION}"])
+STAGE = DAG_ID.split("__", 1)[1] if "__" in DAG_ID else ""
 DEFAULT_PREFIX = "" if STAGE in ("", "prod") else f"{STAGE}_"
+
+TRANSFORM_SQL = """\
+/* telemetry.host_metrics_daily: one row per host, metric and day, from the 1-minute aggregates.
+   avg_value is weighted by samples, so it is the mean over every raw event of the day.
+   dt (yyyy-MM-dd, UTC) is last: it is the partition column of the materialized table. */
+SELECT
+    host,
+    metric,
+    CAST(dt AS date) AS day,
+    SUM(samples) AS samples,
+    SUM(avg_value * CAST(samples AS double)) / CAST(SUM(samples) AS double) AS avg_value,
+    MAX(max_value) AS max_value,
+    dt
+FROM {{ ref('telemetry.host_metrics_1m') }}
+WHERE samples > 0
+GROUP BY host, metric, dt
+"""
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _PARTITION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -49,12 +77,9 @@ def _ident(name: str) -> str:
 def _table(params: dict[str, Any], logical: str) -> str:
     """``db.table`` of the release -> quoted ``catalog.<prefix>db.table`` of this stage."""
     mapped = (params.get("refs") or {}).get(logical)
-    if mapped:
-        db, table = mapped.split(".")
-    else:
-        db, table = logical.split(".")
+    db, table = (mapped or logical).split(".")
+    if not mapped:
         db = params["stage_prefix"] + db
-        table = table + params.get("table_suffix", "")
     return f"{_ident(params['presto_catalog'])}.{_ident(db)}.{_ident(table)}"
 
 
@@ -63,17 +88,9 @@ def render(sql: str, params: dict[str, Any]) -> str:
 
 
 def _transform_sql(params: dict[str, Any]) -> str:
-    here = Path(__file__).resolve().parent
-    candidates = [
-        params.get("transform_sql_path") or "",
-        str(here / f"{DAG_ID}.sql"),
-        str(here / "host_metrics_daily.sql"),
-        str(here.parent / "transforms" / "host_metrics_daily.sql"),
-    ]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c).read_text(encoding="utf-8")
-    raise FileNotFoundError(f"transform SQL not found in {[c for c in candidates if c]}")
+    if params.get("transform_sql_path"):
+        return Path(params["transform_sql_path"]).read_text(encoding="utf-8")
+    return str(PIPECTL.get("transform_sql") or TRANSFORM_SQL)
 
 
 def presto(params: dict[str, Any], sql: str, session: dict[str, str] | None = None) -> list[list[Any]]:
@@ -146,11 +163,10 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,
-    tags=["pipectl", f"version:{VERSION}", f"release:{RELEASE}"],
+    tags=TAGS,
     default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
     params={
         "stage_prefix": Param(DEFAULT_PREFIX, type="string", description="database prefix of the stage"),
-        "table_suffix": Param("", type="string", description="e.g. __canary for shadow tables"),
         "refs": Param({}, type="object", description="explicit ref -> db.table mapping (wins over prefix)"),
         "presto_host": Param("127.0.0.1", type="string"),
         "presto_port": Param(8080, type="integer"),
