@@ -94,8 +94,8 @@ def m2_repo() -> Path:
 def _mvn(layout: Layout, args: list[str], log: Path, java_home: Path) -> None:
     env = {**os.environ, "JAVA_HOME": str(java_home)}
     with _mvn_lock:
-        procs.run(["mvn", "-B", "-q", f"-Dmaven.repo.local={m2_repo()}", *args], log=log, env=env,
-                  cwd=layout.maven, timeout=1800)
+        procs.run(["mvn", "-B", "-q", "-Dstyle.color=never", f"-Dmaven.repo.local={m2_repo()}", *args],
+                  log=log, env=env, cwd=layout.maven, timeout=1800)
 
 
 def _dep_xml(coords: str, type_: str = "jar") -> str:

@@ -258,6 +258,9 @@ def run(argv: Sequence[str], *, log: Path | None = None, env: Mapping[str, str] 
                              cwd=str(cwd) if cwd else None, timeout=timeout, check=False, **kwargs)
     if check and out.returncode != 0:
         detail = (out.stderr or out.stdout or "").strip()[-2000:]
-        where = f" (see {log})" if log else ""
+        where = ""
+        if log is not None:
+            where = f" (see {log})"
+            detail = f"--- last lines of {log}:\n{tail(log, 30)}"
         raise StackError(f"command failed ({out.returncode}){where}: {' '.join(argv)}\n{detail}")
     return out

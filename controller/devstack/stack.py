@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,10 +109,27 @@ class Stack:
         return {cls.name: cls(ctx) for cls in C.COMPONENTS}
 
     # up ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up`/`down` at a time per .stack (two make runs must not start servers twice)."""
+        self.layout.run.mkdir(parents=True, exist_ok=True)
+        with open(self.layout.run / "devstack.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.say("another `devstack up/down` is running on this .stack; waiting for it")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
     def up(self, only: list[str] | None = None) -> int:
+        self.layout.ensure_dirs()
+        with self._exclusive():
+            return self._up(only)
+
+    def _up(self, only: list[str] | None) -> int:
         t0 = time.monotonic()
+        wall0 = time.time()
         lay = self.layout
-        lay.ensure_dirs()
         install.ensure_system_packages(lay, say=self.say)
         ctx = self.context()
         comps = self.components(ctx)
@@ -178,7 +197,8 @@ class Stack:
             for node in failed:
                 if node.detail.startswith("not started"):
                     continue
-                if node.name in comps:
+                rec = procs.read_record(comps[node.name].pidfile) if node.name in comps else None
+                if rec is not None and rec.started_at >= wall0:  # started by this run: show its log
                     log = comps[node.name].log
                     print(f"\n--- {node.name}: {node.detail}\n--- last lines of {log}:\n"
                           f"{procs.tail(log, 40)}", file=sys.stderr)
@@ -301,6 +321,10 @@ class Stack:
 
     # down ----------------------------------------------------------------------------------
     def down(self, only: list[str] | None = None) -> int:
+        with self._exclusive():
+            return self._down(only)
+
+    def _down(self, only: list[str] | None) -> int:
         ctx = self.context(require=False)
         comps = self.components(ctx)
         names = _expand(only)
