@@ -298,7 +298,9 @@ def test_kill_9_mid_batch_then_restart_gives_identical_rows(
     assert killed_in is not None, f"no batch was caught in flight:\n{_tail(log)}"
     assert proc.returncode == -signal.SIGKILL
     assert killed_in not in p.batches("commits")
-    print(f"killed in batch {killed_in} after {readings} Presto readings")
+    assert not (p.table_dir / "_pipectl_sink" / p.query / f"{killed_in}.json").exists()
+    written = sorted(d.parent.parent.name for d in p.table_dir.glob(f"dt=*/_v={killed_in}-{p.query}/_SUCCESS"))
+    print(f"kill -9 in batch {killed_in} after {readings} Presto readings; partitions written: {written}")
 
     partial = presto_rows(presto_conn, p)
     assert len({r[:3] for r in partial}) == len(partial)
@@ -306,3 +308,5 @@ def test_kill_9_mid_batch_then_restart_gives_identical_rows(
     p.run_available_now()  # restart on the same checkpoint: replays batch killed_in, then the rest
     assert killed_in in p.batches("commits")
     assert_exact(presto_rows(presto_conn, p), want)
+    replay = [ln for ln in (p.tmp / f"job-{p.runs}.log").read_text().splitlines() if f"batch {killed_in}:" in ln]
+    print("replay:", replay[0].split("host_metrics_agg: ", 1)[-1] if replay else "?")

@@ -20,6 +20,7 @@ from controller.jobkit.sink import (
     SinkError,
     check_partition_value,
     check_query_name,
+    make_sink,
     merge_frames,
     merge_rows,
     quote_ident,
@@ -283,6 +284,17 @@ def test_replay_after_crash_between_partition_swaps_gives_identical_rows(spark: 
     assert _same(_rows(spark.table(table)), expected)
     swapped_before = [r for r in half_way if r["dt"] == "2026-01-01"]
     assert [r for r in _rows(spark.table(table)) if r["dt"] == "2026-01-01"] == swapped_before
+
+
+def test_append_sink_duplicates_on_replay(spark: Any) -> None:
+    """The benchmark baseline: plain INSERT INTO, so a replayed batch doubles its rows."""
+    table = _fresh_table(spark, "append")
+    sink = make_sink("append", spark, table, "q-append", SPEC)
+    sink.write_batch(_frame(spark, BATCHES[0]), 0)
+    sink.write_batch(_frame(spark, BATCHES[0]), 0)
+    assert len(_rows(spark.table(table))) == 2 * len(BATCHES[0])
+    with pytest.raises(SinkError):
+        make_sink("upsert", spark, table, "q", SPEC)
 
 
 def test_sink_refuses_mismatched_spec(spark: Any) -> None:
