@@ -136,11 +136,41 @@ class StreamingJobResource(_Res):
     strategy: str = "inPlace"
 
 
+class TransformInput(BaseModel):
+    """One relation a transform reads through ``{{ ref() }}``, and what identifies its content."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ref: str = Field(description="The logical name as written in ref('db.name').")
+    relation: str = Field(description="The physical relation the compiled SQL reads at this stage.")
+    kind: Literal["table", "view", "transform", "external"] = "table"
+    digest: str = Field(description="Identity of what the relation serves (served table + version, …).")
+    label: str = Field(default="", description="The same for people, e.g. v1_1_0 or sha256:1a2b3c4d5e6f.")
+
+
 class TransformResource(_Res):
+    """A SQL transform; ``name`` is the ``db.name`` dashboards query (the serving view).
+
+    ``digest`` identifies a materialization: the compiled SQL digest, the materialization and the
+    digests of every upstream input, so a change upstream changes it too (modified-only re-runs).
+    """
+
     kind: Literal["Transform"] = "Transform"
     materialized: str
     compiled_sql_digest: str
     compiled_sql: str | None = None
+    digest: str = Field(default="", description="Materialization identity (SQL + inputs + settings).")
+    refs: list[str] = Field(default_factory=list, description="Logical refs, in order of appearance.")
+    upstream: list[TransformInput] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list, description="Upstream transforms (physical).")
+    columns: list[Column] = Field(default_factory=list, description="Output columns and types.")
+    contract: list[Column] | None = Field(default=None, description="Declared output contract, if any.")
+    contract_breaks: list[str] = Field(default_factory=list, description="Desired side: broken contracts.")
+    partition_by: list[str] = Field(default_factory=list)
+    relation: str | None = Field(
+        default=None, description="Live side: the physical table the serving view reads (table/incremental)."
+    )
+    managed: bool = Field(default=True, description="Live side: False when pipectl did not create it.")
+    partitions: list[str] = Field(default_factory=list, description="Live side: partitions (incremental).")
 
 
 Resource = Annotated[
