@@ -62,13 +62,16 @@ class ProcRecord:
         return st is not None and st == self.starttime and not is_zombie(self.pid)
 
     def group_pids(self) -> list[int]:
-        """All live processes in this record's process group (it was started as a session leader)."""
+        """Live processes of this record's session (started with start_new_session, so the session
+        id is our pid). A session, not a process group: Airflow's DagFileProcessorManager moves to
+        a process group of its own but stays in the session."""
         pids = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             f = _stat_fields(int(entry))
-            if f and int(f[2]) == self.pid and f[0] not in ("Z", "X"):
+            # f[3] is field 6 (session), f[19] field 22 (start time): children start after us
+            if f and int(f[3]) == self.pid and f[0] not in ("Z", "X") and int(f[19]) >= self.starttime:
                 pids.append(int(entry))
         return pids
 
@@ -183,23 +186,40 @@ def reap() -> None:
                 del _children[pid]
 
 
-def stop(rec: ProcRecord, timeout: float = 20.0) -> str:
-    """SIGTERM the process group of ``rec``, then SIGKILL what is left after ``timeout``."""
-    if not rec.alive():
-        return "not running"
-    _signal_group(rec.pid, signal.SIGTERM)
+def _signal_pids(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wait_session_gone(rec: ProcRecord, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         reap()
         if not rec.alive() and not rec.group_pids():
-            return "stopped"
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.2)
+
+
+def stop(rec: ProcRecord, timeout: float = 20.0) -> str:
+    """SIGTERM the process group of ``rec`` (its leader forwards it to its workers), then SIGTERM
+    whatever is left in its session, then SIGKILL the session after ``timeout``."""
+    if not rec.alive() and not rec.group_pids():
+        return "not running"
+    if rec.alive():
+        _signal_group(rec.pid, signal.SIGTERM)
+        if _wait_session_gone(rec, timeout * 0.75):
+            return "stopped"
+    _signal_pids(rec.group_pids(), signal.SIGTERM)
+    if _wait_session_gone(rec, timeout * 0.25):
+        return "stopped"
+    _signal_pids(rec.group_pids(), signal.SIGKILL)
     _signal_group(rec.pid, signal.SIGKILL)
-    for _ in range(50):
-        reap()
-        if not rec.alive() and not rec.group_pids():
-            break
-        time.sleep(0.1)
+    _wait_session_gone(rec, 10)
     return "killed"
 
 

@@ -336,7 +336,7 @@ class Stack:
             rec = procs.read_record(comp.pidfile)
             if rec is None:
                 continue
-            if rec.alive():
+            if rec.alive() or rec.group_pids():
                 t0 = time.monotonic()
                 try:
                     how = comp.stop(rec)
