@@ -12,7 +12,7 @@ from typing import Any
 
 from controller.plan.actions import Action, DiffContext
 from controller.plan.resources import ResourceKind
-from controller.plan.rules import airflow, hive, kafka, spark
+from controller.plan.rules import airflow, hive, kafka, spark, transform
 
 DiffRule = Callable[[Any, Any, DiffContext], list[Action]]
 
@@ -23,4 +23,5 @@ RULES: dict[ResourceKind, DiffRule] = {
     ResourceKind.VIEW: hive.diff_view,
     ResourceKind.DAG: airflow.diff_dag,
     ResourceKind.STREAMING_JOB: spark.diff_job,
+    ResourceKind.TRANSFORM: transform.diff_transform,
 }
