@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from controller.model.manifest import (
@@ -29,6 +29,7 @@ from controller.plan.resources import (
     StreamingJobResource,
     TableResource,
     TopicResource,
+    TransformResource,
     ViewResource,
     ViewSegment,
 )
@@ -142,7 +143,15 @@ def checkpoint_dir(ctx: StageContext, release: str, job: StreamingJobSpec, versi
     return f"{root.rstrip('/')}/{stage}/{release}/{job.name}"
 
 
-Desired = DatabaseResource | TopicResource | TableResource | ViewResource | DagResource | StreamingJobResource
+Desired = (
+    DatabaseResource
+    | TopicResource
+    | TableResource
+    | ViewResource
+    | DagResource
+    | StreamingJobResource
+    | TransformResource
+)
 
 
 def desired_resources(
@@ -151,7 +160,11 @@ def desired_resources(
     read: Reader,
     checkpoint_root: str = ".pipectl/checkpoints",
     rollout: RolloutInputs | None = None,
+    *,
+    upstream_releases: Sequence[PipelineRelease] = (),
 ) -> list[Desired]:
+    """``upstream_releases``: the releases named in ``dependsOn``, so transforms can ref their
+    relations (schemas, served versions); without them such refs resolve by name only."""
     spec = release.spec
     version = spec.version
     rollout = rollout or RolloutInputs()
@@ -162,6 +175,9 @@ def desired_resources(
 
     dbs = sorted({t.name.split(".")[0] for t in spec.tables} | {v.name.split(".")[0] for v in spec.views})
     out += [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in dbs]
+    if not ctx.is_canary:
+        tdbs = sorted({t.name.split(".")[0] for t in spec.transforms} - set(dbs))
+        out += [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in tdbs]
 
     # A canary stage reads its target's topics; it declares them too (same names, same spec), so the
     # very first canary does not wait for a topic the target stage has not created yet.
@@ -260,5 +276,19 @@ def desired_resources(
                     paused=False,
                     source=src.decode("utf-8"),
                 )
+            )
+        # SQL transforms (after views: they read serving views). Not in canary stages: a canary
+        # writes shadow/per-version tables in its target's namespace, and a transform there would
+        # replace the target's own (see controller.plan.transforms).
+        if spec.transforms:
+            from controller.plan.transforms import transform_resources  # imports desired: lazy
+
+            out += transform_resources(
+                release,
+                ctx,
+                read,
+                upstream=upstream_releases,
+                serving_version=serving,
+                view_segments=rollout.view_segments,
             )
     return out

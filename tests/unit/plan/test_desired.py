@@ -36,6 +36,7 @@ def test_dev_names(repo: Path) -> None:
         "StreamingJob": ["dev-host-metrics-host-metrics-agg-v1-0-0"],
         "View": ["dev_telemetry.host_metrics -> dev_telemetry.host_metrics_1m__v1_0_0"],
         "Dag": ["host_metrics_daily__dev"],
+        "Transform": ["dev_telemetry.host_metrics_daily"],
     }
 
 
