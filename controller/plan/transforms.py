@@ -435,7 +435,7 @@ def _schema(inputs: Sequence[Relation], catalog: str) -> tuple[MappingSchema, bo
             continue
         db, name = rel.physical.split(".", 1)
         dbs.setdefault(db, {})[name] = {c.name: _schema_type(c.type) for c in rel.columns}
-    tables: dict[str, object] = {catalog: dbs}
+    tables: dict[str, object] = {catalog: dbs} if dbs else {}
     return MappingSchema(tables, dialect="hive"), complete
 
 
@@ -510,7 +510,10 @@ def _compile_one(
         known = True
         seen: set[str] = set()
         for pos, sel in enumerate(typed.selects, start=1):
-            name = sel.alias_or_name
+            # Presto names a column only by its alias or as the column it selects; others are unnamed.
+            name = (
+                sel.alias if isinstance(sel, exp.Alias) else sel.name if isinstance(sel, exp.Column) else ""
+            )
             if isinstance(sel, exp.Star) or (isinstance(sel, exp.Column) and isinstance(sel.this, exp.Star)):
                 known = False
                 continue
