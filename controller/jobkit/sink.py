@@ -5,18 +5,24 @@ For every partition value the batch touches, the sink
 
 1. reads the rows already in that partition and merges them with the batch's rows
    (:class:`MergeSpec`: counts add up, means are weighted by the count, maxima/minima combine),
-2. writes the merged partition into a NEW directory ``<table>/<col>=<value>/_v=<batchId>-<query>``,
+2. writes the merged partition into a NEW directory ``<table>/<col>=<value>/_v=<batchId>-<writer>``,
 3. swaps the partition to it with one metastore call (``ALTER TABLE … PARTITION … SET LOCATION``
    or ``ADD PARTITION … LOCATION``), so readers see either the old or the new files, never a mix,
 4. deletes all but the newest few ``_v=`` directories of that partition,
 
-and finally writes a commit marker ``<table>/_pipectl_sink/<query>/<batchId>.json``.
+and finally writes a commit marker ``<table>/_pipectl_sink/<writer>/<batchId>.json``. ``writer``
+is ``<query name>-<first 8 characters of the checkpoint's query id>``: Spark numbers batches per
+checkpoint, so the id keeps a new checkpoint's batch 0 apart from an old one's.
 
 Replays are exact. Spark re-runs a batch after a crash with the same input (offsets and
 watermark come from its offset log). A batch whose marker exists is skipped. A partition whose
 current location already is this batch's directory was swapped before the crash and is skipped;
 every other partition still points at the pre-batch data, so merging again gives the same rows.
-One writer query per table is assumed (blue/green versions write their own tables).
+
+A table has exactly one writer, recorded in ``<table>/_pipectl_sink/_writer.json``: a second
+query, or the same query on a new checkpoint, would merge events the table already counts, so
+the sink refuses (``SinkError``) unless told to take the table over. Blue/green versions and
+replays therefore write their own tables.
 
 :class:`AppendSink` is the plain non-idempotent variant (``INSERT INTO``), kept for benchmarks.
 
@@ -47,6 +53,7 @@ QUERY_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PARTITION_VALUE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
 VERSION_DIR_RE = re.compile(r"^_v=(\d+)-(.+)$")
 MARKER_DIR = "_pipectl_sink"
+WRITER_FILE = "_writer.json"
 
 
 class SinkError(RuntimeError):
@@ -231,6 +238,14 @@ class _Fs:
             return []
         return [s.getPath().getName() for s in fs.listStatus(p) if s.isDirectory()]
 
+    def list_dirs_mtime(self, p: Any) -> list[tuple[str, int]]:
+        fs = self.fs(p)
+        if not fs.exists(p):
+            return []
+        return [
+            (s.getPath().getName(), int(s.getModificationTime())) for s in fs.listStatus(p) if s.isDirectory()
+        ]
+
     def list_names(self, p: Any) -> list[str]:
         fs = self.fs(p)
         if not fs.exists(p):
@@ -408,28 +423,75 @@ class IdempotentPartitionSink(_TableSink):
         keep_versions: int = 3,
         keep_markers: int = 100,
         files_per_partition: int = 1,
+        checkpoint: str | None = None,
+        takeover: bool = False,
     ) -> None:
         super().__init__(spark, table, query_name, version)
         self.spec = spec
         self.keep_versions = max(1, keep_versions)
         self.keep_markers = max(1, keep_markers)
         self.files_per_partition = max(1, files_per_partition)
+        self.checkpoint = checkpoint
+        self.takeover = takeover
         self.fs = _Fs(spark)
+        self._writer: str | None = None
 
-    # -- layout
+    # -- identity and layout
+
+    @property
+    def writer(self) -> str:
+        """``<query>-<first 8 of the checkpoint's query id>``: batch ids count per checkpoint."""
+        if self._writer is None:
+            self._writer = self._claim()
+        return self._writer
+
+    def _query_id(self) -> str:
+        if not self.checkpoint:
+            return ""
+        text = self.fs.read_text(self.fs.path(self.checkpoint, "metadata"))
+        try:
+            return str(json.loads(text or "{}").get("id") or "")
+        except ValueError:
+            return ""
+
+    def _claim(self) -> str:
+        """Record this query as the table's only writer, or refuse to write.
+
+        The merge adds a batch to what the partition holds, so a second writer, or this query
+        restarted on a new checkpoint (Spark would re-read events already merged), would count
+        events twice. ``takeover`` is the explicit way to hand a table to a new checkpoint.
+        """
+        qid = self._query_id()
+        mine = {"query": self.query, "queryId": qid, "checkpoint": self.checkpoint}
+        path = self.fs.path(self.table_info().location, MARKER_DIR, WRITER_FILE)
+        text = self.fs.read_text(path)
+        current = json.loads(text) if text else None
+        if current and (current.get("query"), current.get("queryId")) != (self.query, qid):
+            if not self.takeover:
+                raise SinkError(
+                    f"{self.db}.{self.table} is already written by query {current.get('query')!r} "
+                    f"(id {current.get('queryId') or '-'}, checkpoint {current.get('checkpoint')}); "
+                    f"{self.query!r} (id {qid or '-'}) would merge the same events a second time. "
+                    "Give each writer its own table, or hand the table over explicitly (takeover)."
+                )
+            log.warning("%s: taking %s.%s over from %s", self.query, self.db, self.table, current)
+        if current is None or any(current.get(k) != v for k, v in mine.items()):
+            self.fs.write_text_atomic(
+                path, json.dumps({**mine, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            )
+        return f"{self.query}-{qid[:8]}" if qid else self.query
 
     def version_dir_name(self, batch_id: int) -> str:
-        return f"_v={int(batch_id)}-{self.query}"
+        return f"_v={int(batch_id)}-{self.writer}"
 
     def marker_path(self, batch_id: int) -> Any:
-        info = self.table_info()
-        return self.fs.path(info.location, MARKER_DIR, self.query, f"{int(batch_id)}.json")
+        return self.fs.path(self.table_info().location, MARKER_DIR, self.writer, f"{int(batch_id)}.json")
 
     def committed(self, batch_id: int) -> bool:
         return bool(self.fs.exists(self.marker_path(batch_id)))
 
     def last_committed_batch(self) -> int | None:
-        names = self.fs.list_names(self.fs.path(self.table_info().location, MARKER_DIR, self.query))
+        names = self.fs.list_names(self.fs.path(self.table_info().location, MARKER_DIR, self.writer))
         ids = [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
         return max(ids) if ids else None
 
@@ -460,8 +522,8 @@ class IdempotentPartitionSink(_TableSink):
 
     def write_batch(self, df: DataFrame, batch_id: int) -> BatchResult:
         t0 = time.monotonic()
-        result = BatchResult(self.query, int(batch_id), self.version)
         info = self.table_info()
+        result = BatchResult(self.writer, int(batch_id), self.version)
         pc = self._partition_column()
         data_names = [n for n, _ in info.data_columns]
         if set(data_names) != set(self.spec.all_columns):
@@ -545,26 +607,30 @@ class IdempotentPartitionSink(_TableSink):
         return location
 
     def _cleanup(self, pc: str, value: str, current: str) -> None:
-        info = self.table_info()
-        parent = self.fs.path(info.location, f"{pc}={value}")
-        mine: list[tuple[int, str]] = []
-        for name in self.fs.list_dirs(parent):
-            m = VERSION_DIR_RE.match(name)
-            if m and m.group(2) == self.query and name != current:
-                mine.append((int(m.group(1)), name))
-        mine.sort(reverse=True)
-        # Keep keep_versions directories in all, the live one included.
-        for _, name in mine[self.keep_versions - 1 :]:
-            self.fs.delete(self.fs.path(info.location, f"{pc}={value}", name))
+        """Keep the newest ``keep_versions`` directories of the partition, the live one included.
+
+        Older ones may still be read by a query that planned before the swap; they go only
+        once ``keep_versions - 1`` newer swaps happened. The table has a single writer (see
+        ``_claim``), so directories of earlier writers are pruned too (by modification time).
+        """
+        parent = self.fs.path(self.table_info().location, f"{pc}={value}")
+        old = [
+            (mtime, name)
+            for name, mtime in self.fs.list_dirs_mtime(parent)
+            if VERSION_DIR_RE.match(name) and name != current
+        ]
+        old.sort(reverse=True)
+        for _, name in old[self.keep_versions - 1 :]:
+            self.fs.delete(self.fs.path(self.table_info().location, f"{pc}={value}", name))
 
     def _write_marker(self, result: BatchResult) -> None:
         self.fs.write_text_atomic(self.marker_path(result.batch_id), result.to_json())
-        folder = self.fs.path(self.table_info().location, MARKER_DIR, self.query)
+        folder = self.fs.path(self.table_info().location, MARKER_DIR, self.writer)
         ids = sorted(
             int(n[:-5]) for n in self.fs.list_names(folder) if n.endswith(".json") and n[:-5].isdigit()
         )
         for old in ids[: -self.keep_markers]:
-            self.fs.delete(self.fs.path(self.table_info().location, MARKER_DIR, self.query, f"{old}.json"))
+            self.fs.delete(self.fs.path(self.table_info().location, MARKER_DIR, self.writer, f"{old}.json"))
 
 
 def _is_missing_partition(exc: AnalysisException) -> bool:
@@ -585,11 +651,14 @@ def make_sink(
     *,
     version: str = "",
     keep_versions: int = 3,
+    checkpoint: str | None = None,
+    takeover: bool = False,
 ) -> _TableSink:
     """Build the sink a job asked for with ``--sink idempotent|append``."""
     if kind == "idempotent":
         return IdempotentPartitionSink(
-            spark, table, query_name, spec, version=version, keep_versions=keep_versions
+            spark, table, query_name, spec, version=version, keep_versions=keep_versions,
+            checkpoint=checkpoint, takeover=takeover,
         )
     if kind == "append":
         return AppendSink(spark, table, query_name, version)

@@ -92,6 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-versions", type=int, default=3, help="partition directories kept per dt")
     p.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="Avro schema of the topic's values")
     p.add_argument("--create-table", action="store_true", help="create the database/table if missing")
+    p.add_argument(
+        "--takeover-table", action="store_true",
+        help="let this checkpoint write a table another query/checkpoint wrote (events may count twice)",
+    )
     add_lifecycle_arguments(p)  # --status-file (latest progress JSON), --stop-file (graceful stop)
     args = p.parse_args(argv)
     split_table(args.table)
@@ -163,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     sink = make_sink(
         args.sink, spark, args.table, args.query_name, MERGE_SPEC,
         version=args.version, keep_versions=args.keep_versions,
+        checkpoint=args.checkpoint, takeover=args.takeover_table,
     )
 
     reader = (

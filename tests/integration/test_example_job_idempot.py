@@ -250,7 +250,7 @@ def test_available_now_is_exact_and_a_rerun_adds_nothing(
     assert len(too_late) == 50
 
     # The sink kept a commit marker per batch and at most keep_versions directories per dt.
-    markers = sorted(int(f.stem) for f in (p.table_dir / "_pipectl_sink" / p.query).glob("*.json"))
+    markers = sorted(int(f.stem) for f in p.table_dir.glob(f"_pipectl_sink/{p.query}-*/*.json"))
     assert markers == [0, 1]
     for part in p.table_dir.glob("dt=*"):
         assert 1 <= len(list(part.glob("_v=*"))) <= 3
@@ -279,7 +279,7 @@ def test_kill_9_mid_batch_then_restart_gives_identical_rows(
             if batch is not None and batch >= 2:
                 # One partition of the batch is written (its _SUCCESS exists) and being swapped in,
                 # the other one is not done yet: kill -9 now.
-                if list(p.table_dir.glob(f"dt=*/_v={batch}-{p.query}/_SUCCESS")):
+                if list(p.table_dir.glob(f"dt=*/_v={batch}-{p.query}-*/_SUCCESS")):
                     os.killpg(proc.pid, signal.SIGKILL)
                     killed_in = batch
                     break
@@ -298,8 +298,8 @@ def test_kill_9_mid_batch_then_restart_gives_identical_rows(
     assert killed_in is not None, f"no batch was caught in flight:\n{_tail(log)}"
     assert proc.returncode == -signal.SIGKILL
     assert killed_in not in p.batches("commits")
-    assert not (p.table_dir / "_pipectl_sink" / p.query / f"{killed_in}.json").exists()
-    written = sorted(d.parent.parent.name for d in p.table_dir.glob(f"dt=*/_v={killed_in}-{p.query}/_SUCCESS"))
+    assert not list(p.table_dir.glob(f"_pipectl_sink/{p.query}-*/{killed_in}.json"))
+    written = sorted(d.parent.parent.name for d in p.table_dir.glob(f"dt=*/_v={killed_in}-{p.query}-*/_SUCCESS"))
     print(f"kill -9 in batch {killed_in} after {readings} Presto readings; partitions written: {written}")
 
     partial = presto_rows(presto_conn, p)

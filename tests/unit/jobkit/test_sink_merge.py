@@ -297,6 +297,34 @@ def test_append_sink_duplicates_on_replay(spark: Any) -> None:
         make_sink("upsert", spark, table, "q", SPEC)
 
 
+def test_one_writer_per_table(spark: Any, tmp_path: Path) -> None:
+    """A second query, or the same query on a new checkpoint, would count events twice."""
+    table = _fresh_table(spark, "owned")
+    ckpt_a, ckpt_b = tmp_path / "a", tmp_path / "b"
+    for ckpt, qid in ((ckpt_a, "aaaaaaaa-1111"), (ckpt_b, "bbbbbbbb-2222")):
+        ckpt.mkdir()
+        (ckpt / "metadata").write_text(f'{{"id":"{qid}"}}')
+    first = IdempotentPartitionSink(spark, table, "q-own", SPEC, checkpoint=str(ckpt_a))
+    first.write_batch(_frame(spark, BATCHES[0]), 0)
+    assert first.writer == "q-own-aaaaaaaa"
+    assert first.partition_location("2026-01-01").endswith("/_v=0-q-own-aaaaaaaa")
+
+    with pytest.raises(SinkError, match="already written by query 'q-own'"):
+        IdempotentPartitionSink(spark, table, "q-own", SPEC, checkpoint=str(ckpt_b)).write_batch(
+            _frame(spark, BATCHES[1]), 0
+        )
+    with pytest.raises(SinkError, match="already written"):
+        IdempotentPartitionSink(spark, table, "q-other", SPEC).write_batch(_frame(spark, BATCHES[1]), 0)
+    # The same checkpoint again (a restart) is the same writer.
+    again = IdempotentPartitionSink(spark, table, "q-own", SPEC, checkpoint=str(ckpt_a))
+    assert again.write_batch(_frame(spark, BATCHES[0]), 0).skipped == "batch already committed"
+
+    # An explicit takeover: the new checkpoint's batch 0 is not mistaken for the old one's.
+    new = IdempotentPartitionSink(spark, table, "q-own", SPEC, checkpoint=str(ckpt_b), takeover=True)
+    assert new.write_batch(_frame(spark, BATCHES[1]), 0).skipped is None
+    assert _same(_rows(spark.table(table)), merge_rows(BATCHES[0] + BATCHES[1], SPEC, "dt"))
+
+
 def test_sink_refuses_mismatched_spec(spark: Any) -> None:
     table = _fresh_table(spark, "mismatch")
     spec = MergeSpec(keys=("host", "metric", "window_start"), count="samples", weighted_mean=("avg_value",))
