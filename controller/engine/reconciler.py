@@ -110,6 +110,7 @@ class Reconciler:
         checkpoint_root: str = ".pipectl/checkpoints",
         bake_seconds: float = 60.0,
         verify_interval: float = 10.0,
+        soak_timeout: float = 600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         executor_factory: Callable[[StageBackends], Executor] | None = None,
         on_status: Callable[[str, ReleaseStatus], None] | None = None,
@@ -123,6 +124,7 @@ class Reconciler:
         self.instance = instance
         self.checkpoint_root = str(Path(checkpoint_root).resolve())
         self.bake_seconds = bake_seconds
+        self.soak_timeout = soak_timeout
         self.verify_interval = verify_interval
         self.clock = clock
         self.stop = threading.Event()
@@ -686,7 +688,12 @@ class Reconciler:
             if report.interrupted:
                 return
 
-        # converged: verify
+        # converged: soak until the new jobs have processed data, then verify
+        soaking = self._soaking(rel, ctx, be, self._stage(status, stage))
+        if soaking:
+            self._set(name, status, stage, Phase.VERIFYING, Reason.VERIFYING, f"soaking: {soaking}")
+            result.requeue_after = _min(result.requeue_after, 5.0)
+            return
         self._set(name, status, stage, Phase.VERIFYING, Reason.VERIFYING, "evaluating gates")
         tables = {t.name: physical_table(ctx, rel, t.name, version) for t in rel.spec.tables}
         jobs = {j.name: job_name(ctx, rel.name, j, version) for j in rel.spec.streaming_jobs}
@@ -750,6 +757,28 @@ class Reconciler:
             return
         self._rollback(snap, rel, status, stage, ctx, outcome.phase, outcome.message, verdicts)
         result.changed = True
+
+    def _soaking(self, rel: PipelineRelease, ctx: StageContext, be: StageBackends, st: StageStatus) -> str:
+        """Why gates should wait: a new job that has not processed a batch with input yet.
+
+        Judging an empty table right after a deploy would fail data gates for no fault of the
+        version; soak is measured in data (a batch with rows), bounded by ``soak_timeout``.
+        """
+        if st.last_transition_time is not None:
+            if (self.clock() - st.last_transition_time).total_seconds() > self.soak_timeout:
+                return ""
+        waiting = []
+        for job in rel.spec.streaming_jobs:
+            name = job_name(ctx, rel.name, job, rel.spec.version)
+            key = f"soaked/{name}"
+            if self.store.kv_get(key):
+                continue
+            p = be.spark.progress(name)
+            if p is not None and (p.num_input_rows or 0) > 0:
+                self.store.kv_put(key, p.timestamp.isoformat())
+                continue
+            waiting.append(f"{name} has not processed a batch with input yet")
+        return "; ".join(waiting)
 
     def _promote(
         self,
