@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class RepoSnapshot:
     invalid_releases: dict[str, list[Problem]] = field(default_factory=dict)
     invalid_environments: set[str] = field(default_factory=set)
     commit: str | None = None
+    display_root: Path | None = None
 
     def release(self, name: str) -> PipelineRelease:
         obj = self.releases[name].obj
@@ -161,7 +162,7 @@ def _manifest_files(root: Path) -> list[Path]:
 def load_repo(root: Path, display_root: Path | None = None) -> RepoSnapshot:
     """Read and validate every manifest under ``root``/releases and ``root``/environments."""
     root = root.resolve()
-    snap = RepoSnapshot(root=root)
+    snap = RepoSnapshot(root=root, display_root=display_root)
     shown = display_root if display_root is not None else root
 
     def rel(p: Path) -> str:
@@ -439,6 +440,41 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
             target = snap.environment(st).spec.canary_of
             if target is not None and target not in stages[i + 1 :]:
                 add(("spec", "rollout", "stages", i), f"canary stage {st!r} must come before {target!r}")
+    if s.transforms:
+        _check_transform_sql(snap, rel, add)
+
+
+def _check_transform_sql(
+    snap: RepoSnapshot, rel: PipelineRelease, add: Callable[[tuple[str | int, ...], str], None]
+) -> None:
+    """Template, syntax, undeclared tables, unknown refs and columns, ref cycles: each reported on
+    the SQL file's own line, and once more on ``spec.transforms[i].sql`` so the release is Invalid."""
+    from controller.plan.transforms import check_release  # imports sqlglot: only when needed
+
+    def read(path: str) -> bytes:
+        full, err = _safe_path(snap, path)
+        if full is None:
+            raise OSError(err)
+        return full.read_bytes()
+
+    def shown(path: str) -> str:
+        if snap.display_root is None or snap.display_root == snap.root:
+            return path
+        return str(snap.display_root / path)
+
+    upstream = [snap.release(d) for d in rel.spec.depends_on if d in snap.releases]
+    found: dict[int, list[str]] = {}
+    for p in check_release(rel, read, upstream):
+        if p.field == "sql":
+            continue  # an unreadable SQL file is reported with the files above
+        if p.field:
+            add(("spec", "transforms", p.transform, p.field), p.message)
+            continue
+        snap.problems.append(Problem(shown(p.file), p.line, "", p.message))
+        found.setdefault(p.transform, []).append(f"{shown(p.file)}:{p.line}: {p.message}")
+    for i, texts in sorted(found.items()):
+        more = f" (and {len(texts) - 1} more)" if len(texts) > 1 else ""
+        add(("spec", "transforms", i, "sql"), texts[0] + more)
 
 
 _KIND_PATHS = (

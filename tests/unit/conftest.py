@@ -19,7 +19,7 @@ def repo(tmp_path: Path) -> Path:
     for rel, text in {
         "jobs/host_metrics_agg.py": "print('job')\n",
         "dags/host_metrics_daily.py": "DAG = None\n",
-        "transforms/host_metrics_daily.sql": "SELECT 1\n",
+        "transforms/host_metrics_daily.sql": "SELECT 1 AS one\n",
     }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
