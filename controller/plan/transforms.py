@@ -186,7 +186,6 @@ def parse_sql(text: str, file: str, transform: int = 0) -> ParsedSql:
     leftover = _OPEN.search(sql)
     if leftover:
         problem(_line_at(sql, leftover.start()), "unclosed template expression")
-    if out.problems:
         return out
 
     try:
@@ -194,7 +193,7 @@ def parse_sql(text: str, file: str, transform: int = 0) -> ParsedSql:
     except ParseError as e:
         first = e.errors[0] if e.errors else {}
         line = int(first.get("line") or 1)
-        desc = str(first.get("description") or e).split("\n")[0]
+        desc = _friendly(str(first.get("description") or e).split("\n")[0])
         near = str(first.get("highlight") or "").strip()
         problem(line, f"SQL syntax error: {desc}" + (f" (near {near!r})" if near else ""))
         return out
@@ -230,8 +229,18 @@ def parse_sql(text: str, file: str, transform: int = 0) -> ParsedSql:
             _node_line(tb, 1),
             f"table {shown} is referenced without ref() (undeclared dependency): write {hint}",
         )
-    out.tree = tree
+    if not out.problems:
+        out.tree = tree
     return out
+
+
+_MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
+
+
+def _friendly(desc: str) -> str:
+    """sqlglot's "Required keyword: 'this' missing for <class '…Where'>" → "incomplete WHERE"."""
+    m = _MISSING.search(desc)
+    return f"incomplete {m.group(1).upper()}" if m else desc
 
 
 def _is_qualified(name: str) -> bool:
