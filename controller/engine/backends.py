@@ -15,6 +15,7 @@ from controller.adapters.hive import HiveAdapter
 from controller.adapters.kafka import KafkaAdapter
 from controller.adapters.presto import PrestoClient
 from controller.adapters.spark import SparkAdapter
+from controller.adapters.transforms import TransformAdapter
 from controller.plan.desired import StageContext
 from controller.plan.resources import ResourceKind
 
@@ -29,6 +30,7 @@ class StageBackends:
     presto: PrestoClient
     airflow: AirflowAdapter
     spark: SparkAdapter
+    transforms: TransformAdapter | None = None
 
     def calls(self) -> dict[str, int]:
         return {n: getattr(self, n).stats.total for n in BACKEND_NAMES}
