@@ -20,6 +20,7 @@ from controller.adapters.hive import HiveAdapter
 from controller.adapters.kafka import KafkaAdapter
 from controller.adapters.presto import PrestoClient
 from controller.adapters.spark import LocalRunner, SparkAdapter
+from controller.adapters.transforms import TransformAdapter
 from controller.engine.backends import StageBackends
 from controller.model.errors import PipectlError
 from controller.obs.events import EventType, JsonlEventSink, make_event
@@ -135,6 +136,7 @@ class Wiring:
                 master=spec.spark.master,
             )
             spark = SparkAdapter(runner)
+            transforms = TransformAdapter(presto)
             adapters: dict[ResourceKind, Adapter] = {
                 ResourceKind.DATABASE: hive,
                 ResourceKind.TABLE: hive,
@@ -142,10 +144,19 @@ class Wiring:
                 ResourceKind.TOPIC: kafka,
                 ResourceKind.DAG: airflow,
                 ResourceKind.STREAMING_JOB: spark,
+                ResourceKind.TRANSFORM: transforms,
             }
-            be = StageBackends(adapters, kafka, hive, presto, airflow, spark)
+            be = StageBackends(adapters, kafka, hive, presto, airflow, spark, transforms)
             self._cache[key] = be
             return be
+
+
+def transform_adapter(ctx: StageContext) -> TransformAdapter:
+    """A TransformAdapter on the stage's Presto alone (scheduled runs: no Kafka, Airflow or Spark)."""
+    spec = ctx.spec.presto
+    if spec is None:
+        raise PipectlError(f"stage {ctx.stage}: environment lacks a presto endpoint")
+    return TransformAdapter(PrestoClient(spec.host, spec.port, spec.catalog, spec.username))
 
 
 # --- the runtime the CLI and the controller use -----------------------------------------------
