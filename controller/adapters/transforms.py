@@ -154,12 +154,20 @@ class TransformAdapter:
     # --- scheduled runs -------------------------------------------------------------------------
 
     @retrying()
-    def run_incremental(self, name: str, partition: str, *, expect_digest: str | None = None) -> RunResult:
+    def run_incremental(
+        self,
+        name: str,
+        partition: str,
+        *,
+        expect_digest: str | None = None,
+        expect_sql_digest: str | None = None,
+    ) -> RunResult:
         """Overwrite one partition of incremental transform ``name`` (``db.name``) with the result of
         the SQL its current materialization was built from. ``partition``: ``2026-01-01`` (one
-        partition column) or ``dt=2026-01-01/region=eu``. ``expect_digest``: refuse unless the live
-        materialization is that one (the caller's desired state), so a run never mixes versions."""
-        live, meta = self._served(name, expect_digest)
+        partition column) or ``dt=2026-01-01/region=eu``. ``expect_digest`` / ``expect_sql_digest``:
+        refuse unless the live materialization is that one / was compiled to that SQL (the caller's
+        desired state), so a run never writes a partition with another version's SQL."""
+        live, meta = self._served(name, expect_digest, expect_sql_digest)
         if live.materialized != "incremental":
             raise PermanentBackendError(
                 BACKEND, f"{name} is materialized as {live.materialized}, not incremental"
@@ -181,13 +189,20 @@ class TransformAdapter:
         return RunResult(name, relation, live.digest, True, partition, n, f"partition {partition}: {n} rows")
 
     @retrying()
-    def refresh_table(self, name: str, run_key: str, *, expect_digest: str | None = None) -> RunResult:
+    def refresh_table(
+        self,
+        name: str,
+        run_key: str,
+        *,
+        expect_digest: str | None = None,
+        expect_sql_digest: str | None = None,
+    ) -> RunResult:
         """Rebuild ``table`` transform ``name`` from current upstream data into
         ``<name>__<digest8>_<run_key>`` and swap the view to it; the same ``run_key`` again changes
         nothing (deterministic per scheduled run, e.g. ``r20260101`` for the run of that day)."""
         if not _RUN_KEY.match(run_key):
             raise PermanentBackendError(BACKEND, f"run key {run_key!r} must match [a-z0-9_]{{1,40}}")
-        live, meta = self._served(name, expect_digest)
+        live, meta = self._served(name, expect_digest, expect_sql_digest)
         if live.materialized != "table":
             raise PermanentBackendError(BACKEND, f"{name} is materialized as {live.materialized}, not table")
         table = f"{_versioned(name, live.digest)}_{run_key}"
@@ -199,17 +214,25 @@ class TransformAdapter:
         self._cleanup(desired, keep={table, str(live.relation)}, spare=self.keep_versions - 2)
         return RunResult(name, table, live.digest, True, message=f"rebuilt into {table}")
 
-    def run(self, name: str, partition: str | None = None, *, expect_digest: str | None = None) -> RunResult:
+    def run(
+        self,
+        name: str,
+        partition: str | None = None,
+        *,
+        expect_digest: str | None = None,
+        expect_sql_digest: str | None = None,
+    ) -> RunResult:
         """A scheduled materialization: incremental → overwrite ``partition``; table → rebuild
         (run key from the partition, e.g. ``2026-01-01`` → ``r20260101``); view → nothing to do."""
-        live, _ = self._served(name, expect_digest)
+        live, _ = self._served(name, expect_digest, expect_sql_digest)
+        expect = {"expect_digest": expect_digest, "expect_sql_digest": expect_sql_digest}
         if live.materialized == "incremental":
             if not partition:
                 raise PermanentBackendError(BACKEND, f"{name} is incremental: a run names its partition")
-            return self.run_incremental(name, partition, expect_digest=expect_digest)
+            return self.run_incremental(name, partition, **expect)
         if live.materialized == "table":
             key = "r" + re.sub(r"[^a-z0-9]+", "", (partition or "manual").lower())[:39]
-            return self.refresh_table(name, key, expect_digest=expect_digest)
+            return self.refresh_table(name, key, **expect)
         return RunResult(name, name, live.digest, False, message="a view is always current")
 
     # --- observe ---------------------------------------------------------------------------------
@@ -451,7 +474,9 @@ class TransformAdapter:
                 )
             self._sleep(self.poll_interval)
 
-    def _served(self, name: str, expect_digest: str | None) -> tuple[TransformResource, dict[str, Any]]:
+    def _served(
+        self, name: str, expect_digest: str | None = None, expect_sql_digest: str | None = None
+    ) -> tuple[TransformResource, dict[str, Any]]:
         found = self._observe([name]).get(name)
         if found is None:
             raise PermanentBackendError(
@@ -465,6 +490,12 @@ class TransformAdapter:
                 BACKEND,
                 f"transform {name} is live at {_short(live.digest)}, not {_short(expect_digest)}: the "
                 "controller has not materialized the current version yet; not running the old one",
+            )
+        if expect_sql_digest is not None and live.compiled_sql_digest != expect_sql_digest:
+            raise PermanentBackendError(
+                BACKEND,
+                f"transform {name} was built from SQL {_short(live.compiled_sql_digest)}, not "
+                f"{_short(expect_sql_digest)}: the controller has not materialized the current SQL yet",
             )
         if live.materialized != "view" and not live.relation:
             raise PermanentBackendError(BACKEND, f"transform {name}: the table its view serves is missing")
@@ -547,6 +578,7 @@ def _table_meta(desired: TransformResource, relation: str | None) -> dict[str, A
         "relation": relation,
         "partition_by": list(desired.partition_by),
         "columns": [c.model_dump() for c in desired.columns],
+        "contract": None if desired.contract is None else [c.model_dump() for c in desired.contract],
         "built_at": _now(),
     }
 
@@ -564,6 +596,9 @@ def _resource_from_meta(name: str, meta: dict[str, Any], relation: str | None) -
         upstream=[TransformInput.model_validate(u) for u in meta.get("upstream") or []],
         refs=[str(u.get("ref")) for u in meta.get("upstream") or []],
         columns=[Column.model_validate(c) for c in meta.get("columns") or []],
+        contract=None
+        if meta.get("contract") is None
+        else [Column.model_validate(c) for c in meta["contract"]],
         partition_by=[str(p) for p in meta.get("partition_by") or []],
         relation=relation,
     )
