@@ -252,7 +252,7 @@ def _metastore_model_classes(spark_home: Path) -> list[str]:
 class Metastore(Component):
     name = "metastore"
     deps = ("postgres",)
-    installs = ("jars:metastore",)
+    installs = ("jars",)
     timeout = 180.0
 
     @property
@@ -301,7 +301,7 @@ def _kafka_uuid() -> str:
 
 class Kafka(Component):
     name = "kafka"
-    installs = ("jars:kafka",)
+    installs = ("jars",)
     timeout = 120.0
 
     @property
@@ -362,7 +362,7 @@ def write_spark_conf(ctx: Context) -> None:
 class Thrift(Component):
     name = "thrift"
     deps = ("metastore",)
-    installs = ("jars:spark",)
+    installs = ("jars",)
     timeout = 240.0
 
     def version(self) -> str:

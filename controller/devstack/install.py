@@ -8,6 +8,8 @@ import re
 import shutil
 import tarfile
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -104,30 +106,51 @@ def _dep_xml(coords: str, type_: str = "jar") -> str:
             f"<version>{v}</version><type>{type_}</type></dependency>")
 
 
-def resolve_jars(layout: Layout, java_home: Path, group: str, coords: list[str],
-                 include_artifact_ids: list[str] | None = None) -> list[Path]:
-    """Copy ``coords`` (and their runtime dependencies) into .stack/jars/<group>/ once."""
-    out = layout.jars / group
-    key = hashlib.sha256(repr((coords, include_artifact_ids)).encode()).hexdigest()[:16]
-    marker = out / ".resolved"
-    if marker.exists() and marker.read_text().strip() == key:
-        return sorted(out.glob("*.jar"))
-    pom_dir = layout.maven / group
-    pom_dir.mkdir(parents=True, exist_ok=True)
-    pom = pom_dir / "pom.xml"
-    pom.write_text(render("pom.xml.tmpl", artifact=f"stack-{group}",
-                          dependencies="\n".join(_dep_xml(c) for c in coords)))
-    tmp = layout.jars / f".{group}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    args = ["-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
-            "-DincludeScope=runtime"]
-    if include_artifact_ids:
-        args.append("-DincludeArtifactIds=" + ",".join(include_artifact_ids))
-    _mvn(layout, args, layout.log("maven"), java_home)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    marker.write_text(key + "\n")
-    return sorted(out.glob("*.jar"))
+@dataclass(frozen=True)
+class JarGroup:
+    """Jars copied into .stack/jars/<name>/: ``coords`` and their runtime dependencies, optionally
+    filtered to ``include`` artifact ids."""
+
+    name: str
+    coords: tuple[str, ...]
+    include: tuple[str, ...] = ()
+
+    def key(self) -> str:
+        return hashlib.sha256(repr((self.coords, self.include)).encode()).hexdigest()[:16]
+
+
+def _group_ok(layout: Layout, g: JarGroup) -> bool:
+    marker = layout.jars / g.name / ".resolved"
+    return marker.exists() and marker.read_text().strip() == g.key()
+
+
+def resolve_jar_groups(layout: Layout, java_home: Path, groups: list[JarGroup]) -> dict[str, list[Path]]:
+    """Copy every stale group in ONE Maven run (a reactor of one module per group): each mvn
+    start costs 5-20 s on a busy 2-core machine."""
+    stale = [g for g in groups if not _group_ok(layout, g)]
+    if stale:
+        modules = []
+        for g in stale:
+            d = layout.maven / g.name
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = layout.jars / f".{g.name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            (d / "pom.xml").write_text(render(
+                "pom.xml.tmpl", artifact=f"stack-{g.name}", output_dir=tmp,
+                include_ids=",".join(g.include), dependencies="\n".join(_dep_xml(c) for c in g.coords)))
+            modules.append(f"    <module>{g.name}</module>")
+        agg = layout.maven / "pom.xml"
+        agg.write_text(render("pom-aggregator.xml.tmpl", modules="\n".join(modules)))
+        _mvn(layout, ["-f", str(agg), "dependency:copy-dependencies"], layout.log("maven"), java_home)
+        for g in stale:
+            out = layout.jars / g.name
+            tmp = layout.jars / f".{g.name}.tmp"
+            if not tmp.is_dir():
+                tmp.mkdir(parents=True)  # a group whose filter matched nothing
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+            (out / ".resolved").write_text(g.key() + "\n")
+    return {g.name: sorted((layout.jars / g.name).glob("*.jar")) for g in groups}
 
 
 def artifact_available(layout: Layout, java_home: Path, coords: str, packaging: str = "pom") -> bool:
@@ -135,6 +158,10 @@ def artifact_available(layout: Layout, java_home: Path, coords: str, packaging: 
     local = m2_repo() / g.replace(".", "/") / a / v / f"{a}-{v}.{packaging}"
     if local.exists():
         return True
+    # Maven remembers a recent miss (<file>.lastUpdated) and would only repeat it: skip the call.
+    miss = local.with_name(local.name + ".lastUpdated")
+    if miss.exists() and time.time() - miss.stat().st_mtime < 86400:
+        return False
     try:
         _mvn(layout, ["dependency:get", f"-Dartifact={coords}:{packaging}", "-Dtransitive=false"],
              layout.log("maven"), java_home)
@@ -143,45 +170,36 @@ def artifact_available(layout: Layout, java_home: Path, coords: str, packaging: 
     return local.exists()
 
 
-def install_kafka_jars(layout: Layout, java_home: Path) -> list[Path]:
-    return resolve_jars(layout, java_home, "kafka",
-                        [f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", SLF4J_BINDING])
-
-
-def install_metastore_jars(layout: Layout, java_home: Path) -> list[Path]:
-    return resolve_jars(layout, java_home, "metastore", [POSTGRES_JDBC])
-
-
-def install_spark_kafka_jars(layout: Layout, java_home: Path, spark_version: str) -> tuple[str, list[Path]]:
-    """spark-sql-kafka + token provider + kafka-clients + commons-pool2 for this Spark version.
-
-    The exact pyspark version is preferred; a Maven repository that lacks it gets the newest
-    3.5.x connector it has (binary compatible within the 3.5 line).
-    """
+def choose_spark_kafka_version(layout: Layout, java_home: Path, spark_version: str) -> str:
+    """The spark-sql-kafka version for this Spark: the exact pyspark version when the Maven
+    repository has it, else the newest 3.5.x it has (binary compatible within the 3.5 line)."""
     chosen_file = layout.jars / "spark.version"
-    out = layout.jars / "spark"
-    if chosen_file.exists() and (out / ".resolved").exists():
-        chosen = chosen_file.read_text().strip()
-    else:
-        cands = [spark_version] + [v for v in SPARK_KAFKA_FALLBACKS
-                                   if v != spark_version and v.split(".")[:2] == spark_version.split(".")[:2]]
-        chosen = ""
-        for v in cands:
-            if artifact_available(layout, java_home, f"org.apache.spark:spark-sql-kafka-0-10_2.12:{v}"):
-                chosen = v
-                break
-        if not chosen:
-            raise StackError(f"no spark-sql-kafka-0-10_2.12 3.5.x found in the Maven repository "
-                             f"(tried {cands}; see {layout.log('maven')})")
-    jars = resolve_jars(
-        layout, java_home, "spark",
-        [f"org.apache.spark:spark-sql-kafka-0-10_2.12:{chosen}",
-         f"org.apache.spark:spark-token-provider-kafka-0-10_2.12:{chosen}"],
-        include_artifact_ids=["spark-sql-kafka-0-10_2.12", "spark-token-provider-kafka-0-10_2.12",
-                              "kafka-clients", "commons-pool2"],
-    )
-    chosen_file.write_text(chosen + "\n")
-    return chosen, jars
+    if chosen_file.exists():
+        chosen = chosen_file.read_text().split()
+        if len(chosen) == 2 and chosen[0] == spark_version:
+            return chosen[1]
+    minor = spark_version.split(".")[:2]
+    cands = [spark_version] + [v for v in SPARK_KAFKA_FALLBACKS
+                               if v != spark_version and v.split(".")[:2] == minor]
+    for v in cands:
+        if artifact_available(layout, java_home, f"org.apache.spark:spark-sql-kafka-0-10_2.12:{v}"):
+            chosen_file.write_text(f"{spark_version} {v}\n")
+            return v
+    raise StackError(f"no spark-sql-kafka-0-10_2.12 {'.'.join(minor)}.x found in the Maven repository "
+                     f"(tried {cands}; see {layout.log('maven')})")
+
+
+def stack_jar_groups(spark_kafka_version: str) -> list[JarGroup]:
+    v = spark_kafka_version
+    return [
+        JarGroup("metastore", (POSTGRES_JDBC,)),
+        JarGroup("kafka", (f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", SLF4J_BINDING)),
+        JarGroup("spark", (f"org.apache.spark:spark-sql-kafka-0-10_2.12:{v}",
+                           f"org.apache.spark:spark-token-provider-kafka-0-10_2.12:{v}"),
+                 include=("spark-sql-kafka-0-10_2.12", "spark-token-provider-kafka-0-10_2.12",
+                          "kafka-clients", "commons-pool2")),
+        JarGroup("presto-asm", tuple(f"org.ow2.asm:{a}:{PRESTO_ASM_VERSION}" for a in _ASM_ARTIFACTS)),
+    ]
 
 
 # --- Presto --------------------------------------------------------------------------------------
@@ -194,9 +212,10 @@ PRESTO_ASM_VERSION = "9.7.1"
 _ASM_ARTIFACTS = ("asm", "asm-tree", "asm-analysis", "asm-util", "asm-commons")
 
 
-def _patch_presto_asm(layout: Layout, java_home: Path, home: Path) -> int:
-    jars = {j.name.rsplit("-", 1)[0]: j for j in resolve_jars(
-        layout, java_home, "presto-asm", [f"org.ow2.asm:{a}:{PRESTO_ASM_VERSION}" for a in _ASM_ARTIFACTS])}
+def _patch_presto_asm(layout: Layout, home: Path) -> int:
+    jars = {j.name.rsplit("-", 1)[0]: j for j in (layout.jars / "presto-asm").glob("asm*.jar")}
+    if len(jars) < len(_ASM_ARTIFACTS):
+        raise StackError(f"ASM {PRESTO_ASM_VERSION} jars missing from {layout.jars / 'presto-asm'}")
     swapped = 0
     for d in [home / "lib", *(p for p in (home / "plugin").iterdir() if p.is_dir())]:
         for old in d.glob("asm*.jar"):
@@ -210,7 +229,8 @@ def _patch_presto_asm(layout: Layout, java_home: Path, home: Path) -> int:
 
 
 def install_presto(layout: Layout, java_home: Path) -> Path:
-    """Unpack lib/ and the hive plugin of presto-server-<v>.tar.gz from Maven into .stack/presto."""
+    """Unpack lib/ and the hive plugin of presto-server-<v>.tar.gz from Maven into .stack/presto
+    (after resolve_jar_groups: it needs the presto-asm group)."""
     home = layout.stack / "presto" / f"presto-server-{PRESTO_VERSION}"
     key = f"{PRESTO_VERSION} plugins={','.join(PRESTO_PLUGINS)} asm={PRESTO_ASM_VERSION}"
     if (home / ".installed").exists() and (home / ".installed").read_text().strip() == key:
@@ -236,7 +256,7 @@ def install_presto(layout: Layout, java_home: Path) -> Path:
                 tf.extract(m, tmp, filter="data")
     if not any((tmp / "lib").glob("presto-main-*.jar")):
         raise StackError(f"{tarball} did not contain lib/presto-main-*.jar")
-    _patch_presto_asm(layout, java_home, tmp)
+    _patch_presto_asm(layout, tmp)
     shutil.rmtree(home, ignore_errors=True)
     tmp.rename(home)
     (home / ".installed").write_text(key + "\n")
@@ -245,16 +265,48 @@ def install_presto(layout: Layout, java_home: Path) -> Path:
 
 # --- Airflow -------------------------------------------------------------------------------------
 
+UV_VERSION = "0.13.8"
+
+
+def _install_uv(layout: Layout, python: str, log: Path) -> Path:
+    """uv from PyPI into .stack/tools/uv (by the caller's pip; a single binary)."""
+    target = layout.stack / "tools" / "uv"
+    uv = target / "bin" / "uv"
+    if not uv.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        procs.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target",
+                   str(target), f"uv=={UV_VERSION}"], log=log, timeout=600)
+    if not uv.exists():
+        raise StackError(f"uv {UV_VERSION} did not install a binary at {uv}")
+    return uv
+
+
 def install_airflow_venv(layout: Layout, python: str) -> Path:
+    """apache-airflow into its own venv with the frozen constraints (never into pipectl's venv).
+
+    uv creates the venv and installs the ~145 pinned packages in ~25 s, where `python -m venv`
+    plus pip took 3-9 minutes on a busy 2-core machine; plain venv + pip is the fallback.
+    """
     venv = layout.airflow_venv
     key = f"{AIRFLOW_VERSION} {hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()[:16]}"
     marker = venv / ".pipectl-installed"
     if marker.exists() and marker.read_text().strip() == key and (venv / "bin" / "airflow").exists():
         return venv
     log = layout.log("airflow-install")
-    if not (venv / "bin" / "python").exists():
-        procs.run([python, "-m", "venv", str(venv)], log=log, timeout=300)
-    procs.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-               f"apache-airflow=={AIRFLOW_VERSION}", "-c", str(CONSTRAINTS)], log=log, timeout=1800)
+    vpy = str(venv / "bin" / "python")
+    spec = [f"apache-airflow=={AIRFLOW_VERSION}", "-c", str(CONSTRAINTS)]
+    try:
+        uv = str(_install_uv(layout, python, log))
+        if not (venv / "bin" / "python").exists():
+            procs.run([uv, "venv", "-q", "--python", python, str(venv)], log=log, timeout=300)
+        procs.run([uv, "pip", "install", "-q", "--python", vpy, "--compile-bytecode", *spec], log=log,
+                  timeout=1800)
+    except StackError as e:
+        with open(log, "a") as fh:
+            fh.write(f"uv failed, falling back to venv + pip: {e}\n")
+        shutil.rmtree(venv, ignore_errors=True)
+        procs.run([python, "-m", "venv", str(venv)], log=log, timeout=600)
+        procs.run([vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", *spec], log=log,
+                  timeout=1800)
     marker.write_text(key + "\n")
     return venv

@@ -136,19 +136,16 @@ class Stack:
         selected = _with_deps(_expand(only), comps)
         self.say(f"stack under {lay.stack}; components: {', '.join(selected)}")
 
-        def task_spark() -> str:
-            ctx.spark_kafka_version, ctx.spark_jars = install.install_spark_kafka_jars(
+        def task_jars() -> str:
+            ctx.spark_kafka_version = install.choose_spark_kafka_version(
                 lay, ctx.java_home, ctx.spark_version)
+            groups = install.resolve_jar_groups(lay, ctx.java_home,
+                                                install.stack_jar_groups(ctx.spark_kafka_version))
+            ctx.metastore_jars, ctx.kafka_jars = groups["metastore"], groups["kafka"]
+            ctx.spark_jars = groups["spark"]
             C.write_spark_conf(ctx)
-            return f"{len(ctx.spark_jars)} jars (connector {ctx.spark_kafka_version}), conf {lay.spark_conf}"
-
-        def task_kafka_jars() -> str:
-            ctx.kafka_jars = install.install_kafka_jars(lay, ctx.java_home)
-            return f"{len(ctx.kafka_jars)} jars"
-
-        def task_metastore_jars() -> str:
-            ctx.metastore_jars = install.install_metastore_jars(lay, ctx.java_home)
-            return f"{len(ctx.metastore_jars)} jar(s)"
+            return (f"metastore {len(ctx.metastore_jars)}, kafka {len(ctx.kafka_jars)}, spark "
+                    f"{len(ctx.spark_jars)} (connector {ctx.spark_kafka_version}) jars")
 
         def task_presto() -> str:
             ctx.presto_home = install.install_presto(lay, ctx.java_home)
@@ -160,14 +157,12 @@ class Stack:
             return str(ctx.airflow_venv)
 
         installs: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
-            # Maven runs one at a time (a lock); small jar sets first, the big tarball last.
-            "jars:metastore": ((), task_metastore_jars),
-            "jars:kafka": (("jars:metastore",), task_kafka_jars),
-            "jars:spark": (("jars:kafka",), task_spark),
-            "presto:install": (("jars:spark",), task_presto),
+            # Maven runs one at a time (a lock): all jar groups in one run first, the tarball last.
+            "jars": ((), task_jars),
+            "presto:install": (("jars",), task_presto),
             "airflow:install": ((), task_airflow),
         }
-        needed = {"jars:spark"}  # the Spark conf dir is for every Spark process, always written
+        needed = {"jars"}  # the Spark conf dir is for every Spark process, always written
         for n in selected:
             needed.update(comps[n].installs)
         nodes: dict[str, Node] = {}
@@ -301,7 +296,8 @@ class Stack:
             "spark_conf_dir": str(lay.spark_conf),
             "spark_home": str(ctx.spark_home),
             "spark_version": ctx.spark_version,
-            "spark_kafka_connector_version": ctx.spark_kafka_version or _read(lay.jars / "spark.version"),
+            "spark_kafka_connector_version": ctx.spark_kafka_version
+            or _read(lay.jars / "spark.version").split(" ")[-1],
             "spark_jars": [str(p) for p in sorted((lay.jars / "spark").glob("*.jar"))],
             "warehouse_dir": str(lay.warehouse),
             "warehouse_uri": lay.warehouse_uri,
