@@ -124,6 +124,13 @@ def _group_ok(layout: Layout, g: JarGroup) -> bool:
     return marker.exists() and marker.read_text().strip() == g.key()
 
 
+def _same_jars(a: Path, b: Path) -> bool:
+    def listing(d: Path) -> set[tuple[str, int]]:
+        return {(p.name, p.stat().st_size) for p in d.glob("*.jar")} if d.is_dir() else set()
+
+    return b.is_dir() and listing(a) == listing(b)
+
+
 def resolve_jar_groups(layout: Layout, java_home: Path, groups: list[JarGroup]) -> dict[str, list[Path]]:
     """Copy every stale group in ONE Maven run (a reactor of one module per group): each mvn
     start costs 5-20 s on a busy 2-core machine."""
@@ -147,8 +154,12 @@ def resolve_jar_groups(layout: Layout, java_home: Path, groups: list[JarGroup]) 
             tmp = layout.jars / f".{g.name}.tmp"
             if not tmp.is_dir():
                 tmp.mkdir(parents=True)  # a group whose filter matched nothing
-            shutil.rmtree(out, ignore_errors=True)
-            tmp.rename(out)
+            if _same_jars(tmp, out):
+                # Leave the directory alone: running JVMs open classpath jars lazily.
+                shutil.rmtree(tmp)
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+                tmp.rename(out)
             (out / ".resolved").write_text(g.key() + "\n")
     return {g.name: sorted((layout.jars / g.name).glob("*.jar")) for g in groups}
 
