@@ -91,6 +91,7 @@ _REF = re.compile(r"\{\{\s*ref\(\s*(?:'([^'\\\n]*)'|\"([^\"\\\n]*)\")\s*\)\s*\}\
 _OPEN = re.compile(r"\{\{|\{%|\{#")
 _PLACEHOLDER = "__pipectl_ref_{}"
 _PLACEHOLDER_RE = re.compile(r"^__pipectl_ref_(\d+)$")
+_BAD = "__pipectl_template__"  # stands for a template expression that is reported already
 _LINE = re.compile(r"\.?\s*Line: (\d+), Col: \d+\.?")
 
 
@@ -171,12 +172,12 @@ def parse_sql(text: str, file: str, transform: int = 0) -> ParsedSql:
             problem(
                 line, f"unsupported template expression {shown}: only {{{{ ref('db.name') }}}} is allowed"
             )
-            pieces.append("NULL" + newlines)
+            pieces.append(f'"{_BAD}"' + newlines)
             continue
         name = ref.group(1) if ref.group(1) is not None else ref.group(2)
         if not _is_qualified(name):
             problem(line, f"ref({name!r}): expected 'db.name' (lower-case identifiers)")
-            pieces.append("NULL" + newlines)
+            pieces.append(f'"{_BAD}"' + newlines)
             continue
         slot = slots.setdefault(name, len(slots))
         out.refs.append(RefSite(name, line))
@@ -219,7 +220,7 @@ def parse_sql(text: str, file: str, transform: int = 0) -> ParsedSql:
         name = tb.name
         if not name or not isinstance(tb.this, exp.Identifier):
             continue
-        if _PLACEHOLDER_RE.match(name) and not tb.db:
+        if (_PLACEHOLDER_RE.match(name) or name == _BAD) and not tb.db:
             continue
         if not tb.db and not tb.catalog and name.lower() in ctes:
             continue
@@ -514,25 +515,25 @@ def _compile_one(
     columns: list[Column] = []
     known = False
     flow: dict[str, tuple[tuple[str, str], ...]] = {}
-    if qualified is not None:
-        typed = annotate_types(qualified, schema=schema, dialect=DIALECT)
-        known = True
-        seen: set[str] = set()
-        for pos, sel in enumerate(typed.selects, start=1):
-            # Presto names a column only by its alias or as the column it selects; others are unnamed.
-            name = (
-                sel.alias if isinstance(sel, exp.Alias) else sel.name if isinstance(sel, exp.Column) else ""
-            )
-            if isinstance(sel, exp.Star) or (isinstance(sel, exp.Column) and isinstance(sel.this, exp.Star)):
-                known = False
-                continue
-            if not name:
+    written = list(compiled_tree.selects)
+    starred = any(_is_star(sel) for sel in written)
+    if not starred:
+        for pos, sel in enumerate(written, start=1):
+            if not _presto_name(sel):
                 problem(
                     _node_line(sel, 1),
                     f"output column {pos} ({sel.sql(DIALECT)}) needs a name: add AS <name>",
                 )
+    if qualified is not None:
+        typed = annotate_types(qualified, schema=schema, dialect=DIALECT)
+        selects = list(typed.selects)
+        known = not any(_is_star(sel) for sel in selects) and (starred or len(selects) == len(written))
+        seen: set[str] = set()
+        for pos, sel in enumerate(selects if known else []):
+            # names as Presto gives them (qualify aliases every expression; Presto does not)
+            name = _presto_name(sel if starred else written[pos]).lower()
+            if not name:
                 continue
-            name = name.lower()
             if not HIVE_IDENT_RE.match(name):
                 problem(
                     _node_line(sel, 1),
@@ -567,6 +568,17 @@ def _compile_one(
         digest=digest,
         depends_on=tuple(inputs[r].physical for r in ref_names if inputs[r].same_release_transform),
     )
+
+
+def _is_star(sel: exp.Expr) -> bool:
+    return isinstance(sel, exp.Star) or (isinstance(sel, exp.Column) and isinstance(sel.this, exp.Star))
+
+
+def _presto_name(sel: exp.Expr) -> str:
+    """Presto names an output column by its alias or as the column it selects; others are unnamed."""
+    if isinstance(sel, exp.Alias):
+        return sel.alias
+    return sel.name if isinstance(sel, exp.Column) else ""
 
 
 def _check_partitions(
