@@ -52,6 +52,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import sqlglot
 from sqlglot import exp
@@ -266,7 +267,7 @@ class Relation:
 
     logical: str
     physical: str
-    kind: str  # table | view | transform | external
+    kind: Literal["table", "view", "transform", "external"]
     digest: str
     label: str
     columns: tuple[Column, ...] | None = None
@@ -297,6 +298,10 @@ class _Resolver:
                 self.entries.setdefault(v.name, ("view", rel))
             for x in rel.spec.transforms:
                 self.entries.setdefault(x.name, ("transform", rel))
+        # Compiling for a stage without the dependsOn releases' specs: a ref that is not the
+        # release's own may be theirs; it resolves by name (schema unknown) instead of failing.
+        missing = set(release.spec.depends_on) - {u.name for u in deps} - {release.name}
+        self.lenient = ctx is not None and bool(missing)
         # Filled in topological order while compiling: outputs and digests of own transforms.
         self.compiled: dict[str, CompiledTransform] = {}
 
@@ -312,7 +317,7 @@ class _Resolver:
         return physical_table(self.ctx, owner, table, self._version(owner)) if self.ctx else table
 
     def known(self, logical: str) -> bool:
-        return logical in self.entries
+        return logical in self.entries or self.lenient
 
     def is_own_transform(self, logical: str) -> bool:
         what, owner = self.entries.get(logical, ("", self.release))
@@ -348,11 +353,14 @@ class _Resolver:
         return served, f"{served}@{version}", label
 
     def resolve(self, logical: str) -> Relation:
+        if logical not in self.entries:  # lenient: a relation of a dependsOn release not supplied
+            name = self.name(logical)
+            return Relation(logical, name, "external", f"{name}@unknown", "unknown")
         what, owner = self.entries[logical]
         own = owner.name == self.release.name
         if what == "transform":
             served, digest, label = self._served(owner, logical)
-            kind = "transform" if own else "external"
+            kind: Literal["transform", "external"] = "transform" if own else "external"
             return Relation(logical, served, kind, digest, label, self.columns_of(logical), own)
         if what == "view":
             spec = next(v for v in owner.spec.views if v.name == logical)
@@ -502,15 +510,12 @@ def _compile_one(
         assert isinstance(q, exp.Query)
         qualified = q
     except OptimizeError as e:
-        m = _LINE.search(str(e))
-        text = _LINE.sub("", str(e)).strip().rstrip(".")
-        refs = ", ".join(f"ref('{r}')" for r in inputs)
-        if text.startswith("Column ") and "could not be resolved" in text:
-            col = text.split("'")[1] if "'" in text else text
-            text = f"unknown column {col!r}: no input has it ({refs or 'no refs'})"
-        problem(int(m.group(1)) if m else 1, text)
+        # With an input of unknown schema, columns, types and lineage just stay unknown.
+        if complete:
+            _column_problem(e, inputs, problem)
     except SqlglotError as e:
-        problem(_node_line(parsed.tree, 1), f"cannot analyse the query: {e}")
+        if complete:
+            problem(_node_line(parsed.tree, 1), f"cannot analyse the query: {e}")
 
     columns: list[Column] = []
     known = False
@@ -568,6 +573,16 @@ def _compile_one(
         digest=digest,
         depends_on=tuple(inputs[r].physical for r in ref_names if inputs[r].same_release_transform),
     )
+
+
+def _column_problem(e: OptimizeError, inputs: Mapping[str, Relation], problem: Callable[..., None]) -> None:
+    m = _LINE.search(str(e))
+    text = _LINE.sub("", str(e)).strip().rstrip(".")
+    refs = ", ".join(f"ref('{r}')" for r in inputs)
+    if text.startswith("Column ") and "could not be resolved" in text:
+        col = text.split("'")[1] if "'" in text else text
+        text = f"unknown column {col!r}: no input has it ({refs or 'no refs'})"
+    problem(int(m.group(1)) if m else 1, text)
 
 
 def _is_star(sel: exp.Expr) -> bool:
@@ -863,7 +878,7 @@ def transform_resources(
                 upstream=[
                     TransformInput(
                         ref=r.logical, relation=r.physical, kind=r.kind, digest=r.digest, label=r.label
-                    )  # type: ignore[arg-type]
+                    )
                     for r in ct.inputs
                 ],
                 depends_on=list(ct.depends_on),

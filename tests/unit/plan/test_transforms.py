@@ -238,6 +238,19 @@ def test_a_ref_into_a_depends_on_release_uses_its_names_and_schema() -> None:
     assert ct.columns[3].type == "bigint"
 
 
+def test_without_the_depends_on_specs_a_stage_compile_resolves_such_refs_by_name() -> None:
+    rel = release(
+        [daily()], name="dashboards", tables=[], views=False, job=False, depends_on=["metrics-base"]
+    )
+    read = reader({"transforms/daily.sql": EXAMPLE_SQL})
+    [ct] = compile_release(rel, read, DEV)
+    assert (ct.inputs[0].physical, ct.inputs[0].kind) == ("dev_telemetry.host_metrics_1m", "external")
+    assert not ct.columns_known  # no schema: types are not inferred
+    assert [p.message.split(":")[0] for p in check_release(rel, read)] == [
+        "unknown ref 'telemetry.host_metrics_1m'"
+    ]
+
+
 def test_unknown_ref_and_unknown_column_are_problems() -> None:
     rel = release([daily()])
     assert problems_of(rel, {"transforms/daily.sql": "SELECT a\nFROM {{ ref('telemetry.nope') }}"}) == [
