@@ -1,0 +1,241 @@
+"""Helpers for integration tests that drive a real ``pipectl controller run`` process against the
+local stack: a throwaway git repo, a release without Spark jobs, a controller subprocess, waiting
+and cleanup with real clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+TOKEN = "it-token-123"
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DAG_SOURCE = textwrap.dedent(
+    """\
+    import json
+    from datetime import datetime
+    from pathlib import Path
+
+    from airflow import DAG
+    from airflow.operators.empty import EmptyOperator
+
+    _FILE = Path(__file__)
+    _META = _FILE.with_suffix(".pipectl.json")
+    PIPECTL = json.loads(_META.read_text()) if _META.exists() else {"tags": []}
+
+    with DAG(dag_id=_FILE.stem, tags=PIPECTL["tags"], schedule=None, start_date=datetime(2026, 1, 1),
+             catchup=False):
+        EmptyOperator(task_id="noop")
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def release_yaml(name: str, version: str, retention: str, extra_topic: bool, with_dag: bool) -> str:
+    topics = f"""\
+  topics:
+    - name: rc.events
+      partitions: 2
+      replicationFactor: 1
+      config: {{retention.ms: "{retention}"}}
+"""
+    if extra_topic:
+        topics += """\
+    - name: rc.events_b
+      partitions: 1
+      replicationFactor: 1
+"""
+    dags = "  dags:\n    - id: rc_daily\n      path: dags/rc_daily.py\n" if with_dag else ""
+    return f"""\
+apiVersion: pipectl.dev/v1alpha1
+kind: PipelineRelease
+metadata:
+  name: {name}
+spec:
+  version: {version}
+{topics}  tables:
+    - name: rc.counts
+      columns: [{{name: k, type: string}}, {{name: n, type: bigint}}]
+      partitionedBy: [{{name: dt, type: string}}]
+  views:
+    - name: rc.counts_v
+      table: rc.counts
+{dags}  rollout:
+    stages: [dev]
+"""
+
+
+def env_yaml(uid: str, dags_folder: str) -> str:
+    return f"""\
+apiVersion: pipectl.dev/v1alpha1
+kind: Environment
+metadata:
+  name: dev
+spec:
+  kafka: {{bootstrapServers: "127.0.0.1:9092", topicPrefix: "it{uid}."}}
+  hive: {{host: 127.0.0.1, port: 10000, databasePrefix: "it{uid}_"}}
+  presto: {{host: 127.0.0.1, port: 8080, catalog: hive}}
+  airflow: {{url: "http://127.0.0.1:8089", username: admin, passwordFrom: "env:PIPECTL_AIRFLOW_PASSWORD",
+            dagsFolder: "{dags_folder}"}}
+  spark: {{master: "local[1]"}}
+  promotion: automatic
+"""
+
+
+class Ctl:
+    def __init__(self, repo: Path, state: Path, port: int, log: Path):
+        self.repo, self.state, self.port, self.log = repo, state, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PIPECTL_API_TOKEN": TOKEN}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "controller.cli.main",
+                    "controller",
+                    "run",
+                    "--repo",
+                    str(self.repo),
+                    "--state",
+                    f"sqlite:///{self.state}",
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                    "--interval",
+                    "2s",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError("controller did not come up:\n" + self.log.read_text()[-3000:])
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def webhook(self) -> None:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/hooks/git",
+            data=b'{"ref":"refs/heads/main"}',
+            method="POST",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 202
+
+
+def status(state: Path, name: str) -> dict[str, Any]:
+    con = sqlite3.connect(state)
+    try:
+        row = con.execute("SELECT status FROM releases WHERE name = ?", (name,)).fetchone()
+    finally:
+        con.close()
+    return json.loads(row[0]) if row else {}
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> float:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return time.time() - t0
+        time.sleep(0.3)
+    tail = log.read_text()[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def topic_config(bootstrap: str, topic: str) -> dict[str, str] | None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(timeout=10)
+    if topic not in md.topics:
+        return None
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    cfg = admin.describe_configs([res])[res].result(timeout=10)
+    return {k: v.value for k, v in cfg.items()}
+
+
+def cleanup(stack: dict[str, Any], uid: str, name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"it{uid}.")]
+    if topics:
+        for f in admin.delete_topics(topics).values():
+            f.result(timeout=30)
+    from pyhive import hive
+
+    con = hive.connect("127.0.0.1", 10000, auth="NOSASL")
+    cur = con.cursor()
+    cur.execute(f"DROP DATABASE IF EXISTS `it{uid}_rc` CASCADE")
+    con.close()
+    folder = Path(stack["airflow_dags_folder"])
+    for f in folder.glob("rc_daily__dev*"):
+        f.unlink()
+
+
+def commit(repo: Path, text: str, msg: str) -> None:
+    (repo / "releases" / "rc.yaml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", msg)
+
+
+
+
+def make_repo(root: Path, uid: str, name: str, dags_folder: str, with_dag: bool = False) -> Path:
+    repo = root / "repo"
+    (repo / "releases").mkdir(parents=True)
+    (repo / "environments").mkdir()
+    (repo / "dags").mkdir()
+    (repo / "dags" / "rc_daily.py").write_text(DAG_SOURCE)
+    (repo / "environments" / "dev.yaml").write_text(env_yaml(uid, dags_folder))
+    (repo / "releases" / "rc.yaml").write_text(release_yaml(name, "1.0.0", "3600000", False, with_dag))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "1.0.0")
+    return repo
+
+
+def pipectl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "controller.cli.main", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
