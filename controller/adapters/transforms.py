@@ -27,11 +27,12 @@ a view swap, no rebuild); older ``<name>__<digest8>*`` tables pipectl made for i
 Partition overwrite: ``DELETE FROM t WHERE <partition>`` (the Hive connector deletes whole
 partitions, metadata only) then ``INSERT INTO t SELECT * FROM (<compiled>) WHERE <partition>``.
 It is deterministic and safe to retry (a retry deletes and inserts again); between the two
-statements a reader sees the partition empty. The atomic alternative, the Hive session property
-``<catalog>.insert_existing_partitions_behavior=OVERWRITE``, needs ``PrestoClient`` to send session
-properties (pyhive's ``session_props``), which it does not: no catalog setting is missing for
-either route (``hive.insert-existing-partitions-behavior`` must *not* be set to OVERWRITE in the
-catalog, which would change every INSERT of every writer).
+statements a reader sees the partition empty. The atomic alternative is one INSERT with the Hive
+session property ``<catalog>.insert_existing_partitions_behavior=OVERWRITE`` (verified on the local
+PrestoDB 0.287: it replaces the partition, no catalog setting needed), but ``PrestoClient`` cannot
+send session properties (pyhive's ``session_props``) yet. Setting the catalog-wide
+``hive.insert-existing-partitions-behavior=OVERWRITE`` instead would change every INSERT of every
+writer; it is not needed and should not be set.
 
 Observe (round trips): 1 ``information_schema.tables`` + 1 ``information_schema.views`` (filtered
 by name; a Spark view among them fails it, then ``SHOW CREATE VIEW`` per name) per database, +1

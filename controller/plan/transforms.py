@@ -40,6 +40,9 @@ The materialization ``digest`` of a transform is the sha256 of its compiled SQL 
 materialization, its partition columns and the digests of its inputs: equal digests mean "nothing
 to re-run" (dbt's ``state:modified+``: an upstream change propagates to everything downstream).
 
+Canary stages have no transforms (``controller.plan.desired``): a canary runs in its target's
+namespace, where a transform of the same name is the target's own.
+
 Problems (template, syntax, undeclared tables, unknown refs or columns, cycles, partition columns)
 raise ``TransformError`` with every ``SqlProblem`` found; ``check_release`` returns them for
 ``pipectl validate`` instead. A broken contract is not a problem of the manifest: the plan refuses it.
