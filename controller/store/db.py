@@ -447,6 +447,50 @@ class Store:
             rows = c.execute(select(kv.c.key, kv.c.value).where(kv.c.key.startswith(prefix, autoescape=True))).all()
         return {r[0]: r[1] for r in rows}
 
+    # --- backfill ledger (rules live in controller.plan.backfill) ---------------------------
+
+    def backfill_rows(
+        self, release: str, stage: str | None = None, partitions: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Ledger entries of ``release`` (optionally one stage, some partitions), by stage and partition."""
+        q = select(backfills).where(backfills.c.release == release)
+        if stage is not None:
+            q = q.where(backfills.c.stage == stage)
+        if partitions is not None:
+            q = q.where(backfills.c.partition.in_(list(partitions)))
+        with self.tx() as c:
+            rows = [dict(r._mapping) for r in c.execute(q.order_by(backfills.c.stage, backfills.c.partition))]
+        for r in rows:
+            r["updated_at"] = _aware(r["updated_at"])
+        return rows
+
+    def backfill_put(
+        self,
+        release: str,
+        stage: str,
+        partition: str,
+        *,
+        version: str,
+        run_id: str,
+        status: str,
+        attempts: int,
+        rows: int | None = None,
+        checksum: str | None = None,
+    ) -> None:
+        """Insert or replace the ledger entry of one partition."""
+        values = {
+            "version": version, "run_id": run_id, "status": status, "attempts": attempts,
+            "rows": rows, "checksum": checksum, "updated_at": utcnow(),
+        }
+        key = and_(
+            backfills.c.release == release, backfills.c.stage == stage, backfills.c.partition == partition
+        )
+        with self.tx() as c:
+            if not c.execute(update(backfills).where(key).values(**values)).rowcount:
+                c.execute(
+                    insert(backfills).values(release=release, stage=stage, partition=partition, **values)
+                )
+
     # --- backup ------------------------------------------------------------------------------
 
     def backup(self, dest: Path) -> None:
