@@ -18,7 +18,8 @@ The job-side half of the contract (``--status-file``/``--stop-file``, appended t
 args) is ``controller.jobkit.lifecycle``.
 
 Checkpoints: every job runs on its declared checkpoint; desired state gives blueGreen/canary jobs
-one per version (``plan.desired.checkpoint_dir``). Relative checkpoint paths resolve against ``repo_root`` (the job's working directory).
+one per version (``plan.desired.checkpoint_dir``). Relative checkpoint paths resolve against
+``repo_root`` (the job's working directory).
 Stopping or deleting a job never removes its checkpoint.
 """
 

@@ -444,7 +444,8 @@ class Store:
 
     def kv_prefix(self, prefix: str) -> dict[str, str]:
         with self.tx() as c:
-            rows = c.execute(select(kv.c.key, kv.c.value).where(kv.c.key.startswith(prefix, autoescape=True))).all()
+            q = select(kv.c.key, kv.c.value).where(kv.c.key.startswith(prefix, autoescape=True))
+            rows = c.execute(q).all()
         return {r[0]: r[1] for r in rows}
 
     # --- backfill ledger (rules live in controller.plan.backfill) ---------------------------
