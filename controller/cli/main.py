@@ -620,6 +620,11 @@ def state_restore(src: Path = typer.Argument(..., help="Backup file."), state: s
     typer.echo(f"restored {state} from {src}")
 
 
+from controller.cli.backfill import backfill as _backfill  # noqa: E402
+
+app.command("backfill")(_backfill)
+
+
 def main() -> None:
     try:
         app()
