@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--available-now", action="store_true", help="process what is in the topic, then stop")
     p.add_argument("--drop-fraction", type=fraction, default=0.0, help="DEFECT for demos: drop this share")
     p.add_argument("--sink", choices=["idempotent", "append"], default="idempotent")
-    p.add_argument("--watermark", type=spark_interval, default="10 minutes", help="allowed event lateness")
+    p.add_argument("--watermark", type=spark_interval, default="2 minutes", help="allowed event lateness")
     p.add_argument("--max-offsets-per-trigger", type=int, help="cap on Kafka records per micro-batch")
     p.add_argument("--keep-versions", type=int, default=3, help="partition directories kept per dt")
     p.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="Avro schema of the topic's values")

@@ -240,7 +240,7 @@ def test_available_now_is_exact_and_a_rerun_adds_nothing(
     assert_exact(presto_rows(presto_conn, p), want)
 
     # Late events for minutes already written merge into them; events older than the
-    # watermark (newest event seen - 10 minutes) are dropped.
+    # watermark (newest event seen - 2 minutes, the job's default) are dropped.
     late = p.produce((12, 500, START + dt.timedelta(seconds=20), 100.0))
     too_late = p.produce((13, 50, START - dt.timedelta(minutes=30), STEP_MS))
     p.run_available_now()
