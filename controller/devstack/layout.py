@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -54,9 +55,29 @@ def find_repo_root(start: Path | None = None) -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+_recorded_ports: dict[str, int] = {}
+
+
 def port(name: str) -> int:
+    """PIPECTL_<NAME>_PORT, else the port the last `up` of this .stack used, else the default."""
     env = os.environ.get(f"PIPECTL_{name.upper()}_PORT")
-    return int(env) if env else DEFAULT_PORTS[name]
+    if env:
+        return int(env)
+    return _recorded_ports.get(name, DEFAULT_PORTS[name])
+
+
+def load_recorded_ports(stack_dir: Path) -> None:
+    """Make later `status`/`up`/`down` calls use the ports `up` ran with (.stack/ports.json),
+    so an override given once does not have to be repeated."""
+    try:
+        data = json.loads((stack_dir / "ports.json").read_text())
+    except (OSError, ValueError):
+        return
+    _recorded_ports.update({k: int(v) for k, v in data.items() if k in DEFAULT_PORTS})
+
+
+def record_ports(stack_dir: Path) -> None:
+    (stack_dir / "ports.json").write_text(json.dumps({n: port(n) for n in DEFAULT_PORTS}, indent=1) + "\n")
 
 
 def _java_major(java: Path) -> int | None:

@@ -24,8 +24,10 @@ from controller.devstack.layout import (
     find_java_home,
     find_postgres_bin,
     find_spark_home,
+    load_recorded_ports,
     port,
     python_executable,
+    record_ports,
     spark_version,
 )
 
@@ -85,6 +87,7 @@ class Stack:
     def __init__(self, root: Path, say: Callable[[str], None] | None = None) -> None:
         self.layout = Layout(root)
         self.say = say or Console()
+        load_recorded_ports(self.layout.stack)
 
     # context ---------------------------------------------------------------------------
     def context(self, *, require: bool = True) -> C.Context:
@@ -124,6 +127,7 @@ class Stack:
     def up(self, only: list[str] | None = None) -> int:
         self.layout.ensure_dirs()
         with self._exclusive():
+            record_ports(self.layout.stack)
             return self._up(only)
 
     def _up(self, only: list[str] | None) -> int:
