@@ -9,6 +9,7 @@ stack's ``.stack/stack.json``. Adapters are cached per endpoint so a pass reuses
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ class Wiring:
 
     state_dir: Path = Path(".pipectl")
     repo_root: Path = Path(".")
+    dag_meta: dict[str, Any] = field(default_factory=dict)
     _cache: dict[tuple[Any, ...], StageBackends] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,7 +129,7 @@ class Wiring:
                 spec.airflow.url,
                 spec.airflow.username,
                 resolve_secret(spec.airflow.password_from),
-                LocalFolderDeployer(Path(dags)),
+                LocalFolderDeployer(Path(dags), self.dag_meta),
             )
             runner = LocalRunner(
                 self.state_dir / "spark",
@@ -200,7 +202,11 @@ def build_runtime(
     sinks.append(_AuditEvents(events))
     ledger = Ledger(store, sinks)
     source = GitSource(repo, branch, cache_dir=state_dir / "git", worktree=worktree)
-    wiring = Wiring(state_dir=state_dir)
+    # DAG tasks call back into pipectl (``pipectl transform run``): tell them how, via the sidecar.
+    wiring = Wiring(state_dir=state_dir, dag_meta={"pipectl": {
+        "python": sys.executable, "repo": str(Path(repo).resolve()) if "://" not in repo else repo,
+        "branch": branch, "state": state_url,
+    }})
 
     def reader_for(commit: str | None) -> tuple[Path, Any]:
         root = source.checkout(commit).root

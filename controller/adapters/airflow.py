@@ -90,8 +90,10 @@ class DagDeployer(Protocol):
 class LocalFolderDeployer:
     """Deploys into a DAG folder on this machine: temp file in the same folder, then rename."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, meta: dict[str, Any] | None = None):
         self.folder = Path(folder)
+        # Facts about where the DAG runs (e.g. how to call pipectl), written into every sidecar.
+        self.meta = dict(meta or {})
 
     def _path(self, file_name: str) -> Path:
         if not file_name or file_name != PurePath(file_name).name or file_name.startswith("."):
@@ -141,11 +143,15 @@ def dag_tags(release: str | None, version: str) -> list[str]:
     return tags
 
 
-def render_meta(dag: DagResource) -> str:
-    """The sidecar's content; deterministic, so its digest tells whether it must be rewritten."""
+def render_meta(dag: DagResource, extra: dict[str, Any] | None = None) -> str:
+    """The sidecar's content; deterministic, so its digest tells whether it must be rewritten.
+
+    ``extra`` carries the deployer's facts about the runtime (``pipectl``: the interpreter and
+    repo a task uses to call ``pipectl transform run``); pipectl's own keys win on a clash.
+    """
     release = dag.owner.release if dag.owner else None
     tags = dag_tags(release, dag.version)
-    body = {"dag_id": dag.name, "release": release, "version": dag.version, "tags": tags}
+    body = {**(extra or {}), "dag_id": dag.name, "release": release, "version": dag.version, "tags": tags}
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
@@ -268,7 +274,7 @@ class AirflowAdapter:
             raise PermanentBackendError(BACKEND, f"{action_id}: desired DAG has no source to deploy")
         if digest(d.source.encode("utf-8")) != d.source_digest:
             raise PermanentBackendError(BACKEND, f"{action_id}: source does not match source_digest")
-        meta_name, meta = meta_file_name(d.file_name), render_meta(d)
+        meta_name, meta = meta_file_name(d.file_name), render_meta(d, getattr(self.deployer, "meta", None))
         write_py = self.deployer.read_digest(d.file_name) != d.source_digest
         write_meta = self.deployer.read_digest(meta_name) != digest(meta.encode("utf-8"))
 

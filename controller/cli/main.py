@@ -601,6 +601,10 @@ def rollback(
 state_app = typer.Typer(help="Back up and restore the controller's state store.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 
+from controller.cli.transform import app as _transform_app  # noqa: E402
+
+app.add_typer(_transform_app, name="transform", help="Compile and run SQL transforms.")
+
 
 @state_app.command("backup")
 def state_backup(dest: Path = typer.Argument(..., help="Backup file."), state: str = STATE_OPT) -> None:

@@ -54,6 +54,7 @@ from controller.plan.desired import (
 )
 from controller.plan.planner import make_plan
 from controller.plan.resources import Resource, ResourceKind, ViewSegment
+from controller.plan.transforms import transform_datasets, transform_lineage
 from controller.rollout.stages import StageFacts, Step, judge, plan_steps
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
@@ -132,6 +133,7 @@ class Reconciler:
         self.on_status = on_status
         self.events = events
         self.last_plans: dict[tuple[str, str], Plan] = {}
+        self._snap: RepoSnapshot | None = None
 
     # --- status helpers ------------------------------------------------------------------------
 
@@ -240,7 +242,14 @@ class Reconciler:
                 self.on_status(name, status)
         return result
 
+    def _upstream(self, rel: PipelineRelease) -> list[PipelineRelease]:
+        snap = self._snap
+        if snap is None:
+            return []
+        return [snap.release(d) for d in rel.spec.depends_on if d in snap.releases]
+
     def _pass(self, snap: RepoSnapshot, rel: PipelineRelease, status: ReleaseStatus, result: Result) -> None:
+        self._snap = snap
         name, version = rel.name, rel.spec.version
         envs = {n: snap.environment(n) for n in snap.environments}
         stages = rel.spec.rollout.stages
@@ -344,7 +353,9 @@ class Reconciler:
         """Plan (and apply) one stage towards ``rel`` at ``rel.spec.version``; audit what changed."""
         root, read = self.reader_for(commit)
         be = self.backends(ctx, root)
-        desired = desired_resources(rel, ctx, read, self.checkpoint_root, rollout)
+        desired = desired_resources(
+            rel, ctx, read, self.checkpoint_root, rollout, upstream_releases=self._upstream(rel)
+        )
         live = self._observe(be, desired)
         prune: list[Any] = []
         if delete_jobs:
@@ -1010,6 +1021,15 @@ class Reconciler:
             for v in rel.spec.views:
                 if not ctx.is_canary:
                     lineage.outputs.append(f"hive:{table_name(ctx, v.name)}")
+            if rel.spec.transforms:
+                try:
+                    up = self._upstream(rel)
+                    inputs, outputs = transform_datasets(rel, ctx, read, upstream=up)
+                    lineage.inputs += [i for i in inputs if i not in lineage.inputs]
+                    lineage.outputs += [o for o in outputs if o not in lineage.outputs]
+                    lineage.columns = transform_lineage(rel, ctx, read, upstream=up)
+                except PipectlError as e:
+                    log.warning("transform lineage unavailable", release=rel.name, error=str(e))
         rec = AuditRecord(
             run_id=run_id,
             kind=kind,  # type: ignore[arg-type]

@@ -331,22 +331,3 @@ def test_sink_refuses_mismatched_spec(spark: Any) -> None:
     sink = IdempotentPartitionSink(spark, table, "q", spec)
     with pytest.raises(SinkError, match="do not match"):
         sink.write_batch(_frame(spark, BATCHES[0]), 0)
-
-
-# --- the example pipeline's files -----------------------------------------------------------
-
-
-def test_dag_carries_the_transform_sql_verbatim() -> None:
-    """The deployed DAG runs its inline copy of the transform: it must equal the transform file."""
-    import ast
-
-    repo = Path(__file__).resolve().parents[3] / "manifests"
-    tree = ast.parse((repo / "dags" / "host_metrics_daily.py").read_text(encoding="utf-8"))
-    inline = next(
-        node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == "TRANSFORM_SQL" for t in node.targets)
-        and isinstance(node.value, ast.Constant)
-    )
-    assert inline == (repo / "transforms" / "host_metrics_daily.sql").read_text(encoding="utf-8")
