@@ -205,10 +205,12 @@ def stack_jar_groups(spark_kafka_version: str) -> list[JarGroup]:
     return [
         JarGroup("metastore", (POSTGRES_JDBC,)),
         JarGroup("kafka", (f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", SLF4J_BINDING)),
+        # spark-avro: pipectl-managed jobs decode schemaless Avro values with from_avro.
         JarGroup("spark", (f"org.apache.spark:spark-sql-kafka-0-10_2.12:{v}",
-                           f"org.apache.spark:spark-token-provider-kafka-0-10_2.12:{v}"),
+                           f"org.apache.spark:spark-token-provider-kafka-0-10_2.12:{v}",
+                           f"org.apache.spark:spark-avro_2.12:{v}"),
                  include=("spark-sql-kafka-0-10_2.12", "spark-token-provider-kafka-0-10_2.12",
-                          "kafka-clients", "commons-pool2")),
+                          "kafka-clients", "commons-pool2", "spark-avro_2.12")),
         JarGroup("presto-asm", tuple(f"org.ow2.asm:{a}:{PRESTO_ASM_VERSION}" for a in _ASM_ARTIFACTS)),
     ]
 
