@@ -3,10 +3,10 @@
     pipectl backfill host-metrics --stage dev --from 2026-03-01 --to 2026-03-03 --repo manifests
     pipectl backfill host-metrics --stage dev --from 2026-03-01 --to 2026-03-03 --dry-run
 
-One chunk per day; each runs as the DAG run ``backfill__<release>__<version>__<day>`` (retries and
-``--force`` re-runs: ``…__r<attempt>``, see ``controller.plan.backfill``) with logical date = the
-day and ``conf`` = the DAG's ``params`` from the release manifest plus ``partition`` (the day),
-``refs`` (the release's logical tables → this stage's physical tables of the version) and
+One chunk per day; each runs as the DAG run ``pipectl_backfill__<release>__<version>__<day>``
+(retries and ``--force`` re-runs: ``…__r<attempt>``, see ``controller.plan.backfill``; Airflow
+reserves the bare ``backfill__`` prefix for its own runs) with logical date = the day and
+``conf`` = the DAG's ``params`` from the release manifest plus ``partition`` (the day) and
 ``pipectl`` (kind, release, stage, version, attempt). The version is the one Airflow reports for
 the stage's DAG (its ``version:`` tag, i.e. what the controller deployed); ``--version`` asserts it.
 
@@ -121,7 +121,6 @@ def backfill(
     refs = {t.name: physical_table(ctx, rel, t.name, ver) for t in rel.spec.tables}
     out_table = _output_table(rel, ctx, table, refs)
     conf: dict[str, Any] = dict(spec.params)
-    conf.setdefault("refs", refs)
     try:
         code = [Artifact(path=spec.path, digest=digest((root / spec.path).read_bytes()))]
     except OSError:

@@ -4,10 +4,16 @@ A backfill of a release's DAG at a stage covers the ``dt`` days ``[start, end]``
 day. Every chunk runs as one Airflow DAG run whose id and logical date follow from the release,
 the version and the partition alone, so running the same backfill again finds the same runs:
 
-* attempt 1: run id ``backfill__<release>__<version>__<partition>``, logical date
+* attempt 1: run id ``pipectl_backfill__<release>__<version>__<partition>``, logical date
   ``<partition>T00:00:00Z``;
 * attempt ``k > 1`` (a retry of a failed run, or a ``--force`` re-run): run id
-  ``backfill__<release>__<version>__<partition>__r<k>``, logical date ``<partition>T00:00:0<k-1>Z``.
+  ``pipectl_backfill__<release>__<version>__<partition>__r<k>``, logical date
+  ``<partition>T00:00:00Z`` plus ``k - 1`` seconds.
+
+The ``pipectl_`` prefix is needed: Airflow reserves run ids that start with ``backfill__``,
+``scheduled__`` or ``dataset_triggered__`` for its own run types and refuses them for a run
+triggered through the API ("A manual DAG run cannot use ID 'backfill__…' since it is reserved
+for backfill runs").
 
 Airflow keeps a failed run under its id, and allows one run per (DAG, logical date): a new
 attempt therefore needs a new id *and* a new logical date. Shifting by whole seconds keeps
@@ -40,7 +46,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-RUN_ID_PREFIX = "backfill"
+RUN_ID_PREFIX = "pipectl_backfill"
+AIRFLOW_RESERVED_PREFIXES = ("backfill__", "scheduled__", "dataset_triggered__")
 MAX_DAYS = 3660
 """A backfill covers at most ten years of days (a typo in a date should not plan 100k runs)."""
 MAX_ATTEMPTS = 59
@@ -128,14 +135,14 @@ def partitions(start: date, end: date, *, max_days: int = MAX_DAYS) -> list[str]
 
 
 def run_id(release: str, version: str, partition: str, attempt: int = 1) -> str:
-    """``backfill__<release>__<version>__<partition>`` (attempt 1) or ``…__r<attempt>``."""
+    """``pipectl_backfill__<release>__<version>__<partition>`` (attempt 1) or ``…__r<attempt>``."""
     _check_attempt(attempt)
     if not PARTITION_RE.match(partition):
         raise BackfillError(f"invalid partition {partition!r}: expected YYYY-MM-DD")
     rid = f"{RUN_ID_PREFIX}__{release}__{version}__{partition}"
     if attempt > 1:
         rid += f"__r{attempt}"
-    if not RUN_ID_RE.match(rid):
+    if not RUN_ID_RE.match(rid) or rid.startswith(AIRFLOW_RESERVED_PREFIXES):
         raise BackfillError(
             f"run id {rid!r} is not a valid Airflow run id ([A-Za-z0-9_.~:+-], at most 250 characters)"
         )

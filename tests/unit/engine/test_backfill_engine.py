@@ -139,7 +139,7 @@ def test_failed_chunk_is_retried_under_a_new_run_id_and_the_ledger_shows_it(stor
         "inputs": ["hive:dev_telemetry.host_metrics_1m"], "outputs": ["hive:dev_telemetry.host_metrics_daily"],
         "columns": {},
     }
-    assert any(a.startswith("2026-03-02: success run=backfill__host-metrics__1.0.0__2026-03-02__r2 attempts=2")
+    assert any(a.startswith("2026-03-02: success run=pipectl_backfill__host-metrics__1.0.0__2026-03-02__r2 attempts=2")
                for a in rec["actions"])
 
 

@@ -56,10 +56,10 @@ def test_bad_ranges_and_dates_are_refused() -> None:
 
 
 def test_run_ids_are_deterministic_and_airflow_safe() -> None:
-    assert run_id(R, V, "2026-03-01") == "backfill__host-metrics__1.0.0__2026-03-01"
+    assert run_id(R, V, "2026-03-01") == "pipectl_backfill__host-metrics__1.0.0__2026-03-01"
     assert run_id(R, V, "2026-03-01", 1) == run_id(R, V, "2026-03-01")
-    assert run_id(R, V, "2026-03-01", 3) == "backfill__host-metrics__1.0.0__2026-03-01__r3"
-    assert run_id(R, "1.2.0-rc.1+b7", "2026-03-01") == "backfill__host-metrics__1.2.0-rc.1+b7__2026-03-01"
+    assert run_id(R, V, "2026-03-01", 3) == "pipectl_backfill__host-metrics__1.0.0__2026-03-01__r3"
+    assert run_id(R, "1.2.0-rc.1+b7", "2026-03-01") == "pipectl_backfill__host-metrics__1.2.0-rc.1+b7__2026-03-01"
     with pytest.raises(BackfillError, match="not a valid Airflow run id"):
         run_id("has space", V, "2026-03-01")
     with pytest.raises(BackfillError, match="out of range"):
