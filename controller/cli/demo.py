@@ -48,6 +48,7 @@ STAGE_TOPICS = {
     "prod": "telemetry.host_metrics",
 }
 PIPECTL = [sys.executable, "-m", "controller.cli.main"]
+ORDER = ("dev", "staging", "canary", "prod")
 
 
 def say(msg: str) -> None:
@@ -322,9 +323,7 @@ def main() -> int:
         rel = REPO / "releases" / "host-metrics.yaml"
         rel.write_text(rel.read_text().replace("version: 1.0.0", "version: 1.1.0", 1))
         git("commit", "-qam", "host-metrics 1.1.0 (defect: the job drops 25% of events)")
-        say(
-            "committed host-metrics 1.1.0 with a defect (the job drops 25% of events); sending the webhook"
-        )
+        say("committed host-metrics 1.1.0 with a defect (the job drops 25% of events); sending the webhook")
         webhook()
         t1 = time.time()
         watch(lambda st: stage_is(st, "canary", "1.1.0", "RolledBack"), 30 * 60, producers, ctl, approved)

@@ -202,8 +202,12 @@ class BackfillEngine:
         rows = self.store.backfill_rows(req.release, req.stage, list(req.partitions))
         return {
             r["partition"]: LedgerEntry(
-                partition=r["partition"], version=r["version"], run_id=r["run_id"],
-                status=Status(r["status"]), attempts=int(r["attempts"] or 0), rows=r["rows"],
+                partition=r["partition"],
+                version=r["version"],
+                run_id=r["run_id"],
+                status=Status(r["status"]),
+                attempts=int(r["attempts"] or 0),
+                rows=r["rows"],
                 checksum=r["checksum"],
             )
             for r in rows
@@ -227,8 +231,13 @@ class BackfillEngine:
         ledger = self.ledger_entries(req)
         chunks = plan_chunks(req.release, req.version, req.partitions, ledger, force=req.force)
         log.info(
-            "backfill.start", id=backfill_id, release=req.release, stage=req.stage, dag=req.dag_id,
-            version=req.version, partitions=len(chunks),
+            "backfill.start",
+            id=backfill_id,
+            release=req.release,
+            stage=req.stage,
+            dag=req.dag_id,
+            version=req.version,
+            partitions=len(chunks),
             run=sum(c.decision is not Decision.SKIP for c in chunks),
         )
         outcomes: dict[str, ChunkOutcome] = {}
@@ -282,7 +291,10 @@ class BackfillEngine:
         )
         self._audit(report)
         log.info(
-            "backfill.end", id=backfill_id, outcome=report.outcome, runs_started=report.runs_started,
+            "backfill.end",
+            id=backfill_id,
+            outcome=report.outcome,
+            runs_started=report.runs_started,
             failed=[o.partition for o in report.failed],
         )
         return report
@@ -319,7 +331,10 @@ class BackfillEngine:
             **req.conf,
             "partition": ch.partition,
             "pipectl": {
-                "kind": "backfill", "release": req.release, "stage": req.stage, "version": req.version,
+                "kind": "backfill",
+                "release": req.release,
+                "stage": req.stage,
+                "version": req.version,
                 "attempt": ch.attempt,
             },
         }
@@ -375,8 +390,14 @@ class BackfillEngine:
 
     def _skipped(self, req: BackfillRequest, ch: Chunk, entry: LedgerEntry) -> ChunkOutcome:
         out = ChunkOutcome(
-            ch.partition, ch.decision, "skipped", entry.run_id, entry.attempts, rows=entry.rows,
-            checksum=entry.checksum, message="done before",
+            ch.partition,
+            ch.decision,
+            "skipped",
+            entry.run_id,
+            entry.attempts,
+            rows=entry.rows,
+            checksum=entry.checksum,
+            message="done before",
         )
         if req.verify and req.output_table:
             rows, checksum = self.measure(req, ch.partition)
@@ -420,8 +441,15 @@ class BackfillEngine:
 
     def _put(self, req: BackfillRequest, e: LedgerEntry) -> None:
         self.store.backfill_put(
-            req.release, req.stage, e.partition, version=e.version, run_id=e.run_id, status=str(e.status),
-            attempts=e.attempts, rows=e.rows, checksum=e.checksum,
+            req.release,
+            req.stage,
+            e.partition,
+            version=e.version,
+            run_id=e.run_id,
+            status=str(e.status),
+            attempts=e.attempts,
+            rows=e.rows,
+            checksum=e.checksum,
         )
 
     def _audit(self, report: BackfillReport) -> None:

@@ -8,6 +8,7 @@ SIGTERM sets the stop event: the executor finishes the action in flight and the 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,31 @@ def dependency_order(snap: RepoSnapshot) -> list[str]:
     return out
 
 
+def fingerprints(snap: RepoSnapshot) -> dict[str, str]:
+    """Per release: a digest of its manifest, the files it references and the environments, so a
+    commit wakes only the releases it changed (the periodic pass still visits every release)."""
+    envs = hashlib.sha256()
+    for name in sorted(snap.environments):
+        envs.update(snap.environment(name).model_dump_json().encode())
+    out: dict[str, str] = {}
+    for name in snap.invalid_releases:
+        out[name] = "invalid:" + hashlib.sha256(repr(snap.invalid_releases[name]).encode()).hexdigest()
+    for name in snap.releases:
+        rel = snap.release(name)
+        h = hashlib.sha256(envs.digest())
+        h.update(rel.model_dump_json().encode())
+        s = rel.spec
+        paths = [x.path for x in s.schemas] + [j.entrypoint for j in s.streaming_jobs]
+        paths += [d.path for d in s.dags] + [t.sql for t in s.transforms]
+        for p in sorted(paths):
+            try:
+                h.update(p.encode() + b"\0" + snap.read_text(p).encode())
+            except (OSError, UnicodeDecodeError):
+                h.update(p.encode() + b"\0missing")
+        out[name] = h.hexdigest()
+    return out
+
+
 @dataclass
 class Controller:
     source: GitSource
@@ -64,15 +90,13 @@ class Controller:
     _snap: RepoSnapshot | None = None
     last_commit: str | None = None
     last_error: str | None = None
+    _prints: dict[str, str] = field(default_factory=dict)
 
     def trigger(self, release: str | None = None) -> None:
-        """Reconcile now (webhook, approval): all releases, or one."""
-        now = self.clock()
-        if release is None:
-            for item in self.queue.values():
-                item.due = now
-        else:
-            self.queue.setdefault(release, QueueItem(now)).due = now
+        """Reconcile now: one release (approval), or look at git now (webhook) — a new commit
+        then makes due exactly the releases it changed."""
+        if release is not None:
+            self.queue.setdefault(release, QueueItem(self.clock())).due = self.clock()
         self.wake.set()
 
     def snapshot(self) -> RepoSnapshot:
@@ -82,11 +106,13 @@ class Controller:
         checkout = self.source.checkout(commit)
         snap = load_repo(checkout.root)
         snap.commit = commit
+        prints = fingerprints(snap)
         if commit != self.last_commit:
-            log.info("new commit", commit=commit)
-            for item in self.queue.values():
-                item.due = self.clock()
-        self._snap, self.last_commit = snap, commit
+            changed = sorted(n for n, fp in prints.items() if self._prints.get(n) != fp)
+            log.info("new commit", commit=commit, changed=changed)
+            for n in changed:
+                self.queue.setdefault(n, QueueItem(self.clock())).due = self.clock()
+        self._snap, self.last_commit, self._prints = snap, commit, prints
         return snap
 
     def run_once(self) -> float:

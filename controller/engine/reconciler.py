@@ -720,19 +720,24 @@ class Reconciler:
                 schema_texts[s.name] = _read(s.path).decode("utf-8")
             except OSError:
                 pass
-        verdicts = self.gates.evaluate(
-            GateRequest(
-                release=rel,
-                stage=stage,
-                ctx=ctx,
-                backends=be,
-                tables=tables,
-                jobs=jobs,
-                baseline_tables=baseline_tables,
-                baseline_version=baseline_version,
-                schema_texts=schema_texts,
-                now=self.clock(),
+        applies = [g for g in rel.spec.rollout.gates if g.stages is None or stage in g.stages]
+        verdicts = (
+            self.gates.evaluate(
+                GateRequest(
+                    release=rel,
+                    stage=stage,
+                    ctx=ctx,
+                    backends=be,
+                    tables=tables,
+                    jobs=jobs,
+                    baseline_tables=baseline_tables,
+                    baseline_version=baseline_version,
+                    schema_texts=schema_texts,
+                    now=self.clock(),
+                )
             )
+            if applies
+            else []
         )
         for v in verdicts:
             metrics.record_gate_result(v.name, str(v.verdict))

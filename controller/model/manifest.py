@@ -154,6 +154,9 @@ def _qualified(v: str) -> str:
     return v
 
 
+RESERVED_TABLE_PROPERTIES = {"owner", "location", "provider", "comment", "external", "transient_lastddltime"}
+
+
 class TableSpec(Spec):
     name: str = Field(description="<database>.<table> without the stage prefix.")
     columns: list[ColumnSpec] = Field(min_length=1)
@@ -166,6 +169,16 @@ class TableSpec(Spec):
     @classmethod
     def _name(cls, v: str) -> str:
         return _qualified(v)
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key.lower() in RESERVED_TABLE_PROPERTIES:
+                raise ValueError(f"table property {key!r} is reserved by Spark/Hive")
+            if key.startswith("pipectl."):
+                raise ValueError(f"table property {key!r} is reserved for pipectl's ownership records")
+        return v
 
 
 class ViewSpec(Spec):

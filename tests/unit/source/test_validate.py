@@ -337,3 +337,10 @@ def test_secret_must_be_a_reference(repo: Path) -> None:
 def test_validate_paths_single_file(repo: Path) -> None:
     assert validate_paths([repo / REL]) == []
     assert validate_paths([repo]) == []
+
+
+def test_reserved_table_properties_are_refused(repo: Path) -> None:
+    edit(repo, "      format: parquet", "      format: parquet\n      properties: {owner: bench, pipectl.release: x}")
+    assert problems(repo) == [
+        f"{REL}:37: spec.tables[0].properties: table property 'owner' is reserved by Spark/Hive"
+    ]
