@@ -627,6 +627,9 @@ def state_restore(src: Path = typer.Argument(..., help="Backup file."), state: s
 from controller.cli.backfill import backfill as _backfill  # noqa: E402
 
 app.command("backfill")(_backfill)
+from controller.cli.replay import replay as _replay  # noqa: E402
+
+app.command("replay")(_replay)
 
 
 def main() -> None:
