@@ -509,11 +509,18 @@ def airflow_init(ctx: Context) -> None:
     marker.write_text("ok\n")
 
 
-def airflow_reset_password(ctx: Context) -> None:
+def airflow_recreate_admin(ctx: Context) -> None:
+    """Give the admin user the current PIPECTL_AIRFLOW_PASSWORD. `airflow users reset-password`
+    crashes in 2.11.2 (FAB's reset_user_sessions with the SQLite session backend), so the user is
+    deleted and created again."""
     assert ctx.airflow_venv is not None
-    procs.run([str(ctx.airflow_venv / "bin" / "airflow"), "users", "reset-password", "--username",
-               ctx.airflow_user, "--password", ctx.airflow_password], log=ctx.layout.log("airflow-init"),
-              env=airflow_env(ctx), cwd=ctx.layout.airflow_home, timeout=300)
+    airflow = str(ctx.airflow_venv / "bin" / "airflow")
+    env, log, cwd = airflow_env(ctx), ctx.layout.log("airflow-init"), ctx.layout.airflow_home
+    procs.run([airflow, "users", "delete", "--username", ctx.airflow_user], log=log, env=env, cwd=cwd,
+              timeout=300, check=False)
+    procs.run([airflow, "users", "create", "--username", ctx.airflow_user, "--password",
+               ctx.airflow_password, "--firstname", "Pipectl", "--lastname", "Admin", "--role", "Admin",
+               "--email", "admin@pipectl.invalid"], log=log, env=env, cwd=cwd, timeout=300)
 
 
 class AirflowWebserver(Component):
@@ -537,10 +544,15 @@ class AirflowWebserver(Component):
             return probes.airflow_webserver_check(HOST, self.port, self.ctx.airflow_user,
                                                   self.ctx.airflow_password)
         except probes.ProbeError as e:
-            # PIPECTL_AIRFLOW_PASSWORD changed since the user was created: reset it once.
-            if "refused" in str(e) and not self._password_reset:
-                self._password_reset = True
-                airflow_reset_password(self.ctx)
+            if "refused" not in str(e):
+                raise
+            # PIPECTL_AIRFLOW_PASSWORD changed since the user was created: during `up` (which
+            # knows the venv) recreate the user once; otherwise, or if that did not help, give up.
+            if self.ctx.airflow_venv is None or self._password_reset:
+                raise StackError(f"Airflow refuses user {self.ctx.airflow_user!r} with the password "
+                                 f"from PIPECTL_AIRFLOW_PASSWORD ({e})") from None
+            self._password_reset = True
+            airflow_recreate_admin(self.ctx)
             raise
 
     def info(self) -> dict[str, Any]:

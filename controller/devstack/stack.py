@@ -268,6 +268,8 @@ class Stack:
                 raise StackError(f"{comp.name} exited during start-up (last check: {last})")
             try:
                 return comp.check()
+            except StackError:
+                raise  # not a "not yet": a check that can tell it will never pass
             except Exception as e:
                 last = _short(e)
             if time.monotonic() > deadline:
