@@ -54,8 +54,8 @@ def _health_problems(info: dict[str, Any]) -> list[str]:
     checks: list[tuple[str, Callable[[], object]]] = [
         ("kafka", lambda: probes.kafka_check(host, c["kafka"]["port"], timeout=3)),
         ("metastore", lambda: probes.metastore_check(host, c["metastore"]["port"], timeout=5)),
-        ("thrift", lambda: probes.hs2_check(host, c["thrift"]["port"], timeout=15)),
-        ("presto", lambda: probes.presto_check(host, c["presto"]["port"], timeout=15)),
+        ("thrift", lambda: probes.hs2_check(host, c["thrift"]["port"], timeout=60)),
+        ("presto", lambda: probes.presto_check(host, c["presto"]["port"], timeout=60)),
         ("airflow", lambda: probes.airflow_scheduler_check(host, c["airflow-webserver"]["port"])),
     ]
     problems = []
