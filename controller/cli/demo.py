@@ -205,8 +205,10 @@ def start_producer(stage: str, topic: str) -> subprocess.Popen[bytes]:
             topic,
             "--rate",
             str(RATE),
+            "--duration",
+            "7200",
             "--seed",
-            str(hash(stage) % 1000),
+            str(sum(map(ord, stage))),
         ],
         cwd=ROOT,
         stdout=log,
@@ -267,10 +269,12 @@ def watch(
             if stage not in producers and topic_exists(topic):
                 say(f"topic {topic} exists: starting an event producer at {RATE:g} events/s")
                 producers[stage] = start_producer(stage, topic)
+        stages = st.get("stages", {})
         line = " | ".join(
             f"{s}: {x.get('version') or '-'} {x.get('phase')}"
             + (f" ({x.get('reason')})" if x.get("reason") else "")
-            for s, x in st.get("stages", {}).items()
+            for s in ORDER
+            if (x := stages.get(s))
         )
         if line and line != last:
             say(line)
