@@ -63,6 +63,9 @@ log = structlog.get_logger(__name__)
 
 Reader = Callable[[str], bytes]
 
+# Gates judge a new job after this many micro-batches (the first carry JVM warm-up and report no rates).
+MIN_SOAK_BATCHES = 2
+
 
 class GateRunner(Protocol):
     def evaluate(self, req: GateRequest) -> list[GateVerdict]: ...
@@ -775,7 +778,7 @@ class Reconciler:
         result.changed = True
 
     def _soaking(self, rel: PipelineRelease, ctx: StageContext, be: StageBackends, st: StageStatus) -> str:
-        """Why gates should wait: a new job that has not processed a batch with input yet.
+        """Why gates should wait: a new job that has not run a few batches with input yet.
 
         Judging an empty table right after a deploy would fail data gates for no fault of the
         version; soak is measured in data (a batch with rows), bounded by ``soak_timeout``.
@@ -790,10 +793,11 @@ class Reconciler:
             if self.store.kv_get(key):
                 continue
             p = be.spark.progress(name)
-            if p is not None and (p.num_input_rows or 0) > 0:
+            if p is not None and (p.num_input_rows or 0) > 0 and p.batch_id >= MIN_SOAK_BATCHES:
                 self.store.kv_put(key, p.timestamp.isoformat())
                 continue
-            waiting.append(f"{name} has not processed a batch with input yet")
+            done = "no batch" if p is None else f"batch {p.batch_id}"
+            waiting.append(f"{name} at {done}; waiting for batch {MIN_SOAK_BATCHES} with input")
         return "; ".join(waiting)
 
     def _promote(

@@ -286,6 +286,10 @@ def _job_health(
         return Verdict.FAIL, f"{physical}: {e}", ev
     if progress is None:
         return Verdict.INCONCLUSIVE, f"{physical}: no progress reported yet", ev
+    if progress.batch_id == 0:
+        # Spark reports no input rate for a query's first batch, which also carries JVM warm-up.
+        ev["batch_id"] = 0
+        return Verdict.INCONCLUSIVE, f"{physical}: only the first batch has run (warming up)", ev
     now = ctx.now_utc
     age = (now - as_utc(progress.timestamp)).total_seconds()
     ev.update({"batch_id": progress.batch_id, "progress_time": as_utc(progress.timestamp).isoformat()})
@@ -347,6 +351,15 @@ def _job_health(
     ev["min_processed_rows_per_second"] = required_rate
 
     problems: list[str] = []
+    catching_up = input_rate > 0 and processed_rate > input_rate and age <= window
+    if lag_seconds > gate.max_lag_seconds and catching_up:
+        return (
+            Verdict.INCONCLUSIVE,
+            f"{physical}: lag {lag_seconds:.0f}s ({lag_records} records) > {gate.max_lag_seconds:g}s "
+            f"but catching up (processing {processed_rate:.1f} rows/s > input {input_rate:.1f} rows/s); "
+            "watching",
+            ev,
+        )
     if lag_seconds > gate.max_lag_seconds:
         problems.append(f"lag {lag_seconds:.0f}s ({lag_records} records) > {gate.max_lag_seconds:g}s")
     if limit is not None and progress.batch_duration_ms is not None and duration_s > limit:

@@ -59,14 +59,29 @@ def test_healthy_job_passes_with_figures() -> None:
     assert ev["progress_age_seconds"] == 5.0
 
 
+NOT_CATCHING_UP = replace(HEALTHY, processed_rows_per_second=1000.0)
+
+
 def test_lag_over_the_limit_fails() -> None:
-    v = evaluate(GATE, ctx(), data(end={0: 50_000, 1: 50_000}))  # 80k behind at 1k/s = 80 s
+    v = evaluate(GATE, ctx(), data(NOT_CATCHING_UP, end={0: 50_000, 1: 50_000}))  # 80k behind at 1k/s
     assert v.verdict is Verdict.FAIL
     assert "lag 80s (80000 records) > 60s" in v.message
 
 
+def test_lag_over_the_limit_while_catching_up_is_watched() -> None:
+    v = evaluate(GATE, ctx(), data(end={0: 50_000, 1: 50_000}))  # processing 5k/s for 1k/s input
+    assert v.verdict is Verdict.INCONCLUSIVE
+    assert "but catching up" in v.message
+
+
+def test_first_batch_is_warm_up() -> None:
+    v = evaluate(GATE, ctx(), data(replace(HEALTHY, batch_id=0, input_rows_per_second=0.0)))
+    assert v.verdict is Verdict.INCONCLUSIVE
+    assert "first batch" in v.message
+
+
 def test_new_partition_not_yet_read_counts_fully() -> None:
-    v = evaluate(GATE, ctx(), data(end={0: 10_000, 1: 10_000, 2: 70_000}))
+    v = evaluate(GATE, ctx(), data(NOT_CATCHING_UP, end={0: 10_000, 1: 10_000, 2: 70_000}))
     assert v.verdict is Verdict.FAIL
     assert v.evidence["jobs"][0]["lag_records"] == 70_000
 
