@@ -212,9 +212,11 @@ def stop(rec: ProcRecord, timeout: float = 20.0) -> str:
         return "not running"
     if rec.alive():
         _signal_group(rec.pid, signal.SIGTERM)
+        _signal_group(rec.pid, signal.SIGCONT)  # a stopped (SIGSTOP) process must run to exit
         if _wait_session_gone(rec, timeout * 0.75):
             return "stopped"
     _signal_pids(rec.group_pids(), signal.SIGTERM)
+    _signal_pids(rec.group_pids(), signal.SIGCONT)
     if _wait_session_gone(rec, timeout * 0.25):
         return "stopped"
     _signal_pids(rec.group_pids(), signal.SIGKILL)
@@ -243,6 +245,17 @@ def tail(path: Path, lines: int = 40) -> str:
     except OSError:
         return f"(no log at {path})"
     return "\n".join(data.splitlines()[-lines:])
+
+
+def wait_port_free(host: str, port: int, timeout: float) -> bool:
+    """A killed JVM's leader thread can look dead (zombie) while its other threads still hold
+    the listening socket for a moment."""
+    deadline = time.monotonic() + timeout
+    while port_open(host, port, timeout=0.5):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -246,7 +246,7 @@ class Stack:
                 except StackError as e:
                     self.say(f"{comp.name}: {e}; restarting it")
                     comp.stop(rec)
-            if comp.has_port and procs.port_open(HOST, comp.port, timeout=0.5):
+            if comp.has_port and not procs.wait_port_free(HOST, comp.port, 15 if rec else 0):
                 raise StackError(f"port {comp.port} on {HOST} is in use by a process this stack did not "
                                  f"start (pid file {comp.pidfile}); stop it or set "
                                  f"PIPECTL_{(comp.port_name or comp.name).upper()}_PORT")
