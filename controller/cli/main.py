@@ -630,6 +630,9 @@ app.command("backfill")(_backfill)
 from controller.cli.replay import replay as _replay  # noqa: E402
 
 app.command("replay")(_replay)
+from controller.cli.capacity import plan_capacity as _plan_capacity  # noqa: E402
+
+app.command("plan-capacity")(_plan_capacity)
 
 
 def main() -> None:
