@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import structlog
 
 from controller.audit.ledger import Artifact, AuditRecord, Ledger, Lineage
-from controller.model.errors import ConflictError, PipectlError
+from controller.model.errors import BackendError, ConflictError, PipectlError
 from controller.model.identifiers import presto_string_literal, quote_presto, split_qualified
 from controller.plan.backfill import (
     Chunk,
@@ -340,9 +340,10 @@ class BackfillEngine:
         }
         try:
             state = self.airflow.trigger_run(req.dag_id, ch.run_id, conf, ch.logical_date)
-        except ConflictError as e:
+        except (ConflictError, BackendError) as e:
             # Another run holds this logical date (e.g. the DAG's own scheduled run): this attempt
-            # cannot start; the next one runs a second later.
+            # cannot start; the next one runs a second later. Airflow refused the run (bad conf,
+            # unreachable after retries): recorded as a failed attempt, never left "running".
             act.terminal, act.not_started = TERMINAL_FAILED, f"{ch.run_id} not started: {e}"
             return
         act.outcome.runs_started += 1

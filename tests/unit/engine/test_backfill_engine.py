@@ -222,3 +222,16 @@ def test_runs_left_running_at_the_timeout_are_resumed_not_restarted(store: Store
     report = engine(store, af).run(request(partitions=DAYS[:2]))
     assert report.outcome == "succeeded" and report.runs_started == 0 and len(af.triggers) == 2
     assert [o.decision for o in report.outcomes] == [Decision.RESUME, Decision.RESUME]
+
+
+def test_a_run_airflow_refuses_is_a_failed_attempt_not_a_running_one(store: Store) -> None:
+    from controller.model.errors import PermanentBackendError
+
+    class Refuses(FakeAirflow):
+        def trigger_run(self, dag_id: str, rid: str, conf: dict[str, Any], logical_date: datetime | None = None) -> str:
+            raise PermanentBackendError("airflow", "post_dag_run: HTTP 400 BAD REQUEST: invalid conf")
+
+    report = engine(store, Refuses()).run(request(partitions=DAYS[:1], retries=1))
+    assert report.outcome == "failed" and report.runs_started == 0
+    assert "HTTP 400" in report.outcomes[0].message
+    assert ledger_of(store)["2026-03-01"][1:4] == (run_id(R, V, "2026-03-01", 2), "failed", 2)
