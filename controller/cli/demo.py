@@ -122,27 +122,19 @@ def reset() -> None:
     presto = PrestoClient("127.0.0.1", int(info.get("presto_port", 8080)))
     hive = HiveAdapter("127.0.0.1", int(info.get("thrift_port", 10000)), presto=presto)
     dbs = ["dev_telemetry", "staging_telemetry", "telemetry"]
-    views = [f"{d}.host_metrics" for d in dbs]
-    tables = [
-        f"{d}.{t}"
-        for d in dbs
-        for t in (
-            "host_metrics_1m__v1_0_0",
-            "host_metrics_1m__v1_1_0",
-            "host_metrics_daily",
-            "host_metrics_1m",
-        )
-    ]
-    for kind, names in (
-        (ResourceKind.VIEW, views),
-        (ResourceKind.TABLE, tables),
-        (ResourceKind.DATABASE, dbs),
-    ):
-        for n in hive.observe(kind, names):
-            try:
-                hive.apply(Action(op=Op.DELETE, kind=kind, name=n, reason="demo reset"))
-            except Exception as e:
-                say(f"reset: could not drop {kind} {n}: {e}")
+    for db in hive.observe(ResourceKind.DATABASE, dbs):
+        # every relation in the demo's databases goes: views first (they read tables), then tables
+        names = [f"{db}.{r[0]}" for r in presto.query(f'SHOW TABLES FROM hive."{db}"')]
+        for kind, existing in (
+            (ResourceKind.VIEW, list(hive.observe(ResourceKind.VIEW, names))),
+            (ResourceKind.TABLE, list(hive.observe(ResourceKind.TABLE, names))),
+            (ResourceKind.DATABASE, [db]),
+        ):
+            for n in existing:
+                try:
+                    hive.apply(Action(op=Op.DELETE, kind=kind, name=n, reason="demo reset"))
+                except Exception as e:  # a leftover we cannot drop is reported, not fatal
+                    say(f"reset: could not drop {kind} {n}: {e}")
     dags = Path(info.get("airflow_dags_folder", ""))
     for f in dags.glob("host_metrics_daily__*"):
         f.unlink()
