@@ -82,7 +82,12 @@ def test_kafka_create_produce_consume(kafka_bootstrap: str, unique_name: str) ->
     futures = admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     futures[topic].result(timeout=30)
     try:
-        assert topic in admin.list_topics(timeout=10).topics
+        # CreateTopics returns once the controller committed it; the broker's metadata cache may
+        # lag a little on a busy machine.
+        deadline = time.monotonic() + 30
+        while topic not in admin.list_topics(timeout=10).topics:
+            assert time.monotonic() < deadline, f"{topic} not in the broker's metadata after 30s"
+            time.sleep(0.5)
 
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
         sent = [f"message-{i}".encode() for i in range(20)]
