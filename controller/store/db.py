@@ -198,7 +198,8 @@ class Store:
 
     def put_status(self, release: str, status: dict[str, Any], spec_digest: str | None = None) -> None:
         now = utcnow()
-        text = json.dumps(status, sort_keys=True, default=str)
+        # key order is kept: a status lists its stages in rollout order
+        text = json.dumps(status, default=str)
         with self.tx() as c:
             n = c.execute(
                 update(releases)
