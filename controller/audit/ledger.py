@@ -22,7 +22,16 @@ from controller.store.db import Store
 GENESIS = "0" * 64
 
 RecordKind = Literal[
-    "reconcile", "apply", "promotion", "gate", "rollback", "backfill", "approval", "replay", "transform"
+    "reconcile",
+    "apply",
+    "promotion",
+    "gate",
+    "rollback",
+    "restore",
+    "backfill",
+    "approval",
+    "replay",
+    "transform",
 ]
 
 

@@ -773,9 +773,22 @@ class Reconciler:
             self._promote(snap, rel, status, stage, ctx, be, blue_green, baseline_version, outcome.message)
             result.changed = True
             result.requeue_after = 0.0
-            return
-        self._rollback(snap, rel, status, stage, ctx, outcome.phase, outcome.message, verdicts)
-        result.changed = True
+        else:
+            self._rollback(snap, rel, status, stage, ctx, outcome.phase, outcome.message, verdicts)
+            result.changed = True
+        # One history row per attempt: the version, where, what came of it and every gate's verdict.
+        final = self._stage(status, stage)
+        self.store.run_start(run_id, name, stage, version, "rollout", snap.commit)
+        self.store.run_end(
+            run_id,
+            str(final.phase),
+            final.reason,
+            final.message or "",
+            [
+                {"name": v.name, "type": v.type, "verdict": str(v.verdict), "message": v.message}
+                for v in verdicts
+            ],
+        )
 
     def _soaking(self, rel: PipelineRelease, ctx: StageContext, be: StageBackends, st: StageStatus) -> str:
         """Why gates should wait: a new job that has not run a few batches with input yet.
@@ -921,7 +934,7 @@ class Reconciler:
                         view_segments=self._segments(name, stage),
                         start_offsets=self._start_offsets(good, ctx),
                     )
-                    self.converge(good, stage, ctx, rollout, commit, "rollback", delete_jobs=failed_jobs)
+                    self.converge(good, stage, ctx, rollout, commit, "restore", delete_jobs=failed_jobs)
                 elif failed_jobs:
                     self._delete_jobs(rel, stage, ctx, failed_jobs, snap.commit)
             except PipectlError as e:
