@@ -113,7 +113,7 @@ class ChunkOutcome:
 
     partition: str
     decision: Decision
-    status: str  # success | failed | skipped | running (still running at the timeout)
+    status: str  # success | failed | skipped | running (at the timeout) | pending (never started)
     run_id: str
     attempts: int
     runs_started: int = 0
@@ -149,7 +149,7 @@ class BackfillReport:
 
     @property
     def unfinished(self) -> list[ChunkOutcome]:
-        return [o for o in self.outcomes if o.status == "running"]
+        return [o for o in self.outcomes if o.status in ("running", "pending")]
 
     @property
     def outcome(self) -> str:
@@ -281,6 +281,7 @@ class BackfillEngine:
                     )
                     notify("timeout", act.chunk.partition, act.outcome.message)
                 for ch, _ in queue:
+                    outcomes[ch.partition].status = "pending"
                     outcomes[ch.partition].message = "not started before the timeout"
                 break
             if active:
