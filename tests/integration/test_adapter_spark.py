@@ -160,6 +160,8 @@ def kafka_job(name: str, topic: str, tmp: Path, version: str, **kw: Any) -> Stre
 def rate_job(name: str, tmp: Path, version: str, **kw: Any) -> StreamingJobResource:
     entry = "jobs/rate_to_parquet.py"
     ck = str(tmp / "ck" / name)
+    if kw.get("strategy") in ("blueGreen", "canary"):
+        ck += f"/v{version}"  # as plan.desired.checkpoint_dir does: one checkpoint per version
     args = [
         "--checkpoint", ck, "--output", str(tmp / "out" / name / version), "--query-name", name,
         "--version", version, "--trigger", "2s", "--rows-per-second", "5",
@@ -280,20 +282,22 @@ def test_rate_job_blue_green_stop_and_kill(
     name = safe_name("it-spark-rate")
     adapter = SparkAdapter(make_runner(), stop_timeout=90)
     v1 = rate_job(name, tmp_path, "1.0.0", strategy="blueGreen")
-    ck = Path(v1.checkpoint)
+    ck1 = Path(v1.checkpoint)
 
     assert adapter.apply(plan(adapter, v1)[0]).changed
     p1 = wait_for("progress of 1.0.0", lambda: progress_at_least(adapter, name, 1))
-    assert batch_ids(ck / "v1.0.0", "commits")
+    assert batch_ids(ck1, "commits")
 
     # blueGreen: a new version runs on its own checkpoint (fresh state, new query id).
     v2 = rate_job(name, tmp_path, "2.0.0", strategy="blueGreen")
+    ck2 = Path(v2.checkpoint)
+    assert ck2 != ck1
     [update] = plan(adapter, v2)
-    assert update.op is Op.UPDATE and "rollout strategy will handle it" in update.reason
+    assert update.op is Op.UPDATE and "progressive delivery deploys each version as its own job" in update.reason
     assert adapter.apply(update).changed
     p2 = wait_for("progress of 2.0.0", lambda: progress_at_least(adapter, name, 0, p1.run_id))
     assert p2.query_id != p1.query_id
-    assert batch_ids(ck / "v2.0.0", "commits") and batch_ids(ck / "v1.0.0", "commits")
+    assert batch_ids(ck2, "commits") and batch_ids(ck1, "commits")
     assert observed(adapter, name) == v2
 
     # running: false → graceful stop; the last reported batch is committed; re-apply is a no-op.
@@ -304,7 +308,7 @@ def test_rate_job_blue_green_stop_and_kill(
     assert adapter.apply(stop).changed
     assert not alive(pid)
     final = json.loads((tmp_path / "state" / "jobs" / name / "status.json").read_text())
-    assert final["batchId"] == max(batch_ids(ck / "v2.0.0", "commits")) == max(batch_ids(ck / "v2.0.0", "offsets"))
+    assert final["batchId"] == max(batch_ids(ck2, "commits")) == max(batch_ids(ck2, "offsets"))
     entry = registry_entry(tmp_path / "state", name)
     assert not adapter.apply(stop).changed
     assert registry_entry(tmp_path / "state", name) == entry
