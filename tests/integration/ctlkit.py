@@ -106,8 +106,11 @@ spec:
 
 
 class Ctl:
-    def __init__(self, repo: Path, state: Path, port: int, log: Path):
+    def __init__(
+        self, repo: Path, state: Path, port: int, log: Path, bake: str | None = None, interval: str = "2s"
+    ):
         self.repo, self.state, self.port, self.log = repo, state, port, log
+        self.bake, self.interval = bake, interval  # bake None: the controller's default (60s)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -127,7 +130,8 @@ class Ctl:
                     "--listen",
                     f"127.0.0.1:{self.port}",
                     "--interval",
-                    "2s",
+                    self.interval,
+                    *(["--bake", self.bake] if self.bake else []),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -239,3 +243,145 @@ def make_repo(root: Path, uid: str, name: str, dags_folder: str, with_dag: bool 
 def pipectl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "controller.cli.main", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
+
+
+# --- multi-stage releases, ledger and cleanup (rollback and blue/green tests) ----------------------
+
+
+def stage_env_yaml(
+    name: str,
+    topic_prefix: str,
+    db_prefix: str,
+    dags_folder: str,
+    promotion: str = "automatic",
+    spark_master: str = "local[1]",
+) -> str:
+    """An Environment with endpoints of its own (dev, staging, prod) on the local stack."""
+    return f"""\
+apiVersion: pipectl.dev/v1alpha1
+kind: Environment
+metadata:
+  name: {name}
+spec:
+  kafka: {{bootstrapServers: "127.0.0.1:9092", topicPrefix: "{topic_prefix}"}}
+  hive: {{host: 127.0.0.1, port: 10000, databasePrefix: "{db_prefix}"}}
+  presto: {{host: 127.0.0.1, port: 8080, catalog: hive}}
+  airflow: {{url: "http://127.0.0.1:8089", username: admin, passwordFrom: "env:PIPECTL_AIRFLOW_PASSWORD",
+            dagsFolder: "{dags_folder}"}}
+  spark: {{master: "{spark_master}"}}
+  promotion: {promotion}
+"""
+
+
+def canary_env_yaml(name: str, of: str, promotion: str = "automatic") -> str:
+    """A canary stage: no endpoints of its own, it runs beside ``of``'s installation."""
+    return f"""\
+apiVersion: pipectl.dev/v1alpha1
+kind: Environment
+metadata:
+  name: {name}
+spec:
+  canaryOf: {of}
+  promotion: {promotion}
+"""
+
+
+def commit_files(repo: Path, files: dict[str, str], msg: str) -> str:
+    """Write ``files`` (path relative to the repo → text) and commit them; returns the commit id."""
+    for rel, text in files.items():
+        path = repo / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", msg)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def init_repo(root: Path, files: dict[str, str], msg: str) -> Path:
+    """A new git repo under ``root/repo`` holding ``files``, committed on ``main``."""
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    commit_files(repo, files, msg)
+    return repo
+
+
+def stage_status(state: Path, name: str, stage: str) -> dict[str, Any]:
+    return dict(status(state, name).get("stages", {}).get(stage) or {})
+
+
+def stage_is(state: Path, name: str, stage: str, version: str, phase: str) -> bool:
+    st = stage_status(state, name, stage)
+    return bool(st.get("version") == version and st.get("phase") == phase)
+
+
+def pipectl_json(*args: str) -> Any:
+    """``pipectl ARGS -o json`` parsed; fails the test with stderr when the command fails."""
+    r = pipectl(*args, "-o", "json")
+    assert r.returncode == 0, f"pipectl {' '.join(args)} failed: {r.stderr}"
+    return json.loads(r.stdout)
+
+
+def dag_version(airflow_url: str, dag_id: str, password: str | None = None) -> str | None:
+    """The ``version:`` tag Airflow's REST API reports for an active DAG (None when absent)."""
+    import airflow_client.client as client
+    from airflow_client.client.api.dag_api import DAGApi
+    from airflow_client.client.exceptions import NotFoundException
+
+    conf = client.Configuration(
+        host=f"{airflow_url.rstrip('/')}/api/v1",
+        username="admin",
+        password=password or os.environ.get("PIPECTL_AIRFLOW_PASSWORD", "admin"),
+    )
+    with client.ApiClient(conf) as api:
+        try:
+            dag = DAGApi(api).get_dag(dag_id)
+        except NotFoundException:
+            return None
+    if not dag.is_active:
+        return None
+    tags = [str(t.name) for t in (dag.tags or [])]
+    return next((t.removeprefix("version:") for t in tags if t.startswith("version:")), None)
+
+
+def stop_spark_jobs(state_dir: Path, repo: Path, env: dict[str, str]) -> list[str]:
+    """Stop (then kill) every streaming job a controller registered under ``state_dir/spark``."""
+    from controller.adapters.spark import LocalRunner
+
+    if not (state_dir / "spark" / "jobs").exists():
+        return []
+    runner = LocalRunner(state_dir / "spark", repo, env)
+    stopped = []
+    for name, st in runner.list().items():
+        if not st.alive:
+            continue
+        try:
+            runner.stop(name, timeout=30)
+        except Exception:
+            runner.kill(name)
+        stopped.append(name)
+    return stopped
+
+
+def drop_everything(uid: str, databases: list[str], dags_folder: str, dag_glob: str | None) -> None:
+    """Delete the test's topics (``it<uid>…``), drop its databases CASCADE and its DAG files."""
+    admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"it{uid}")]
+    if topics:
+        for f in admin.delete_topics(topics).values():
+            try:
+                f.result(timeout=30)
+            except Exception:
+                pass
+    from pyhive import hive
+
+    con = hive.connect("127.0.0.1", 10000, auth="NOSASL")
+    try:
+        cur = con.cursor()
+        for db in databases:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}` CASCADE")
+    finally:
+        con.close()
+    if dag_glob:
+        for f in Path(dags_folder).glob(dag_glob):
+            f.unlink()
