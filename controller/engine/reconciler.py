@@ -18,6 +18,7 @@ end of the pass whatever happened (Flux's deferred status patch).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -356,6 +357,8 @@ class Reconciler:
         """Plan (and apply) one stage towards ``rel`` at ``rel.spec.version``; audit what changed."""
         root, read = self.reader_for(commit)
         be = self.backends(ctx, root)
+        if ctx.canary_of is not None and self.store.known_good(rel.name, ctx.canary_of) is not None:
+            rollout = dataclasses.replace(rollout, declare_topics=False)
         desired = desired_resources(
             rel, ctx, read, self.checkpoint_root, rollout, upstream_releases=self._upstream(rel)
         )

@@ -82,6 +82,9 @@ class RolloutInputs:
     serving_version: str | None = None
     view_segments: dict[str, list[ViewSegment]] = field(default_factory=dict)
     start_offsets: dict[str, str] = field(default_factory=dict)
+    declare_topics: bool = True
+    """A canary stage sets this False once its target has a known-good release: the topics are
+    the target's, and only the target's own rollout may change their spec."""
 
 
 def vtag(version: str) -> str:
@@ -182,7 +185,7 @@ def desired_resources(
     # A canary stage reads its target's topics; it declares them too (same names, same spec), so the
     # very first canary does not wait for a topic the target stage has not created yet.
     topic_override = spec.rollout.overrides.get(ctx.canary_of or ctx.stage)
-    for t in spec.topics:
+    for t in spec.topics if (rollout.declare_topics or not ctx.is_canary) else []:
         partitions, rf, config = t.partitions, t.replication_factor, dict(t.config)
         if topic_override and t.name in topic_override.topics:
             o = topic_override.topics[t.name]

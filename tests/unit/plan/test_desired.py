@@ -75,3 +75,13 @@ def test_segments_and_start_offsets_pass_through(repo: Path) -> None:
     assert job.args[job.args.index("--starting-offsets") + 1] == '{"t":{"0":5}}'  # type: ignore[union-attr]
     view = next(r for r in res if r.kind == "View")
     assert view.segments == seg  # type: ignore[union-attr]
+
+
+def test_canary_leaves_its_targets_topics_alone_once_the_target_is_live(repo: Path) -> None:
+    snap = load_repo(repo)
+    rel = snap.release("host-metrics")
+    ctx = stage_context("canary", {n: snap.environment(n) for n in snap.environments})
+    res = desired_resources(
+        rel, ctx, lambda p: (repo / p).read_bytes(), rollout=RolloutInputs(declare_topics=False)
+    )
+    assert [r.kind for r in res if r.kind == "Topic"] == []
