@@ -1,0 +1,1 @@
+"""Unit tests of controller.plan (a package, so its module names never clash with tests/integration)."""
