@@ -97,6 +97,31 @@ def manifest_digest(rel: PipelineRelease) -> str:
     return digest(rel.model_dump_json(by_alias=True).encode())
 
 
+def watermark_of(progress: Any) -> datetime | None:
+    """A job's event-time watermark from its last progress, or None before the first one."""
+    raw = getattr(progress, "watermark", None) if progress is not None else None
+    if not raw:
+        return None
+    wm = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return wm if wm.year > 1970 else None  # Spark reports epoch 0 before the first watermark
+
+
+def catch_up_wait(green: datetime | None, blue: datetime | None, tolerance: timedelta) -> str:
+    """Why a green job is not caught up with blue yet ("" once it is).
+
+    Switching the serving view to green earlier would make dashboards lose the minutes blue has
+    closed and green has not, so the switch waits until green's watermark reaches blue's (within
+    one trigger interval: the two jobs cut their micro-batches at different instants).
+    """
+    if blue is None:
+        return ""
+    if green is None:
+        return f"no watermark yet; blue's is {blue:%H:%M:%S}"
+    if green + tolerance >= blue:
+        return ""
+    return f"watermark {green:%H:%M:%S} behind blue's {blue:%H:%M:%S}"
+
+
 def _ceil_minute(t: datetime) -> datetime:
     base = t.replace(second=0, microsecond=0)
     return base if base == t else base + timedelta(minutes=1)
@@ -485,10 +510,9 @@ class Reconciler:
                 p = be.spark.progress(name)
                 if p is None:
                     continue
-                if p.watermark:
-                    wm = datetime.fromisoformat(p.watermark.replace("Z", "+00:00"))
-                    if wm.year > 1970:
-                        metrics.set_event_freshness(rel.name, stage, name, (now - wm).total_seconds())
+                wm = watermark_of(p)
+                if wm is not None:
+                    metrics.set_event_freshness(rel.name, stage, name, (now - wm).total_seconds())
                 behind = 0
                 done = p.end_offsets
                 for src in job.sources:
@@ -595,10 +619,9 @@ class Reconciler:
             progress = be.spark.progress(blue)
             window = parse_duration(job.replay_window)
             anchor = self.clock()
-            if progress is not None and progress.watermark:
-                wm = datetime.fromisoformat(progress.watermark.replace("Z", "+00:00"))
-                if wm.year > 1970:  # Spark reports epoch 0 before the first watermark
-                    anchor = min(anchor, wm)
+            wm = watermark_of(progress)
+            if wm is not None:
+                anchor = min(anchor, wm)
             start_time = anchor - timedelta(seconds=window)
             offsets: dict[str, dict[str, int]] = {}
             blue_end = progress.end_offsets if progress is not None else {}
@@ -689,15 +712,24 @@ class Reconciler:
             if report.failed:
                 msg = "; ".join(f"{o.action.id}: {o.message}" for o in report.failed)
                 transient = any(
-                    "unavailable" in o.message.lower() or "timed out" in o.message.lower()
+                    o.transient_reason
+                    or "unavailable" in o.message.lower()
+                    or "timed out" in o.message.lower()
                     for o in report.failed
+                )
+                reasons = {o.transient_reason for o in report.failed if o.transient_reason}
+                known = {r.value for r in Reason}
+                reason = (
+                    Reason(reasons.pop())
+                    if len(reasons) == 1 and reasons <= known
+                    else Reason.BACKEND_UNAVAILABLE
                 )
                 self._set(
                     name,
                     status,
                     stage,
                     Phase.PROGRESSING if transient else Phase.FAILED,
-                    Reason.BACKEND_UNAVAILABLE if transient else Reason.APPLY_FAILED,
+                    reason if transient else Reason.APPLY_FAILED,
                     msg,
                 )
                 result.requeue_after = _min(result.requeue_after, 15.0 if transient else 60.0)
@@ -706,7 +738,9 @@ class Reconciler:
                 return
 
         # converged: soak until the new jobs have processed data, then verify
-        soaking = self._soaking(rel, ctx, be, self._stage(status, stage))
+        soaking = self._soaking(
+            rel, ctx, be, self._stage(status, stage), baseline_version if blue_green else None
+        )
         if soaking:
             self._set(name, status, stage, Phase.VERIFYING, Reason.VERIFYING, f"soaking: {soaking}")
             result.requeue_after = _min(result.requeue_after, 5.0)
@@ -793,11 +827,19 @@ class Reconciler:
             ],
         )
 
-    def _soaking(self, rel: PipelineRelease, ctx: StageContext, be: StageBackends, st: StageStatus) -> str:
+    def _soaking(
+        self,
+        rel: PipelineRelease,
+        ctx: StageContext,
+        be: StageBackends,
+        st: StageStatus,
+        baseline_version: str | None = None,
+    ) -> str:
         """Why gates should wait: a new job that has not run a few batches with input yet.
 
         Judging an empty table right after a deploy would fail data gates for no fault of the
         version; soak is measured in data (a batch with rows), bounded by ``soak_timeout``.
+        A blue/green job must also have caught up with blue (see ``catch_up_wait``).
         """
         if st.last_transition_time is not None:
             if (self.clock() - st.last_transition_time).total_seconds() > self.soak_timeout:
@@ -809,11 +851,19 @@ class Reconciler:
             if self.store.kv_get(key):
                 continue
             p = be.spark.progress(name)
-            if p is not None and (p.num_input_rows or 0) > 0 and p.batch_id >= MIN_SOAK_BATCHES:
-                self.store.kv_put(key, p.timestamp.isoformat())
+            if p is None or (p.num_input_rows or 0) == 0 or p.batch_id < MIN_SOAK_BATCHES:
+                done = "no batch" if p is None else f"batch {p.batch_id}"
+                waiting.append(f"{name} at {done}; waiting for batch {MIN_SOAK_BATCHES} with input")
                 continue
-            done = "no batch" if p is None else f"batch {p.batch_id}"
-            waiting.append(f"{name} at {done}; waiting for batch {MIN_SOAK_BATCHES} with input")
+            if baseline_version is not None and job.strategy in VERSIONED_STRATEGIES and not ctx.is_canary:
+                blue = be.spark.progress(job_name(ctx, rel.name, job, baseline_version))
+                wait = catch_up_wait(
+                    watermark_of(p), watermark_of(blue), timedelta(seconds=parse_duration(job.trigger))
+                )
+                if wait:
+                    waiting.append(f"{name} catching up: {wait}")
+                    continue
+            self.store.kv_put(key, p.timestamp.isoformat())
         return "; ".join(waiting)
 
     def _promote(

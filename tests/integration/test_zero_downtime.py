@@ -5,8 +5,8 @@ A real ``pipectl controller run`` drives the example release (its blueGreen Spar
 name and prefixes) at one stage, ``dev``. The example producer writes telemetry into the stage
 topic for the whole test. Once 1.0.0 serves, a query loop (≥ 2 Hz, pyhive → Presto) reads the
 serving view ``it<uid>_telemetry.host_metrics`` while 1.1.0 is committed: green starts beside
-blue from offsets before blue's position, soaks, passes its gate, the view is switched to the
-time-stitched union of both versions' tables, and after the bake blue stops.
+blue from offsets before blue's position, soaks, catches up with blue's watermark, passes its
+gate, the view is switched to the time-stitched union of both versions' tables, and after the bake blue stops.
 
 Asserted over every result of the loop:
 
@@ -434,7 +434,21 @@ def test_zero_downtime_blue_green_switch(zd: Zd, spark_env: dict[str, str], tmp_
 
         wait_for(blue_stopped, 45 + 120, "the bake to stop blue", zd.ctl.log)
         phase("bake over: blue stopped, previousVersion cleared")
-        time.sleep(10)
+
+        def green_closed_served() -> bool:
+            # queries after the switch whose watermark closes the cutover minute (served by green)
+            closing = cutover + timedelta(minutes=2)
+            return (
+                sum(
+                    1
+                    for r in list(loop.results)
+                    if r.started > t_switch and r.watermark is not None and r.watermark >= closing
+                )
+                >= 30
+            )
+
+        wait_for(green_closed_served, 300, "30 queries closing green's first minute", zd.ctl.log)
+        phase("green's minutes closed and served")
     finally:
         loop.stop.set()
         loop_thread.join(timeout=120)
