@@ -56,6 +56,7 @@ from airflow_client.client.model.dag_run import DAGRun
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.model.errors import ConflictError, PermanentBackendError, TransientBackendError
+from controller.model.reasons import Reason
 from controller.plan.actions import Action, Op
 from controller.plan.desired import digest
 from controller.plan.resources import DagResource, Owner, Resource, ResourceKind
@@ -196,6 +197,7 @@ class AirflowAdapter:
         deployer: DagDeployer,
         *,
         pickup_timeout: float = 60.0,
+        drain_timeout: float = 30.0,
         poll_interval: float = 1.0,
         request_timeout: tuple[float, float] = (5.0, 30.0),
     ):
@@ -210,6 +212,7 @@ class AirflowAdapter:
         self._import_errors = ImportErrorApi(self._client)
         self.deployer = deployer
         self.pickup_timeout = pickup_timeout
+        self.drain_timeout = drain_timeout
         self.poll_interval = poll_interval
         self._timeout = request_timeout
         self.stats = CallStats()
@@ -279,6 +282,8 @@ class AirflowAdapter:
         write_meta = self.deployer.read_digest(meta_name) != digest(meta.encode("utf-8"))
 
         before = self._get_dag(d.name)
+        if write_py and before is not None:
+            self._await_drain(d, tag_value(_tags(before), "version"))
         notes: list[str] = []
         if write_py or write_meta or not _ready(before, d, None):
             err_before = self._import_error(d.file_name)
@@ -304,6 +309,29 @@ class AirflowAdapter:
         changed = write_py or write_meta or repause
         log.info("airflow.dag.applied", dag_id=d.name, version=d.version, changed=changed, steps=notes)
         return ApplyResult(action_id=action_id, changed=changed, message="; ".join(notes) or "converged")
+
+    def _await_drain(self, d: DagResource, live_version: str | None) -> None:
+        """Refuse to replace a DAG's code while runs of the live version are in flight.
+
+        Airflow re-reads the DAG file for every task, so a run straddling the swap would run its
+        remaining tasks on the new code. The old version keeps running (it is not paused: the
+        scheduler does not advance the runs of a paused DAG) until its runs drain; the action fails
+        as transient until then and the next pass retries.
+        """
+        deadline = time.monotonic() + self.drain_timeout
+        while True:
+            active = self.list_runs(d.name, states=["queued", "running"])
+            if not active:
+                return
+            if time.monotonic() >= deadline:
+                ids = ", ".join(str(r["run_id"]) for r in active[:3]) + (" …" if len(active) > 3 else "")
+                raise TransientBackendError(
+                    BACKEND,
+                    f"DAG {d.name}: waiting for {len(active)} in-flight run(s) of version "
+                    f"{live_version or '(untagged)'} to drain before deploying {d.version} ({ids})",
+                    reason=str(Reason.RUNS_IN_FLIGHT),
+                )
+            time.sleep(self.poll_interval)
 
     def _await_pickup(self, d: DagResource, baseline: datetime | None, err_before: Any) -> Any:
         deadline = time.monotonic() + self.pickup_timeout

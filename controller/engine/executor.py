@@ -24,7 +24,7 @@ from itertools import groupby
 import structlog
 
 from controller.adapters.base import Adapter
-from controller.model.errors import PipectlError, PlanRefusedError
+from controller.model.errors import PipectlError, PlanRefusedError, TransientBackendError
 from controller.obs import metrics
 from controller.plan.actions import Action, DiffContext, Op, Plan
 from controller.plan.resources import KIND_ORDER, ResourceKind
@@ -40,6 +40,7 @@ class ActionOutcome:
     state: str  # done | skipped | failed | not-run
     message: str = ""
     seconds: float = 0.0
+    transient_reason: str | None = None  # set when a later pass may succeed (TransientBackendError.reason)
 
 
 @dataclass
@@ -147,4 +148,5 @@ class Executor:
             self.store.journal_end(intent, action.id, "failed", str(e))
             bound.error("action failed", error=str(e))
             metrics.record_action(str(action.kind), "failed")
-            return ActionOutcome(action, "failed", str(e), time.monotonic() - t0)
+            reason = e.reason if isinstance(e, TransientBackendError) else None
+            return ActionOutcome(action, "failed", str(e), time.monotonic() - t0, reason)

@@ -50,7 +50,11 @@ class BackendError(PipectlError):
 
 
 class TransientBackendError(BackendError):
-    pass
+    """A later attempt may succeed; ``reason`` names why this one could not (a ``Reason`` value)."""
+
+    def __init__(self, backend: str, message: str, reason: str = "BackendUnavailable"):
+        self.reason = reason
+        super().__init__(backend, message)
 
 
 class PermanentBackendError(BackendError):

@@ -33,6 +33,8 @@ class Reason(StrEnum):
     """An action failed permanently while applying the plan."""
     BACKEND_UNAVAILABLE = "BackendUnavailable"
     """A backend could not be reached; the pass will be retried with backoff."""
+    RUNS_IN_FLIGHT = "RunsInFlight"
+    """A DAG's code is replaced only once the live version's queued and running runs finish."""
     GATE_FAILED = "GateFailed"
     """A gate returned verdict fail."""
     GATE_INCONCLUSIVE = "GateInconclusive"

@@ -20,7 +20,7 @@ from airflow_client.client.exceptions import NotFoundException
 from airflow_client.client.model.dag import DAG
 
 from controller.adapters.airflow import AirflowAdapter, LocalFolderDeployer, meta_file_name
-from controller.model.errors import PermanentBackendError
+from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.reasons import Reason
 from controller.plan.actions import Action, DiffContext, Op, Reversibility
 from controller.plan.desired import digest
@@ -307,3 +307,39 @@ def test_trigger_run_with_deterministic_id_runs_once(
     assert [(r["run_id"], r["state"], r["conf"]) for r in runs] == [(run_id, "success", {"n": 1, "stage": "dev"})]
     assert adapter.list_runs(name, states=["failed"]) == []
     assert runs[0]["end_date"] is not None and runs[0]["end_date"].tzinfo is not None
+
+
+def test_new_version_waits_for_in_flight_runs_to_drain(
+    stack: dict[str, Any], folder: Path, adapter: AirflowAdapter, new_dag: Callable[[], str]
+) -> None:
+    name = new_dag()
+    slow = desired(name, "1.0.0", message="old; sleep 20")
+    deploy(adapter, slow)
+    run_id = f"pipectl__{name}__drain"
+    adapter.trigger_run(name, run_id, {})
+    v2 = desired(name, "1.1.0", message="new")
+    impatient = AirflowAdapter(
+        adapter.url, stack.get("airflow_user", "admin"),
+        os.environ.get(stack.get("airflow_password_env", "PIPECTL_AIRFLOW_PASSWORD"), "admin"),
+        LocalFolderDeployer(folder), pickup_timeout=90.0, drain_timeout=1.0,
+    )
+    [update] = plan(impatient, v2)
+    assert update.op is Op.UPDATE
+    with pytest.raises(TransientBackendError) as err:
+        impatient.apply(update)
+    assert err.value.reason == Reason.RUNS_IN_FLIGHT
+    assert f"waiting for 1 in-flight run(s) of version 1.0.0 to drain before deploying 1.1.0 ({run_id})" in str(
+        err.value
+    )
+    # the old code is untouched, the old version keeps running (not paused) and finishes
+    assert "sleep 20" in (folder / f"{name}.py").read_text()
+    assert observe(adapter, name) is not None and not observe(adapter, name).paused  # type: ignore[union-attr]
+
+    deadline = time.monotonic() + 240
+    while adapter.run_state(name, run_id) not in {"success", "failed"} and time.monotonic() < deadline:
+        time.sleep(2)
+    assert adapter.run_state(name, run_id) == "success"
+    assert impatient.apply(update).changed
+    live = observe(adapter, name)
+    assert live is not None and live.version == "1.1.0"
+    assert "echo new" in (folder / f"{name}.py").read_text()
