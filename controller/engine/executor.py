@@ -67,12 +67,26 @@ def intent_digest(release: str, stage: str, version: str, manifest_digest: str) 
 
 
 def waves(actions: list[Action]) -> list[list[Action]]:
+    """Groups of actions that may run in parallel, in order: one group per kind (creates and
+    updates in kind order, then deletes in reverse), split further where an action depends on
+    another of its group (``Action.depends_on``: a transform reading another transform's output
+    runs in a later wave than it)."""
     rank = {k: i for i, k in enumerate(KIND_ORDER)}
 
     def key(a: Action) -> tuple[int, int]:
         return (1, -rank[a.kind]) if a.op is Op.DELETE else (0, rank[a.kind])
 
-    return [list(g) for _, g in groupby(actions, key=key)]
+    out: list[list[Action]] = []
+    for _, g in groupby(actions, key=key):
+        group = list(g)
+        deps = {a.name: [d for d in a.depends_on if d != a.name] for a in group}
+        level = {a.name: 0 for a in group}
+        for _ in group:  # longest path; the plan has no cycles (validation refuses them)
+            for a in group:
+                level[a.name] = max([level[a.name]] + [level[d] + 1 for d in deps[a.name] if d in level])
+        for lv in sorted(set(level.values())):
+            out.append([a for a in group if level[a.name] == lv])
+    return out
 
 
 class Executor:

@@ -57,6 +57,17 @@ def test_waves_follow_kind_order(world) -> None:  # type: ignore[no-untyped-def]
     ]
 
 
+def test_dependent_transforms_run_in_later_waves_than_their_upstreams() -> None:
+    def t(name: str, *deps: str) -> Action:
+        return Action(op=Op.CREATE, kind=ResourceKind.TRANSFORM, name=name, reason="new", depends_on=list(deps))
+
+    topic = Action(op=Op.CREATE, kind=ResourceKind.TOPIC, name="events", reason="new")
+    actions = [topic, t("a"), t("b"), t("c", "a"), t("d", "c", "b"), t("e", "elsewhere")]
+    assert [[a.name for a in w] for w in waves(actions)] == [["events"], ["a", "b", "e"], ["c"], ["d"]]
+    # listed before its upstream: still a later wave
+    assert [[a.name for a in w] for w in waves([t("d", "c"), t("c")])] == [["c"], ["d"]]
+
+
 def test_apply_converges_and_journals(world) -> None:  # type: ignore[no-untyped-def]
     store, _kafka, _hive, adapters = world
     report = Executor(store, adapters).apply(plan_for(adapters), "run1", "intent1")
