@@ -17,19 +17,21 @@ every connection detail is an argument, e.g.::
 ``--status-file``/``--stop-file`` follow pipectl's lifecycle contract (``controller.jobkit.lifecycle``):
 the latest StreamingQueryProgress JSON is kept in the status file, and the job stops after the
 current batch once the stop file exists. ``--available-now`` processes what is in the topic and
-exits (tests, backfills); ``--sink append`` swaps in the non-idempotent sink for benchmarks.
+exits (tests, backfills); with ``--ending-offsets`` it reads only the records before those offsets
+(``pipectl replay --to-time``); ``--sink append`` swaps in the non-idempotent sink for benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
 import time
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
@@ -67,6 +69,25 @@ def spark_interval(text: str) -> str:
     return f"{int(m.group(1))} {_UNITS[key]}"
 
 
+def ending_offsets(text: str) -> dict[str, dict[int, int]]:
+    """``{"topic": {"0": 120}}`` (Spark's offsets JSON) -> exclusive end offset per topic partition."""
+    try:
+        raw = json.loads(text)
+        return {str(t): {int(p): int(o) for p, o in parts.items()} for t, parts in raw.items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        raise argparse.ArgumentTypeError(f'--ending-offsets: expected {{"topic": {{"0": 120}}}}: {e}') from e
+
+
+def before_offsets(ends: dict[str, dict[int, int]]) -> Column:
+    """Kafka rows strictly before ``ends``; partitions it does not name are not read at all."""
+    cond = F.lit(False)
+    for topic, parts in sorted(ends.items()):
+        for part, end in sorted(parts.items()):
+            here = (F.col("topic") == F.lit(topic)) & (F.col("partition") == F.lit(part))
+            cond = cond | (here & (F.col("offset") < F.lit(end)))
+    return cond
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -85,6 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--query-name", required=True)
     p.add_argument("--version", required=True, help="release version, recorded in commits and status")
     p.add_argument("--available-now", action="store_true", help="process what is in the topic, then stop")
+    p.add_argument(
+        "--ending-offsets", type=ending_offsets,
+        help='with --available-now: read only records before these offsets, e.g. {"topic": {"0": 120}}',
+    )
     p.add_argument("--drop-fraction", type=fraction, default=0.0, help="DEFECT for demos: drop this share")
     p.add_argument("--sink", choices=["idempotent", "append"], default="idempotent")
     p.add_argument("--watermark", type=spark_interval, default="2 minutes", help="allowed event lateness")
@@ -178,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger))
-    events = decode_events(reader.load(), schema_json, args.drop_fraction).withWatermark(
+    raw = reader.load()
+    if args.ending_offsets is not None:
+        raw = raw.where(before_offsets(args.ending_offsets))
+    events = decode_events(raw, schema_json, args.drop_fraction).withWatermark(
         "event_time", args.watermark
     )
 
