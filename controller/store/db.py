@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Integer,
@@ -140,7 +141,7 @@ backfills = Table(
     Column("run_id", String(256), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("rows", Integer),
+    Column("rows", BigInteger),  # one day of the seed's peak stream is ~10^11 events
     Column("checksum", String(80)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

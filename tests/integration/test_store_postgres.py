@@ -70,6 +70,10 @@ def test_store_on_postgresql(pg_url: str) -> None:
             )
         )
     assert ledger.verify() == (True, "3 record(s), chain intact")
+    day = 1_200_000 * 86_400  # a partition of a day at the seed's peak: beyond 32 bits
+    store.backfill_put("host-metrics", "prod", "2026-03-01", version="1.0.0", run_id="r", status="done",
+                       attempts=1, rows=day)
+    assert store.backfill_rows("host-metrics", "prod")[0]["rows"] == day
     store.kv_put("segments/host-metrics/dev", "[]")
     assert store.kv_prefix("segments/") == {"segments/host-metrics/dev": "[]"}
     store.close()
