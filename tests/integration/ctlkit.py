@@ -88,23 +88,6 @@ spec:
 """
 
 
-def env_yaml(uid: str, dags_folder: str) -> str:
-    return f"""\
-apiVersion: pipectl.dev/v1alpha1
-kind: Environment
-metadata:
-  name: dev
-spec:
-  kafka: {{bootstrapServers: "127.0.0.1:9092", topicPrefix: "it{uid}."}}
-  hive: {{host: 127.0.0.1, port: 10000, databasePrefix: "it{uid}_"}}
-  presto: {{host: 127.0.0.1, port: 8080, catalog: hive}}
-  airflow: {{url: "http://127.0.0.1:8089", username: admin, passwordFrom: "env:PIPECTL_AIRFLOW_PASSWORD",
-            dagsFolder: "{dags_folder}"}}
-  spark: {{master: "local[1]"}}
-  promotion: automatic
-"""
-
-
 class Ctl:
     def __init__(
         self, repo: Path, state: Path, port: int, log: Path, bake: str | None = None, interval: str = "2s"
@@ -232,7 +215,7 @@ def make_repo(root: Path, uid: str, name: str, dags_folder: str, with_dag: bool 
     (repo / "environments").mkdir()
     (repo / "dags").mkdir()
     (repo / "dags" / "rc_daily.py").write_text(DAG_SOURCE)
-    (repo / "environments" / "dev.yaml").write_text(env_yaml(uid, dags_folder))
+    (repo / "environments" / "dev.yaml").write_text(stage_env_yaml("dev", f"it{uid}.", f"it{uid}_", dags_folder))
     (repo / "releases" / "rc.yaml").write_text(release_yaml(name, "1.0.0", "3600000", False, with_dag))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")

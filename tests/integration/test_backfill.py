@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ctlkit import stage_env_yaml
 from typer.testing import CliRunner
 
 from controller.adapters.airflow import AirflowAdapter, LocalFolderDeployer
@@ -117,22 +118,6 @@ spec:
 """
 
 
-def env_yaml(stage: str, dags_folder: str) -> str:
-    return f"""\
-apiVersion: pipectl.dev/v1alpha1
-kind: Environment
-metadata:
-  name: {stage}
-spec:
-  kafka: {{bootstrapServers: "127.0.0.1:9092", topicPrefix: "{stage}."}}
-  hive: {{host: 127.0.0.1, port: 10000, databasePrefix: "{stage}_"}}
-  presto: {{host: 127.0.0.1, port: 8080, catalog: hive}}
-  airflow: {{url: "http://127.0.0.1:8089", username: admin, passwordFrom: "env:PIPECTL_AIRFLOW_PASSWORD",
-            dagsFolder: "{dags_folder}"}}
-  spark: {{master: "local[1]"}}
-"""
-
-
 @dataclass
 class Env:
     stage: str
@@ -204,7 +189,7 @@ def env(
     for d in ("releases", "environments", "dags", "transforms"):
         (repo / d).mkdir(parents=True)
     (repo / "releases" / "host-metrics.yaml").write_text(release_yaml(stage))
-    (repo / "environments" / f"{stage}.yaml").write_text(env_yaml(stage, folder))
+    (repo / "environments" / f"{stage}.yaml").write_text(stage_env_yaml(stage, f"{stage}.", f"{stage}_", folder))
     example = (MANIFESTS / "dags" / "host_metrics_daily.py").read_text()
     (repo / "dags" / "host_metrics_daily.py").write_text(example)
     (repo / "dags" / "host_metrics_flaky.py").write_text(example + FLAKY_HOOK)

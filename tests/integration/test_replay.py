@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from ctlkit import stage_env_yaml
 from typer.testing import CliRunner
 
 from controller.audit.ledger import Ledger
@@ -98,22 +99,6 @@ spec:
 """
 
 
-def env_yaml(stage: str, dags_folder: str) -> str:
-    return f"""\
-apiVersion: pipectl.dev/v1alpha1
-kind: Environment
-metadata:
-  name: {stage}
-spec:
-  kafka: {{bootstrapServers: "127.0.0.1:9092", topicPrefix: "{stage}."}}
-  hive: {{host: 127.0.0.1, port: 10000, databasePrefix: "{stage}_"}}
-  presto: {{host: 127.0.0.1, port: 8080, catalog: hive}}
-  airflow: {{url: "http://127.0.0.1:8089", username: admin, passwordFrom: "env:PIPECTL_AIRFLOW_PASSWORD",
-            dagsFolder: "{dags_folder}"}}
-  spark: {{master: "local[2]"}}
-"""
-
-
 @dataclass
 class Env:
     stage: str
@@ -173,7 +158,9 @@ def env(
     for d in ("releases", "environments", "jobs", "schemas"):
         (repo / d).mkdir(parents=True)
     (repo / "releases" / "host-metrics.yaml").write_text(release_yaml(stage))
-    (repo / "environments" / f"{stage}.yaml").write_text(env_yaml(stage, stack["airflow_dags_folder"]))
+    (repo / "environments" / f"{stage}.yaml").write_text(
+        stage_env_yaml(stage, f"{stage}.", f"{stage}_", stack["airflow_dags_folder"], spark_master="local[2]")
+    )
     shutil.copy(MANIFESTS / "jobs" / "host_metrics_agg.py", repo / "jobs" / "host_metrics_agg.py")
     shutil.copy(MANIFESTS / "schemas" / "host_metric_event.avsc", repo / "schemas" / "host_metric_event.avsc")
 
