@@ -37,7 +37,10 @@ Round trips per observe pass (each counted in ``stats``; ``connect`` once per co
   ``SHOW TBLPROPERTIES`` (1 more call). A value containing ``", k=v"`` with ``k`` sorting between
   its neighbours is misread (the apply re-check reads exactly and changes nothing);
 - views: 1 ``SHOW TABLE EXTENDED`` per database + 1 ``GetColumns`` for the targets of all-column
-  views.
+  views;
+- ``observe_kinds`` (the reconciler's pass over a release): databases, tables and views together in
+  1 ``SHOW DATABASES`` + 1 ``GetColumns`` + 1 ``SHOW TABLE EXTENDED`` per database, when the views'
+  tables are among the tables asked for.
 
 Idempotence: ``apply`` re-reads the resource first and only issues the statements whose effect is
 missing; an action whose effect is present makes no changing call and returns ``changed=False``.
@@ -51,7 +54,7 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +162,30 @@ class HiveAdapter:
         raise PermanentBackendError(BACKEND, f"the Hive adapter does not handle {kind}")
 
     @retrying()
+    def observe_kinds(
+        self, requests: Mapping[ResourceKind, Sequence[str]]
+    ) -> dict[ResourceKind, dict[str, Resource]]:
+        """``observe`` of several kinds in one pass, sharing the round trips they have in common:
+        tables and views come from one ``SHOW TABLE EXTENDED`` per database, and the columns of
+        views' tables from the tables' ``GetColumns`` when the pass asked for those tables."""
+        unknown = set(requests) - self.kinds
+        if unknown:
+            raise PermanentBackendError(BACKEND, f"the Hive adapter does not handle {sorted(unknown)}")
+        out: dict[ResourceKind, dict[str, Resource]] = {}
+        if ResourceKind.DATABASE in requests:
+            out[ResourceKind.DATABASE] = dict(self._observe_databases(requests[ResourceKind.DATABASE]))
+        tables = {split_qualified(n) for n in requests.get(ResourceKind.TABLE, [])}
+        views = {split_qualified(n) for n in requests.get(ResourceKind.VIEW, [])}
+        columns = self._get_columns(tables) if tables else {}
+        extended = self._show_extended(set(columns) | views, missing_ok=True) if columns or views else {}
+        if ResourceKind.TABLE in requests:
+            out[ResourceKind.TABLE] = dict(self._tables_from(extended, columns))
+        if ResourceKind.VIEW in requests:
+            known = {t: columns.get(t, []) for t in tables}  # a requested table GetColumns missed is absent
+            out[ResourceKind.VIEW] = dict(self._views_from(extended, views, known))
+        return out
+
+    @retrying()
     def apply(self, action: Action) -> ApplyResult:
         """Apply one action after re-reading the resource; idempotent."""
         if action.op is Op.REFUSE:
@@ -206,9 +233,14 @@ class HiveAdapter:
         if not wanted:
             return {}
         columns = self._get_columns(wanted)
+        return self._tables_from(self._show_extended(set(columns)), columns)
+
+    def _tables_from(
+        self, extended: dict[tuple[str, str], TableInfo], columns: dict[tuple[str, str], list[Column]]
+    ) -> dict[str, TableResource]:
         out: dict[str, TableResource] = {}
-        for (db, name), info in sorted(self._show_extended(set(columns)).items()):
-            if info.type == "VIEW":
+        for (db, name), info in sorted(extended.items()):
+            if (db, name) not in columns or info.type == "VIEW":
                 continue
             props = info.properties
             if props is None:
@@ -218,11 +250,21 @@ class HiveAdapter:
 
     def _observe_views(self, names: Sequence[str]) -> dict[str, ViewResource]:
         wanted = {split_qualified(n) for n in names}
-        found = {k: v for k, v in self._show_extended(wanted, missing_ok=True).items() if v.type == "VIEW"}
+        return self._views_from(self._show_extended(wanted, missing_ok=True), wanted, {})
+
+    def _views_from(
+        self,
+        extended: dict[tuple[str, str], TableInfo],
+        wanted: set[tuple[str, str]],
+        known: dict[tuple[str, str], list[Column]],
+    ) -> dict[str, ViewResource]:
+        """Views among ``extended``; ``known`` holds columns already read (of tables, by name)."""
+        found = {k: v for k, v in extended.items() if k in wanted and v.type == "VIEW"}
         parsed = {k: parse_presto_view(v.view_text or "") for k, v in found.items()}
         # All-column views report [] only while their listed columns still match their tables.
         tables = {split_qualified(t) for v in parsed.values() if v and v.all_columns for t, _ in v.segments}
-        current = self._get_columns(tables) if tables else {}
+        missing = tables - set(known)
+        current = {**known, **(self._get_columns(missing) if missing else {})}
         out: dict[str, ViewResource] = {}
         for (db, name), view in sorted(parsed.items()):
             full = f"{db}.{name}"

@@ -362,9 +362,20 @@ class Reconciler:
         for d in desired:
             by_kind.setdefault(ResourceKind(d.kind), []).append(d.name)
         live: dict[tuple[str, str], Any] = {}
+        by_adapter: dict[int, tuple[Any, dict[ResourceKind, list[str]]]] = {}
         for kind, names in by_kind.items():
-            for n, r in be.adapters[kind].observe(kind, names).items():
-                live[(str(kind), n)] = r
+            adapter = be.adapters[kind]
+            by_adapter.setdefault(id(adapter), (adapter, {}))[1][kind] = names
+        for adapter, requests in by_adapter.values():
+            # an adapter serving several kinds may read them together (Hive: tables and views)
+            batched = getattr(adapter, "observe_kinds", None)
+            if batched is not None and len(requests) > 1:
+                found = batched(requests)
+            else:
+                found = {kind: adapter.observe(kind, names) for kind, names in requests.items()}
+            for kind, resources in found.items():
+                for n, r in resources.items():
+                    live[(str(kind), n)] = r
         return live
 
     def converge(

@@ -218,6 +218,20 @@ def test_converge_then_reapply_is_noop_and_presto_reads_what_spark_writes(
     adapter.observe(ResourceKind.DATABASE, [db, "it_hive_absent_db"])
     assert adapter.stats.calls == {"show_databases": 1}
 
+    # The reconciler's pass asks for the three kinds together: tables and views share their reads.
+    requests = {
+        ResourceKind.DATABASE: [db, "it_hive_absent_db"],
+        ResourceKind.TABLE: [t.name, f"{db}.absent"],
+        ResourceKind.VIEW: [f"{db}.serving", f"{db}.absent_view"],
+    }
+    separate = {kind: adapter.observe(kind, names) for kind, names in requests.items()}
+    assert set(separate[ResourceKind.VIEW]) == {f"{db}.serving"}
+    adapter.stats.reset()
+    assert adapter.observe_kinds(requests) == separate
+    assert adapter.stats.calls == {
+        "show_databases": 1, "get_columns": 1, "show_table_extended": 1, "show_tblproperties": 1,
+    }
+
 
 def test_views_are_made_by_presto_because_neither_engine_reads_the_others(
     adapter: HiveAdapter,
