@@ -136,12 +136,20 @@ def meta_file_name(file_name: str) -> str:
     return str(PurePath(file_name).with_suffix(META_SUFFIX))
 
 
-def dag_tags(release: str | None, version: str) -> list[str]:
+def dag_tags(release: str | None, version: str, source_digest: str | None = None) -> list[str]:
+    """The tags a deployed DAG carries; ``source:<12 hex>`` names the code revision, so a parse of
+    the new file (not a late one of the old) is what tells the adapter a deploy was picked up."""
     tags = [PIPECTL_TAG]
     if release:
         tags.append(f"release:{release}")
     tags.append(f"version:{version}")
+    if source_digest:
+        tags.append(f"source:{source_tag(source_digest)}")
     return tags
+
+
+def source_tag(source_digest: str) -> str:
+    return source_digest.partition(":")[2][:12] or source_digest[:12]
 
 
 def render_meta(dag: DagResource, extra: dict[str, Any] | None = None) -> str:
@@ -151,7 +159,7 @@ def render_meta(dag: DagResource, extra: dict[str, Any] | None = None) -> str:
     repo a task uses to call ``pipectl transform run``); pipectl's own keys win on a clash.
     """
     release = dag.owner.release if dag.owner else None
-    tags = dag_tags(release, dag.version)
+    tags = dag_tags(release, dag.version, dag.source_digest or None)
     body = {**(extra or {}), "dag_id": dag.name, "release": release, "version": dag.version, "tags": tags}
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
@@ -560,6 +568,8 @@ def _run_record(run: Any) -> dict[str, Any]:
 def _ready(dag: Any, d: DagResource, baseline: datetime | None) -> bool:
     """Airflow reports the DAG active at the desired version, parsed after ``baseline`` if given."""
     if dag is None or not dag.is_active or tag_value(_tags(dag), "version") != d.version:
+        return False
+    if d.source_digest and tag_value(_tags(dag), "source") != source_tag(d.source_digest):
         return False
     if baseline is not None:
         parsed = dag.last_parsed_time

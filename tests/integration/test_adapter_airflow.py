@@ -134,8 +134,8 @@ def file_stamp(folder: Path, name: str) -> tuple[int, int]:
     return ((folder / f"{name}.py").stat().st_mtime_ns, (folder / meta_file_name(f"{name}.py")).stat().st_mtime_ns)
 
 
-def tags(version: str, release: str = RELEASE) -> list[str]:
-    return sorted(["pipectl", f"release:{release}", f"version:{version}"])
+def tags(d: DagResource) -> list[str]:
+    return sorted(["pipectl", f"release:{RELEASE}", f"version:{d.version}", f"source:{d.source_digest[7:19]}"])
 
 
 # --- tests ----------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_deploy_converges_and_reapply_is_noop(
 
     result = adapter.apply(actions[0])
     assert result.changed, result
-    assert api_state(sdk, name) == {"active": True, "paused": False, "tags": tags("1.0.0")}
+    assert api_state(sdk, name) == {"active": True, "paused": False, "tags": tags(d)}
     assert (folder / f"{name}.py").read_text() == d.source
     live = observe(adapter, name)
     assert live is not None and live.version == "1.0.0" and live.source_digest == d.source_digest
@@ -187,7 +187,7 @@ def test_new_source_and_version_are_picked_up(
     assert actions[0].reversibility is Reversibility.REVERSIBLE
     assert adapter.apply(actions[0]).changed
     dag = sdk.get_dag(name)
-    assert sorted(t.name for t in dag.tags) == tags("1.1.0")
+    assert sorted(t.name for t in dag.tags) == tags(d2)
     assert "echo two" in sdk.get_dag_source(dag.file_token).content
     assert plan(adapter, d2) == []
 

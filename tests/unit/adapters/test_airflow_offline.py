@@ -58,8 +58,9 @@ def test_sidecar_matches_what_the_dag_file_reads() -> None:
     meta = json.loads(render_meta(_dag()))
     assert meta == {
         "dag_id": "daily__dev", "release": "host-metrics", "version": "1.0.0",
-        "tags": ["pipectl", "release:host-metrics", "version:1.0.0"],
+        "tags": ["pipectl", "release:host-metrics", "version:1.0.0", f"source:{_dag().source_digest[7:19]}"],
     }
+    assert _dag().source_digest.startswith("sha256:")
     assert render_meta(_dag()) == render_meta(_dag()), "deterministic"
     assert tag_value(meta["tags"], "version") == "1.0.0"
     assert tag_value(meta["tags"], "release") == "host-metrics"
