@@ -337,7 +337,7 @@ class AirflowAdapter:
                     BACKEND,
                     f"DAG {d.name}: waiting for {len(active)} in-flight run(s) of version "
                     f"{live_version or '(untagged)'} to drain before deploying {d.version} ({ids})",
-                    reason=str(Reason.RUNS_IN_FLIGHT),
+                    reason=Reason.RUNS_IN_FLIGHT,
                 )
             time.sleep(self.poll_interval)
 

@@ -25,6 +25,7 @@ import structlog
 
 from controller.adapters.base import Adapter
 from controller.model.errors import PipectlError, PlanRefusedError, TransientBackendError
+from controller.model.reasons import Reason
 from controller.obs import metrics
 from controller.plan.actions import Action, DiffContext, Op, Plan
 from controller.plan.resources import KIND_ORDER, ResourceKind
@@ -40,7 +41,7 @@ class ActionOutcome:
     state: str  # done | skipped | failed | not-run
     message: str = ""
     seconds: float = 0.0
-    transient_reason: str | None = None  # set when a later pass may succeed (TransientBackendError.reason)
+    transient_reason: Reason | None = None  # set when a later pass may succeed (TransientBackendError.reason)
 
 
 @dataclass

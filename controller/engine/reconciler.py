@@ -729,12 +729,7 @@ class Reconciler:
                     for o in report.failed
                 )
                 reasons = {o.transient_reason for o in report.failed if o.transient_reason}
-                known = {r.value for r in Reason}
-                reason = (
-                    Reason(reasons.pop())
-                    if len(reasons) == 1 and reasons <= known
-                    else Reason.BACKEND_UNAVAILABLE
-                )
+                reason = reasons.pop() if len(reasons) == 1 else Reason.BACKEND_UNAVAILABLE
                 self._set(
                     name,
                     status,

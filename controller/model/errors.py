@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.model.reasons import Reason
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -50,9 +52,9 @@ class BackendError(PipectlError):
 
 
 class TransientBackendError(BackendError):
-    """A later attempt may succeed; ``reason`` names why this one could not (a ``Reason`` value)."""
+    """A later attempt may succeed; ``reason`` names why this one could not."""
 
-    def __init__(self, backend: str, message: str, reason: str = "BackendUnavailable"):
+    def __init__(self, backend: str, message: str, reason: Reason = Reason.BACKEND_UNAVAILABLE):
         self.reason = reason
         super().__init__(backend, message)
 
