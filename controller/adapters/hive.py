@@ -46,83 +46,78 @@ Idempotence: ``apply`` re-reads the resource first and only issues the statement
 missing; an action whose effect is present makes no changing call and returns ``changed=False``.
 A transient failure (connection lost, metastore unavailable) retries the whole ``apply``, which
 re-reads before acting again.
+
+Beside this module (the adapter: observe and apply): ``hive_parse`` reads what Spark and Presto
+report, ``hive_ddl`` writes the SQL, ``hive_thrift`` holds the Thrift Server connection (the one
+module that imports ``pyhive.hive``). Their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 import structlog
-from pyhive import exc as pyhive_exc
-from pyhive import hive
-from sqlglot import exp
-from TCLIService import ttypes
-from thrift.Thrift import TException
-from thrift.transport import TSocket, TTransport
 
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
+from controller.adapters.hive_ddl import (
+    column_change,
+    is_add_column,
+    props_sql,
+    view_query,
+)
+from controller.adapters.hive_ddl import create_table_sql as create_table_sql
+from controller.adapters.hive_parse import ALL_COLUMNS_ALIAS as ALL_COLUMNS_ALIAS
+from controller.adapters.hive_parse import BACKEND as BACKEND
+from controller.adapters.hive_parse import ParsedView as ParsedView
+from controller.adapters.hive_parse import TableInfo as TableInfo
+from controller.adapters.hive_parse import common_columns as common_columns
+from controller.adapters.hive_parse import (
+    hive_type,
+    table_resource,
+)
+from controller.adapters.hive_parse import parse_presto_view as parse_presto_view
+from controller.adapters.hive_parse import parse_properties as parse_properties
+from controller.adapters.hive_parse import parse_table_info as parse_table_info
+from controller.adapters.hive_parse import parse_view_sql as parse_view_sql
+from controller.adapters.hive_thrift import HiveThriftConnection
 from controller.adapters.presto import PrestoClient
-from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
+from controller.model.errors import PermanentBackendError
 from controller.model.identifiers import (
     check_hive_ident,
     normalize_hive_type,
-    presto_string_literal,
     quote_hive,
     quote_hive_qualified,
     quote_presto,
     spark_string_literal,
     split_qualified,
 )
-from controller.plan.actions import Action, DiffContext, FieldChange, Op
+from controller.plan.actions import Action, DiffContext, Op
 from controller.plan.resources import (
     Column,
     DatabaseResource,
-    Owner,
     Resource,
     ResourceKind,
     TableResource,
     ViewResource,
     ViewSegment,
 )
-from controller.plan.rules.hive import OWNER_PROPERTY, VERSION_PROPERTY, diff_view, view_segments
+from controller.plan.rules.hive import OWNER_PROPERTY, diff_view, view_segments
 
 log = structlog.get_logger(__name__)
 
-BACKEND = "hive"
-ALL_COLUMNS_ALIAS = "pipectl_all"
 UNRECOGNISED_VIEW = "(unrecognised view definition)"
 SPARK_VIEW = "(a Spark view, unreadable by Presto)"
 
-_STORED_AS = {"parquet": "PARQUET", "orc": "ORC", "avro": "AVRO", "textfile": "TEXTFILE"}
-_SERDE_FORMATS = (
-    ("parquet", "parquet"),
-    ("orc", "orc"),
-    ("avro", "avro"),
-    ("jsonserde", "json"),
-    ("opencsvserde", "csv"),
-    ("lazysimpleserde", "textfile"),
-)
-# Errors in a statement's message that mean "the service behind the Thrift Server is unavailable".
-_TRANSIENT_MARKERS = (
-    "TTransportException",
-    "Could not connect to meta store",
-    "java.net.ConnectException",
-    "SocketTimeoutException",
-    "Connection refused",
-    "Broken pipe",
-)
 
+class HiveAdapter(HiveThriftConnection):
+    """Databases, tables and views of one Hive metastore (Spark Thrift Server + optional Presto).
 
-class HiveAdapter:
-    """Databases, tables and views of one Hive metastore (Spark Thrift Server + optional Presto)."""
+    The Thrift Server connection (``close``, ``_query``, ``_execute``, ``_metadata_columns``) comes
+    from ``HiveThriftConnection``."""
 
     kinds = frozenset({ResourceKind.DATABASE, ResourceKind.TABLE, ResourceKind.VIEW})
 
@@ -209,14 +204,6 @@ class HiveAdapter:
         log.info("hive apply", action=action.id, changed=changed, message=message)
         return ApplyResult(action_id=action.id, changed=changed, message=message)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                except Exception:  # noqa: S110 - closing a broken connection may fail; nothing to do
-                    pass
-                self._conn = None
 
     # --- observe ----------------------------------------------------------------------------------
 
@@ -245,7 +232,7 @@ class HiveAdapter:
             props = info.properties
             if props is None:
                 props = self._tblproperties(db, name)
-            out[f"{db}.{name}"] = _table_resource(db, name, info, props, columns[(db, name)])
+            out[f"{db}.{name}"] = table_resource(db, name, info, props, columns[(db, name)])
         return out
 
     def _observe_views(self, names: Sequence[str]) -> dict[str, ViewResource]:
@@ -319,7 +306,7 @@ class HiveAdapter:
             key = (schema, table)
             # GetColumns patterns are JDBC patterns ('_' matches any character): keep exact names.
             if key in tables:
-                found.setdefault(key, []).append((position, Column(name=column, type=_hive_type(type_name))))
+                found.setdefault(key, []).append((position, Column(name=column, type=hive_type(type_name))))
         return {k: [c for _, c in sorted(v, key=lambda p: p[0])] for k, v in found.items()}
 
     def _tblproperties(self, db: str, table: str) -> dict[str, str]:
@@ -390,7 +377,7 @@ class HiveAdapter:
                 have.pop(m.group(1))
                 done.append(f"dropped {m.group(1)}")
 
-        add = [_column_change(ch) for ch in action.changes if _is_add(ch)]
+        add = [column_change(ch) for ch in action.changes if is_add_column(ch)]
         conflict = [(n, t) for n, t in add if n in have and normalize_hive_type(have[n]) != t]
         if conflict:
             raise PermanentBackendError(
@@ -414,7 +401,7 @@ class HiveAdapter:
         props = {k: v for k, v in props.items() if live.properties.get(k) != v}
         if props:
             self._execute(
-                f"ALTER TABLE {quote_hive_qualified(db, table)} SET TBLPROPERTIES ({_props_sql(props)})",
+                f"ALTER TABLE {quote_hive_qualified(db, table)} SET TBLPROPERTIES ({props_sql(props)})",
                 "set_tblproperties",
             )
             done.append("set " + ", ".join(sorted(props)))
@@ -477,19 +464,7 @@ class HiveAdapter:
         self, segments: list[tuple[str, str | None]], cols: list[str], all_columns: bool, time_column: str
     ) -> str:
         """``SELECT cols FROM t [pipectl_all] [WHERE since <= time < next since]``, UNION ALL per segment."""
-        select = ", ".join(quote_presto(c) for c in cols)
-        alias = f" {quote_presto(ALL_COLUMNS_ALIAS)}" if all_columns else ""
-        tcol = quote_presto(check_hive_ident(time_column, "column"))
-        parts = []
-        for i, (table, since) in enumerate(segments):
-            until = segments[i + 1][1] if i + 1 < len(segments) else None
-            bounds = [f"{tcol} >= TIMESTAMP {presto_string_literal(_ts(since))}"] if since else []
-            if until:
-                bounds.append(f"{tcol} < TIMESTAMP {presto_string_literal(_ts(until))}")
-            where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
-            # every identifier is checked and quoted (quote_presto), timestamps checked (_ts)
-            parts.append(f"SELECT {select} FROM {self._presto_name(*split_qualified(table))}{alias}{where}")  # noqa: S608
-        return " UNION ALL ".join(parts)
+        return view_query(segments, cols, all_columns, time_column, self._presto_name)
 
     def _drop_view(self, action: Action) -> tuple[bool, str]:
         vdb, vname = split_qualified(action.name)
@@ -509,398 +484,11 @@ class HiveAdapter:
             raise PermanentBackendError(BACKEND, f"a PrestoClient is needed to {what}")
         return self.presto
 
-    # --- the Thrift Server ------------------------------------------------------------------------
-
-    def _connection(self) -> Any:
-        if self._conn is None:
-            sock = TSocket.TSocket(self.host, self.port)
-            sock.setTimeout(int(self.timeout * 1000))
-            transport: Any
-            if self.auth == "NOSASL":
-                transport = TTransport.TBufferedTransport(sock)
-            else:
-                import thrift_sasl  # only for auth=NONE (SASL PLAIN without a password)
-
-                user = self.username or "pipectl"
-                transport = thrift_sasl.TSaslClientTransport(
-                    lambda: hive.get_installed_sasl(
-                        host=self.host,
-                        sasl_auth="PLAIN",
-                        service=None,
-                        username=user,
-                        password="x",  # noqa: S106 - SASL PLAIN wants a non-empty placeholder
-                    ),
-                    "PLAIN",
-                    sock,
-                )
-            self.stats.count("connect")
-            self._conn = hive.connect(thrift_transport=transport, username=self.username or "pipectl")
-        return self._conn
-
-    def _query(self, sql: str, op: str) -> list[tuple[Any, ...]]:
-        return self._run(sql, op, fetch=True)
-
-    def _execute(self, sql: str, op: str) -> None:
-        self._run(sql, op, fetch=False)
-
-    def _run(self, sql: str, op: str, *, fetch: bool) -> list[tuple[Any, ...]]:
-        with self._lock:
-            self.stats.count(op)
-            try:
-                cursor = self._connection().cursor()
-                try:
-                    cursor.execute(sql)
-                    # pyhive raises on fetchall() after DDL: only statements with a result set fetch.
-                    rows = [tuple(r) for r in cursor.fetchall()] if fetch else []
-                finally:
-                    cursor.close()
-            except Exception as e:  # the SDK raises thrift, socket and pyhive errors alike
-                raise self._wrap(e, sql) from e
-        return rows
-
-    def _metadata_columns(
-        self, schema_pattern: str, table_pattern: str
-    ) -> list[tuple[str, str, str, str, int]]:
-        """HiveServer2 GetColumns: (schema, table, column, type name, ordinal position) rows."""
-        with self._lock:
-            self.stats.count("get_columns")
-            try:
-                conn = self._connection()
-                resp = conn.client.GetColumns(
-                    ttypes.TGetColumnsReq(
-                        sessionHandle=conn.sessionHandle, schemaName=schema_pattern, tableName=table_pattern
-                    )
-                )
-                _check(resp)
-                handle = resp.operationHandle
-                rows: list[tuple[str, str, str, str, int]] = []
-                try:
-                    while True:
-                        fetched = conn.client.FetchResults(
-                            ttypes.TFetchResultsReq(
-                                operationHandle=handle,
-                                orientation=ttypes.TFetchOrientation.FETCH_NEXT,
-                                maxRows=10000,
-                            )
-                        )
-                        _check(fetched)
-                        cols = [_column_values(c) for c in fetched.results.columns]
-                        batch = list(zip(cols[1], cols[2], cols[3], cols[5], cols[16], strict=True))
-                        rows += [(str(s), str(t), str(c), str(ty), int(p)) for s, t, c, ty, p in batch]
-                        if len(batch) < 10000:
-                            break
-                finally:
-                    conn.client.CloseOperation(ttypes.TCloseOperationReq(operationHandle=handle))
-            except Exception as e:
-                raise self._wrap(e, f"GetColumns({schema_pattern}, {table_pattern})") from e
-        return rows
-
-    def _wrap(self, e: Exception, sql: str) -> BackendError:
-        head = " ".join(sql.split())[:200]
-        if isinstance(e, BackendError):
-            return e
-        if isinstance(e, TException | OSError) and not isinstance(e, pyhive_exc.Error):
-            self.close()  # the connection is unusable; the retry opens a new one
-            return TransientBackendError(
-                BACKEND, f"Thrift Server unreachable: {type(e).__name__}: {e} ({head})"
-            )
-        message = _status_message(e)
-        if any(marker in message for marker in _TRANSIENT_MARKERS):
-            return TransientBackendError(BACKEND, f"{message[:500]} ({head})")
-        return PermanentBackendError(BACKEND, f"{message[:800]} ({head})")
-
 
 # --- helpers (pure) -------------------------------------------------------------------------------
-
-
-@dataclass
-class TableInfo:
-    """What ``SHOW TABLE EXTENDED`` says about one table (its ``information`` column)."""
-
-    type: str = ""
-    provider: str = ""
-    location: str | None = None
-    serde: str = ""
-    input_format: str = ""
-    partition_columns: list[str] = field(default_factory=list)
-    properties: dict[str, str] | None = field(default_factory=dict)
-    view_text: str | None = None
-
-    @property
-    def format(self) -> str:
-        if self.provider and self.provider.lower() != "hive":
-            return f"spark:{self.provider.lower()}"
-        for key in (self.serde.lower(), self.input_format.lower()):
-            for marker, fmt in _SERDE_FORMATS:
-                if marker in key:
-                    return fmt
-        return self.serde.rsplit(".", 1)[-1].lower() or "unknown"
-
-
-_INFO_LINE = re.compile(r"^([A-Z][A-Za-z ]*): ?", re.M)
-_PROP_KEY = re.compile(r"^[A-Za-z0-9_.:/\-]+$")
-_BACKTICKED = re.compile(r"`((?:[^`]|``)*)`")
-
-
-def parse_table_info(text: str) -> TableInfo:
-    """Parse Spark 3.5's ``SHOW TABLE EXTENDED`` information text."""
-    entries: dict[str, str] = {}
-    matches = list(_INFO_LINE.finditer(text))
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        entries.setdefault(m.group(1), text[m.end() : end].rstrip("\n"))
-    parts = entries.get("Partition Columns", "")
-    return TableInfo(
-        type=entries.get("Type", "").strip().upper(),
-        provider=entries.get("Provider", "").strip(),
-        location=entries.get("Location", "").strip() or None,
-        serde=entries.get("Serde Library", "").strip(),
-        input_format=entries.get("InputFormat", "").strip(),
-        partition_columns=[p.replace("``", "`") for p in _BACKTICKED.findall(parts)],
-        properties=parse_properties(entries.get("Table Properties", "[]").strip()),
-        view_text=entries.get("View Original Text"),
-    )
-
-
-def parse_properties(text: str) -> dict[str, str] | None:
-    """Parse ``[k1=v1, k2=v2]`` (Spark sorts it by key); None when it cannot be read for sure.
-
-    A piece that does not start with a key sorting after the previous one belongs to the previous
-    value (which contained ", "). Such a value makes the whole list uncertain, so the caller reads
-    the properties exactly instead.
-    """
-    if not (text.startswith("[") and text.endswith("]")):
-        return None
-    body = text[1:-1]
-    if not body:
-        return {}
-    props: list[list[str]] = []
-    for piece in body.split(", "):
-        key, sep, value = piece.partition("=")
-        if sep and _PROP_KEY.match(key) and (not props or key > props[-1][0]):
-            props.append([key, value])
-        else:
-            return None
-    return {k: v for k, v in props}
-
-
-def _table_resource(
-    db: str, name: str, info: TableInfo, props: dict[str, str], columns: list[Column]
-) -> TableResource:
-    parts = set(info.partition_columns)
-    owner = None
-    if OWNER_PROPERTY in props:
-        owner = Owner(release=props[OWNER_PROPERTY], version=props.get(VERSION_PROPERTY, ""))
-    return TableResource(
-        name=f"{db}.{name}",
-        owner=owner,
-        columns=[c for c in columns if c.name not in parts],
-        partition_columns=[c for c in columns if c.name in parts],
-        format=info.format,
-        properties=props,
-        location=info.location,
-    )
-
-
-def create_table_sql(desired: TableResource) -> str:
-    """Hive DDL (``STORED AS``) through Spark: a table Presto can read too."""
-    db, table = split_qualified(desired.name)
-    fmt = desired.format.lower()
-    if fmt not in _STORED_AS:
-        raise PermanentBackendError(
-            BACKEND,
-            f"table {desired.name}: format {desired.format!r} is not supported (use {sorted(_STORED_AS)})",
-        )
-    cols = ", ".join(f"{quote_hive(c.name)} {normalize_hive_type(c.type)}" for c in desired.columns)
-    sql = f"CREATE TABLE {quote_hive_qualified(db, table)} ({cols})"
-    if desired.partition_columns:
-        parts = ", ".join(
-            f"{quote_hive(c.name)} {normalize_hive_type(c.type)}" for c in desired.partition_columns
-        )
-        sql += f" PARTITIONED BY ({parts})"
-    sql += f" STORED AS {_STORED_AS[fmt]}"
-    if desired.location:
-        sql += f" LOCATION {spark_string_literal(desired.location)}"
-    if desired.properties:
-        sql += f" TBLPROPERTIES ({_props_sql(desired.properties)})"
-    return sql
-
-
-def _props_sql(props: dict[str, str]) -> str:
-    return ", ".join(f"{spark_string_literal(k)}={spark_string_literal(v)}" for k, v in sorted(props.items()))
-
-
-@dataclass(frozen=True)
-class ParsedView:
-    segments: list[tuple[str, str | None]]
-    columns: list[str]
-    all_columns: bool
-    time_column: str | None = None
-
-
-_PRESTO_VIEW = re.compile(r"/\* Presto View: ([A-Za-z0-9+/=]+) \*/")
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?$")
-
-
-def parse_presto_view(view_text: str) -> ParsedView | None:
-    """Decode the view text Presto stores in the metastore (``/* Presto View: <base64 JSON> */``)."""
-    m = _PRESTO_VIEW.search(view_text)
-    if not m:
-        return None
-    try:
-        definition = json.loads(base64.b64decode(m.group(1)))
-        return parse_view_sql(
-            str(definition["originalSql"]), default_schema=str(definition.get("schema", ""))
-        )
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def parse_view_sql(sql: str, default_schema: str = "") -> ParsedView | None:
-    """Read back a view pipectl creates (see ``HiveAdapter._view_query``); anything else → None."""
-    try:
-        tree = sqlglot.parse_one(sql, read="presto")
-    except sqlglot.errors.SqlglotError:
-        return None
-    selects: list[Any] = []
-    while isinstance(tree, exp.Union):
-        if tree.args.get("distinct"):
-            return None
-        selects.insert(0, tree.expression)
-        tree = tree.this
-    selects.insert(0, tree)
-    parts = [_parse_select(s, default_schema) for s in selects]
-    if any(p is None for p in parts):
-        return None
-    ok = [p for p in parts if p is not None]
-    cols, alias = ok[0][1], ok[0][2]
-    time_columns = {p[3] for p in ok if p[3]}
-    if any(p[1] != cols or p[2] != alias for p in ok) or len(time_columns) > 1:
-        return None
-    segments: list[tuple[str, str | None]] = []
-    for i, (table, _, _, _, since, until) in enumerate(ok):
-        next_since = ok[i + 1][4] if i + 1 < len(ok) else None
-        if until != next_since or (i > 0 and since is None):
-            return None  # not contiguous stretches: not a view pipectl wrote
-        segments.append((table, since))
-    return ParsedView(
-        segments=segments,
-        columns=cols,
-        all_columns=alias == ALL_COLUMNS_ALIAS,
-        time_column=next(iter(time_columns), None),
-    )
-
-
-def _parse_select(
-    tree: Any, default_schema: str
-) -> tuple[str, list[str], str, str | None, str | None, str | None] | None:
-    """(table, columns, alias, time column, since, until) of ``SELECT c… FROM t [a] [WHERE …]``."""
-    if not isinstance(tree, exp.Select):
-        return None
-    if any(tree.args.get(k) for k in ("joins", "group", "having", "order", "limit", "distinct", "with")):
-        return None
-    tables = list(tree.find_all(exp.Table))
-    if len(tables) != 1 or not (tables[0].db or default_schema):
-        return None
-    cols: list[str] = []
-    for e in tree.expressions:
-        if not isinstance(e, exp.Column) or e.table:
-            return None
-        cols.append(e.name)
-    t = tables[0]
-    time_column = since = until = None
-    where = tree.args.get("where")
-    if where is not None:
-        for cond in _conjuncts(where.this):
-            if not isinstance(cond, exp.GTE | exp.LT) or not isinstance(cond.this, exp.Column):
-                return None
-            value = _timestamp_literal(cond.expression)
-            if value is None or (time_column and cond.this.name != time_column):
-                return None
-            time_column = cond.this.name
-            if isinstance(cond, exp.GTE):
-                since = value
-            else:
-                until = value
-    return f"{t.db or default_schema}.{t.name}", cols, t.alias, time_column, since, until
-
-
-def _conjuncts(e: Any) -> list[Any]:
-    """``a AND (b AND c)`` → [a, b, c], parentheses removed (Presto stores ``WHERE (x < y)``)."""
-    while isinstance(e, exp.Paren):
-        e = e.this
-    if isinstance(e, exp.And):
-        return _conjuncts(e.this) + _conjuncts(e.expression)
-    return [e]
-
-
-def _timestamp_literal(e: Any) -> str | None:
-    """The text of ``TIMESTAMP '…'`` (sqlglot reads it as a cast of a string)."""
-    if (
-        isinstance(e, exp.Cast | exp.TsOrDsToTimestamp)
-        and isinstance(e.this, exp.Literal)
-        and e.this.is_string
-    ):
-        return str(e.this.this)
-    return None
-
-
-def _ts(value: str) -> str:
-    if not _TIMESTAMP.match(value):
-        raise PermanentBackendError(BACKEND, f"segment start {value!r} is not 'YYYY-MM-DD HH:MM:SS'")
-    return value
-
-
-def common_columns(tables: list[list[Column]]) -> list[str]:
-    """Columns every table has, in the order of the last (newest) one."""
-    if not tables:
-        return []
-    shared = set.intersection(*({c.name for c in cs} for cs in tables))
-    return [c.name for c in tables[-1] if c.name in shared]
-
-
-def _hive_type(type_name: str) -> str:
-    try:
-        return normalize_hive_type(type_name)
-    except ValueError:
-        return type_name.strip().lower()
-
-
-def _is_add(ch: FieldChange) -> bool:
-    return (
-        re.fullmatch(r"columns\.[a-z_][a-z0-9_]*", ch.field) is not None
-        and ch.old is None
-        and ch.new is not None
-    )
-
-
-def _column_change(ch: FieldChange) -> tuple[str, str]:
-    return check_hive_ident(ch.field.removeprefix("columns."), "column"), normalize_hive_type(str(ch.new))
 
 
 def _desired(action: Action, model: type[Any]) -> Any:
     if not isinstance(action.desired, model):
         raise PermanentBackendError(BACKEND, f"action {action.id} carries no desired {model.__name__}")
     return action.desired
-
-
-def _column_values(col: Any) -> list[Any]:
-    for attr in ("stringVal", "i32Val", "i64Val", "i16Val", "byteVal", "boolVal", "doubleVal", "binaryVal"):
-        v = getattr(col, attr, None)
-        if v is not None:
-            return list(v.values)
-    return []
-
-
-def _check(resp: Any) -> None:
-    ok = {ttypes.TStatusCode.SUCCESS_STATUS, ttypes.TStatusCode.SUCCESS_WITH_INFO_STATUS}
-    if resp.status.statusCode not in ok:
-        raise pyhive_exc.OperationalError(resp)
-
-
-def _status_message(e: Exception) -> str:
-    arg = e.args[0] if e.args else None
-    status = getattr(arg, "status", None)
-    if status is not None and getattr(status, "errorMessage", None):
-        return str(status.errorMessage)
-    return f"{type(e).__name__}: {e}"
