@@ -42,6 +42,11 @@ without pipectl's record is reported ``managed=False`` (the rule refuses it).
 Upstream order: before building, each upstream *transform* of the same release must be live at the
 digest the plan was made against; the adapter waits for it (``upstream_wait``) and otherwise fails
 the action rather than build on stale data.
+
+Beside this module (the adapter: materialize, delete, scheduled runs): ``transforms_catalog``
+reads the catalog and sends the statements, ``transforms_record`` holds pipectl's record of a
+materialization, ``transforms_types`` the type mapping, contract check and partition predicate.
+Their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -58,34 +63,35 @@ import structlog
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.adapters.presto import PrestoClient
-from controller.model.errors import BackendError, PermanentBackendError
+from controller.adapters.transforms_catalog import TransformCatalog
+from controller.adapters.transforms_record import COMMENT_PREFIX as COMMENT_PREFIX
+from controller.adapters.transforms_record import META_CTE as META_CTE
+from controller.adapters.transforms_record import (
+    build_time,
+    is_served,
+    resource_from_meta,
+    short_digest,
+    table_meta,
+    versioned_name,
+    view_meta,
+)
+from controller.adapters.transforms_record import parse_meta as parse_meta
+from controller.adapters.transforms_types import BACKEND as BACKEND
+from controller.adapters.transforms_types import contract_mismatch
+from controller.adapters.transforms_types import partition_predicate as _partition_predicate
+from controller.adapters.transforms_types import presto_to_hive_type as presto_to_hive_type
+from controller.model.errors import PermanentBackendError
 from controller.model.identifiers import (
     check_hive_ident,
-    normalize_hive_type,
     presto_string_literal,
     quote_presto,
     split_qualified,
 )
 from controller.plan.actions import Action, Op
-from controller.plan.resources import (
-    Column,
-    Owner,
-    Resource,
-    ResourceKind,
-    TransformInput,
-    TransformResource,
-)
+from controller.plan.resources import Resource, ResourceKind, TransformResource
 
 log = structlog.get_logger(__name__)
 
-BACKEND = "presto"
-META_CTE = "pipectl_transform"
-COMMENT_PREFIX = "pipectl:"
-_META = re.compile(r'"pipectl_transform"\s+AS\s+\(\s*SELECT\s+\'((?:[^\']|\'\')*)\'', re.S)
-_COMMENT = re.compile(r"\nCOMMENT '((?:[^']|'')*)'")
-_NOT_SUPPORTED = "Hive views are not supported"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INT = re.compile(r"^-?\d{1,19}$")
 _RUN_KEY = re.compile(r"^[a-z0-9_]{1,40}$")
 
 
@@ -102,8 +108,9 @@ class RunResult:
     message: str = ""
 
 
-class TransformAdapter:
-    """SQL transforms of one Presto catalog (the Hive metastore behind it)."""
+class TransformAdapter(TransformCatalog):
+    """SQL transforms of one Presto catalog (the Hive metastore behind it); reading the catalog and
+    sending statements comes from ``TransformCatalog``."""
 
     kinds = frozenset({ResourceKind.TRANSFORM})
 
@@ -206,12 +213,12 @@ class TransformAdapter:
         live, meta = self._served(name, expect_digest, expect_sql_digest)
         if live.materialized != "table":
             raise PermanentBackendError(BACKEND, f"{name} is materialized as {live.materialized}, not table")
-        table = f"{_versioned(name, live.digest)}_{run_key}"
+        table = f"{versioned_name(name, live.digest)}_{run_key}"
         if live.relation == table:
             return RunResult(name, table, live.digest, False, message=f"already served from {table}")
-        desired = _resource_from_meta(name, meta, relation=None)
+        desired = resource_from_meta(name, meta, relation=None)
         self._ensure_table(desired, table, str(meta.get("sql") or ""))
-        self._put_view(desired, table, {**meta, "relation": table, "built_at": _now()})
+        self._put_view(desired, table, {**meta, "relation": table, "built_at": build_time()})
         self._cleanup(desired, keep={table, str(live.relation)}, spare=self.keep_versions - 2)
         return RunResult(name, table, live.digest, True, message=f"rebuilt into {table}")
 
@@ -236,104 +243,6 @@ class TransformAdapter:
             return self.refresh_table(name, key, **expect)
         return RunResult(name, name, live.digest, False, message="a view is always current")
 
-    # --- observe ---------------------------------------------------------------------------------
-
-    def _observe(self, names: Sequence[str]) -> dict[str, tuple[TransformResource, dict[str, Any]]]:
-        wanted = sorted({split_qualified(n) for n in names})
-        out: dict[str, tuple[TransformResource, dict[str, Any]]] = {}
-        for db in sorted({d for d, _ in wanted}):
-            in_db = [t for d, t in wanted if d == db]
-            tables = self._tables(db)
-            views = [t for t in in_db if tables.get(t) == "VIEW"]
-            texts = self._view_texts(db, views)
-            for t in in_db:
-                full = f"{db}.{t}"
-                typ = tables.get(t)
-                if typ is None:
-                    continue
-                text = texts.get(t)
-                meta = parse_meta(text) if text is not None else None
-                if meta is None:
-                    what = "a view pipectl's transforms did not create" if typ == "VIEW" else "a table"
-                    if t in texts and texts[t] == _NOT_SUPPORTED:
-                        what = "a Spark view"
-                    foreign = TransformResource(
-                        name=full, materialized=what, compiled_sql_digest="", managed=False
-                    )
-                    out[full] = (foreign, {})
-                    continue
-                relation = meta.get("relation")
-                if relation is not None:
-                    rdb, rname = split_qualified(str(relation))
-                    present = (self._tables(rdb) if rdb != db else tables).get(rname) == "BASE TABLE"
-                    relation = relation if present else None
-                res = _resource_from_meta(full, meta, relation=relation)
-                if res.materialized == "incremental" and relation:
-                    res = res.model_copy(update={"partitions": self._partitions(str(relation))})
-                out[full] = (res, meta)
-        return out
-
-    def _tables(self, db: str) -> dict[str, str]:
-        """Every table and view of ``db``: name → ``BASE TABLE`` | ``VIEW`` (Spark views show as tables)."""
-        check_hive_ident(db, "database")
-        rows = self._query(
-            f"SELECT table_name, table_type FROM {self._catalog()}.information_schema.tables "  # noqa: S608
-            f"WHERE table_schema = {presto_string_literal(db)}",
-            "list_tables",
-        )
-        return {str(r[0]): str(r[1]) for r in rows}
-
-    def _view_texts(self, db: str, views: Sequence[str]) -> dict[str, str]:
-        if not views:
-            return {}
-        names = ", ".join(presto_string_literal(check_hive_ident(v, "view")) for v in views)
-        try:
-            rows = self._query(
-                f"SELECT table_name, view_definition FROM {self._catalog()}.information_schema.views "  # noqa: S608
-                f"WHERE table_schema = {presto_string_literal(db)} AND table_name IN ({names})",
-                "view_definitions",
-            )
-            return {str(r[0]): str(r[1]) for r in rows}
-        except PermanentBackendError as e:
-            if _NOT_SUPPORTED not in str(e):
-                raise
-        out: dict[str, str] = {}
-        for v in views:  # one of them is a Spark view: read each on its own
-            try:
-                rows = self._query(f"SHOW CREATE VIEW {self._q(f'{db}.{v}')}", "show_create_view")
-                out[v] = str(rows[0][0]) if rows else ""
-            except PermanentBackendError as e:
-                if _NOT_SUPPORTED not in str(e):
-                    raise
-                out[v] = _NOT_SUPPORTED
-        return out
-
-    def _partitions(self, relation: str) -> list[str]:
-        db, t = split_qualified(relation)
-        rows = self._query(
-            f'SELECT * FROM {self._catalog()}.{quote_presto(db)}."{check_hive_ident(t, "table")}$partitions"',  # noqa: S608
-            "partitions",
-        )
-        return sorted("/".join(str(v) for v in r) for r in rows)
-
-    def _columns(self, relation: str) -> list[tuple[str, str, bool]]:
-        """(name, Presto type, is partition key) of a table, in order."""
-        rows = self._query(f"SHOW COLUMNS FROM {self._q(relation)}", "show_columns")
-        return [(str(r[0]), str(r[1]), "partition key" in str(r[2])) for r in rows]
-
-    def _table_comment(self, relation: str) -> dict[str, Any] | None:
-        rows = self._query(f"SHOW CREATE TABLE {self._q(relation)}", "show_create_table")
-        m = _COMMENT.search(str(rows[0][0])) if rows else None
-        if not m:
-            return None
-        text = m.group(1).replace("''", "'")
-        if not text.startswith(COMMENT_PREFIX):
-            return None
-        try:
-            meta = json.loads(text[len(COMMENT_PREFIX) :])
-        except ValueError:
-            return None
-        return meta if isinstance(meta, dict) else None
 
     # --- materialize -------------------------------------------------------------------------------
 
@@ -359,13 +268,13 @@ class TransformAdapter:
         if not desired.compiled_sql:
             raise PermanentBackendError(BACKEND, f"transform {desired.name} carries no compiled SQL")
         self._wait_for_upstream(desired)
-        meta = _meta(desired, relation=None)
+        meta = view_meta(desired, relation=None)
         if desired.materialized == "view":
             self._put_view(desired, None, meta)
-            return True, f"view {desired.name} created from the compiled SQL ({_short(desired.digest)})"
-        table = _versioned(desired.name, desired.digest)
+            return True, f"view {desired.name} created from the compiled SQL ({short_digest(desired.digest)})"
+        table = versioned_name(desired.name, desired.digest)
         built = self._ensure_table(desired, table, desired.compiled_sql)
-        self._put_view(desired, table, _meta(desired, relation=table))
+        self._put_view(desired, table, view_meta(desired, relation=table))
         keep = {table} | ({live.relation} if live is not None and live.relation else set())
         dropped = self._cleanup(desired, keep=keep, spare=self.keep_versions - len(keep))
         what = "built" if built else "found"
@@ -381,12 +290,13 @@ class TransformAdapter:
                 return False
             raise PermanentBackendError(
                 BACKEND,
-                f"{table} exists but was not built by pipectl at {_short(desired.digest)}; not reusing it",
+                f"{table} exists but was not built by pipectl at {short_digest(desired.digest)}; "
+                "not reusing it",
             )
         if not sql:
             raise PermanentBackendError(BACKEND, f"{desired.name}: no SQL to build {table} from")
         comment = COMMENT_PREFIX + json.dumps(
-            _table_meta(desired, table), sort_keys=True, separators=(",", ":")
+            table_meta(desired, table), sort_keys=True, separators=(",", ":")
         )
         props = ["format = 'PARQUET'"]
         if desired.materialized == "incremental" and desired.partition_by:
@@ -399,7 +309,7 @@ class TransformAdapter:
             f"WITH ({', '.join(props)}) AS\n{sql}",
             "create_table_as",
         )
-        broken = _contract_mismatch(desired, self._columns(table))
+        broken = contract_mismatch(desired, self._columns(table))
         if broken:
             self._exec(f"DROP TABLE IF EXISTS {self._q(table)}", "drop_table")
             raise PermanentBackendError(
@@ -462,12 +372,12 @@ class TransformAdapter:
             late = [
                 u
                 for rel, u in pending.items()
-                if rel not in live or live[rel][0].digest != u.digest or not _is_served(live[rel][0])
+                if rel not in live or live[rel][0].digest != u.digest or not is_served(live[rel][0])
             ]
             if not late:
                 return
             if self._clock() >= deadline:
-                names = ", ".join(f"{u.ref} (want {_short(u.digest)})" for u in late)
+                names = ", ".join(f"{u.ref} (want {short_digest(u.digest)})" for u in late)
                 raise PermanentBackendError(
                     BACKEND,
                     f"{desired.name}: upstream transform(s) {names} not materialized at the planned digest "
@@ -489,184 +399,16 @@ class TransformAdapter:
         if expect_digest is not None and live.digest != expect_digest:
             raise PermanentBackendError(
                 BACKEND,
-                f"transform {name} is live at {_short(live.digest)}, not {_short(expect_digest)}: the "
-                "controller has not materialized the current version yet; not running the old one",
+                f"transform {name} is live at {short_digest(live.digest)}, "
+                f"not {short_digest(expect_digest)}: the controller has not materialized the current version "
+                "yet; not running the old one",
             )
         if expect_sql_digest is not None and live.compiled_sql_digest != expect_sql_digest:
             raise PermanentBackendError(
                 BACKEND,
-                f"transform {name} was built from SQL {_short(live.compiled_sql_digest)}, not "
-                f"{_short(expect_sql_digest)}: the controller has not materialized the current SQL yet",
+                f"transform {name} was built from SQL {short_digest(live.compiled_sql_digest)}, not "
+                f"{short_digest(expect_sql_digest)}: the controller has not materialized the current SQL yet",
             )
         if live.materialized != "view" and not live.relation:
             raise PermanentBackendError(BACKEND, f"transform {name}: the table its view serves is missing")
         return live, meta
-
-    # --- Presto -------------------------------------------------------------------------------------
-
-    def _catalog(self) -> str:
-        return quote_presto(check_hive_ident(self.presto.catalog, "catalog"))
-
-    def _q(self, relation: str) -> str:
-        db, name = split_qualified(relation)
-        return f"{self._catalog()}.{quote_presto(db)}.{quote_presto(name)}"
-
-    def _query(self, sql: str, op: str) -> list[tuple[Any, ...]]:
-        self.stats.count(op)
-        return self.presto.query(sql, op=f"transform.{op}")
-
-    def _exec(self, sql: str, op: str) -> None:
-        self.stats.count(op)
-        try:
-            self.presto.execute(sql, op=f"transform.{op}")
-        except BackendError:
-            log.warning("transform statement failed", op=op, statement=" ".join(sql.split())[:300])
-            raise
-
-
-# --- helpers (pure) ---------------------------------------------------------------------------------
-
-
-def parse_meta(view_text: str) -> dict[str, Any] | None:
-    """pipectl's record in a transform's view text (``WITH "pipectl_transform" AS (SELECT '…')``)."""
-    m = _META.search(view_text)
-    if not m:
-        return None
-    try:
-        meta = json.loads(m.group(1).replace("''", "'"))
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) and "digest" in meta else None
-
-
-def _now() -> str:
-    """Build time, sortable as text (orders a transform's tables for clean-up)."""
-    return f"{time.time():017.3f}"
-
-
-def _short(d: str) -> str:
-    algo, sep, hexpart = d.partition(":")
-    return f"{algo}:{hexpart[:12]}" if sep else d[:12]
-
-
-def _versioned(name: str, digest: str) -> str:
-    """``db.name`` + digest → ``db.name__<first 8 hex>``."""
-    hexpart = digest.partition(":")[2] or digest
-    return f"{name}__{hexpart[:8]}"
-
-
-def _is_served(live: TransformResource) -> bool:
-    return live.managed and (live.materialized == "view" or live.relation is not None)
-
-
-def _meta(desired: TransformResource, relation: str | None) -> dict[str, Any]:
-    meta = _table_meta(desired, relation)
-    meta["upstream"] = [u.model_dump() for u in desired.upstream]
-    if desired.materialized != "view":
-        meta["sql"] = desired.compiled_sql  # what scheduled runs execute
-    return meta
-
-
-def _table_meta(desired: TransformResource, relation: str | None) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "transform": desired.name,
-        "release": desired.owner.release if desired.owner else None,
-        "version": desired.owner.version if desired.owner else None,
-        "materialized": desired.materialized,
-        "digest": desired.digest,
-        "sql_digest": desired.compiled_sql_digest,
-        "relation": relation,
-        "partition_by": list(desired.partition_by),
-        "columns": [c.model_dump() for c in desired.columns],
-        "contract": None if desired.contract is None else [c.model_dump() for c in desired.contract],
-        "built_at": _now(),
-    }
-
-
-def _resource_from_meta(name: str, meta: dict[str, Any], relation: str | None) -> TransformResource:
-    owner = None
-    if meta.get("release"):
-        owner = Owner(release=str(meta["release"]), version=str(meta.get("version") or ""))
-    return TransformResource(
-        name=name,
-        owner=owner,
-        materialized=str(meta.get("materialized", "view")),
-        compiled_sql_digest=str(meta.get("sql_digest", "")),
-        digest=str(meta.get("digest", "")),
-        upstream=[TransformInput.model_validate(u) for u in meta.get("upstream") or []],
-        refs=[str(u.get("ref")) for u in meta.get("upstream") or []],
-        columns=[Column.model_validate(c) for c in meta.get("columns") or []],
-        contract=None
-        if meta.get("contract") is None
-        else [Column.model_validate(c) for c in meta["contract"]],
-        partition_by=[str(p) for p in meta.get("partition_by") or []],
-        relation=relation,
-    )
-
-
-_PRESTO_TO_HIVE = {"varchar": "string", "integer": "int", "real": "float", "varbinary": "binary"}
-
-
-def presto_to_hive_type(presto_type: str) -> str:
-    """``varchar`` → ``string``, ``integer`` → ``int``, ``array(varchar)`` → ``array<string>``, …"""
-    t = presto_type.strip().lower()
-    if t in _PRESTO_TO_HIVE:
-        return _PRESTO_TO_HIVE[t]
-    m = re.fullmatch(r"array\((.*)\)", t)
-    if m:
-        return f"array<{presto_to_hive_type(m.group(1))}>"
-    m = re.fullmatch(r"map\(([^,]+),\s*(.*)\)", t)
-    if m:
-        return f"map<{presto_to_hive_type(m.group(1))},{presto_to_hive_type(m.group(2))}>"
-    m = re.fullmatch(r"timestamp(\(\d+\))?", t)
-    if m:
-        return "timestamp"
-    try:
-        return normalize_hive_type(t)
-    except ValueError:
-        return t
-
-
-def _contract_mismatch(desired: TransformResource, columns: Sequence[tuple[str, str, bool]]) -> list[str]:
-    if desired.contract is None:
-        return []
-    got = {n: presto_to_hive_type(t) for n, t, _ in columns}
-    want = {c.name: c.type for c in desired.contract}
-    out = [f"column {n} missing (declared {t})" for n, t in want.items() if n not in got]
-    out += [f"column {n} is {got[n]}, declared {t}" for n, t in want.items() if n in got and got[n] != t]
-    out += [f"column {n} ({got[n]}) is not declared" for n in got if n not in want]
-    return out
-
-
-def _partition_predicate(partition: str, columns: Sequence[tuple[str, str, bool]]) -> str:
-    """``2026-01-01`` or ``dt=2026-01-01/k=v`` → a typed ``"dt" = '2026-01-01' AND …`` predicate."""
-    keys = [(n, t) for n, t, is_part in columns if is_part]
-    if not keys:
-        raise PermanentBackendError(BACKEND, "the table has no partition columns")
-    if "=" in partition:
-        values = dict(p.split("=", 1) for p in partition.split("/"))
-    elif len(keys) == 1:
-        values = {keys[0][0]: partition}
-    else:
-        raise PermanentBackendError(
-            BACKEND, f"partition {partition!r}: name every partition column ({', '.join(n for n, _ in keys)})"
-        )
-    if set(values) != {n for n, _ in keys}:
-        raise PermanentBackendError(
-            BACKEND, f"partition {partition!r} must name exactly {', '.join(n for n, _ in keys)}"
-        )
-    parts = []
-    for n, t in keys:
-        v = values[n]
-        t = t.lower()
-        if t.startswith("varchar") or t.startswith("char"):
-            lit = presto_string_literal(v)
-        elif t == "date" and _DATE.match(v):
-            lit = f"DATE {presto_string_literal(v)}"
-        elif t in {"tinyint", "smallint", "integer", "bigint"} and _INT.match(v):
-            lit = v
-        else:
-            raise PermanentBackendError(BACKEND, f"partition value {v!r} does not fit column {n} ({t})")
-        parts.append(f"{quote_presto(check_hive_ident(n, 'column'))} = {lit}")
-    return " AND ".join(parts)
