@@ -27,6 +27,8 @@ replays therefore write their own tables.
 :class:`AppendSink` is the plain non-idempotent variant (``INSERT INTO``), kept for benchmarks.
 
 This module imports only pyspark and the standard library: it ships with the job, not the controller.
+Beside it: ``checks`` (identifier and literal checks, ``SinkError``), ``merge`` (the merge math),
+``hadoop_fs`` (filesystem access, the batch watermark); their public names are importable from here.
 """
 
 from __future__ import annotations
@@ -35,268 +37,34 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
 from typing import Any
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from controller.jobkit.checks import HIVE_IDENT_RE as HIVE_IDENT_RE
+from controller.jobkit.checks import PARTITION_VALUE_RE as PARTITION_VALUE_RE
+from controller.jobkit.checks import QUERY_NAME_RE as QUERY_NAME_RE
+from controller.jobkit.checks import SinkError as SinkError
+from controller.jobkit.checks import check_ident as check_ident
+from controller.jobkit.checks import check_partition_value as check_partition_value
+from controller.jobkit.checks import check_query_name as check_query_name
+from controller.jobkit.checks import quote_ident as quote_ident
+from controller.jobkit.checks import split_table as split_table
+from controller.jobkit.checks import sql_string as sql_string
+from controller.jobkit.hadoop_fs import HadoopFs as HadoopFs
+from controller.jobkit.hadoop_fs import batch_watermark_ms as batch_watermark_ms
+from controller.jobkit.merge import MergeSpec as MergeSpec
+from controller.jobkit.merge import merge_frames as merge_frames
+from controller.jobkit.merge import merge_rows as merge_rows
 
 log = logging.getLogger("pipectl.jobkit.sink")
 
-HIVE_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
-# Query names end up in directory and file names, never in SQL.
-QUERY_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-# Partition values are embedded as SQL string literals and path segments.
-PARTITION_VALUE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
 VERSION_DIR_RE = re.compile(r"^_v=(\d+)-(.+)$")
 MARKER_DIR = "_pipectl_sink"
 WRITER_FILE = "_writer.json"
-
-
-class SinkError(RuntimeError):
-    """The sink refused to write (bad identifier, schema mismatch, unsafe location)."""
-
-
-def check_ident(name: str, what: str = "identifier") -> str:
-    """Return ``name`` if it matches ``[a-z_][a-z0-9_]*``, else raise :class:`SinkError`."""
-    if not HIVE_IDENT_RE.match(name):
-        raise SinkError(f"invalid {what} {name!r}: must match [a-z_][a-z0-9_]*")
-    return name
-
-
-def quote_ident(name: str) -> str:
-    """Backtick-quote one checked identifier for Spark SQL."""
-    return f"`{check_ident(name)}`"
-
-
-def split_table(name: str) -> tuple[str, str]:
-    """Split and check ``db.table``."""
-    parts = name.split(".")
-    if len(parts) != 2:
-        raise SinkError(f"invalid table name {name!r}: expected <database>.<table>")
-    return check_ident(parts[0], "database"), check_ident(parts[1], "table")
-
-
-def check_query_name(name: str) -> str:
-    if not QUERY_NAME_RE.match(name):
-        raise SinkError(f"invalid query name {name!r}: must match [A-Za-z0-9_][A-Za-z0-9_.-]*")
-    return name
-
-
-def check_partition_value(value: object) -> str:
-    if not isinstance(value, str) or not PARTITION_VALUE_RE.match(value):
-        raise SinkError(f"refusing partition value {value!r}: must match {PARTITION_VALUE_RE.pattern}")
-    return value
-
-
-def sql_string(value: str) -> str:
-    """Single-quote a value that has no quote, backslash or control character."""
-    if any(c in value for c in "'\\") or any(ord(c) < 32 for c in value):
-        raise SinkError(f"refusing to put {value!r} into a SQL string literal")
-    return f"'{value}'"
-
-
-# --- merge math -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MergeSpec:
-    """How rows with the same key combine.
-
-    ``count`` is the weight column (e.g. ``samples``): it is summed. Columns in ``weighted_mean``
-    are averaged weighted by ``count``; ``maximum``/``minimum``/``total`` use max/min/sum.
-    Every non-key column of the table must be covered by exactly one rule.
-    """
-
-    keys: tuple[str, ...]
-    count: str
-    weighted_mean: tuple[str, ...] = ()
-    maximum: tuple[str, ...] = ()
-    minimum: tuple[str, ...] = ()
-    total: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        names = self.all_columns
-        for n in names:
-            check_ident(n, "column")
-        if len(set(names)) != len(names):
-            raise SinkError(f"merge spec names a column twice: {names}")
-        if not self.keys:
-            raise SinkError("merge spec needs at least one key column")
-
-    @property
-    def value_columns(self) -> tuple[str, ...]:
-        return (self.count, *self.weighted_mean, *self.maximum, *self.minimum, *self.total)
-
-    @property
-    def all_columns(self) -> tuple[str, ...]:
-        return (*self.keys, *self.value_columns)
-
-
-def merge_rows(
-    rows: Iterable[Mapping[str, Any]], spec: MergeSpec, partition_column: str | None = None
-) -> list[dict[str, Any]]:
-    """Pure-Python reference of :func:`merge_frames`: combine rows per key, sorted by key.
-
-    Null values are ignored by each rule; a weighted mean is weighted only by the counts of rows
-    that carry a value. Rows whose count is null or <= 0 contribute nothing.
-    """
-    group_cols = (*spec.keys, partition_column) if partition_column else spec.keys
-    acc: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        n = row[spec.count]
-        if n is None or n <= 0:
-            continue
-        key = tuple(row[k] for k in group_cols)
-        a = acc.get(key)
-        if a is None:
-            a = {"n": 0, "wsum": {}, "wcnt": {}, "max": {}, "min": {}, "tot": {}}
-            acc[key] = a
-        a["n"] += n
-        for c in spec.weighted_mean:
-            if row[c] is not None:
-                a["wsum"][c] = a["wsum"].get(c, 0.0) + row[c] * n
-                a["wcnt"][c] = a["wcnt"].get(c, 0) + n
-        for c in spec.maximum:
-            if row[c] is not None:
-                a["max"][c] = row[c] if c not in a["max"] else max(a["max"][c], row[c])
-        for c in spec.minimum:
-            if row[c] is not None:
-                a["min"][c] = row[c] if c not in a["min"] else min(a["min"][c], row[c])
-        for c in spec.total:
-            if row[c] is not None:
-                a["tot"][c] = a["tot"].get(c, 0) + row[c]
-    out: list[dict[str, Any]] = []
-    for key in sorted(acc, key=_sort_key):
-        a = acc[key]
-        rec: dict[str, Any] = dict(zip(group_cols, key, strict=True))
-        rec[spec.count] = a["n"]
-        for c in spec.weighted_mean:
-            rec[c] = a["wsum"][c] / a["wcnt"][c] if c in a["wcnt"] else None
-        for c in spec.maximum:
-            rec[c] = a["max"].get(c)
-        for c in spec.minimum:
-            rec[c] = a["min"].get(c)
-        for c in spec.total:
-            rec[c] = a["tot"].get(c)
-        out.append(rec)
-    return out
-
-
-def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, Any], ...]:
-    return tuple((v is None, v) for v in key)
-
-
-def merge_frames(
-    frames: Sequence[DataFrame], spec: MergeSpec, partition_column: str | None = None
-) -> DataFrame:
-    """Combine partial-aggregate frames per key with the rules of ``spec`` (see :func:`merge_rows`)."""
-    if not frames:
-        raise SinkError("merge_frames needs at least one frame")
-    group_cols = [*spec.keys, partition_column] if partition_column else list(spec.keys)
-    cols = [*group_cols, *spec.value_columns]
-    union = reduce(DataFrame.unionByName, [f.select(*cols) for f in frames])
-    union = union.where(F.col(spec.count) > 0)
-    n = F.col(spec.count)
-    aggs: list[Column] = [F.sum(n).cast("bigint").alias(spec.count)]
-    for c in spec.weighted_mean:
-        weight = F.when(F.col(c).isNotNull(), n.cast("double"))
-        aggs.append((F.sum(F.col(c) * n.cast("double")) / F.sum(weight)).alias(c))
-    aggs += [F.max(c).alias(c) for c in spec.maximum]
-    aggs += [F.min(c).alias(c) for c in spec.minimum]
-    aggs += [F.sum(c).alias(c) for c in spec.total]
-    return union.groupBy(*group_cols).agg(*aggs)
-
-
-# --- Hadoop filesystem helpers (via the JVM, so HDFS/S3/file all work) ----------------------
-
-
-class _Fs:
-    def __init__(self, spark: SparkSession) -> None:
-        self._jvm = spark.sparkContext._jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
-        assert self._jvm is not None
-
-    def path(self, location: str, *children: str) -> Any:
-        p = self._jvm.org.apache.hadoop.fs.Path(location)  # type: ignore[union-attr]
-        for c in children:
-            p = self._jvm.org.apache.hadoop.fs.Path(p, c)  # type: ignore[union-attr]
-        return p
-
-    def fs(self, p: Any) -> Any:
-        return p.getFileSystem(self._conf)
-
-    def exists(self, p: Any) -> bool:
-        return bool(self.fs(p).exists(p))
-
-    def list_dirs(self, p: Any) -> list[str]:
-        fs = self.fs(p)
-        if not fs.exists(p):
-            return []
-        return [s.getPath().getName() for s in fs.listStatus(p) if s.isDirectory()]
-
-    def list_dirs_mtime(self, p: Any) -> list[tuple[str, int]]:
-        fs = self.fs(p)
-        if not fs.exists(p):
-            return []
-        return [
-            (s.getPath().getName(), int(s.getModificationTime())) for s in fs.listStatus(p) if s.isDirectory()
-        ]
-
-    def list_names(self, p: Any) -> list[str]:
-        fs = self.fs(p)
-        if not fs.exists(p):
-            return []
-        return [s.getPath().getName() for s in fs.listStatus(p)]
-
-    def delete(self, p: Any) -> None:
-        self.fs(p).delete(p, True)
-
-    def read_text(self, p: Any) -> str | None:
-        fs = self.fs(p)
-        if not fs.exists(p):
-            return None
-        stream = fs.open(p)
-        try:
-            return str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))  # type: ignore[union-attr]
-        finally:
-            stream.close()
-
-    def write_text_atomic(self, p: Any, text: str) -> None:
-        fs = self.fs(p)
-        tmp = self._jvm.org.apache.hadoop.fs.Path(p.getParent(), f".{p.getName()}.tmp")  # type: ignore[union-attr]
-        out = fs.create(tmp, True)
-        try:
-            out.write(bytearray(text.encode("utf-8")))
-        finally:
-            out.close()
-        if fs.exists(p):
-            fs.delete(p, False)
-        if not fs.rename(tmp, p):
-            raise SinkError(f"could not rename {tmp} to {p}")
-
-
-def batch_watermark_ms(spark: SparkSession, checkpoint: str, batch_id: int) -> int | None:
-    """The event-time watermark Spark recorded for ``batch_id`` in its offset log.
-
-    Spark writes ``<checkpoint>/offsets/<batchId>`` before running the batch and re-uses it on
-    replay, so filtering late rows with this value is deterministic. ``None`` when unknown.
-    """
-    fs = _Fs(spark)
-    text = fs.read_text(fs.path(checkpoint, "offsets", str(int(batch_id))))
-    if not text:
-        return None
-    lines = text.splitlines()
-    if len(lines) < 2:
-        return None
-    try:
-        meta = json.loads(lines[1])
-        return int(meta.get("batchWatermarkMs", 0))
-    except (ValueError, TypeError, AttributeError):
-        return None
 
 
 # --- sinks ----------------------------------------------------------------------------------
@@ -433,7 +201,7 @@ class IdempotentPartitionSink(_TableSink):
         self.files_per_partition = max(1, files_per_partition)
         self.checkpoint = checkpoint
         self.takeover = takeover
-        self.fs = _Fs(spark)
+        self.fs = HadoopFs(spark)
         self._writer: str | None = None
 
     # -- identity and layout
