@@ -73,15 +73,10 @@ def backfill(
     output: str = typer.Option("", "--output", "-o", help="json for machine-readable output"),
 ) -> None:
     """Backfill dt partitions through the release's Airflow DAG: deterministic run ids, ledger, retries."""
-    from controller.audit.ledger import Artifact, Ledger
-    from controller.engine.backfill import BackfillEngine, BackfillRequest
-    from controller.engine.controller import state_dir_of
     from controller.model.errors import PipectlError
     from controller.model.manifest import parse_duration
     from controller.plan.backfill import BackfillError, parse_day, partitions
-    from controller.plan.desired import dag_id, digest, physical_table
-    from controller.store.db import Store
-    from controller.wiring import Wiring
+    from controller.plan.desired import dag_id
 
     try:
         days = partitions(parse_day(from_), parse_day(to))
@@ -91,6 +86,32 @@ def backfill(
     rel, ctx, root = _load(release, stage, repo)
     if ctx.is_canary:
         _fail(f"stage {stage!r} is a canary stage: it runs no DAGs")
+    spec = _dag_spec(rel, release, dag)
+    target_dag = dag_id(ctx, spec.id)
+    engine, ver = _engine_at_live_version(state, root, ctx, stage, target_dag, version, poll_s)
+    req = _request(
+        rel, ctx, root, spec,
+        stage=stage, target_dag=target_dag, version=ver, days=days, table=table,
+        partition_column=partition_column, parallelism=parallelism, retries=retries, force=force,
+        verify=verify, timeout_s=timeout_s,
+    )
+
+    if dry_run:
+        _print_plan(engine, req, output)
+        return
+    try:
+        report = _run_with_progress(engine, req, quiet=output == "json")
+    except PipectlError as e:
+        _fail(str(e))
+    _print_report(report, req, output, target_dag=target_dag, version=ver)
+    if report.failed:
+        raise typer.Exit(1)
+    if report.unfinished:
+        raise typer.Exit(2)
+
+
+def _dag_spec(rel: Any, release: str, dag: str | None) -> Any:
+    """The release's DAG named ``--dag``, or its only DAG."""
     dags = {d.id: d for d in rel.spec.dags}
     if dag is None:
         if len(dags) != 1:
@@ -98,8 +119,20 @@ def backfill(
         dag = next(iter(dags))
     if dag not in dags:
         _fail(f"release {release!r} has no DAG {dag!r} (it has: {', '.join(dags) or 'none'})")
-    spec = dags[dag]
-    target_dag = dag_id(ctx, spec.id)
+    return dags[dag]
+
+
+def _engine_at_live_version(
+    state: str, root: Path, ctx: Any, stage: str, target_dag: str, version: str | None, poll_s: float
+) -> tuple[Any, str]:
+    """The backfill engine on the stage's backends, and the version of the DAG Airflow runs (which
+    must be active, unpaused, tagged with a version, and ``--version`` if given)."""
+    from controller.audit.ledger import Ledger
+    from controller.engine.backfill import BackfillEngine
+    from controller.engine.controller import state_dir_of
+    from controller.model.errors import PipectlError
+    from controller.store.db import Store
+    from controller.wiring import Wiring
 
     store = Store(state)
     try:
@@ -116,9 +149,34 @@ def backfill(
         _fail(f"DAG {target_dag} runs version {live.version} at {stage}, not {version}")
     if live.paused:
         _fail(f"DAG {target_dag} is paused: its runs would stay queued")
-    ver = live.version
+    return engine, live.version
 
-    refs = {t.name: physical_table(ctx, rel, t.name, ver) for t in rel.spec.tables}
+
+def _request(
+    rel: Any,
+    ctx: Any,
+    root: Path,
+    spec: Any,
+    *,
+    stage: str,
+    target_dag: str,
+    version: str,
+    days: list[str],
+    table: str | None,
+    partition_column: str,
+    parallelism: int,
+    retries: int,
+    force: bool,
+    verify: bool,
+    timeout_s: float,
+) -> Any:
+    """The ``BackfillRequest``: the DAG's params as conf, the output table, the DAG code's digest."""
+    from controller.audit.ledger import Artifact
+    from controller.engine.backfill import BackfillRequest
+    from controller.model.errors import PipectlError
+    from controller.plan.desired import digest, physical_table
+
+    refs = {t.name: physical_table(ctx, rel, t.name, version) for t in rel.spec.tables}
     out_table = _output_table(rel, ctx, table, refs)
     conf: dict[str, Any] = dict(spec.params)
     try:
@@ -128,8 +186,8 @@ def backfill(
     import getpass
 
     try:
-        req = BackfillRequest(
-            release=rel.name, stage=stage, dag_id=target_dag, version=ver, partitions=days, conf=conf,
+        return BackfillRequest(
+            release=rel.name, stage=stage, dag_id=target_dag, version=version, partitions=days, conf=conf,
             output_table=out_table, partition_column=partition_column, parallelism=parallelism,
             retries=retries, force=force, verify=verify, timeout_s=timeout_s, git_commit=_git_commit(root),
             code=code, inputs=[f"hive:{t}" for t in sorted(set(refs.values()))], actor=getpass.getuser(),
@@ -137,13 +195,9 @@ def backfill(
     except PipectlError as e:
         _fail(str(e))
 
-    if dry_run:
-        _print_plan(engine, req, output)
-        return
-    try:
-        report = _run_with_progress(engine, req, quiet=output == "json")
-    except PipectlError as e:
-        _fail(str(e))
+
+def _print_report(report: Any, req: Any, output: str, *, target_dag: str, version: str) -> None:
+    """The outcome of every partition, as JSON (``-o json``) or a table and a summary line."""
     if output == "json":
         typer.echo(
             json.dumps(
@@ -179,12 +233,8 @@ def backfill(
         )
         typer.echo(
             f"backfill {report.backfill_id[:12]}: {report.outcome}; {report.runs_started} run(s) started "
-            f"in {target_dag} at version {ver}"
+            f"in {target_dag} at version {version}"
         )
-    if report.failed:
-        raise typer.Exit(1)
-    if report.unfinished:
-        raise typer.Exit(2)
 
 
 def _load(release: str, stage: str, repo: str) -> tuple[Any, Any, Path]:
