@@ -20,6 +20,7 @@ Exit codes: 0 ok, 1 error or failed replay, 2 still running at ``--timeout`` (``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -52,19 +53,10 @@ def replay(
     output: str = typer.Option("", "--output", "-o", help="json for machine-readable output"),
 ) -> None:
     """Replay a streaming job from the Kafka offsets of a time into its own checkpoint and table."""
-    import getpass
-
-    from controller.audit.ledger import Artifact, Ledger
+    """Replay a streaming job from the Kafka offsets of a time into its own checkpoint and table."""
     from controller.cli.backfill import _load
-    from controller.engine.controller import state_dir_of
-    from controller.engine.replay import ReplayEngine
-    from controller.model.errors import PipectlError
     from controller.model.manifest import parse_duration
-    from controller.plan.desired import desired_resources, digest, job_name, topic_name
     from controller.plan.replay import ReplayError, parse_time
-    from controller.plan.resources import StreamingJobResource, TableResource
-    from controller.store.db import Store
-    from controller.wiring import Wiring
 
     try:
         from_ms = parse_time(from_time)
@@ -73,6 +65,36 @@ def replay(
     except (ReplayError, ValueError) as e:
         _fail(str(e))
     rel, ctx, root = _load(release, stage, repo)
+    spec = _job_spec(rel, release, job)
+
+    if wait and not (available_now or to_ms is not None):
+        _fail("--wait needs a bounded replay (--available-now or --to-time)")
+    engine, plan, code = _prepare(
+        rel, ctx, root, spec, stage=stage, state=state, from_ms=from_ms, to_ms=to_ms,
+        available_now=available_now,
+    )
+
+    info: dict[str, Any] = {
+        "release": rel.name, "stage": stage, "version": plan.version, "tag": plan.tag, "job": plan.job.name,
+        "checkpoint": plan.job.checkpoint, "tables": [t.name for t in plan.tables], "topics": plan.topics,
+        "starting_offsets": plan.starting, "ending_offsets": plan.ending, "records": plan.records,
+        "bounded": plan.bounded,
+    }
+    if dry_run:
+        if output == "json":
+            typer.echo(json.dumps({**info, "args": plan.job.args}, indent=2))
+        else:
+            typer.echo("\n".join(plan.describe()))
+            typer.echo("args: " + " ".join(plan.job.args))
+        return
+    res = _start_or_stop(engine, plan, code, stop=stop, wait=wait, output=output, timeout_s=timeout_s)
+    if res is None:
+        return
+    _report(info, res, wait=wait, output=output)
+
+
+def _job_spec(rel: Any, release: str, job: str | None) -> Any:
+    """The release's streaming job named ``--job``, or its only one."""
     jobs = {j.name: j for j in rel.spec.streaming_jobs}
     if job is None:
         if len(jobs) != 1:
@@ -80,10 +102,33 @@ def replay(
         job = next(iter(jobs))
     if job not in jobs:
         _fail(f"release {release!r} has no streaming job {job!r} (it has: {', '.join(jobs) or 'none'})")
-    spec = jobs[job]
+    return jobs[job]
 
-    if wait and not (available_now or to_ms is not None):
-        _fail("--wait needs a bounded replay (--available-now or --to-time)")
+
+def _prepare(
+    rel: Any,
+    ctx: Any,
+    root: Path,
+    spec: Any,
+    *,
+    stage: str,
+    state: str,
+    from_ms: int,
+    to_ms: int | None,
+    available_now: bool,
+) -> tuple[Any, Any, list[Any]]:
+    """The replay engine on the stage's backends, the replay plan of the job as the controller would
+    run it at the stage, and the entrypoint's code artifact."""
+    from controller.audit.ledger import Artifact, Ledger
+    from controller.engine.controller import state_dir_of
+    from controller.engine.replay import ReplayEngine
+    from controller.model.errors import PipectlError
+    from controller.plan.desired import desired_resources, digest, job_name, topic_name
+    from controller.plan.replay import ReplayError
+    from controller.plan.resources import StreamingJobResource, TableResource
+    from controller.store.db import Store
+    from controller.wiring import Wiring
+
     state_dir = state_dir_of(state)
 
     def read(path: str) -> bytes:
@@ -106,26 +151,23 @@ def replay(
         )
     except (PipectlError, ReplayError) as e:
         _fail(str(e))
+    return engine, plan, code
 
-    info: dict[str, Any] = {
-        "release": rel.name, "stage": stage, "version": plan.version, "tag": plan.tag, "job": plan.job.name,
-        "checkpoint": plan.job.checkpoint, "tables": [t.name for t in plan.tables], "topics": plan.topics,
-        "starting_offsets": plan.starting, "ending_offsets": plan.ending, "records": plan.records,
-        "bounded": plan.bounded,
-    }
-    if dry_run:
-        if output == "json":
-            typer.echo(json.dumps({**info, "args": plan.job.args}, indent=2))
-        else:
-            typer.echo("\n".join(plan.describe()))
-            typer.echo("args: " + " ".join(plan.job.args))
-        return
+
+def _start_or_stop(
+    engine: Any, plan: Any, code: list[Any], *, stop: bool, wait: bool, output: str, timeout_s: float
+) -> Any:
+    """``--stop``: stop the replay (None). Else start it and, with ``--wait``, follow it to its end."""
+    import getpass
+
+    from controller.model.errors import PipectlError
+
     actor = getpass.getuser()
     try:
         if stop:
             stopped = engine.stop(plan, code=code, actor=actor)
             typer.echo(f"replay {plan.job.name}: {'stopped' if stopped else 'was not running'}")
-            return
+            return None
         res = engine.start(plan, code=code, actor=actor)
         if output != "json":
             typer.echo("\n".join(plan.describe()))
@@ -134,6 +176,11 @@ def replay(
             res = engine.wait(res, timeout_s=timeout_s, code=code, actor=actor)
     except PipectlError as e:
         _fail(str(e))
+    return res
+
+
+def _report(info: dict[str, Any], res: Any, *, wait: bool, output: str) -> None:
+    """Print the outcome (JSON, or the row count after ``--wait``); exit 2 still running, 1 failed."""
     info.update({"started": res.started, "message": res.message, "finished": res.finished,
                  "succeeded": res.succeeded, "rows": res.rows})
     if output == "json":
