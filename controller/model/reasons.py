@@ -45,6 +45,13 @@ class Reason(StrEnum):
     """Restoring the last good version failed; a person must act."""
     GIT_FETCH_FAILED = "GitFetchFailed"
     """The git source could not be read."""
+    RECONCILE_ERROR = "ReconcileError"
+    """The pass raised an unexpected error; the release is retried with backoff, the others go on."""
+    CONFIGURATION_ERROR = "ConfigurationError"
+    """An environment, secret reference or flag cannot work as written; a person must change it."""
+    AWAITING_BACKEND = "AwaitingBackend"
+    """A change was applied and the backend does not report it yet (e.g. Airflow parsing a new DAG
+    file); the release is requeued shortly instead of blocking a worker."""
 
     # --- refusals (used on plan actions) ----------------------------------------------------
     PARTITION_DECREASE = "PartitionDecrease"

@@ -43,6 +43,7 @@ class ProgressView:
     source_end_offsets: Mapping[str, Mapping[int, int]]
     watermark: datetime | None
     timestamp: datetime
+    num_input_rows: int | None = None
 
 
 class JobNotFound(LookupError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -52,6 +53,7 @@ from controller.rollout.context import (
     default_tables,
     worst,
 )
+from controller.rollout.health import JobHealth, job_health
 from controller.rollout.schema_compat import SchemaParseError, ordering
 from controller.rollout.sqlrewrite import SqlRefused, rewrite_tables
 
@@ -261,15 +263,7 @@ def _streaming_health(gate: StreamingHealthGate, ctx: GateContext, data: GateDat
 def _job_health(
     gate: StreamingHealthGate, ctx: GateContext, data: GateData, job: StreamingJobSpec
 ) -> tuple[Verdict, str, dict[str, Any]]:
-    """One job's verdict, message and figures.
-
-    Lag in records is Kafka's end offsets minus the offsets the job has processed, summed over
-    the partitions of its source topics. Lag in seconds is that backlog divided by the input rate
-    (the arrival rate while the job keeps up); with no input in the last batch, every waiting
-    record arrived after that batch planned its offsets, so ``now - progress time + batch
-    duration`` bounds its age. Event-time freshness (``now - watermark``) is reported but not
-    judged: Spark's watermark trails the newest event by the job's allowed lateness by design.
-    """
+    """One job's verdict, message and figures (from ``health.job_health``, the one health function)."""
     window = parse_duration(gate.window)
     physical = ctx.jobs.get(job.name)
     ev: dict[str, Any] = {"job": job.name, "window_seconds": window}
@@ -278,107 +272,86 @@ def _job_health(
     ev["deployed_as"] = physical
     try:
         progress = data.job_progress(physical)
+        if progress is None:
+            return Verdict.INCONCLUSIVE, f"{physical}: no progress reported yet", ev
+        if progress.batch_id == 0:
+            # Spark reports no input rate for a query's first batch, which also carries JVM warm-up.
+            ev["batch_id"] = 0
+            return Verdict.INCONCLUSIVE, f"{physical}: only the first batch has run (warming up)", ev
+        ends = {t: data.end_offsets(t) for t in (topic_name(ctx.stage_ctx, s.topic) for s in job.sources)}
     except JobNotFound:
         return Verdict.FAIL, f"{physical}: job not found", ev
     except TransientBackendError as e:
         return Verdict.INCONCLUSIVE, f"{physical}: {e}", ev
     except PermanentBackendError as e:
         return Verdict.FAIL, f"{physical}: {e}", ev
-    if progress is None:
-        return Verdict.INCONCLUSIVE, f"{physical}: no progress reported yet", ev
-    if progress.batch_id == 0:
-        # Spark reports no input rate for a query's first batch, which also carries JVM warm-up.
-        ev["batch_id"] = 0
-        return Verdict.INCONCLUSIVE, f"{physical}: only the first batch has run (warming up)", ev
-    now = ctx.now_utc
-    age = (now - as_utc(progress.timestamp)).total_seconds()
-    ev.update({"batch_id": progress.batch_id, "progress_time": as_utc(progress.timestamp).isoformat()})
-    ev["progress_age_seconds"] = age
-    if age > STALE_FACTOR * window:
+    h = job_health(progress, ends, ctx.now_utc)
+    ev.update(_health_evidence(h, progress.timestamp))
+    ev["max_lag_seconds"] = gate.max_lag_seconds
+    ev["max_batch_duration_seconds"] = gate.max_batch_duration_seconds
+    ev["min_processed_rows_per_second"] = gate.min_processing_ratio * h.input_rows_per_second
+    if h.progress_age_seconds > STALE_FACTOR * window:
         return (
             Verdict.INCONCLUSIVE,
-            f"{physical}: latest progress is {age:.0f}s old "
+            f"{physical}: latest progress is {h.progress_age_seconds:.0f}s old "
             f"(older than {STALE_FACTOR:g} x the {gate.window} window)",
             ev,
         )
+    verdict, message = _judge_health(gate, h)
+    return verdict, f"{physical}: {message}", ev
 
-    # consumer lag in records
-    lag_records = 0
-    per_topic: dict[str, int] = {}
-    for src in job.sources:
-        topic = topic_name(ctx.stage_ctx, src.topic)
-        try:
-            end = data.end_offsets(topic)
-        except TransientBackendError as e:
-            return Verdict.INCONCLUSIVE, f"{physical}: {e}", ev
-        except PermanentBackendError as e:
-            return Verdict.FAIL, f"{physical}: {e}", ev
-        done = progress.source_end_offsets.get(topic, {})
-        lag = sum(max(0, offset - done.get(p, 0)) for p, offset in end.items())
-        per_topic[topic] = lag
-        lag_records += lag
-    ev["lag_records"] = lag_records
-    ev["lag_records_by_topic"] = per_topic
 
-    input_rate = progress.input_rows_per_second or 0.0
-    processed_rate = progress.processed_rows_per_second or 0.0
-    duration_s = (progress.batch_duration_ms or 0.0) / 1000.0
-    ev.update(
-        {
-            "input_rows_per_second": input_rate,
-            "processed_rows_per_second": processed_rate,
-            "batch_duration_seconds": duration_s,
-        }
-    )
-    if lag_records == 0:
-        lag_seconds, lag_basis = 0.0, "no backlog"
-    elif input_rate > 0:
-        lag_seconds, lag_basis = lag_records / input_rate, "backlog / input rate"
-    else:
-        lag_seconds, lag_basis = max(0.0, age) + duration_s, "no input in the last batch: age bound"
-    ev["lag_seconds"] = lag_seconds
-    ev["lag_seconds_basis"] = lag_basis
-    ev["max_lag_seconds"] = gate.max_lag_seconds
-    if progress.watermark is not None:
-        ev["event_time_freshness_seconds"] = (now - as_utc(progress.watermark)).total_seconds()
+def _health_evidence(h: JobHealth, progress_time: datetime) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "batch_id": h.batch_id,
+        "progress_time": as_utc(progress_time).isoformat(),
+        "progress_age_seconds": h.progress_age_seconds,
+        "lag_records": h.lag_records,
+        "lag_records_by_topic": h.lag_records_by_topic,
+        "input_rows_per_second": h.input_rows_per_second,
+        "processed_rows_per_second": h.processed_rows_per_second,
+        "batch_duration_seconds": h.batch_duration_seconds,
+        "lag_seconds": h.lag_seconds,
+        "lag_seconds_basis": h.lag_basis,
+    }
+    if h.freshness_seconds is not None:
+        ev["event_time_freshness_seconds"] = h.freshness_seconds
+    return ev
 
-    # One progress report is one micro-batch: a single slow batch or a momentary rate dip on a busy
-    # machine is noise. Such a snapshot is inconclusive (the gate looks again next pass); falling
-    # behind for real shows up as lag, which fails. A batch-duration limit is judged only when set.
-    limit = gate.max_batch_duration_seconds
-    ev["max_batch_duration_seconds"] = limit
-    required_rate = gate.min_processing_ratio * input_rate
-    ev["min_processed_rows_per_second"] = required_rate
 
-    problems: list[str] = []
-    catching_up = input_rate > 0 and processed_rate > input_rate and age <= window
-    if lag_seconds > gate.max_lag_seconds and catching_up:
+def _judge_health(gate: StreamingHealthGate, h: JobHealth) -> tuple[Verdict, str]:
+    """One progress report is one micro-batch: a single slow batch or a momentary rate dip on a busy
+    machine is noise. Such a snapshot is inconclusive (the gate looks again next pass); falling
+    behind for real shows up as lag, which fails. A batch-duration limit is judged only when set."""
+    window = parse_duration(gate.window)
+    lag = f"lag {h.lag_seconds:.0f}s ({h.lag_records} records)"
+    rates = f"processing {h.processed_rows_per_second:.1f} rows/s"
+    if h.lag_seconds > gate.max_lag_seconds and h.catching_up and h.progress_age_seconds <= window:
         return (
             Verdict.INCONCLUSIVE,
-            f"{physical}: lag {lag_seconds:.0f}s ({lag_records} records) > {gate.max_lag_seconds:g}s "
-            f"but catching up (processing {processed_rate:.1f} rows/s > input {input_rate:.1f} rows/s); "
-            "watching",
-            ev,
+            f"{lag} > {gate.max_lag_seconds:g}s but catching up ({rates} > input "
+            f"{h.input_rows_per_second:.1f} rows/s); watching",
         )
-    if lag_seconds > gate.max_lag_seconds:
-        problems.append(f"lag {lag_seconds:.0f}s ({lag_records} records) > {gate.max_lag_seconds:g}s")
-    if limit is not None and progress.batch_duration_ms is not None and duration_s > limit:
-        problems.append(f"batch took {duration_s:.1f}s > {limit:g}s")
+    problems: list[str] = []
+    if h.lag_seconds > gate.max_lag_seconds:
+        problems.append(f"{lag} > {gate.max_lag_seconds:g}s")
+    limit = gate.max_batch_duration_seconds
+    if limit is not None and h.batch_duration_seconds > limit:
+        problems.append(f"batch took {h.batch_duration_seconds:.1f}s > {limit:g}s")
     if problems:
-        return Verdict.FAIL, f"{physical}: " + "; ".join(problems), ev
-    if input_rate > 0 and processed_rate < required_rate:
+        return Verdict.FAIL, "; ".join(problems)
+    required = gate.min_processing_ratio * h.input_rows_per_second
+    if h.input_rows_per_second > 0 and h.processed_rows_per_second < required:
         return (
             Verdict.INCONCLUSIVE,
-            f"{physical}: last batch processed {processed_rate:.1f} rows/s < {gate.min_processing_ratio:g} x "
-            f"input {input_rate:.1f} rows/s (lag {lag_seconds:.0f}s is within {gate.max_lag_seconds:g}s); "
-            "watching",
-            ev,
+            f"last batch processed {h.processed_rows_per_second:.1f} rows/s < "
+            f"{gate.min_processing_ratio:g} x input {h.input_rows_per_second:.1f} rows/s "
+            f"(lag {h.lag_seconds:.0f}s is within {gate.max_lag_seconds:g}s); watching",
         )
     return (
         Verdict.PASS,
-        f"{physical}: lag {lag_seconds:.0f}s ({lag_records} records), batch {duration_s:.1f}s, "
-        f"processing {processed_rate:.1f} rows/s for input {input_rate:.1f} rows/s",
-        ev,
+        f"{lag}, batch {h.batch_duration_seconds:.1f}s, {rates} "
+        f"for input {h.input_rows_per_second:.1f} rows/s",
     )
 
 

@@ -1,0 +1,95 @@
+"""Typed rollout progress behind the state store: one document per (release, stage) and one per
+release, instead of string keys spelled in several modules (kopf's ``progress.py`` idea).
+
+- ``StageRollout`` (key ``rollout/<release>/<stage>``): the serving view's segments, where each
+  green job started (offsets + the time they stand for), which new jobs have soaked, and the last
+  applied plan of the stage.
+- ``ReleaseHistory`` (key ``history/<release>``): every promoted version's manifest and commit,
+  and the schema texts it shipped (the schema-compatibility gate compares against them).
+
+Only this module spells the keys. Each worker owns one release at a time, so a document is never
+written by two passes at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.model.identifiers import semver_key
+from controller.plan.resources import ViewSegment
+from controller.store.db import Store
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class StartPosition(_Doc):
+    """Where a green job starts: per-topic offsets (JSON, as Spark's ``startingOffsets``)."""
+
+    offsets: str
+    start_time: datetime
+    blue: str
+
+
+class StageRollout(_Doc):
+    segments: dict[str, list[ViewSegment]] = Field(default_factory=dict)
+    start_offsets: dict[str, StartPosition] = Field(default_factory=dict)
+    """Keyed by the physical job name."""
+    soaked: dict[str, datetime] = Field(default_factory=dict)
+    """Physical job name → the progress time at which it had soaked."""
+    last_plan: str | None = None
+    """The last non-empty plan applied at the stage (``Plan`` JSON)."""
+
+
+class PromotedVersion(_Doc):
+    commit: str | None
+    manifest: str
+
+
+class ReleaseHistory(_Doc):
+    versions: dict[str, PromotedVersion] = Field(default_factory=dict)
+    schemas: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Schema name → version → schema text."""
+
+    def sorted_versions(self) -> list[str]:
+        return sorted(self.versions, key=semver_key)
+
+
+class RolloutStore:
+    """Typed reads and writes of rollout progress; the only code that knows the keys."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def stage(self, release: str, stage: str) -> StageRollout:
+        raw = self.store.kv_get(f"rollout/{release}/{stage}")
+        return StageRollout.model_validate_json(raw) if raw else StageRollout()
+
+    def put_stage(self, release: str, stage: str, doc: StageRollout) -> None:
+        self.store.kv_put(f"rollout/{release}/{stage}", doc.model_dump_json())
+
+    def history(self, release: str) -> ReleaseHistory:
+        raw = self.store.kv_get(f"history/{release}")
+        return ReleaseHistory.model_validate_json(raw) if raw else ReleaseHistory()
+
+    def record_promoted(
+        self, release: str, version: str, commit: str | None, manifest: str, schemas: dict[str, str]
+    ) -> None:
+        h = self.history(release)
+        h.versions[version] = PromotedVersion(commit=commit, manifest=manifest)
+        for name, text in schemas.items():
+            h.schemas.setdefault(name, {})[version] = text
+        self.store.kv_put(f"history/{release}", h.model_dump_json())
+
+    def last_plans(self, release: str) -> dict[str, str]:
+        """Stage → the last applied plan's JSON, for ``describe``."""
+        found = self.store.kv_prefix(f"rollout/{release}/")
+        out = {}
+        for key, raw in found.items():
+            doc = StageRollout.model_validate_json(raw)
+            if doc.last_plan:
+                out[key.rsplit("/", 1)[-1]] = doc.last_plan
+        return out
