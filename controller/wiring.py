@@ -22,11 +22,15 @@ from controller.adapters.kafka import KafkaAdapter
 from controller.adapters.presto import PrestoClient
 from controller.adapters.spark import LocalRunner, SparkAdapter
 from controller.adapters.transforms import TransformAdapter
+from controller.audit.ledger import Ledger
 from controller.engine.backends import StageBackends
+from controller.engine.reconciler import Reconciler
 from controller.model.errors import PipectlError
 from controller.obs.events import EventType, JsonlEventSink, make_event
 from controller.plan.desired import StageContext
 from controller.plan.resources import ResourceKind
+from controller.source.git import GitSource
+from controller.store.db import Store
 
 
 def resolve_secret(ref: str) -> str:
@@ -82,6 +86,8 @@ class Wiring:
     state_dir: Path = Path(".pipectl")
     repo_root: Path = Path(".")
     dag_meta: dict[str, Any] = field(default_factory=dict)
+    requeue_waits: bool = False
+    """The controller: adapters raise ``NotReadyYet`` instead of sleeping through a wait."""
     _cache: dict[tuple[Any, ...], StageBackends] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -131,6 +137,7 @@ class Wiring:
                 resolve_secret(spec.airflow.password_from),
                 LocalFolderDeployer(Path(dags), self.dag_meta),
             )
+            airflow.requeue_waits = self.requeue_waits
             runner = LocalRunner(
                 self.state_dir / "spark",
                 (repo_root or self.repo_root).resolve(),
@@ -166,11 +173,11 @@ def transform_adapter(ctx: StageContext) -> TransformAdapter:
 
 @dataclass
 class Runtime:
-    store: Any
-    ledger: Any
-    source: Any
+    store: Store
+    ledger: Ledger
+    source: GitSource
     wiring: Wiring
-    reconciler: Any
+    reconciler: Reconciler
 
 
 def build_runtime(
@@ -182,16 +189,13 @@ def build_runtime(
     instance: str | None = None,
     lineage: bool = True,
     worktree: bool = False,
+    requeue_waits: bool = False,
 ) -> Runtime:
     """Compose store, ledger (+OpenLineage and event sinks), git source, adapters and reconciler."""
     import socket
 
-    from controller.audit.ledger import Ledger
     from controller.audit.lineage import OpenLineageSink
     from controller.engine.controller import state_dir_of
-    from controller.engine.reconciler import Reconciler
-    from controller.source.git import GitSource
-    from controller.store.db import Store
 
     state_dir = state_dir_of(state_url)
     store = Store(state_url)
@@ -206,7 +210,7 @@ def build_runtime(
     wiring = Wiring(state_dir=state_dir, dag_meta={"pipectl": {
         "python": sys.executable, "repo": str(Path(repo).resolve()) if "://" not in repo else repo,
         "branch": branch, "state": state_url,
-    }})
+    }}, requeue_waits=requeue_waits)
 
     def reader_for(commit: str | None) -> tuple[Path, Any]:
         root = source.checkout(commit).root

@@ -39,6 +39,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePath
 from typing import Any, Protocol
@@ -55,7 +56,7 @@ from airflow_client.client.model.dag_run import DAGRun
 
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
-from controller.model.errors import ConflictError, PermanentBackendError, TransientBackendError
+from controller.model.errors import ConflictError, NotReadyYet, PermanentBackendError, TransientBackendError
 from controller.model.reasons import Reason
 from controller.plan.actions import Action, Op
 from controller.plan.desired import digest
@@ -225,6 +226,10 @@ class AirflowAdapter:
         self._timeout = request_timeout
         self.stats = CallStats()
         self.url = host
+        self.requeue_waits = False
+        """True in the controller: a wait (drain, pickup) raises ``NotReadyYet`` after one look
+        instead of sleeping, so the worker moves on and the pass is requeued."""
+        self._pickups: dict[tuple[str, str, str], _PickupWait] = {}
 
     # --- observe -------------------------------------------------------------------------------
 
@@ -323,54 +328,62 @@ class AirflowAdapter:
 
         Airflow re-reads the DAG file for every task, so a run straddling the swap would run its
         remaining tasks on the new code. The old version keeps running (it is not paused: the
-        scheduler does not advance the runs of a paused DAG) until its runs drain; the action fails
-        as transient until then and the next pass retries.
+        scheduler does not advance the runs of a paused DAG) until its runs drain; until then the
+        action is not applied and the next pass looks again.
         """
         deadline = time.monotonic() + self.drain_timeout
         while True:
             active = self.list_runs(d.name, states=["queued", "running"])
             if not active:
                 return
-            if time.monotonic() >= deadline:
+            if self.requeue_waits or time.monotonic() >= deadline:
                 ids = ", ".join(str(r["run_id"]) for r in active[:3]) + (" …" if len(active) > 3 else "")
-                raise TransientBackendError(
-                    BACKEND,
+                msg = (
                     f"DAG {d.name}: waiting for {len(active)} in-flight run(s) of version "
-                    f"{live_version or '(untagged)'} to drain before deploying {d.version} ({ids})",
-                    reason=Reason.RUNS_IN_FLIGHT,
+                    f"{live_version or '(untagged)'} to drain before deploying {d.version} ({ids})"
                 )
+                if self.requeue_waits:
+                    raise NotReadyYet(BACKEND, msg, Reason.RUNS_IN_FLIGHT, retry_after=5.0)
+                raise TransientBackendError(BACKEND, msg, reason=Reason.RUNS_IN_FLIGHT)
             time.sleep(self.poll_interval)
 
     def _await_pickup(self, d: DagResource, baseline: datetime | None, err_before: Any) -> Any:
-        deadline = time.monotonic() + self.pickup_timeout
+        # A wait spans passes when waits requeue: the first look's reference points are kept.
+        key = (d.name, d.source_digest, d.version)
+        w = self._pickups.get(key)
+        if w is None:
+            w = self._pickups[key] = _PickupWait(time.monotonic() + self.pickup_timeout, baseline, err_before)
+        try:
+            while True:
+                dag = self._get_dag(d.name)
+                if _ready(dag, d, w.baseline):
+                    self._pickups.pop(key, None)
+                    return dag
+                self._check_import_error(d, w)
+                if time.monotonic() >= w.deadline:
+                    self._pickups.pop(key, None)
+                    raise TransientBackendError(BACKEND, _not_picked_up(d, dag, self.pickup_timeout))
+                if self.requeue_waits:
+                    msg = f"DAG {d.name}: waiting for Airflow to report version {d.version}"
+                    raise NotReadyYet(BACKEND, msg, Reason.AWAITING_BACKEND, 2 * self.poll_interval)
+                time.sleep(self.poll_interval)
+        except PermanentBackendError:
+            self._pickups.pop(key, None)
+            raise
+
+    def _check_import_error(self, d: DagResource, w: _PickupWait) -> None:
         # A stale import error (from the file we are replacing) can be re-recorded by a parse that
         # started before our write; when one was present, only a second fresh failure counts.
-        needed = 2 if err_before is not None else 1
-        fresh: set[str] = set()
-        while True:
-            dag = self._get_dag(d.name)
-            if _ready(dag, d, baseline):
-                return dag
-            err = self._import_error(d.file_name)
-            if err is not None and (err_before is None or err.timestamp != err_before.timestamp):
-                fresh.add(str(err.timestamp))
-                if len(fresh) >= needed:
-                    trace = str(err.stack_trace or "").strip()
-                    log.warning("airflow.dag.import_error", dag_id=d.name, file=d.file_name, trace=trace)
-                    last = trace.splitlines()[-1] if trace else "(no stack trace)"
-                    raise PermanentBackendError(
-                        BACKEND, f"DAG file {d.file_name} fails to import in Airflow: {last}"
-                    )
-            if time.monotonic() >= deadline:
-                seen = "not reported" if dag is None else (
-                    f"reported active={dag.is_active} tags={_tags(dag)} last_parsed={dag.last_parsed_time}"
-                )
-                raise TransientBackendError(
-                    BACKEND,
-                    f"DAG {d.name} not picked up at version {d.version} within {self.pickup_timeout:.0f}s "
-                    f"({seen}); is the scheduler's DAG processor running and reading the DAG folder?",
-                )
-            time.sleep(self.poll_interval)
+        needed = 2 if w.err_before is not None else 1
+        err = self._import_error(d.file_name)
+        if err is None or (w.err_before is not None and err.timestamp == w.err_before.timestamp):
+            return
+        w.fresh.add(str(err.timestamp))
+        if len(w.fresh) >= needed:
+            trace = str(err.stack_trace or "").strip()
+            log.warning("airflow.dag.import_error", dag_id=d.name, file=d.file_name, trace=trace)
+            last = trace.splitlines()[-1] if trace else "(no stack trace)"
+            raise PermanentBackendError(BACKEND, f"DAG file {d.file_name} fails to import in Airflow: {last}")
 
     def _delete(self, action_id: str, live: DagResource) -> ApplyResult:
         expected = f"{live.name}.py"
@@ -563,6 +576,24 @@ def _run_record(run: Any) -> dict[str, Any]:
         "end_date": when("end_date"),
         "conf": dict(get("conf") or {}),
     }
+
+
+@dataclass
+class _PickupWait:
+    deadline: float
+    baseline: datetime | None
+    err_before: Any
+    fresh: set[str] = field(default_factory=set)
+
+
+def _not_picked_up(d: DagResource, dag: Any, timeout: float) -> str:
+    seen = "not reported" if dag is None else (
+        f"reported active={dag.is_active} tags={_tags(dag)} last_parsed={dag.last_parsed_time}"
+    )
+    return (
+        f"DAG {d.name} not picked up at version {d.version} within {timeout:.0f}s ({seen}); "
+        "is the scheduler's DAG processor running and reading the DAG folder?"
+    )
 
 
 def _ready(dag: Any, d: DagResource, baseline: datetime | None) -> bool:

@@ -100,8 +100,9 @@ def _duration(text: str) -> float:
 
 
 def _one_shot(release: str, stage: str, repo: str, state: str, branch: str, apply: bool) -> tuple[Any, Any]:
+    """``plan``/``diff``: the controller's own preview of the stage; ``apply``: its deploy inputs."""
+    from controller.engine.manual import apply_stage, preview
     from controller.model.errors import PipectlError
-    from controller.plan.desired import RolloutInputs, stage_context
     from controller.source.validate import load_repo
     from controller.wiring import build_runtime
 
@@ -118,25 +119,12 @@ def _one_shot(release: str, stage: str, repo: str, state: str, branch: str, appl
         _fail(f"release {release!r} is invalid")
     if release not in snap.releases:
         _fail(f"release {release!r} not found in {repo}")
-    rel = snap.release(release)
-    if stage not in rel.spec.rollout.stages:
-        _fail(f"stage {stage!r} is not in the rollout of {release} ({', '.join(rel.spec.rollout.stages)})")
-    envs = {n: snap.environment(n) for n in snap.environments}
-    ctx = stage_context(stage, envs)
-    rec = rt.reconciler
     try:
-        plan, report = rec.converge(
-            rel,
-            stage,
-            ctx,
-            RolloutInputs(start_offsets=rec._start_offsets(rel, ctx)),
-            commit,
-            "apply",
-            apply=apply,
-        )
+        if apply:
+            return apply_stage(rt.reconciler, snap, release, stage)
+        return preview(rt.reconciler, snap, release, stage), None
     except PipectlError as e:
         _fail(str(e))
-    return plan, report
 
 
 @app.command()
@@ -221,11 +209,16 @@ def controller_run(
     interval: str = typer.Option("30s", "--interval", help="Git poll interval."),
     bake: str = typer.Option("60s", "--bake", help="Blue/green: how long blue keeps running after a switch."),
     log_format: str = typer.Option("json", "--log-format", help="json | console"),
+    workers: int = typer.Option(
+        4, "--workers", envvar="PIPECTL_WORKERS", min=1, max=64, help="Releases reconciled at once."
+    ),
 ) -> None:
     """Run the reconciler: poll git (and wake on POST /hooks/git), converge, promote, roll back."""
     from controller.cli.run import run_controller
 
-    code = run_controller(repo, branch, state, listen, _duration(interval), _duration(bake), log_format)
+    code = run_controller(
+        repo, branch, state, listen, _duration(interval), _duration(bake), log_format, workers=workers
+    )
     raise typer.Exit(code)
 
 
@@ -339,7 +332,7 @@ def describe(
     server: str | None = SERVER_OPT,
 ) -> None:
     """Conditions, per-stage table, last plan, gate results and recent events of a release."""
-    from controller.cli.render import age, plain_table
+    from controller.cli.describe import describe_text
 
     if kind not in ("release", "releases", "pipelinerelease", "pr"):
         _fail(f"unknown resource type {kind!r} (try: release)")
@@ -355,95 +348,10 @@ def describe(
         if status is None:
             _fail(f'release "{name}" not found')
         events = store.recent_events(name)
-        last_plans = {
-            k.rsplit("/", 1)[-1]: json.loads(v) for k, v in store.kv_prefix(f"lastplan/{name}/").items()
-        }
-    out = [
-        f"Name:           {name}",
-        f"Version:        {status.get('version')}",
-        f"Current stage:  {status.get('currentStage')}",
-        f"Phase:          {status.get('phase')}",
-        f"Git commit:     {status.get('observedCommit')}",
-        "",
-        "Conditions:",
-    ]
-    conds = status.get("conditions") or []
-    out.append(
-        _indent(
-            plain_table(
-                ["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
-                [
-                    [
-                        c["type"],
-                        c["status"],
-                        c["reason"],
-                        age(c.get("lastTransitionTime")),
-                        c.get("message", "")[:160],
-                    ]
-                    for c in conds
-                ],
-            )
-        )
-    )
-    out += ["", "Stages:"]
-    out.append(
-        _indent(
-            plain_table(
-                ["STAGE", "VERSION", "PHASE", "REASON", "AGE", "MESSAGE"],
-                [
-                    [
-                        st,
-                        x.get("version") or "-",
-                        x.get("phase"),
-                        x.get("reason") or "-",
-                        age(x.get("lastTransitionTime")),
-                        (x.get("message") or "")[:160],
-                    ]
-                    for st, x in status.get("stages", {}).items()
-                ],
-            )
-        )
-    )
-    out += ["", "Gates:"]
-    rows = []
-    for st, x in status.get("stages", {}).items():
-        for g in x.get("gates") or []:
-            rows.append([st, g["name"], g.get("type") or "-", g["verdict"], (g.get("message") or "")[:160]])
-    out.append(
-        _indent(plain_table(["STAGE", "GATE", "TYPE", "VERDICT", "MESSAGE"], rows)) if rows else "  <none>"
-    )
-    if last_plans:
-        out += ["", "Last plan:"]
-        for st, p in last_plans.items():
-            acts = p.get("actions") or []
-            out.append(f"  {st}: " + ("no changes" if not acts else f"{len(acts)} action(s)"))
-            for a in acts:
-                out.append(f"    {a['op']} {a['kind']} {a['name']} ({a.get('reason', '')})")
-    out += ["", "Events:"]
-    out.append(
-        _indent(
-            plain_table(
-                ["AGE", "TYPE", "STAGE", "REASON", "MESSAGE"],
-                [
-                    [
-                        age(e["ts"]),
-                        e["type"],
-                        e.get("stage") or "-",
-                        e["reason"],
-                        (e.get("message") or "")[:200],
-                    ]
-                    for e in events
-                ],
-            )
-        )
-        if events
-        else "  <none>"
-    )
-    typer.echo("\n".join(out))
+        from controller.store.rollout import RolloutStore
 
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + line for line in text.splitlines())
+        last_plans = {k: json.loads(v) for k, v in RolloutStore(store).last_plans(name).items()}
+    typer.echo(describe_text(name, status, events, last_plans))
 
 
 @app.command()

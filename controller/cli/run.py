@@ -7,6 +7,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ from controller.cli.people import record_approval
 from controller.engine.controller import Controller, state_dir_of
 from controller.engine.k8s_status import StatusMirror
 from controller.engine.leader import FileLockElector, LeadershipKeeper, elector_from_env
-from controller.model.errors import PipectlError
 from controller.obs import metrics
+from controller.obs.events import EventType
 from controller.obs.logging import configure_logging
-from controller.wiring import build_runtime
+from controller.wiring import Runtime, build_runtime
 
 
 def _token(state_dir: Path) -> str:
@@ -39,8 +40,18 @@ def _token(state_dir: Path) -> str:
 
 
 def run_controller(
-    repo: str, branch: str, state: str, listen: str, interval: float, bake: float, log_format: str
+    repo: str,
+    branch: str,
+    state: str,
+    listen: str,
+    interval: float,
+    bake: float,
+    log_format: str,
+    *,
+    workers: int = 4,
 ) -> int:
+    """Exit 0 after SIGTERM/SIGINT; non-zero only for fatal start-up errors (bad flags, an
+    unreadable state store or git source at start). Errors after start never end the process."""
     configure_logging(json=log_format == "json")
     log = structlog.get_logger("pipectl.controller")
     state_dir = state_dir_of(state)
@@ -53,6 +64,37 @@ def run_controller(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if not _lead(elector, stopping, log):
+        return 0
+    try:
+        rt = build_runtime(repo, state, branch=branch, bake_seconds=bake, requeue_waits=True)
+    except Exception as e:
+        log.error("cannot start", error=str(e), error_type=type(e).__name__)
+        elector.release()
+        return 1
+    ctl = Controller(rt.source, rt.reconciler, interval=interval, workers=workers, stop=rt.reconciler.stop)
+    _observe_status(rt)
+    api = ApiServer(
+        listen,
+        ApiState(
+            rt.store, _token(state_dir), ctl.trigger, _health(elector, ctl), metrics.render, _approver(rt)
+        ),
+    )
+    api.start()
+    log.info("api listening", address=f"{api.address[0]}:{api.address[1]}", workers=workers)
+    emit = rt.reconciler.ops.emit
+    emit(EventType.CONTROLLER, "", None, message="controller started", detail={"workers": workers})
+    try:
+        _supervise(rt, ctl, elector, stopping, log)
+    finally:
+        emit(EventType.CONTROLLER, "", None, message="controller stopped")
+        api.stop()
+        elector.release()
+    return 0
+
+
+def _lead(elector: Any, stopping: threading.Event, log: Any) -> bool:
+    """Wait until this instance leads; False when told to stop first."""
     waited = False
     while not elector.acquire():
         if not waited:
@@ -60,14 +102,11 @@ def run_controller(
             log.info("another instance is leader; standing by", holder=holder)
             waited = True
         if stopping.wait(timeout=2.0):
-            return 0
-    try:
-        rt = build_runtime(repo, state, branch=branch, bake_seconds=bake)
-    except PipectlError as e:
-        log.error("cannot start", error=str(e))
-        return 1
-    ctl = Controller(rt.source, rt.reconciler, interval=interval, stop=rt.reconciler.stop)
+            return False
+    return True
 
+
+def _observe_status(rt: Runtime) -> None:
     mirror = StatusMirror.from_env()
 
     def on_status(name: str, status: Any) -> None:
@@ -77,14 +116,22 @@ def run_controller(
 
     rt.reconciler.on_status = on_status
 
+
+def _approver(rt: Runtime) -> Callable[[str, str, str], dict[str, Any]]:
     def approve(release: str, stage: str, approver: str) -> dict[str, Any]:
         raw = rt.store.get_status(release)
         if raw is None:
             raise LookupError(f"release {release!r} not found")
         version = raw.get("version")
+        if not version:
+            raise LookupError(f"release {release!r} has no version yet")
         new = record_approval(rt.store, release, stage, version, approver)
         return {"release": release, "stage": stage, "version": version, "approver": approver, "new": new}
 
+    return approve
+
+
+def _health(elector: Any, ctl: Controller) -> Callable[[], dict[str, Any]]:
     def health() -> dict[str, Any]:
         return {
             "ok": elector.is_leader and ctl.last_error is None,
@@ -93,11 +140,11 @@ def run_controller(
             "error": ctl.last_error,
         }
 
-    api = ApiServer(
-        listen, ApiState(rt.store, _token(state_dir), ctl.trigger, health, metrics.render, approve)
-    )
-    api.start()
-    log.info("api listening", address=f"{api.address[0]}:{api.address[1]}")
+    return health
+
+
+def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.Event, log: Any) -> None:
+    """Run the controller until a signal or lost leadership; verify the audit chain every 5 min."""
 
     def halt() -> None:
         ctl.stop.set()
@@ -109,7 +156,7 @@ def run_controller(
 
     keeper = LeadershipKeeper(elector, on_lost=lost)
     keeper.start()
-    worker = threading.Thread(target=ctl.run, name="pipectl-reconciler")
+    worker = threading.Thread(target=ctl.run, name="pipectl-controller")
     worker.start()
     try:
         next_verify = 0.0
@@ -117,7 +164,10 @@ def run_controller(
             if stopping.is_set():
                 halt()
             if time.monotonic() >= next_verify:
-                ok, msg = rt.ledger.verify()
+                try:
+                    ok, msg = rt.ledger.verify()
+                except Exception as e:
+                    ok, msg = False, f"{type(e).__name__}: {e}"
                 metrics.set_audit_chain_ok(ok)
                 if not ok:
                     log.error("audit chain broken", detail=msg)
@@ -125,6 +175,3 @@ def run_controller(
             worker.join(timeout=1)
     finally:
         keeper.stop()
-        api.stop()
-        elector.release()
-    return 0

@@ -1,9 +1,12 @@
-"""The long-running controller: poll git (or wake on a webhook), pin one commit per pass, and
-reconcile each release from a work queue with requeue-after and exponential backoff.
+"""The long-running controller: poll git (or wake on a webhook), pin one commit per snapshot, and
+reconcile releases from a rate-limited work queue with N workers (default 4; ``--workers`` or
+``PIPECTL_WORKERS``), controller-runtime style:
 
-One worker thread keeps the 2-core budget predictable; releases are visited in dependency order
-(dependsOn first) so a dependency that succeeds unblocks its dependents in the same pass.
-SIGTERM sets the stop event: the executor finishes the action in flight and the loop exits.
+- a pass returns ``requeue_after``; a failed pass is retried with exponential backoff per release;
+- at most one pass per release runs at a time, so one slow release never holds up another;
+- a release whose pass changed something makes its ``dependsOn`` dependents due at once.
+
+SIGTERM sets the stop event: each worker finishes the action in flight and exits.
 """
 
 from __future__ import annotations
@@ -17,19 +20,16 @@ from pathlib import Path
 
 import structlog
 
+from controller.engine.passes import Result
 from controller.engine.reconciler import Reconciler
-from controller.model.errors import PipectlError
+from controller.engine.workqueue import WorkQueue
 from controller.obs import metrics
 from controller.source.git import GitSource
 from controller.source.validate import RepoSnapshot, load_repo
 
 log = structlog.get_logger(__name__)
 
-
-@dataclass
-class QueueItem:
-    due: float
-    failures: int = 0
+DEFAULT_WORKERS = 4
 
 
 def dependency_order(snap: RepoSnapshot) -> list[str]:
@@ -79,24 +79,31 @@ def fingerprints(snap: RepoSnapshot) -> dict[str, str]:
 
 @dataclass
 class Controller:
+    """Git → work queue → N workers, each running one release's pass at a time."""
+
     source: GitSource
     reconciler: Reconciler
     interval: float = 30.0
+    workers: int = DEFAULT_WORKERS
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.monotonic
     on_pass: Callable[[RepoSnapshot, dict[str, float]], None] | None = None
-    queue: dict[str, QueueItem] = field(default_factory=dict)
-    _snap: RepoSnapshot | None = None
+    queue: WorkQueue = field(default_factory=WorkQueue)
     last_commit: str | None = None
     last_error: str | None = None
+    _snap: RepoSnapshot | None = None
     _prints: dict[str, str] = field(default_factory=dict)
+    _dependents: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue = WorkQueue(self.clock)
 
     def trigger(self, release: str | None = None) -> None:
         """Reconcile now: one release (approval), or look at git now (webhook) — a new commit
-        then makes due exactly the releases it changed."""
+        then makes due exactly the releases it changed. Safe from any thread."""
         if release is not None:
-            self.queue.setdefault(release, QueueItem(self.clock())).due = self.clock()
+            self.queue.add(release)
         self.wake.set()
 
     def snapshot(self) -> RepoSnapshot:
@@ -107,63 +114,108 @@ class Controller:
         snap = load_repo(checkout.root)
         snap.commit = commit
         prints = fingerprints(snap)
+        changed = sorted(n for n, fp in prints.items() if self._prints.get(n) != fp)
         if commit != self.last_commit:
-            changed = sorted(n for n, fp in prints.items() if self._prints.get(n) != fp)
             log.info("new commit", commit=commit, changed=changed)
-            for n in changed:
-                self.queue.setdefault(n, QueueItem(self.clock())).due = self.clock()
+        known = self.queue.names()
+        for n in dependency_order(snap):
+            if n in changed or n not in known:
+                self.queue.add(n)
+        for gone in known - set(prints):
+            self.queue.remove(gone)
+        self._dependents = _dependents(snap)
         self._snap, self.last_commit, self._prints = snap, commit, prints
         return snap
 
-    def run_once(self) -> float:
-        """One pass over due releases; returns seconds until the next one is due."""
+    def refresh(self) -> RepoSnapshot | None:
+        """Read git (a new commit enqueues what it changed); None when the source failed."""
         try:
             snap = self.snapshot()
-            self.last_error = None
-        except PipectlError as e:
-            self.last_error = str(e)
-            log.error("git source failed", error=str(e))
+        except Exception as e:
+            self.last_error = f"git source: {e}"
+            log.error("git source failed", error=str(e), error_type=type(e).__name__)
+            return None
+        self.last_error = None
+        return snap
+
+    def process(self, name: str) -> float:
+        """One pass over ``name`` with its bookkeeping (requeue, backoff, dependents); seconds taken."""
+        snap = self._snap
+        if snap is None or name not in self._prints:
+            return 0.0
+        t0 = time.monotonic()
+        try:
+            res = self.reconciler.reconcile(snap, name)
+        except Exception as e:
+            log.exception("pass raised", release=name)
+            res = Result(errors=[f"{type(e).__name__}: {e}"], requeue_after=30.0)
+        took = time.monotonic() - t0
+        metrics.observe_reconcile(name, "error" if res.errors else "success", took)
+        if res.errors:
+            self.queue.add_rate_limited(name, at_least=res.requeue_after or 0.0)
+        else:
+            self.queue.forget(name)
+            self.queue.add(name, res.requeue_after if res.requeue_after is not None else self.interval)
+        if res.changed:
+            for dep in self._dependents.get(name, []):
+                self.queue.add(dep)
+        if self.on_pass:
+            self.on_pass(snap, {name: took})
+        return took
+
+    def run_once(self) -> float:
+        """Refresh, then run every due release's pass in this thread, dependencies first; returns
+        seconds until the next one is due (benchmarks and tests; ``run`` uses workers)."""
+        snap = self.refresh()
+        if snap is None:
             return min(self.interval, 15.0)
-        now = self.clock()
-        durations: dict[str, float] = {}
-        order = dependency_order(snap)
-        for name in order:
-            self.queue.setdefault(name, QueueItem(now))
-        for gone in set(self.queue) - set(order):
-            del self.queue[gone]
-        for name in order:
+        for name in dependency_order(snap):
             if self.stop.is_set():
                 break
-            item = self.queue[name]
-            if item.due > self.clock():
+            if self.queue.take(name):
+                try:
+                    self.process(name)
+                finally:
+                    self.queue.done(name)
+        nxt = self.queue.next_due()
+        return max(0.0, min(nxt if nxt is not None else self.interval, self.interval))
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            name = self.queue.get(timeout=1.0)
+            if name is None:
                 continue
-            t0 = time.monotonic()
-            res = self.reconciler.reconcile(snap, name)
-            durations[name] = time.monotonic() - t0
-            metrics.observe_reconcile(name, "error" if res.errors else "success", durations[name])
-            if res.errors:
-                item.failures += 1
-                backoff = min(300.0, 5.0 * 2 ** min(item.failures, 6))
-                item.due = self.clock() + max(backoff, res.requeue_after or 0.0)
-            else:
-                item.failures = 0
-                item.due = self.clock() + (
-                    res.requeue_after if res.requeue_after is not None else self.interval
-                )
-        if self.on_pass:
-            self.on_pass(snap, durations)
-        nxt = min((i.due for i in self.queue.values()), default=self.clock() + self.interval)
-        return max(0.0, min(nxt - self.clock(), self.interval))
+            try:
+                self.process(name)
+            finally:
+                self.queue.done(name)
 
     def run(self) -> None:
-        log.info("controller started", repo=self.source.repo, interval=self.interval)
+        log.info("controller started", repo=self.source.repo, interval=self.interval, workers=self.workers)
+        self.refresh()
+        threads = [
+            threading.Thread(target=self._work, name=f"pipectl-worker-{i}", daemon=True)
+            for i in range(max(1, self.workers))
+        ]
+        for t in threads:
+            t.start()
         while not self.stop.is_set():
-            wait = self.run_once()
-            if self.stop.is_set():
-                break
-            self.wake.wait(timeout=wait)
+            self.wake.wait(timeout=self.interval)
             self.wake.clear()
+            if not self.stop.is_set():
+                self.refresh()
+        self.queue.shutdown()
+        for t in threads:
+            t.join()
         log.info("controller stopped")
+
+
+def _dependents(snap: RepoSnapshot) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name in snap.releases:
+        for dep in snap.release(name).spec.depends_on:
+            out.setdefault(dep, []).append(name)
+    return out
 
 
 def state_dir_of(url: str) -> Path:

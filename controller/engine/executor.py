@@ -24,7 +24,14 @@ from itertools import groupby
 import structlog
 
 from controller.adapters.base import Adapter
-from controller.model.errors import PipectlError, PlanRefusedError, TransientBackendError
+from controller.model.errors import (
+    ErrorClass,
+    NotReadyYet,
+    PipectlError,
+    PlanRefusedError,
+    TransientBackendError,
+    error_class,
+)
 from controller.model.reasons import Reason
 from controller.obs import metrics
 from controller.plan.actions import Action, DiffContext, Op, Plan
@@ -38,10 +45,13 @@ log = structlog.get_logger(__name__)
 @dataclass
 class ActionOutcome:
     action: Action
-    state: str  # done | skipped | failed | not-run
+    state: str  # done | skipped | waiting | failed | not-run
     message: str = ""
     seconds: float = 0.0
     transient_reason: Reason | None = None  # set when a later pass may succeed (TransientBackendError.reason)
+    error_class: ErrorClass | None = None
+    retry_after: float | None = None
+    """``waiting``: applied, not visible in the backend yet; look again after this many seconds."""
 
 
 @dataclass
@@ -52,6 +62,10 @@ class ApplyReport:
     @property
     def failed(self) -> list[ActionOutcome]:
         return [o for o in self.outcomes if o.state == "failed"]
+
+    @property
+    def waiting(self) -> list[ActionOutcome]:
+        return [o for o in self.outcomes if o.state == "waiting"]
 
     @property
     def applied(self) -> list[ActionOutcome]:
@@ -113,8 +127,9 @@ class Executor:
                 report.interrupted = True
                 report.outcomes += [ActionOutcome(a, "not-run", "controller stopping") for a in wave]
                 continue
-            if report.failed:
-                report.outcomes += [ActionOutcome(a, "not-run", "an earlier wave failed") for a in wave]
+            if report.failed or report.waiting:
+                why = "an earlier wave failed" if report.failed else "an earlier wave is not visible yet"
+                report.outcomes += [ActionOutcome(a, "not-run", why) for a in wave]
                 continue
             if len(wave) == 1 or self.max_parallel == 1:
                 outs = [self._one(plan, a, run_id, intent, ctx) for a in wave]
@@ -159,9 +174,20 @@ class Executor:
             bound.info("action applied", changed=result.changed, message=result.message)
             metrics.record_action(str(action.kind), "done")
             return ActionOutcome(action, "done", result.message, time.monotonic() - t0)
-        except PipectlError as e:
-            self.store.journal_end(intent, action.id, "failed", str(e))
-            bound.error("action failed", error=str(e))
+        except NotReadyYet as e:
+            # Applied, but the backend does not show it yet: the next pass re-checks live state (and
+            # skips the action once it is visible).
+            self.store.journal_end(intent, action.id, "waiting", str(e))
+            bound.info("action applied; waiting for the backend to report it", detail=str(e))
+            metrics.record_action(str(action.kind), "waiting")
+            took = time.monotonic() - t0
+            cls = ErrorClass.TRANSIENT
+            return ActionOutcome(action, "waiting", str(e), took, e.reason, cls, e.retry_after)
+        except Exception as e:  # any error, pipectl's or not, fails this action only
+            msg = str(e) if isinstance(e, PipectlError) else f"{type(e).__name__}: {e}"
+            self.store.journal_end(intent, action.id, "failed", msg)
+            bound.error("action failed", error=msg)
             metrics.record_action(str(action.kind), "failed")
             reason = e.reason if isinstance(e, TransientBackendError) else None
-            return ActionOutcome(action, "failed", str(e), time.monotonic() - t0, reason)
+            retry = e.retry_after if isinstance(e, TransientBackendError) else None
+            return ActionOutcome(action, "failed", msg, time.monotonic() - t0, reason, error_class(e), retry)

@@ -7,25 +7,21 @@ versions and approvals from the store.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from controller.audit.ledger import GateVerdict
-from controller.engine.backends import StageBackends
-from controller.engine.reconciler import GateRequest
+from controller.engine.backends import StagePorts, progress_view
+from controller.engine.gate_request import GateRequest
 from controller.model.identifiers import semver_key
 from controller.plan.resources import ResourceKind
 from controller.rollout.context import GateContext, JobNotFound, ProgressView, default_jobs
 from controller.rollout.gates import applicable, evaluate
 from controller.store.db import Store
-
-
-def schema_key(release: str, schema: str, version: str) -> str:
-    return f"schema/{release}/{schema}/{version}"
+from controller.store.rollout import RolloutStore
 
 
 class StageGateData:
-    def __init__(self, be: StageBackends, store: Store, current_version: str):
+    def __init__(self, be: StagePorts, store: Store, current_version: str):
         self.be = be
         self.store = store
         self.current_version = current_version
@@ -37,33 +33,17 @@ class StageGateData:
         live = self.be.spark.observe(ResourceKind.STREAMING_JOB, [job_name]).get(job_name)
         if live is None:
             raise JobNotFound(job_name)
-        p = self.be.spark.progress(job_name)
-        if p is None:
-            return None
-        wm = None
-        if p.watermark:
-            wm = datetime.fromisoformat(p.watermark.replace("Z", "+00:00"))
-            if wm.year <= 1970:
-                wm = None
-        return ProgressView(
-            batch_id=p.batch_id,
-            input_rows_per_second=p.input_rows_per_second,
-            processed_rows_per_second=p.processed_rows_per_second,
-            batch_duration_ms=p.batch_duration_ms,
-            source_end_offsets=p.end_offsets,
-            watermark=wm,
-            timestamp=p.timestamp if p.timestamp.tzinfo else p.timestamp.replace(tzinfo=UTC),
-        )
+        return progress_view(self.be.spark.progress(job_name))
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         return self.be.kafka.end_offsets(topic)
 
     def live_schema(self, release: str, schema: str) -> list[str]:
-        prefix = f"schema/{release}/{schema}/"
-        found = self.store.kv_prefix(prefix)
+        """Earlier promoted versions' texts of ``schema``, newest first."""
+        found = RolloutStore(self.store).history(release).schemas.get(schema, {})
         cur = semver_key(self.current_version)
-        versions = sorted((k.removeprefix(prefix) for k in found), key=semver_key, reverse=True)
-        return [found[prefix + v] for v in versions if semver_key(v) < cur]
+        versions = sorted(found, key=semver_key, reverse=True)
+        return [found[v] for v in versions if semver_key(v) < cur]
 
     def approval(self, release: str, stage: str, version: str) -> str | None:
         a = self.store.approval(release, stage, version)

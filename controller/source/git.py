@@ -13,10 +13,16 @@ import io
 import shutil
 import subprocess
 import tarfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from controller.model.errors import PipectlError
+
+log = structlog.get_logger(__name__)
 
 
 class GitError(PipectlError):
@@ -58,6 +64,7 @@ class GitSource:
         self.cache_dir = cache_dir
         self.subdir = subdir.strip("/")
         self._plain_dir: Path | None = None
+        self._lock = threading.Lock()  # workers check out the same commit at once
         if not _is_url(repo):
             p = Path(repo).resolve()
             if not p.exists():
@@ -113,20 +120,39 @@ class GitSource:
             root = self._plain_dir or Path(self.repo).resolve()
             return Checkout(root / self.subdir if self.subdir else root, None)
         dest = self.cache_dir / "trees" / commit
-        if not dest.exists():
-            src = self._mirror() if _is_url(self.repo) else Path(self.repo)
-            data = _git("archive", "--format=tar", commit, cwd=src)
-            tmp = dest.with_name(commit + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                tar.extractall(tmp, filter="data")
-            tmp.rename(dest)
-            self._prune_trees(keep=commit)
+        with self._lock:
+            if not dest.exists():
+                self._extract(commit, dest)
         return Checkout(dest / self.subdir if self.subdir else dest, commit)
+
+    def _extract(self, commit: str, dest: Path) -> None:
+        src = self._mirror() if _is_url(self.repo) else Path(self.repo)
+        data = _git("archive", "--format=tar", commit, cwd=src)
+        tmp = dest.with_name(commit + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(tmp, filter=_safe_members(commit))  # noqa: S202 - members filtered
+        tmp.rename(dest)
+        self._prune_trees(keep=commit)
 
     def _prune_trees(self, keep: str, max_trees: int = 20) -> None:
         trees = sorted((self.cache_dir / "trees").iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in trees[max_trees:]:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def _safe_members(commit: str) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+    """tarfile's ``data`` filter, except that a member it refuses (an absolute or escaping symlink,
+    a device file) is left out instead of failing the whole checkout: only the releases that
+    reference it see it missing (validation names the file), every other release goes on."""
+
+    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, dest)
+        except tarfile.FilterError as e:
+            log.warning("unsafe file left out of the checkout", commit=commit, path=member.name, error=str(e))
+            return None
+
+    return keep

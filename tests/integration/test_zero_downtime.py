@@ -391,7 +391,8 @@ def test_zero_downtime_blue_green_switch(zd: Zd, spark_env: dict[str, str], tmp_
         wait_for(green_started, 180, "the green job", zd.ctl.log)
         phase("1.1.0 (green) job started beside blue")
         # green starts inside the data, before blue's position (blue's watermark minus the replay window)
-        green_start = json.loads(kv(zd.state, f"start-offsets/dev-{zd.name}-host-metrics-agg-v1-1-0") or "{}")
+        rollout_doc = json.loads(kv(zd.state, f"rollout/{zd.name}/dev") or "{}")
+        green_start = rollout_doc.get("start_offsets", {}).get(f"dev-{zd.name}-host-metrics-agg-v1-1-0", {})
         offsets = json.loads(green_start["offsets"])[zd.topic]
         assert all(0 < int(o) < ends_at_commit[int(p)] for p, o in offsets.items()), (offsets, ends_at_commit)
         print(

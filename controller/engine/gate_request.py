@@ -1,0 +1,31 @@
+"""What the engine asks the gate runner: one stage's gates for one version, with everything the
+pure gate functions need (tables and jobs by logical name, the baseline, schema texts, ``now``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from controller.audit.ledger import GateVerdict
+from controller.engine.backends import StagePorts
+from controller.model.manifest import PipelineRelease
+from controller.plan.desired import StageContext
+
+
+@dataclass
+class GateRequest:
+    release: PipelineRelease
+    stage: str
+    ctx: StageContext
+    backends: StagePorts
+    tables: dict[str, str]
+    jobs: dict[str, str]
+    baseline_tables: dict[str, str]
+    baseline_version: str | None
+    schema_texts: dict[str, str]
+    now: datetime
+
+
+class GateRunner(Protocol):
+    def evaluate(self, req: GateRequest) -> list[GateVerdict]: ...

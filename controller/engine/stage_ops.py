@@ -1,0 +1,329 @@
+"""Stage operations: the one code path the controller's pass and every CLI verb use to plan and
+change a stage — converge (plan → journaled apply → audit), stop jobs, and the rollout inputs of
+each step (what serves, how views stitch, where green jobs start).
+
+``pipectl plan``/``diff`` call ``preview`` and so compute exactly the plan the controller's pass
+would for that stage (same upstream releases, same view segments, same start offsets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.audit.ledger import Ledger
+from controller.audit.records import RunFacts, build_record, manifest_digest
+from controller.engine.backends import BackendsFactory, StagePorts
+from controller.engine.executor import ApplyReport, Executor, intent_digest
+from controller.model.manifest import PipelineRelease
+from controller.model.status import StageStatus
+from controller.obs.events import EventSink, EventType, make_event
+from controller.plan.actions import DiffContext, Plan
+from controller.plan.desired import (
+    VERSIONED_STRATEGIES,
+    RolloutInputs,
+    StageContext,
+    desired_resources,
+    job_name,
+)
+from controller.plan.planner import make_plan
+from controller.plan.resources import Resource, ResourceKind
+from controller.store.db import Store
+from controller.store.rollout import RolloutStore, StageRollout
+
+log = structlog.get_logger(__name__)
+
+Reader = Callable[[str], bytes]
+ReaderFor = Callable[[str | None], tuple[Path, Reader]]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a deploy at a stage is measured against: the known good of the stage (a canary's
+    target's), and whether the new version runs beside it (blue/green) or replaces it."""
+
+    stage: str
+    release: PipelineRelease | None
+    commit: str | None
+    blue_green: bool
+
+    @property
+    def version(self) -> str | None:
+        return self.release.spec.version if self.release is not None else None
+
+
+@dataclass
+class StageOps:
+    store: Store
+    ledger: Ledger
+    backends: BackendsFactory
+    reader_for: ReaderFor
+    clock: Callable[[], datetime]
+    instance: str = "pipectl"
+    checkpoint_root: str = ".pipectl/checkpoints"
+    stop: threading.Event = field(default_factory=threading.Event)
+    executor_factory: Callable[[StagePorts], Executor] | None = None
+    events: EventSink | None = None
+
+    def __post_init__(self) -> None:
+        self.checkpoint_root = str(Path(self.checkpoint_root).resolve())
+        self.rollouts = RolloutStore(self.store)
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    def known_good(self, release: str, stage: str) -> tuple[PipelineRelease, str | None] | None:
+        kg = self.store.known_good(release, stage)
+        if not kg:
+            return None
+        return PipelineRelease.model_validate_json(kg["manifest"]), kg["commit"]
+
+    @staticmethod
+    def versioned_jobs(rel: PipelineRelease, ctx: StageContext, version: str) -> list[str]:
+        return [
+            job_name(ctx, rel.name, j, version)
+            for j in rel.spec.streaming_jobs
+            if j.strategy in VERSIONED_STRATEGIES
+        ]
+
+    @staticmethod
+    def start_offsets(rel: PipelineRelease, ctx: StageContext, state: StageRollout) -> dict[str, str]:
+        out = {}
+        for job in rel.spec.streaming_jobs:
+            pos = state.start_offsets.get(job_name(ctx, rel.name, job, rel.spec.version))
+            if pos is not None:
+                out[job.name] = pos.offsets
+        return out
+
+    def baseline(self, rel: PipelineRelease, stage: str, ctx: StageContext) -> Baseline:
+        base_stage = ctx.canary_of or stage
+        kg = self.known_good(rel.name, base_stage)
+        good, commit = kg if kg is not None else (None, None)
+        versioned = any(j.strategy in VERSIONED_STRATEGIES for j in rel.spec.streaming_jobs)
+        bg = versioned and good is not None and good.spec.version != rel.spec.version
+        return Baseline(base_stage, good, commit, bg)
+
+    # --- the rollout inputs of each step -------------------------------------------------------
+
+    def sync_inputs(
+        self, rel: PipelineRelease, stage: str, ctx: StageContext, st: StageStatus, bake_seconds: float
+    ) -> tuple[RolloutInputs, list[str], bool]:
+        """An in-sync stage: (inputs, blue jobs whose bake is over and may stop, bake still running)."""
+        state = self.rollouts.stage(rel.name, stage)
+        inputs = RolloutInputs(
+            serving_version=rel.spec.version,
+            view_segments=state.segments,
+            start_offsets=self.start_offsets(rel, ctx, state),
+        )
+        if not (st.previous_version and not ctx.is_canary and st.switched_at is not None):
+            return inputs, [], False
+        if (self.clock() - st.switched_at).total_seconds() >= bake_seconds:
+            return inputs, self.versioned_jobs(rel, ctx, st.previous_version), False
+        return inputs, [], True
+
+    def deploy_inputs(
+        self, rel: PipelineRelease, stage: str, ctx: StageContext, base: Baseline
+    ) -> RolloutInputs:
+        """The active stage: the new version beside blue (serving view still on blue) or in place."""
+        state = self.rollouts.stage(rel.name, stage)
+        serving = base.version if base.blue_green else rel.spec.version
+        return RolloutInputs(
+            serving_version=serving,
+            view_segments=state.segments,
+            start_offsets=self.start_offsets(rel, ctx, state),
+        )
+
+    def hold_inputs(self, good: PipelineRelease, stage: str, ctx: StageContext) -> RolloutInputs:
+        """A stage kept on (or restored to) its known good version."""
+        state = self.rollouts.stage(good.name, stage)
+        return RolloutInputs(
+            serving_version=good.spec.version,
+            view_segments=state.segments,
+            start_offsets=self.start_offsets(good, ctx, state),
+        )
+
+    # --- converge ------------------------------------------------------------------------------
+
+    @staticmethod
+    def observe(be: StagePorts, desired: Sequence[Resource]) -> dict[tuple[str, str], Any]:
+        """Live state of ``desired``: one observe per adapter (an adapter serving several kinds may
+        read them together, as Hive does for tables and views)."""
+        by_adapter: dict[int, tuple[Any, dict[ResourceKind, list[str]]]] = {}
+        for d in desired:
+            kind = ResourceKind(d.kind)
+            adapter = be.adapters[kind]
+            by_adapter.setdefault(id(adapter), (adapter, {}))[1].setdefault(kind, []).append(d.name)
+        live: dict[tuple[str, str], Any] = {}
+        for adapter, requests in by_adapter.values():
+            batched = getattr(adapter, "observe_kinds", None)
+            if batched is not None and len(requests) > 1:
+                found = batched(requests)
+            else:
+                found = {kind: adapter.observe(kind, names) for kind, names in requests.items()}
+            for kind, resources in found.items():
+                for n, r in resources.items():
+                    live[(str(kind), n)] = r
+        return live
+
+    def plan(
+        self,
+        rel: PipelineRelease,
+        stage: str,
+        ctx: StageContext,
+        rollout: RolloutInputs,
+        commit: str | None,
+        upstream: Sequence[PipelineRelease] = (),
+        delete_jobs: Sequence[str] = (),
+    ) -> tuple[Plan, StagePorts]:
+        """The plan that converges ``stage`` to ``rel`` (nothing applied)."""
+        root, read = self.reader_for(commit)
+        be = self.backends(ctx, root)
+        if ctx.canary_of is not None and self.store.known_good(rel.name, ctx.canary_of) is not None:
+            rollout = dataclasses.replace(rollout, declare_topics=False)
+        desired = desired_resources(
+            rel, ctx, read, self.checkpoint_root, rollout, upstream_releases=list(upstream)
+        )
+        live = self.observe(be, desired)
+        prune: list[Any] = []
+        if delete_jobs:
+            prune = list(be.spark.observe(ResourceKind.STREAMING_JOB, list(delete_jobs)).values())
+        plan = make_plan(
+            rel.name,
+            rel.spec.version,
+            stage,
+            desired,
+            live,
+            self.clock(),
+            DiffContext(allow_delete=frozenset(delete_jobs), prune=bool(delete_jobs)),
+            commit,
+            prune,
+        )
+        return plan, be
+
+    def converge(
+        self,
+        rel: PipelineRelease,
+        stage: str,
+        ctx: StageContext,
+        rollout: RolloutInputs,
+        commit: str | None,
+        kind: str,
+        *,
+        upstream: Sequence[PipelineRelease] = (),
+        delete_jobs: Sequence[str] = (),
+        apply: bool = True,
+    ) -> tuple[Plan, ApplyReport | None]:
+        """Plan (and apply, journaled) one stage towards ``rel``; audit what changed."""
+        plan, be = self.plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
+        if not apply or plan.is_noop or plan.refused:
+            return plan, None
+        state = self.rollouts.stage(rel.name, stage)
+        state.last_plan = plan.model_dump_json()
+        self.rollouts.put_stage(rel.name, stage, state)
+        run_id = uuid.uuid4().hex
+        started = self.clock()
+        self.store.run_start(run_id, rel.name, stage, rel.spec.version, kind, commit)
+        intent = intent_digest(
+            rel.name,
+            stage,
+            rel.spec.version,
+            manifest_digest(rel)
+            + json.dumps(rollout.start_offsets, sort_keys=True)
+            + str(rollout.serving_version)
+            + repr(rollout.view_segments),
+        )
+        report = self._executor(be).apply(plan, run_id, intent)
+        outcome = "failed" if report.failed else ("interrupted" if report.interrupted else "succeeded")
+        msg = "; ".join(f"{o.action.id}: {o.message}" for o in report.failed)
+        self.store.run_end(run_id, outcome, "ApplyFailed" if report.failed else None, msg)
+        for o in report.outcomes:
+            self.emit(
+                EventType.ACTION,
+                rel,
+                stage,
+                run_id=run_id,
+                git_commit=commit,
+                message=o.message or o.state,
+                detail={
+                    "action_id": o.action.id,
+                    "kind": str(o.action.kind),
+                    "name": o.action.name,
+                    "op": str(o.action.op),
+                    "state": o.state,
+                    "message": o.message,
+                },
+            )
+        _root, read = self.reader_for(commit)
+        actions = [f"{o.action.id}: {o.state}" for o in report.outcomes]
+        self.audit(
+            rel,
+            stage,
+            RunFacts(
+                kind, run_id, commit, outcome, started, self.clock(), self.instance, plan, actions, (), msg
+            ),
+            ctx,
+            read,
+            upstream,
+        )
+        return plan, report
+
+    def delete_jobs(
+        self, rel: PipelineRelease, stage: str, ctx: StageContext, names: list[str]
+    ) -> ApplyReport | None:
+        """Stop (and forget) the named streaming jobs that still exist."""
+        root, _ = self.reader_for(None)
+        be = self.backends(ctx, root)
+        prune = list(be.spark.observe(ResourceKind.STREAMING_JOB, names).values())
+        plan = make_plan(
+            rel.name,
+            rel.spec.version,
+            stage,
+            [],
+            {},
+            self.clock(),
+            DiffContext(allow_delete=frozenset(names), prune=True),
+            None,
+            prune,
+        )
+        if not plan.actions:
+            return None
+        intent = intent_digest(rel.name, stage, "stop", ",".join(names))
+        return self._executor(be).apply(plan, uuid.uuid4().hex, intent)
+
+    def _executor(self, be: StagePorts) -> Executor:
+        if self.executor_factory is not None:
+            return self.executor_factory(be)
+        return Executor(self.store, be.adapters, stop=self.stop)
+
+    # --- records -------------------------------------------------------------------------------
+
+    def audit(
+        self,
+        rel: PipelineRelease,
+        stage: str,
+        run: RunFacts,
+        ctx: StageContext | None = None,
+        read: Reader | None = None,
+        upstream: Sequence[PipelineRelease] = (),
+    ) -> None:
+        if read is None:
+            _root, read = self.reader_for(run.commit)
+        self.ledger.append(build_record(rel, stage, run, read, ctx, upstream))
+
+    def emit(self, event_type: EventType, rel: PipelineRelease | str, stage: str | None, **kw: Any) -> None:
+        if self.events is None:
+            return
+        name = rel if isinstance(rel, str) else rel.name
+        kw.setdefault("version", None if isinstance(rel, str) else rel.spec.version)
+        try:
+            self.events.emit(make_event(event_type, release=name, stage=stage, instance=self.instance, **kw))
+        except Exception as e:  # the event stream never breaks a pass
+            log.warning("event not emitted", event_type=str(event_type), error=str(e))

@@ -1,0 +1,289 @@
+"""After the active stage has converged and soaked: evaluate its gates, then promote (switch the
+serving view to green, record the known good) or roll back (restore the known good and stop the
+failed version). Each outcome is an audit record, an operational event and one history row.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller.audit.ledger import GateVerdict
+from controller.audit.records import RunFacts
+from controller.engine.backends import StagePorts
+from controller.engine.gate_request import GateRequest, GateRunner
+from controller.engine.passes import Pass, StatusWriter
+from controller.engine.stage_ops import Baseline, StageOps
+from controller.model.errors import PipectlError
+from controller.model.manifest import PipelineRelease
+from controller.model.reasons import Phase, Reason, Verdict
+from controller.model.status import GateResult
+from controller.obs import metrics
+from controller.obs.events import EventType
+from controller.plan.actions import Plan
+from controller.plan.desired import StageContext, job_name, physical_table, stage_context
+from controller.rollout import bluegreen
+from controller.rollout.stages import judge
+
+RESTORE_WAIT = 90.0
+
+
+def _refusals(plan: Plan) -> str:
+    return "; ".join(f"{a.kind} {a.name}: {a.reason} [{a.reason_code}]" for a in plan.refused)
+
+
+@dataclass
+class Verdicts:
+    ops: StageOps
+    writer: StatusWriter
+    gates: GateRunner
+    clock: Callable[[], datetime]
+    verify_interval: float = 10.0
+
+    def refused(self, p: Pass, stage: str, plan: Plan) -> None:
+        msg = _refusals(plan)
+        self.writer.set(p, stage, Phase.FAILED, Reason.PLAN_REFUSED, msg)
+        now = self.clock()
+        run = RunFacts("apply", uuid.uuid4().hex, p.commit, "refused", now, now, self.ops.instance, plan)
+        run.message, run.reason = msg, Reason.PLAN_REFUSED
+        self.ops.audit(p.rel, stage, run)
+
+    # --- gates ---------------------------------------------------------------------------------
+
+    def evaluate(
+        self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline
+    ) -> list[GateVerdict]:
+        rel, version = p.rel, p.version
+        applies = [g for g in rel.spec.rollout.gates if g.stages is None or stage in g.stages]
+        if not applies:
+            return []
+        baseline_tables: dict[str, str] = {}
+        if base.blue_green and base.release is not None and base.version is not None:
+            target = stage_context(base.stage, p.envs)
+            baseline_tables = {
+                t.name: physical_table(target, base.release, t.name, base.version)
+                for t in base.release.spec.tables
+            }
+        _root, read = self.ops.reader_for(p.commit)
+        schema_texts = {}
+        for s in rel.spec.schemas:
+            try:
+                schema_texts[s.name] = read(s.path).decode("utf-8")
+            except OSError:
+                pass
+        req = GateRequest(
+            release=rel,
+            stage=stage,
+            ctx=ctx,
+            backends=be,
+            tables={t.name: physical_table(ctx, rel, t.name, version) for t in rel.spec.tables},
+            jobs={j.name: job_name(ctx, rel.name, j, version) for j in rel.spec.streaming_jobs},
+            baseline_tables=baseline_tables,
+            baseline_version=base.version if base.blue_green else None,
+            schema_texts=schema_texts,
+            now=self.clock(),
+        )
+        return self.gates.evaluate(req)
+
+    def judge(self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline) -> None:
+        self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, "evaluating gates")
+        verdicts = self.evaluate(p, stage, ctx, be, base)
+        for v in verdicts:
+            metrics.record_gate_result(v.name, str(v.verdict))
+            self.ops.emit(
+                EventType.GATE,
+                p.rel,
+                stage,
+                git_commit=p.commit,
+                reason=str(v.verdict),
+                message=v.message,
+                detail={"gate": v.name, "type": v.type, "verdict": str(v.verdict), "message": v.message},
+            )
+        p.stage(stage).gates = [
+            GateResult(name=v.name, type=v.type, verdict=Verdict(v.verdict), message=v.message)
+            for v in verdicts
+        ]
+        outcome = judge(
+            [(v.name, Verdict(v.verdict), v.message) for v in verdicts], p.rel.spec.rollout.rollback.automatic
+        )
+        if outcome.phase is Phase.VERIFYING:
+            self.writer.set(p, stage, Phase.VERIFYING, outcome.reason, outcome.message)
+            p.result.requeue(self.verify_interval)
+            return
+        run_id = uuid.uuid4().hex
+        now = self.clock()
+        passed = outcome.phase is Phase.SUCCEEDED
+        run = RunFacts(
+            "gate", run_id, p.commit, "passed" if passed else "failed", now, now, self.ops.instance
+        )
+        run.gates = verdicts
+        self.ops.audit(p.rel, stage, run, ctx, upstream=p.upstream)
+        if passed:
+            self.promote(p, stage, ctx, base, outcome.message)
+            p.result.requeue(0.0)
+        else:
+            self.rollback(p, stage, ctx, outcome.phase, outcome.message, verdicts)
+        p.result.changed = True
+        self._history_row(p, stage, run_id, verdicts)
+
+    def _history_row(self, p: Pass, stage: str, run_id: str, verdicts: list[GateVerdict]) -> None:
+        """One history row per attempt: the version, where, what came of it and every gate's verdict."""
+        final = p.stage(stage)
+        self.ops.store.run_start(run_id, p.name, stage, p.version, "rollout", p.commit)
+        self.ops.store.run_end(
+            run_id,
+            str(final.phase),
+            final.reason,
+            final.message or "",
+            [
+                {"name": v.name, "type": v.type, "verdict": str(v.verdict), "message": v.message}
+                for v in verdicts
+            ],
+        )
+
+    # --- promote -------------------------------------------------------------------------------
+
+    def promote(self, p: Pass, stage: str, ctx: StageContext, base: Baseline, message: str) -> None:
+        started = self.clock()
+        switched = False
+        if base.blue_green and not ctx.is_canary and p.rel.spec.views and base.version is not None:
+            if not self._switch_views(p, stage, ctx, base.version):
+                return
+            switched = True
+        rel = p.rel
+        manifest = rel.model_dump_json(by_alias=True)
+        _root, read = self.ops.reader_for(p.commit)
+        schemas = {}
+        for s in rel.spec.schemas:
+            try:
+                schemas[s.name] = read(s.path).decode("utf-8")
+            except OSError:
+                pass
+        self.ops.rollouts.record_promoted(rel.name, p.version, p.commit, manifest, schemas)
+        self.ops.store.set_known_good(rel.name, stage, p.version, p.commit, manifest)
+        st = p.stage(stage)
+        if switched:
+            st.previous_version = base.version
+            st.switched_at = self.clock()
+        note = f"; serving view switched from {base.version}" if switched else ""
+        self.writer.set(p, stage, Phase.SUCCEEDED, Reason.RECONCILIATION_SUCCEEDED, message + note)
+        self.ops.emit(
+            EventType.PROMOTION,
+            rel,
+            stage,
+            git_commit=p.commit,
+            phase=str(Phase.SUCCEEDED),
+            message=f"{p.version} promoted at {stage}{note}",
+            detail={"from": base.version, "to": p.version},
+        )
+        now = self.clock()
+        run = RunFacts("promotion", uuid.uuid4().hex, p.commit, "succeeded", started, now, self.ops.instance)
+        run.message = f"{p.version} promoted at {stage}"
+        self.ops.audit(rel, stage, run)
+
+    def _switch_views(self, p: Pass, stage: str, ctx: StageContext, blue_version: str) -> bool:
+        """Record the new segments (idempotently), then converge the views onto them."""
+        rel = p.rel
+        state = self.ops.rollouts.stage(rel.name, stage)
+        starts = [
+            pos.start_time
+            for j in rel.spec.streaming_jobs
+            if (pos := state.start_offsets.get(job_name(ctx, rel.name, j, p.version))) is not None
+        ]
+        views = [
+            (
+                v.name,
+                physical_table(ctx, rel, v.table, blue_version),
+                physical_table(ctx, rel, v.table, p.version),
+            )
+            for v in rel.spec.views
+        ]
+        state.segments = bluegreen.next_segments(
+            state.segments, views, bluegreen.cutover(starts, self.clock())
+        )
+        self.ops.rollouts.put_stage(rel.name, stage, state)
+        inputs = self.ops.hold_inputs(rel, stage, ctx)
+        _, report = self.ops.converge(rel, stage, ctx, inputs, p.commit, "promotion", upstream=p.upstream)
+        if report is not None and (report.failed or report.waiting):
+            bad = report.failed or report.waiting
+            msg = "view switch failed: " + "; ".join(o.message for o in bad)
+            self.writer.set(p, stage, Phase.FAILED, Reason.APPLY_FAILED, msg)
+            return False
+        return True
+
+    # --- roll back -----------------------------------------------------------------------------
+
+    def rollback(
+        self, p: Pass, stage: str, ctx: StageContext, phase: Phase, message: str, verdicts: list[GateVerdict]
+    ) -> None:
+        if phase is not Phase.ROLLED_BACK:
+            self.writer.set(p, stage, Phase.FAILED, Reason.GATE_FAILED, message)
+            return
+        started = self.clock()
+        failed_jobs = self.ops.versioned_jobs(p.rel, ctx, p.version)
+        kg = self.ops.known_good(p.name, stage)
+        if kg is not None and kg[0].spec.version == p.version:
+            kg = None
+        problem = self._restore(p, stage, ctx, kg, failed_jobs)
+        restored = kg[0].spec.version if kg else "nothing (first version)"
+        if problem:
+            msg = f"{message}; rollback to {restored} did not complete: {problem}"
+            self.writer.set(p, stage, Phase.FAILED, Reason.ROLLBACK_FAILED, msg)
+            metrics.record_reconcile_error(p.name, Reason.ROLLBACK_FAILED)
+            outcome, reason = "failed", Reason.ROLLBACK_FAILED
+        else:
+            msg = f"{message}; restored {restored}"
+            metrics.record_rollback(p.name, stage)
+            self.writer.set(p, stage, Phase.ROLLED_BACK, Reason.GATE_FAILED, msg)
+            outcome, reason = "rolledBack", Reason.GATE_FAILED
+        self.ops.emit(
+            EventType.ROLLBACK,
+            p.rel,
+            stage,
+            git_commit=p.commit,
+            phase=str(p.stage(stage).phase),
+            reason=reason,
+            message=msg,
+            detail={"from": p.version, "to": kg[0].spec.version if kg else None, "trigger": "gate"},
+        )
+        run = RunFacts(
+            "rollback", uuid.uuid4().hex, p.commit, outcome, started, self.clock(), self.ops.instance
+        )
+        run.gates, run.message, run.reason = verdicts, msg, reason
+        self.ops.audit(p.rel, stage, run)
+
+    def _restore(
+        self,
+        p: Pass,
+        stage: str,
+        ctx: StageContext,
+        kg: tuple[PipelineRelease, str | None] | None,
+        failed_jobs: list[str],
+    ) -> str:
+        """Restore the known good (or stop the failed first version); what did not work, or ""."""
+        try:
+            if kg is None:
+                report = self.ops.delete_jobs(p.rel, stage, ctx, failed_jobs) if failed_jobs else None
+                return "; ".join(o.message for o in report.failed) if report is not None else ""
+            good, commit = kg
+            inputs = self.ops.hold_inputs(good, stage, ctx)
+            deadline = time.monotonic() + RESTORE_WAIT
+            while True:
+                plan, report = self.ops.converge(
+                    good, stage, ctx, inputs, commit, "restore", delete_jobs=failed_jobs
+                )
+                if report is None or not report.waiting or time.monotonic() >= deadline:
+                    break
+                # "RolledBack" must mean restored: the restore's own waits (Airflow parsing the known
+                # good DAG file) are finished inside this pass, bounded by RESTORE_WAIT.
+                time.sleep(min(o.retry_after or 1.0 for o in report.waiting))
+        except PipectlError as e:
+            return str(e)
+        if plan.refused:
+            return "refused: " + _refusals(plan)
+        if report is not None and (report.failed or report.waiting):
+            return "; ".join(f"{o.action.id}: {o.message}" for o in report.failed + report.waiting)
+        return ""
