@@ -33,16 +33,13 @@ import — then sets the paused state. Delete pauses, removes the files and dele
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePath
-from typing import Any, Protocol
+from pathlib import PurePath
+from typing import Any
 
 import structlog
 import urllib3
@@ -55,6 +52,39 @@ from airflow_client.client.model.dag import DAG
 from airflow_client.client.model.dag_run import DAGRun
 
 from controller.adapters._retry import retrying
+from controller.adapters.airflow_files import (
+    META_SUFFIX as META_SUFFIX,
+)
+from controller.adapters.airflow_files import (
+    PIPECTL_TAG as PIPECTL_TAG,
+)
+from controller.adapters.airflow_files import (
+    DagDeployer as DagDeployer,
+)
+from controller.adapters.airflow_files import (
+    LocalFolderDeployer as LocalFolderDeployer,
+)
+from controller.adapters.airflow_files import (
+    _common_prefix as _common_prefix,
+)
+from controller.adapters.airflow_files import (
+    dag_tags as dag_tags,
+)
+from controller.adapters.airflow_files import (
+    id_pattern as id_pattern,
+)
+from controller.adapters.airflow_files import (
+    meta_file_name as meta_file_name,
+)
+from controller.adapters.airflow_files import (
+    render_meta as render_meta,
+)
+from controller.adapters.airflow_files import (
+    source_tag as source_tag,
+)
+from controller.adapters.airflow_files import (
+    tag_value as tag_value,
+)
 from controller.adapters.base import ApplyResult, CallStats
 from controller.model.errors import ConflictError, NotReadyYet, PermanentBackendError, TransientBackendError
 from controller.model.reasons import Reason
@@ -65,134 +95,10 @@ from controller.plan.resources import DagResource, Owner, Resource, ResourceKind
 log = structlog.get_logger(__name__)
 
 BACKEND = "airflow"
-META_SUFFIX = ".pipectl.json"
-PIPECTL_TAG = "pipectl"
 _PAGE = 100
 
 
 # --- deployers ---------------------------------------------------------------------------------
-
-
-class DagDeployer(Protocol):
-    """Where DAG files go. The local stack uses a folder; a cluster would use a bucket or git-sync."""
-
-    def deploy(self, file_name: str, source: str) -> None:
-        """Write ``file_name`` with ``source`` atomically (readers see the old or the new file)."""
-        ...
-
-    def remove(self, file_name: str) -> None:
-        """Remove ``file_name``; absent is fine."""
-        ...
-
-    def read_digest(self, file_name: str) -> str | None:
-        """``sha256:<hex>`` of the deployed file (as ``controller.plan.desired.digest``), None if absent."""
-        ...
-
-
-class LocalFolderDeployer:
-    """Deploys into a DAG folder on this machine: temp file in the same folder, then rename."""
-
-    def __init__(self, folder: Path, meta: dict[str, Any] | None = None):
-        self.folder = Path(folder)
-        # Facts about where the DAG runs (e.g. how to call pipectl), written into every sidecar.
-        self.meta = dict(meta or {})
-
-    def _path(self, file_name: str) -> Path:
-        if not file_name or file_name != PurePath(file_name).name or file_name.startswith("."):
-            raise PermanentBackendError(BACKEND, f"invalid DAG file name {file_name!r} (a plain file name)")
-        return self.folder / file_name
-
-    def deploy(self, file_name: str, source: str) -> None:
-        target = self._path(file_name)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # The temp name neither ends in .py nor is visible to the DAG processor's file listing.
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".pipectl-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(source.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def remove(self, file_name: str) -> None:
-        self._path(file_name).unlink(missing_ok=True)
-
-    def read_digest(self, file_name: str) -> str | None:
-        try:
-            return digest(self._path(file_name).read_bytes())
-        except FileNotFoundError:
-            return None
-
-
-# --- conventions (pure) ------------------------------------------------------------------------
-
-
-def meta_file_name(file_name: str) -> str:
-    """``x__dev.py`` → ``x__dev.pipectl.json`` (what ``Path(__file__).with_suffix(...)`` gives)."""
-    return str(PurePath(file_name).with_suffix(META_SUFFIX))
-
-
-def dag_tags(release: str | None, version: str, source_digest: str | None = None) -> list[str]:
-    """The tags a deployed DAG carries; ``source:<12 hex>`` names the code revision, so a parse of
-    the new file (not a late one of the old) is what tells the adapter a deploy was picked up."""
-    tags = [PIPECTL_TAG]
-    if release:
-        tags.append(f"release:{release}")
-    tags.append(f"version:{version}")
-    if source_digest:
-        tags.append(f"source:{source_tag(source_digest)}")
-    return tags
-
-
-def source_tag(source_digest: str) -> str:
-    return source_digest.partition(":")[2][:12] or source_digest[:12]
-
-
-def render_meta(dag: DagResource, extra: dict[str, Any] | None = None) -> str:
-    """The sidecar's content; deterministic, so its digest tells whether it must be rewritten.
-
-    ``extra`` carries the deployer's facts about the runtime (``pipectl``: the interpreter and
-    repo a task uses to call ``pipectl transform run``); pipectl's own keys win on a clash.
-    """
-    release = dag.owner.release if dag.owner else None
-    tags = dag_tags(release, dag.version, dag.source_digest or None)
-    body = {**(extra or {}), "dag_id": dag.name, "release": release, "version": dag.version, "tags": tags}
-    return json.dumps(body, indent=2, sort_keys=True) + "\n"
-
-
-def tag_value(tags: Sequence[str], key: str) -> str | None:
-    prefix = f"{key}:"
-    return next((t[len(prefix) :] for t in tags if t.startswith(prefix)), None)
-
-
-def id_pattern(names: Sequence[str]) -> str | None:
-    """A substring every name contains, for ``get_dags(dag_id_pattern=...)`` (SQL ``ILIKE %p%``).
-
-    Stage-scoped ids share their ``__<stage>`` suffix; otherwise try a common prefix; else None.
-    """
-    if not names:
-        return None
-    if len(names) == 1:
-        return names[0]
-    suffix = _common_prefix([n[::-1] for n in names])[::-1]
-    best = max(suffix, _common_prefix(names), key=len)
-    return best if len(best) >= 3 else None
-
-
-def _common_prefix(names: Sequence[str]) -> str:
-    first, last = min(names), max(names)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[:n]
-
-
-# --- the adapter -------------------------------------------------------------------------------
 
 
 class AirflowAdapter:
