@@ -37,6 +37,7 @@ from controller.model.reasons import Phase, Reason
 from controller.model.status import Condition, ReleaseStatus, StageStatus, set_condition
 from controller.obs import metrics
 from controller.obs.events import EventSink, EventType
+from controller.plan.actions import Plan
 from controller.rollout.stages import StageFacts, Step, plan_steps
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
@@ -86,6 +87,10 @@ class Reconciler:
         verdicts = Verdicts(self.ops, self.writer, gates, clock, verify_interval)
         self.steps = Steps(self.ops, self.writer, verdicts, clock, bake_seconds, soak_timeout)
         self.stage_metrics = StageMetrics(self.ops)
+
+    @property
+    def last_plans(self) -> dict[tuple[str, str], Plan]:
+        return self.ops.last_plans
 
     def load_status(self, name: str) -> ReleaseStatus:
         raw = self.store.get_status(name)

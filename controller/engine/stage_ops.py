@@ -77,6 +77,8 @@ class StageOps:
     def __post_init__(self) -> None:
         self.checkpoint_root = str(Path(self.checkpoint_root).resolve())
         self.rollouts = RolloutStore(self.store)
+        self.last_plans: dict[tuple[str, str], Plan] = {}
+        """(release, stage) → the latest plan computed in this process (benchmarks read it)."""
 
     # --- facts ---------------------------------------------------------------------------------
 
@@ -206,6 +208,7 @@ class StageOps:
             commit,
             prune,
         )
+        self.last_plans[(rel.name, stage)] = plan
         return plan, be
 
     def converge(
