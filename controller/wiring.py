@@ -88,7 +88,7 @@ class Wiring:
     dag_meta: dict[str, Any] = field(default_factory=dict)
     requeue_waits: bool = False
     """The controller: adapters raise ``NotReadyYet`` instead of sleeping through a wait."""
-    _cache: dict[tuple[Any, ...], StageBackends] = field(default_factory=dict)
+    _cache: dict[tuple[Any, ...], tuple[StageBackends, LocalRunner]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def backends(self, ctx: StageContext, repo_root: Path | None = None) -> StageBackends:
@@ -106,9 +106,9 @@ class Wiring:
         )
         with self._lock:
             if key in self._cache:
-                be = self._cache[key]
+                be, cached_runner = self._cache[key]
                 if repo_root is not None:
-                    be.spark.runner.repo_root = repo_root.resolve()  # type: ignore[attr-defined]
+                    cached_runner.repo_root = repo_root.resolve()
                 return be
             info = _stack_info()
             presto = PrestoClient(
@@ -156,7 +156,7 @@ class Wiring:
                 ResourceKind.TRANSFORM: transforms,
             }
             be = StageBackends(adapters, kafka, hive, presto, airflow, spark, transforms)
-            self._cache[key] = be
+            self._cache[key] = (be, runner)
             return be
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from controller.adapters.airflow import AirflowAdapter
 from controller.adapters.base import Adapter, CallStats
@@ -48,6 +48,15 @@ class StageBackends:
     def reset_calls(self) -> None:
         for n in BACKEND_NAMES:
             getattr(self, n).stats.reset()
+
+
+@runtime_checkable
+class BatchObserver(Protocol):
+    """An adapter serving several kinds that reads them in one go (Hive: tables and views)."""
+
+    def observe_kinds(
+        self, requests: Mapping[ResourceKind, Sequence[str]]
+    ) -> Mapping[ResourceKind, Mapping[str, Resource]]: ...
 
 
 class OffsetsPort(Protocol):

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +20,10 @@ from typing import Any
 
 import structlog
 
+from controller.adapters.base import Adapter
 from controller.audit.ledger import Ledger
 from controller.audit.records import RunFacts, build_record, manifest_digest
-from controller.engine.backends import BackendsFactory, StagePorts
+from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
 from controller.model.manifest import PipelineRelease
 from controller.model.status import StageStatus
@@ -158,16 +159,16 @@ class StageOps:
     def observe(be: StagePorts, desired: Sequence[Resource]) -> dict[tuple[str, str], Any]:
         """Live state of ``desired``: one observe per adapter (an adapter serving several kinds may
         read them together, as Hive does for tables and views)."""
-        by_adapter: dict[int, tuple[Any, dict[ResourceKind, list[str]]]] = {}
+        by_adapter: dict[int, tuple[Adapter, dict[ResourceKind, list[str]]]] = {}
         for d in desired:
             kind = ResourceKind(d.kind)
             adapter = be.adapters[kind]
             by_adapter.setdefault(id(adapter), (adapter, {}))[1].setdefault(kind, []).append(d.name)
         live: dict[tuple[str, str], Any] = {}
         for adapter, requests in by_adapter.values():
-            batched = getattr(adapter, "observe_kinds", None)
-            if batched is not None and len(requests) > 1:
-                found = batched(requests)
+            found: Mapping[ResourceKind, Mapping[str, Resource]]
+            if isinstance(adapter, BatchObserver) and len(requests) > 1:
+                found = adapter.observe_kinds(requests)
             else:
                 found = {kind: adapter.observe(kind, names) for kind, names in requests.items()}
             for kind, resources in found.items():
