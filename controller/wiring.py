@@ -145,6 +145,7 @@ class Wiring:
                 master=spec.spark.master,
             )
             spark = SparkAdapter(runner)
+            spark.requeue_waits = self.requeue_waits
             transforms = TransformAdapter(presto)
             adapters: dict[ResourceKind, Adapter] = {
                 ResourceKind.DATABASE: hive,

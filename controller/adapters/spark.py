@@ -48,7 +48,8 @@ from controller.adapters.spark_records import check_job_name as check_job_name
 from controller.adapters.spark_runner import LIFECYCLE_ARGS as LIFECYCLE_ARGS
 from controller.adapters.spark_runner import PIPECTL_ROOT as PIPECTL_ROOT
 from controller.adapters.spark_runner import LocalRunner as LocalRunner
-from controller.model.errors import BackendError, PermanentBackendError
+from controller.model.errors import BackendError, NotReadyYet, PermanentBackendError
+from controller.model.reasons import Reason
 from controller.plan.actions import Action, Op
 from controller.plan.resources import Resource, ResourceKind, StreamingJobResource
 from controller.plan.rules.spark import job_changes
@@ -74,6 +75,18 @@ class SparkAdapter:
         self.runner = runner
         self.stop_timeout = stop_timeout
         self.stats = CallStats()
+        self.requeue_waits = False
+        """True in the controller: a stop that is still running raises ``NotReadyYet`` (the pass is
+        requeued) instead of blocking the worker until the job has finished its batch."""
+
+    def _stop(self, name: str) -> None:
+        if not self.requeue_waits:
+            self._call("stop", lambda: self.runner.stop(name, self.stop_timeout))
+            return
+        if not self._call("stop", lambda: self.runner.request_stop(name, self.stop_timeout)):
+            raise NotReadyYet(
+                BACKEND, f"job {name}: stopping after its current batch", Reason.AWAITING_BACKEND, 2.0
+            )
 
     def _call(self, op: str, fn: Callable[[], T]) -> T:
         self.stats.count(op)
@@ -129,12 +142,12 @@ class SparkAdapter:
         if not desired.running:
             if not alive:
                 return ApplyResult(action_id=action_id, changed=False, message="not running")
-            self._call("stop", lambda: self.runner.stop(desired.name, self.stop_timeout))
+            self._stop(desired.name)
             return ApplyResult(action_id=action_id, changed=True, message="stopped after the current batch")
         if state is not None and alive:
             if not job_changes(desired, state.record.resource(running=True)):
                 return ApplyResult(action_id=action_id, changed=False, message="running as desired")
-            self._call("stop", lambda: self.runner.stop(desired.name, self.stop_timeout))
+            self._stop(desired.name)
             started = self._call("start", lambda: self.runner.start(desired))
             return ApplyResult(action_id=action_id, changed=True, message="restarted " + _where(started))
         started = self._call("start", lambda: self.runner.start(desired))
@@ -145,7 +158,7 @@ class SparkAdapter:
         if state is None:
             return ApplyResult(action_id=action.id, changed=False, message="not registered")
         if state.alive:
-            self._call("stop", lambda: self.runner.stop(action.name, self.stop_timeout))
+            self._stop(action.name)
         self._call("forget", lambda: self.runner.forget(action.name))
         return ApplyResult(
             action_id=action.id, changed=True,
@@ -159,7 +172,7 @@ class SparkAdapter:
             raise PermanentBackendError(BACKEND, f"job {name} is not registered")
         spec = state.record.resource(running=True)
         if state.alive:
-            self._call("stop", lambda: self.runner.stop(name, self.stop_timeout))
+            self._stop(name)
         started = self._call("start", lambda: self.runner.start(spec))
         return ApplyResult(action_id=f"StreamingJob/{name}/restart", changed=True, message=_where(started))
 

@@ -171,6 +171,10 @@ class JobRunner(Protocol):
         """Stop after the current batch (escalating after ``timeout`` s); False if it was not running."""
         ...
 
+    def request_stop(self, name: str, timeout: float) -> bool:
+        """Non-blocking stop: ask (and escalate over calls); True once the job no longer runs."""
+        ...
+
     def kill(self, name: str) -> bool:
         """Kill at once (SIGKILL); False if it was not running."""
         ...

@@ -99,6 +99,7 @@ class LocalRunner:
         self.env = self._process_env(env)
         self.spark_home = Path(self.env["SPARK_HOME"])
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._stopping: dict[tuple[str, int | None], float] = {}
 
     @staticmethod
     def _process_env(env: dict[str, str]) -> dict[str, str]:
@@ -281,6 +282,35 @@ class LocalRunner:
                 if not self._wait_dead(rec, 10.0):
                     raise PermanentBackendError(BACKEND, f"job {name} (pid {rec.pid}) survived SIGKILL")
         self._mark_stopped(rec)
+        return True
+
+    def request_stop(self, name: str, timeout: float) -> bool:
+        """Non-blocking ``stop``: True once the job no longer runs. The first call asks it to stop
+        after its current batch; each later call escalates once ``timeout`` (SIGTERM) and
+        ``timeout + term_grace`` (SIGKILL) have passed since that first call."""
+        rec = self._read(name)
+        if rec is None or not self._alive(rec):
+            if rec is not None and self._stopping.pop((name, rec.pid), None) is not None:
+                self._mark_stopped(rec)
+            return True
+        key = (name, rec.pid)
+        now = time.monotonic()
+        if key not in self._stopping:
+            self._stopping[key] = now
+            Path(rec.stop_file).touch()
+            log.info("spark.job.stop_requested", job=name, pid=rec.pid, timeout=timeout)
+        waited = now - self._stopping[key]
+        if waited > timeout + self.term_grace:
+            log.error("spark.job.sigterm_ignored_sigkill", job=name, pid=rec.pid, waited=waited)
+            self._signal(rec, signal.SIGKILL)
+        elif waited > timeout:
+            log.warning("spark.job.stop_timeout_sigterm", job=name, pid=rec.pid, waited=waited)
+            self._signal(rec, signal.SIGTERM)
+        if not self._wait_dead(rec, 0.5):
+            return False
+        self._stopping.pop(key, None)
+        self._mark_stopped(rec)
+        log.info("spark.job.stopped", job=name, pid=rec.pid, waited=waited)
         return True
 
     def kill(self, name: str) -> bool:
