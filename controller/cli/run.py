@@ -164,14 +164,16 @@ def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.E
             if stopping.is_set():
                 halt()
             if time.monotonic() >= next_verify:
+                next_verify = time.monotonic() + 300
                 try:
                     ok, msg = rt.ledger.verify()
-                except Exception as e:
-                    ok, msg = False, f"{type(e).__name__}: {e}"
+                except Exception as e:  # a store outage must not end the process; look again soon
+                    log.warning("audit chain not verified", error=f"{type(e).__name__}: {e}")
+                    next_verify = time.monotonic() + 30
+                    continue
                 metrics.set_audit_chain_ok(ok)
                 if not ok:
                     log.error("audit chain broken", detail=msg)
-                next_verify = time.monotonic() + 300
             worker.join(timeout=1)
     finally:
         keeper.stop()
