@@ -42,17 +42,60 @@ def _root(
 @app.command()
 def validate(
     paths: list[Path] = typer.Argument(..., help="Repository roots or manifest files."),
+    against: str | None = typer.Option(
+        None, "--against", help="Git ref to compare with: a changed release must bump its version."
+    ),
 ) -> None:
     """Validate manifests; exit 0 when valid, 1 otherwise (every problem is listed)."""
     from controller.source.validate import validate_paths
 
-    problems = validate_paths(paths)
+    problems: list[Any] = list(validate_paths(paths))
+    if against is not None:
+        problems += _reused_since(paths, against)
     for p in problems:
         typer.echo(str(p), err=True)
     if problems:
         typer.echo(f"{len(problems)} problem(s) found", err=True)
         raise typer.Exit(1)
     typer.echo("valid")
+
+
+def _reused_since(paths: list[Path], ref: str) -> list[str]:
+    """``validate --against REF``: releases whose content changed under an unchanged version."""
+    import subprocess
+    import tempfile
+
+    from controller.model.errors import PipectlError
+    from controller.source.git import GitSource
+    from controller.source.revision import reused_versions, revision
+    from controller.source.validate import load_repo
+
+    out: list[str] = []
+    for path in paths:
+        if not path.is_dir():
+            continue
+        sha = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if sha.returncode != 0:
+            _fail(f"--against {ref}: not a commit in the git repository of {path}")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                old_root = (
+                    GitSource(str(path), cache_dir=Path(tmp), worktree=False)
+                    .checkout(sha.stdout.strip())
+                    .root
+                )
+            except PipectlError as e:
+                _fail(f"--against {ref}: {e}")
+            old, new = load_repo(old_root), load_repo(path)
+            before = {n: revision(old.release(n), old.root) for n in old.releases}
+            after = {n: revision(new.release(n), new.root) for n in new.releases}
+            out += reused_versions(before, after)
+    return out
 
 
 # --- shared options ------------------------------------------------------------------------------

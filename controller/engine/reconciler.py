@@ -39,6 +39,7 @@ from controller.obs import metrics
 from controller.obs.events import EventSink, EventType
 from controller.plan.actions import Plan
 from controller.rollout.stages import StageFacts, Step, plan_steps
+from controller.source.revision import changed_files, revision
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
 
@@ -187,6 +188,13 @@ class Reconciler:
 
     def _pass(self, p: Pass) -> None:
         p.status.version, p.status.observed_commit = p.version, p.commit
+        reused = self.reused_version(p)
+        if reused:
+            if p.status.phase is not Phase.BLOCKED:
+                self.store.add_event(p.name, None, "Warning", Reason.VERSION_REUSED, reused)
+            p.status.phase = Phase.BLOCKED
+            self._ready(p.status, False, Reason.VERSION_REUSED, reused)
+            return
         active: str | None = None
         for stage, step, why in plan_steps(p.version, self.facts(p)):
             if step is not Step.IN_SYNC and step is not Step.NOT_REACHED:
@@ -206,6 +214,21 @@ class Reconciler:
         )
         if p.status.phase in (Phase.VERIFYING, Phase.PROGRESSING):
             p.result.requeue(self.verify_interval)
+
+    def reused_version(self, p: Pass) -> str:
+        """Why this commit may not deploy (its version's content changed after a stage got it), or ""."""
+        recorded = self.ops.rollouts.history(p.name).revisions.get(p.version)
+        if recorded is None:
+            return ""
+        now = revision(p.rel, p.snap.root)
+        if now.digest == recorded.digest:
+            return ""
+        files = ", ".join(changed_files(recorded.files, now.files)) or "(none)"
+        at = (recorded.commit or "?")[:12]
+        return (
+            f"version {p.version} was deployed to {recorded.stage} at commit {at} with other content; "
+            f"changed: {files}. Bump spec.version to roll the change out through the gates"
+        )
 
     def _run_step(self, p: Pass, stage: str, step: Step, why: str) -> None:
         if step is Step.IN_SYNC:

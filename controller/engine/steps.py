@@ -29,7 +29,8 @@ from controller.plan.actions import Plan
 from controller.plan.desired import VERSIONED_STRATEGIES, StageContext, job_name, topic_name
 from controller.rollout import bluegreen
 from controller.rollout.health import soak_wait
-from controller.store.rollout import StartPosition
+from controller.source.revision import revision
+from controller.store.rollout import RecordedRevision, StartPosition
 
 TRANSIENT_RETRY = 15.0
 TERMINAL_RETRY = 60.0
@@ -121,6 +122,12 @@ class Steps:
                 commit=p.commit,
                 gates=[],
             )
+        rev = revision(p.rel, p.snap.root)
+        self.ops.rollouts.record_revision(
+            p.name,
+            p.version,
+            RecordedRevision(digest=rev.digest, files=rev.files, commit=p.commit, stage=stage),
+        )
         base = self.ops.baseline(p.rel, stage, ctx)
         root, _ = self.ops.reader_for(p.commit)
         be = self.ops.backends(ctx, root)

@@ -45,6 +45,9 @@ class Reason(StrEnum):
     """Restoring the last good version failed; a person must act."""
     GIT_FETCH_FAILED = "GitFetchFailed"
     """The git source could not be read."""
+    VERSION_REUSED = "VersionReused"
+    """The commit changes what a version deploys although a stage has that version already; nothing
+    is applied anywhere until ``spec.version`` is bumped."""
     RECONCILE_ERROR = "ReconcileError"
     """The pass raised an unexpected error; the release is retried with backoff, the others go on."""
     CONFIGURATION_ERROR = "ConfigurationError"

@@ -49,8 +49,19 @@ class PromotedVersion(_Doc):
     manifest: str
 
 
+class RecordedRevision(_Doc):
+    """The content a version was first deployed with (``source.revision``)."""
+
+    digest: str
+    files: dict[str, str] = Field(default_factory=dict)
+    commit: str | None = None
+    stage: str
+
+
 class ReleaseHistory(_Doc):
     versions: dict[str, PromotedVersion] = Field(default_factory=dict)
+    revisions: dict[str, RecordedRevision] = Field(default_factory=dict)
+    """Version → the revision it was first deployed with; a version's content never changes after."""
     schemas: dict[str, dict[str, str]] = Field(default_factory=dict)
     """Schema name → version → schema text."""
 
@@ -83,6 +94,13 @@ class RolloutStore:
         for name, text in schemas.items():
             h.schemas.setdefault(name, {})[version] = text
         self.store.kv_put(f"history/{release}", h.model_dump_json())
+
+    def record_revision(self, release: str, version: str, rev: RecordedRevision) -> None:
+        """Remember the content ``version`` is deployed with (the first time only)."""
+        h = self.history(release)
+        if version not in h.revisions:
+            h.revisions[version] = rev
+            self.store.kv_put(f"history/{release}", h.model_dump_json())
 
     def last_plans(self, release: str) -> dict[str, str]:
         """Stage → the last applied plan's JSON, for ``describe``."""
