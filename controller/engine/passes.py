@@ -101,7 +101,7 @@ class StatusWriter:
                 detail={"from": str(st.phase), "to": str(phase)},
             )
             st.last_transition_time = self.clock()
-            bad = phase in (Phase.FAILED, Phase.ROLLED_BACK, Phase.INVALID)
+            bad = phase in (Phase.FAILED, Phase.ROLLED_BACK, Phase.ROLLBACK_FAILED, Phase.INVALID)
             self.store.add_event(p.name, stage, "Warning" if bad else "Normal", reason, message or f"{phase}")
         st.phase, st.reason, st.message = phase, reason, message
         if version is not None:

@@ -24,7 +24,7 @@ from controller.model.status import GateResult
 from controller.obs import metrics
 from controller.obs.events import EventType
 from controller.plan.actions import Plan
-from controller.plan.desired import StageContext, job_name, physical_table, stage_context
+from controller.plan.desired import RolloutInputs, StageContext, job_name, physical_table, stage_context
 from controller.rollout import bluegreen
 from controller.rollout.stages import judge
 
@@ -231,7 +231,7 @@ class Verdicts:
         restored = kg[0].spec.version if kg else "nothing (first version)"
         if problem:
             msg = f"{message}; rollback to {restored} did not complete: {problem}"
-            self.writer.set(p, stage, Phase.FAILED, Reason.ROLLBACK_FAILED, msg)
+            self.writer.set(p, stage, Phase.ROLLBACK_FAILED, Reason.ROLLBACK_FAILED, msg)
             metrics.record_reconcile_error(p.name, Reason.ROLLBACK_FAILED)
             outcome, reason = "failed", Reason.ROLLBACK_FAILED
         else:
@@ -286,4 +286,22 @@ class Verdicts:
             return "refused: " + _refusals(plan)
         if report is not None and (report.failed or report.waiting):
             return "; ".join(f"{o.action.id}: {o.message}" for o in report.failed + report.waiting)
-        return ""
+        return self._still_different(good, stage, ctx, inputs, commit, failed_jobs)
+
+    def _still_different(
+        self,
+        good: PipelineRelease,
+        stage: str,
+        ctx: StageContext,
+        inputs: RolloutInputs,
+        commit: str | None,
+        failed_jobs: list[str],
+    ) -> str:
+        """Prove the restore: re-observe live state against the known good; what still differs."""
+        try:
+            plan, _ = self.ops.plan(good, stage, ctx, inputs, commit, (), failed_jobs)
+        except PipectlError as e:
+            return f"live state could not be re-read: {e}"
+        if plan.is_noop:
+            return ""
+        return "still different after the restore: " + "; ".join(a.describe() for a in plan.actions)

@@ -94,6 +94,8 @@ class Phase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     ROLLED_BACK = "RolledBack"
+    ROLLBACK_FAILED = "RollbackFailed"
+    """A failed gate's restore did not bring the stage back to its known good (named in the message)."""
     BLOCKED = "Blocked"
     INVALID = "Invalid"
 

@@ -53,7 +53,7 @@ def plan_steps(version: str, facts: Sequence[StageFacts]) -> list[tuple[str, Ste
             out.append((f.stage, Step.IN_SYNC, f"{version} succeeded"))
             continue
         active_found = True
-        if f.version == version and f.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+        if f.version == version and f.phase in (Phase.ROLLED_BACK, Phase.ROLLBACK_FAILED, Phase.FAILED):
             out.append((f.stage, Step.HALTED, f"{version} {f.phase} here; commit a new version"))
         elif f.waiting_on:
             who = ", ".join(f"{d} {f.stage} Succeeded" for d in f.waiting_on)
