@@ -90,7 +90,7 @@ class Verdicts:
 
     def judge(self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline) -> None:
         self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, "evaluating gates")
-        verdicts = self.evaluate(p, stage, ctx, be, base)
+        verdicts = self._time_out(p, stage, self.evaluate(p, stage, ctx, be, base))
         for v in verdicts:
             metrics.record_gate_result(v.name, str(v.verdict))
             self.ops.emit(
@@ -128,6 +128,29 @@ class Verdicts:
             self.rollback(p, stage, ctx, outcome.phase, outcome.message, verdicts)
         p.result.changed = True
         self._history_row(p, stage, run_id, verdicts)
+
+    def _time_out(self, p: Pass, stage: str, verdicts: list[GateVerdict]) -> list[GateVerdict]:
+        """An inconclusive gate past its ``inconclusiveTimeout`` counts as failed."""
+        state = self.ops.rollouts.stage(p.name, stage)
+        if state.judged_version != p.version:
+            state.judged_version, state.inconclusive_since = p.version, {}
+        now = self.clock()
+        gates = {g.name: g for g in p.rel.spec.rollout.gates}
+        out = []
+        for v in verdicts:
+            if Verdict(v.verdict) is not Verdict.INCONCLUSIVE:
+                state.inconclusive_since.pop(v.name, None)
+                out.append(v)
+                continue
+            since = state.inconclusive_since.setdefault(v.name, now)
+            limit = gates[v.name].inconclusive_timeout_seconds() if v.name in gates else None
+            if limit is not None and (now - since).total_seconds() > limit:
+                waited = (now - since).total_seconds()
+                msg = f"inconclusive for {waited:.0f}s (inconclusiveTimeout {limit:g}s): {v.message}"
+                v = v.model_copy(update={"verdict": str(Verdict.FAIL), "message": msg})
+            out.append(v)
+        self.ops.rollouts.put_stage(p.name, stage, state)
+        return out
 
     def _history_row(self, p: Pass, stage: str, run_id: str, verdicts: list[GateVerdict]) -> None:
         """One history row per attempt: the version, where, what came of it and every gate's verdict."""

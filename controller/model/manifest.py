@@ -307,14 +307,37 @@ class TransformSpec(Spec):
 # --- rollout --------------------------------------------------------------------------------
 
 
+DEFAULT_INCONCLUSIVE_TIMEOUT = "15m"
+
+
 class GateBase(Spec):
     name: str
     stages: list[str] | None = Field(default=None, description="Stages the gate applies to; default all.")
+    inconclusive_timeout: str | None = Field(
+        default=None,
+        description="How long the gate may stay inconclusive before it counts as failed (and the stage "
+        "rolls back), e.g. '15m'. Default 15m; approval gates wait for a person without a timeout "
+        "unless set.",
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return str(_check(ids.check_resource_name, v))
+
+    @field_validator("inconclusive_timeout")
+    @classmethod
+    def _timeout(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    def inconclusive_timeout_seconds(self) -> float | None:
+        if self.inconclusive_timeout is not None:
+            return parse_duration(self.inconclusive_timeout)
+        if getattr(self, "type", None) == "approval":
+            return None
+        return parse_duration(DEFAULT_INCONCLUSIVE_TIMEOUT)
 
 
 class SchemaCompatibilityGate(GateBase):

@@ -42,6 +42,9 @@ class StageRollout(_Doc):
     """Physical job name → the progress time at which it had soaked."""
     last_plan: str | None = None
     """The last non-empty plan applied at the stage (``Plan`` JSON)."""
+    inconclusive_since: dict[str, datetime] = Field(default_factory=dict)
+    """Gate name → when it first came back inconclusive for ``judged_version`` (the gate timeout)."""
+    judged_version: str | None = None
 
 
 class PromotedVersion(_Doc):

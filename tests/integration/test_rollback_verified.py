@@ -80,3 +80,39 @@ def test_refused_restore_is_rollback_failed(world) -> None:  # type: ignore[no-u
     assert not [x for x in records if x.get("outcome") == "rolledBack"], "a rollback was reported as done"
     verify = pipectl("audit", "verify", "--state", f"sqlite:///{state}")
     assert verify.returncode == 0, verify.stderr
+
+
+def test_inconclusive_gate_times_out(world) -> None:  # type: ignore[no-untyped-def]
+    ctl, repo, state, name = world
+    ctl.start()
+    wait_for(lambda: status(state, name).get("stages", {}).get("dev", {}).get("phase") == "Succeeded",
+             120, "dev Succeeded for 1.0.0", ctl.log)
+    # 1.1.0 waits on an approval nobody gives; past its inconclusiveTimeout the gate counts as
+    # failed and the stage rolls back to 1.0.0 on its own
+    gate = """\
+    gates:
+      - name: sign-off
+        type: approval
+        stages: [dev]
+        inconclusiveTimeout: 6s
+"""
+    commit(repo, release_yaml(name, "1.1.0", "7200000", False, False) + gate, "1.1.0: needs a sign-off")
+    ctl.webhook()
+    wait_for(lambda: status(state, name)["stages"]["dev"].get("phase") == "Verifying"
+             and status(state, name)["stages"]["dev"].get("version") == "1.1.0", 60, "1.1.0 verifying", ctl.log)
+    waited = wait_for(lambda: status(state, name)["stages"]["dev"].get("phase") == "RolledBack", 60,
+                      "the gate timing out", ctl.log)
+    dev = status(state, name)["stages"]["dev"]
+    assert dev["version"] == "1.1.0" and dev["reason"] == "GateFailed", dev
+    assert "gate sign-off failed: inconclusive for" in dev["message"], dev["message"]
+    assert "inconclusiveTimeout 6s" in dev["message"] and "restored 1.0.0" in dev["message"]
+    assert waited >= 3, f"timed out after {waited:.1f}s, before its 6 s timeout could pass"
+    assert topic_retention(name, ctl) == "3600000"  # 1.0.0's config is back
+
+
+def topic_retention(name: str, ctl: Ctl) -> str | None:
+    from ctlkit import topic_config
+
+    uid = name.removeprefix("rc-")
+    cfg = topic_config("127.0.0.1:9092", f"it{uid}.rc.events")
+    return cfg.get("retention.ms") if cfg else None
