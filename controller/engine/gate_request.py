@@ -25,6 +25,8 @@ class GateRequest:
     baseline_version: str | None
     schema_texts: dict[str, str]
     now: datetime
+    only: frozenset[str] | None = None
+    """Evaluate only these gates (post-promotion analysis); None: every gate of the stage."""
 
 
 class GateRunner(Protocol):

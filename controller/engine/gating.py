@@ -78,7 +78,7 @@ class Gates:
         data = StageGateData(req.backends, self.store, rel.spec.version)
         out = []
         for gate in rel.spec.rollout.gates:
-            if applicable(gate, req.stage):
+            if applicable(gate, req.stage) and (req.only is None or gate.name in req.only):
                 v = evaluate(gate, ctx, data)
                 out.append(GateVerdict.model_validate(v.model_dump(mode="json")))
         return out

@@ -24,6 +24,7 @@ from pathlib import Path
 import structlog
 
 from controller.audit.ledger import Ledger
+from controller.engine.analysis import Analysis
 from controller.engine.backends import BackendsFactory, StagePorts
 from controller.engine.executor import Executor
 from controller.engine.gate_request import GateRequest, GateRunner
@@ -86,7 +87,9 @@ class Reconciler:
         )
         self.writer = StatusWriter(store, clock, self.ops.emit)
         verdicts = Verdicts(self.ops, self.writer, gates, clock, verify_interval)
-        self.steps = Steps(self.ops, self.writer, verdicts, clock, bake_seconds, soak_timeout)
+        analysis = Analysis(self.ops, self.writer, verdicts, clock)
+        verdicts.on_promoted = analysis.record
+        self.steps = Steps(self.ops, self.writer, verdicts, clock, bake_seconds, soak_timeout, analysis)
         self.stage_metrics = StageMetrics(self.ops)
 
     @property

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from controller.engine.analysis import Analysis
 from controller.engine.backends import StagePorts, progress_view
 from controller.engine.executor import ApplyReport
 from controller.engine.passes import Pass, StatusWriter
@@ -49,6 +50,7 @@ class Steps:
     clock: Callable[[], datetime]
     bake_seconds: float = 60.0
     soak_timeout: float = 600.0
+    analysis: Analysis | None = None
 
     # --- in sync -------------------------------------------------------------------------------
 
@@ -75,6 +77,8 @@ class Steps:
             self.ops.store.add_event(
                 p.name, stage, "Normal", "BakeComplete", f"stopped blue: {', '.join(stop_blue)}"
             )
+        if self.analysis is not None:
+            self.analysis.watch(p, stage, ctx)
 
     def _background_outcome(self, p: Pass, report: ApplyReport) -> bool:
         """A stage kept in place (in sync, held): waits requeue soon, failures back off."""

@@ -27,6 +27,7 @@ from controller.plan.actions import Plan
 from controller.plan.desired import RolloutInputs, StageContext, job_name, physical_table, stage_context
 from controller.rollout import bluegreen
 from controller.rollout.stages import judge
+from controller.store.rollout import StageRollout
 
 RESTORE_WAIT = 90.0
 
@@ -42,6 +43,8 @@ class Verdicts:
     gates: GateRunner
     clock: Callable[[], datetime]
     verify_interval: float = 10.0
+    on_promoted: Callable[[Pass, str, Baseline, StageRollout], None] | None = None
+    """Post-promotion analysis records what the stage ran before (``engine.analysis``)."""
 
     def refused(self, p: Pass, stage: str, plan: Plan) -> None:
         msg = _refusals(plan)
@@ -54,10 +57,20 @@ class Verdicts:
     # --- gates ---------------------------------------------------------------------------------
 
     def evaluate(
-        self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline
+        self,
+        p: Pass,
+        stage: str,
+        ctx: StageContext,
+        be: StagePorts,
+        base: Baseline,
+        only: frozenset[str] | None = None,
     ) -> list[GateVerdict]:
         rel, version = p.rel, p.version
-        applies = [g for g in rel.spec.rollout.gates if g.stages is None or stage in g.stages]
+        applies = [
+            g
+            for g in rel.spec.rollout.gates
+            if (g.stages is None or stage in g.stages) and (only is None or g.name in only)
+        ]
         if not applies:
             return []
         baseline_tables: dict[str, str] = {}
@@ -85,6 +98,7 @@ class Verdicts:
             baseline_version=base.version if base.blue_green else None,
             schema_texts=schema_texts,
             now=self.clock(),
+            only=only,
         )
         return self.gates.evaluate(req)
 
@@ -171,6 +185,7 @@ class Verdicts:
 
     def promote(self, p: Pass, stage: str, ctx: StageContext, base: Baseline, message: str) -> None:
         started = self.clock()
+        before = self.ops.rollouts.stage(p.name, stage)
         switched = False
         if base.blue_green and not ctx.is_canary and p.rel.spec.views and base.version is not None:
             if not self._switch_views(p, stage, ctx, base.version):
@@ -186,6 +201,8 @@ class Verdicts:
             except OSError:
                 pass
         self.ops.rollouts.record_promoted(rel.name, p.version, p.commit, manifest, schemas)
+        if self.on_promoted is not None:
+            self.on_promoted(p, stage, base, before)
         self.ops.store.set_known_good(rel.name, stage, p.version, p.commit, manifest)
         st = p.stage(stage)
         if switched:
@@ -250,7 +267,7 @@ class Verdicts:
         kg = self.ops.known_good(p.name, stage)
         if kg is not None and kg[0].spec.version == p.version:
             kg = None
-        problem = self._restore(p, stage, ctx, kg, failed_jobs)
+        problem = self.restore(p, stage, ctx, kg, failed_jobs)
         restored = kg[0].spec.version if kg else "nothing (first version)"
         if problem:
             msg = f"{message}; rollback to {restored} did not complete: {problem}"
@@ -278,7 +295,7 @@ class Verdicts:
         run.gates, run.message, run.reason = verdicts, msg, reason
         self.ops.audit(p.rel, stage, run)
 
-    def _restore(
+    def restore(
         self,
         p: Pass,
         stage: str,

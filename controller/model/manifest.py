@@ -313,6 +313,11 @@ DEFAULT_INCONCLUSIVE_TIMEOUT = "15m"
 class GateBase(Spec):
     name: str
     stages: list[str] | None = Field(default=None, description="Stages the gate applies to; default all.")
+    post_promotion: bool = Field(
+        default=False,
+        description="Keep evaluating this gate at the last stage after promotion, for rollout.analysis.bake; "
+        "a failure then rolls that stage back to the version it ran before.",
+    )
     inconclusive_timeout: str | None = Field(
         default=None,
         description="How long the gate may stay inconclusive before it counts as failed (and the stage "
@@ -404,9 +409,22 @@ class StageOverride(Spec):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class AnalysisSpec(Spec):
+    """Post-promotion analysis at the last stage (Argo Rollouts' background analysis)."""
+
+    bake: str = Field(default="15m", description="How long postPromotion gates keep running after promotion.")
+
+    @field_validator("bake")
+    @classmethod
+    def _bake(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
 class RolloutSpec(Spec):
     stages: list[str] = Field(default_factory=lambda: ["dev", "staging", "canary", "prod"], min_length=1)
     gates: list[Gate] = Field(default_factory=list)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
     overrides: dict[str, StageOverride] = Field(default_factory=dict)
 

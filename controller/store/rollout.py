@@ -34,6 +34,19 @@ class StartPosition(_Doc):
     blue: str
 
 
+class PromotedVersion(_Doc):
+    commit: str | None
+    manifest: str
+
+
+class PostPromotion(_Doc):
+    version: str
+    promoted_at: datetime
+    previous: PromotedVersion | None = None
+    """The version the stage ran before (restored when a postPromotion gate fails)."""
+    segments_before: dict[str, list[ViewSegment]] = Field(default_factory=dict)
+
+
 class StageRollout(_Doc):
     segments: dict[str, list[ViewSegment]] = Field(default_factory=dict)
     start_offsets: dict[str, StartPosition] = Field(default_factory=dict)
@@ -45,11 +58,8 @@ class StageRollout(_Doc):
     inconclusive_since: dict[str, datetime] = Field(default_factory=dict)
     """Gate name → when it first came back inconclusive for ``judged_version`` (the gate timeout)."""
     judged_version: str | None = None
-
-
-class PromotedVersion(_Doc):
-    commit: str | None
-    manifest: str
+    watch: PostPromotion | None = None
+    """Set when a version is promoted at the last stage: what post-promotion analysis restores."""
 
 
 class RecordedRevision(_Doc):

@@ -116,3 +116,56 @@ def topic_retention(name: str, ctl: Ctl) -> str | None:
     uid = name.removeprefix("rc-")
     cfg = topic_config("127.0.0.1:9092", f"it{uid}.rc.events")
     return cfg.get("retention.ms") if cfg else None
+
+
+def test_post_promotion_failure_rolls_back_prod(world, stack: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    from ctlkit import commit_files, stage_env_yaml
+    from pyhive import hive
+
+    ctl, repo, state, name = world
+    uid = name.removeprefix("rc-")
+    prod = stage_env_yaml("prod", f"it{uid}.", f"it{uid}_", stack["airflow_dags_folder"])
+    v1 = release_yaml(name, "1.0.0", "3600000", False, False).replace("stages: [dev]", "stages: [prod]")
+    commit_files(repo, {"environments/prod.yaml": prod, "releases/rc.yaml": v1}, "prod only")
+    ctl.start()
+    wait_for(lambda: status(state, name).get("stages", {}).get("prod", {}).get("phase") == "Succeeded",
+             120, "prod Succeeded for 1.0.0", ctl.log)
+
+    # 2.0.0 passes its gate at promotion (the table is empty) and keeps being watched for the bake
+    watched = """\
+    gates:
+      - name: no-rows-yet
+        type: dataQuality
+        query: SELECT count(*) FROM rc.counts
+        expect: "== 0"
+        postPromotion: true
+    analysis:
+      bake: 10m
+"""
+    v2 = release_yaml(name, "2.0.0", "7200000", False, False).replace("stages: [dev]", "stages: [prod]")
+    commit(repo, v2 + watched, "2.0.0: watched after promotion")
+    ctl.webhook()
+    wait_for(lambda: status(state, name)["stages"]["prod"].get("version") == "2.0.0"
+             and status(state, name)["stages"]["prod"].get("phase") == "Succeeded", 120, "prod on 2.0.0", ctl.log)
+    assert topic_retention(name, ctl) == "7200000"
+
+    # after promotion the data goes bad: the post-promotion gate fails and prod goes back to 1.0.0
+    con = hive.connect("127.0.0.1", 10000, auth="NOSASL")
+    try:
+        con.cursor().execute(f"INSERT INTO it{uid}_rc.counts PARTITION (dt='2026-01-01') VALUES ('a', 1)")
+    finally:
+        con.close()
+    wait_for(lambda: status(state, name)["stages"]["prod"].get("phase") == "RolledBack", 90,
+             "prod rolled back after promotion", ctl.log)
+    st = status(state, name)["stages"]["prod"]
+    assert st["version"] == "2.0.0" and st["reason"] == "GateFailed", st
+    assert "post-promotion gate no-rows-yet failed" in st["message"] and "restored 1.0.0" in st["message"], st
+    wait_for(lambda: topic_retention(name, ctl) == "3600000", 30, "1.0.0's topic config back", ctl.log)
+    ctl.stop()
+    got = json.loads(pipectl("get", "releases", "--state", f"sqlite:///{state}", "-o", "json").stdout)
+    assert got, got
+    r = pipectl("audit", name, "--state", f"sqlite:///{state}", "-o", "json")
+    records = json.loads(r.stdout)
+    records = records.get("items", records) if isinstance(records, dict) else records
+    assert any(x.get("kind") == "rollback" and x.get("outcome") == "rolledBack" and "post-promotion" in x.get("message", "")
+               for x in records), records
