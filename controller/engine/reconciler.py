@@ -125,6 +125,14 @@ class Reconciler:
     def _failed(
         self, name: str, snap: RepoSnapshot, status: ReleaseStatus, result: Result, e: Exception
     ) -> None:
+        reason, msg = self._record_error(name, snap.commit, None, result, e)
+        status.observed_commit = snap.commit
+        self._ready(status, False, reason, msg)
+
+    def _record_error(
+        self, name: str, commit: str | None, stage: str | None, result: Result, e: Exception
+    ) -> tuple[Reason, str]:
+        """Log, count and emit one error of a pass; the named reason and message for the status."""
         cls = error_class(e)
         if isinstance(e, BackendError):
             metrics.set_backend_up(e.backend.split(".")[0], False)
@@ -136,24 +144,27 @@ class Reconciler:
         else:
             reason = Reason.RECONCILE_ERROR
         msg = str(e) if isinstance(e, PipectlError) else f"{type(e).__name__}: {e}"
+        if stage is not None:
+            msg = f"stage {stage}: {msg}"
         if reason is Reason.RECONCILE_ERROR:
-            log.exception("reconcile raised", release=name, commit=snap.commit, error_class=str(cls))
+            log.exception("reconcile raised", release=name, stage=stage, commit=commit, error_class=str(cls))
         else:
-            log.error("reconcile failed", release=name, commit=snap.commit, error=msg, error_class=str(cls))
+            log.error(
+                "reconcile failed", release=name, stage=stage, commit=commit, error=msg, error_class=str(cls)
+            )
         metrics.record_reconcile_error(name, reason)
         self.ops.emit(
             EventType.CONTROLLER,
             name,
-            None,
+            stage,
             reason=reason,
             message=msg,
-            git_commit=snap.commit,
+            git_commit=commit,
             detail={"error_class": str(cls), "error_type": type(e).__name__},
         )
         result.errors.append(msg)
         result.requeue(ERROR_RETRY)
-        status.observed_commit = snap.commit
-        self._ready(status, False, reason, msg)
+        return reason, msg
 
     def _write_status(self, name: str, status: ReleaseStatus) -> None:
         try:
@@ -199,22 +210,38 @@ class Reconciler:
             self._ready(p.status, False, Reason.VERSION_REUSED, reused)
             return
         active: str | None = None
+        failed: dict[str, tuple[Reason, str]] = {}
         for stage, step, why in plan_steps(p.version, self.facts(p)):
             if step is not Step.IN_SYNC and step is not Step.NOT_REACHED:
                 active = stage
-            self._run_step(p, stage, step, why)
-            self.stage_metrics.export(p, stage)
+            try:
+                self._run_step(p, stage, step, why)
+                self.stage_metrics.export(p, stage)
+            except Exception as e:  # a stage's backend outage must not keep the other stages waiting
+                failed[stage] = self._record_error(p.name, p.commit, stage, p.result, e)
+        self._summarize(p, active, failed)
+
+    def _summarize(self, p: Pass, active: str | None, failed: dict[str, tuple[Reason, str]]) -> None:
         stages = p.rel.spec.rollout.stages
         p.status.current_stage = active or stages[-1]
-        p.status.phase = Phase.SUCCEEDED if active is None else p.status.stages[active].phase
-        ready = p.status.phase is Phase.SUCCEEDED
+        p.status.phase = Phase.SUCCEEDED if active is None else p.status.stages.get(active, StageStatus()).phase
+        ready = p.status.phase is Phase.SUCCEEDED and not failed
         top = p.status.stages.get(p.status.current_stage, StageStatus())
-        self._ready(
-            p.status,
-            ready,
-            Reason.RECONCILIATION_SUCCEEDED if ready else (top.reason or Reason.PROGRESSING),
-            top.message or "",
-        )
+        if failed:  # the active stage's error first, else the first stage's that failed
+            reason, message = failed.get(p.status.current_stage) or next(iter(failed.values()))
+            self._ready(
+                p.status,
+                False,
+                reason,
+                "; ".join(m for _, m in failed.values()) if len(failed) > 1 else message,
+            )
+        else:
+            self._ready(
+                p.status,
+                ready,
+                Reason.RECONCILIATION_SUCCEEDED if ready else (top.reason or Reason.PROGRESSING),
+                top.message or "",
+            )
         if p.status.phase in (Phase.VERIFYING, Phase.PROGRESSING):
             p.result.requeue(self.verify_interval)
 
