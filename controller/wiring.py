@@ -234,6 +234,7 @@ def build_runtime(
         checkpoint_root=str(state_dir / "checkpoints"),
         bake_seconds=bake_seconds,
         events=events,
+        pin=source.pin,
     )
     return Runtime(store, ledger, source, wiring, reconciler)
 

@@ -107,7 +107,7 @@ class Analysis:
             metrics.record_reconcile_error(p.name, Reason.ROLLBACK_FAILED)
             outcome, reason = "failed", Reason.ROLLBACK_FAILED
         else:
-            self.ops.store.set_known_good(
+            self.ops.set_known_good(
                 p.name, stage, good.spec.version, w.previous.commit, w.previous.manifest
             )
             msg = f"{message}; restored {good.spec.version}"

@@ -112,7 +112,7 @@ def rollback_stage(
             o.message for o in (report.failed if report else [])
         ]
         raise PipectlError("rollback could not be applied: " + "; ".join(problems))
-    rec.store.set_known_good(name, stage, version, entry.commit, entry.manifest)
+    rec.ops.set_known_good(name, stage, version, entry.commit, entry.manifest)
     st = status.stages.setdefault(stage, StageStatus())
     st.version, st.phase, st.reason = current, Phase.ROLLED_BACK, "ManualRollback"
     st.message = f"{actor} rolled back to {version}"

@@ -67,6 +67,7 @@ class Reconciler:
         executor_factory: Callable[[StagePorts], Executor] | None = None,
         on_status: Callable[[str, ReleaseStatus], None] | None = None,
         events: EventSink | None = None,
+        pin: Callable[[str, str | None], None] | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -84,6 +85,7 @@ class Reconciler:
             self.stop,
             executor_factory,
             events,
+            pin,
         )
         self.writer = StatusWriter(store, clock, self.ops.emit)
         verdicts = Verdicts(self.ops, self.writer, gates, clock, verify_interval)
@@ -224,9 +226,9 @@ class Reconciler:
     def _summarize(self, p: Pass, active: str | None, failed: dict[str, tuple[Reason, str]]) -> None:
         stages = p.rel.spec.rollout.stages
         p.status.current_stage = active or stages[-1]
-        p.status.phase = Phase.SUCCEEDED if active is None else p.status.stages.get(active, StageStatus()).phase
-        ready = p.status.phase is Phase.SUCCEEDED and not failed
         top = p.status.stages.get(p.status.current_stage, StageStatus())
+        p.status.phase = Phase.SUCCEEDED if active is None else top.phase
+        ready = p.status.phase is Phase.SUCCEEDED and not failed
         if failed:  # the active stage's error first, else the first stage's that failed
             reason, message = failed.get(p.status.current_stage) or next(iter(failed.values()))
             self._ready(

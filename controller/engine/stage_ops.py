@@ -25,6 +25,7 @@ from controller.audit.ledger import Ledger
 from controller.audit.records import RunFacts, build_record, manifest_digest
 from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
+from controller.model.errors import PipectlError
 from controller.model.manifest import PipelineRelease
 from controller.model.status import StageStatus
 from controller.obs.events import EventSink, EventType, make_event
@@ -74,6 +75,8 @@ class StageOps:
     stop: threading.Event = field(default_factory=threading.Event)
     executor_factory: Callable[[StagePorts], Executor] | None = None
     events: EventSink | None = None
+    pin: Callable[[str, str | None], None] | None = None
+    """Keeps a known-good commit reachable in git (``GitSource.pin``)."""
 
     def __post_init__(self) -> None:
         self.checkpoint_root = str(Path(self.checkpoint_root).resolve())
@@ -88,6 +91,17 @@ class StageOps:
         if not kg:
             return None
         return PipelineRelease.model_validate_json(kg["manifest"]), kg["commit"]
+
+    def set_known_good(
+        self, release: str, stage: str, version: str, commit: str | None, manifest: str
+    ) -> None:
+        """Record the stage's known good and pin its commit under ``refs/pipectl/known-good/...``."""
+        if self.pin is not None:
+            try:
+                self.pin(f"known-good/{release}/{stage}", commit)
+            except PipectlError as e:  # the record still counts; the pin is retried at the next promotion
+                log.warning("known-good commit not pinned", release=release, stage=stage, error=str(e))
+        self.store.set_known_good(release, stage, version, commit, manifest)
 
     @staticmethod
     def versioned_jobs(rel: PipelineRelease, ctx: StageContext, version: str) -> list[str]:

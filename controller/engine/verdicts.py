@@ -203,7 +203,7 @@ class Verdicts:
         self.ops.rollouts.record_promoted(rel.name, p.version, p.commit, manifest, schemas)
         if self.on_promoted is not None:
             self.on_promoted(p, stage, base, before)
-        self.ops.store.set_known_good(rel.name, stage, p.version, p.commit, manifest)
+        self.ops.set_known_good(rel.name, stage, p.version, p.commit, manifest)
         st = p.stage(stage)
         if switched:
             st.previous_version = base.version

@@ -125,8 +125,27 @@ class GitSource:
                 self._extract(commit, dest)
         return Checkout(dest / self.subdir if self.subdir else dest, commit)
 
+    def _git_dir(self) -> Path:
+        return self._mirror() if _is_url(self.repo) else Path(self.repo)
+
+    def pin(self, ref: str, commit: str | None) -> None:
+        """Keep ``commit`` reachable under ``refs/pipectl/<ref>`` in the controller's clone (for a
+        local repo: the repo itself), so a force-push and ``git gc`` cannot take a known-good
+        commit away. A no-op for plain directories."""
+        if commit is None or self._plain_dir is not None:
+            return
+        _git("update-ref", f"refs/pipectl/{ref}", commit, cwd=self._git_dir())
+
     def _extract(self, commit: str, dest: Path) -> None:
-        src = self._mirror() if _is_url(self.repo) else Path(self.repo)
+        src = self._git_dir()
+        probe = subprocess.run(
+            ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=src, capture_output=True, check=False
+        )
+        if probe.returncode != 0:
+            raise GitError(
+                f"commit {commit} is not in the repository (history rewritten and garbage-collected?); "
+                "it is pinned under refs/pipectl/ only once pipectl has promoted it"
+            )
         data = _git("archive", "--format=tar", commit, cwd=src)
         tmp = dest.with_name(commit + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,6 +17,7 @@ from ctlkit import (
     commit,
     commit_files,
     free_port,
+    git,
     make_repo,
     release_yaml,
     status,
@@ -77,4 +78,7 @@ def test_same_version_change_is_refused(world, stack: dict[str, Any]) -> None:  
     )
     assert b"new behaviour without a version bump" in deployed.read_bytes()
     assert _ready(state, name).get("reason") == "ReconciliationSucceeded"
+    # the known-good commit is pinned in the repo, so rewriting history cannot take it away
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert git(repo, "rev-parse", f"refs/pipectl/known-good/{name}/dev").strip() == head
 
