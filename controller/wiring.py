@@ -210,7 +210,7 @@ def build_runtime(
     # DAG tasks call back into pipectl (``pipectl transform run``): tell them how, via the sidecar.
     wiring = Wiring(state_dir=state_dir, dag_meta={"pipectl": {
         "python": sys.executable, "repo": str(Path(repo).resolve()) if "://" not in repo else repo,
-        "branch": branch, "state": state_url,
+        "branch": branch,
     }}, requeue_waits=requeue_waits)
 
     def reader_for(commit: str | None) -> tuple[Path, Any]:
