@@ -64,6 +64,28 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
+def _pids_with_arg(arg: str) -> list[int]:
+    """Processes whose command line holds ``arg`` as one argument (the process group leaders first)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if arg.encode() in argv:
+            out.append(int(d.name))
+    return sorted(out, key=lambda pid: (_pgid(pid) != pid, pid))
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def _boot_id() -> str | None:
     try:
         return _BOOT_ID.read_text().strip()
@@ -133,6 +155,8 @@ class LocalRunner:
     # --- processes -----------------------------------------------------------------------------
 
     def _alive(self, rec: JobRecord) -> bool:
+        if rec.pid is None and rec.stopped_at is None:
+            self._adopt(rec)
         if rec.pid is None:
             return False
         proc = self._procs.get(rec.pid)
@@ -147,6 +171,19 @@ class LocalRunner:
             self._reap(rec.pid)
             return False
         return ticks == rec.start_ticks and (rec.boot_id is None or rec.boot_id == _boot_id())
+
+    def _adopt(self, rec: JobRecord) -> None:
+        """A record written just before its process started (the start was interrupted): find the
+        process by the job's own --stop-file argument and record it, or mark the start as not done."""
+        for pid in _pids_with_arg(rec.stop_file):
+            stat = _proc_stat(pid)
+            if stat is not None and stat[0] not in ("Z", "X"):
+                rec.pid, rec.start_ticks = pid, stat[1]
+                self._write(rec)
+                log.warning("spark.job.adopted", job=rec.name, pid=pid)
+                return
+        rec.stopped_at = _now()  # no process: the start never happened; the next pass starts it
+        self._write(rec)
 
     @staticmethod
     def _reap(pid: int) -> None:
@@ -235,6 +272,18 @@ class LocalRunner:
             os.replace(status, run_dir / "status.prev.json")
         argv = self._argv(job, entrypoint, args, status, stop)
         started_at = _now()
+        # Intent first: the record exists (without a pid) before the process does, so a controller
+        # killed between the two finds the job and adopts it instead of starting a second one on
+        # the same checkpoint (``_adopt``: the process is recognised by its unique --stop-file).
+        rec = JobRecord(
+            name=name, version=job.version, entrypoint=job.entrypoint,
+            entrypoint_digest=job.entrypoint_digest, args=list(job.args), conf=dict(job.conf),
+            checkpoint=job.checkpoint, effective_checkpoint=ckpt,
+            strategy=job.strategy, owner=job.owner, argv=argv, pid=None,
+            start_ticks=None, boot_id=_boot_id(), started_at=started_at,
+            status_file=str(status), stop_file=str(stop), log_file=str(log_file),
+        )
+        self._write(rec)
         with open(log_file, "ab") as out:
             out.write(f"\n=== pipectl: starting {name} {job.version} at {started_at.isoformat()}\n".encode())
             out.flush()
@@ -244,14 +293,7 @@ class LocalRunner:
             )
         self._procs[proc.pid] = proc
         stat = _proc_stat(proc.pid)
-        rec = JobRecord(
-            name=name, version=job.version, entrypoint=job.entrypoint,
-            entrypoint_digest=job.entrypoint_digest, args=list(job.args), conf=dict(job.conf),
-            checkpoint=job.checkpoint, effective_checkpoint=ckpt,
-            strategy=job.strategy, owner=job.owner, argv=argv, pid=proc.pid,
-            start_ticks=stat[1] if stat else None, boot_id=_boot_id(), started_at=started_at,
-            status_file=str(status), stop_file=str(stop), log_file=str(log_file),
-        )
+        rec.pid, rec.start_ticks = proc.pid, stat[1] if stat else None
         self._write(rec)
         log.info("spark.job.started", job=name, version=job.version, pid=proc.pid, checkpoint=ckpt)
         deadline = time.monotonic() + self.startup_grace

@@ -296,3 +296,82 @@ def test_progress_from_spark_json() -> None:
     assert p.input_rows_per_second is None
     assert p.watermark == "2026-11-26T09:59:00.000Z" and p.batch_duration_ms == 900
     assert p.timestamp.tzinfo is not None
+
+
+def test_a_start_interrupted_after_the_intent_record_is_adopted_not_doubled(
+    tmp_path: Path, spark_home: Path, repo: Path
+) -> None:
+    """kill -9 of the controller between the registry write and the pid write: the next runner
+    finds the running process by its --stop-file and adopts it; no second job is started."""
+    runner = make_runner(tmp_path, spark_home, repo)
+    state = runner.start(job())
+    pid = state.record.pid
+    assert pid is not None
+    # the crash: the record on disk is the intent (no pid yet), the process runs
+    rec = record(tmp_path)
+    path = tmp_path / "state" / "jobs" / "dev-r-j.json"
+    path.write_text(rec.model_copy(update={"pid": None, "start_ticks": None}).model_dump_json())
+    fresh = make_runner(tmp_path, spark_home, repo)
+    with capture_logs() as logs:
+        listed = fresh.list(["dev-r-j"])["dev-r-j"]
+    assert listed.alive and listed.record.pid == pid
+    assert "spark.job.adopted" in [e["event"] for e in logs]
+    with pytest.raises(PermanentBackendError, match="already running"):
+        fresh.start(job())
+    assert fresh.stop("dev-r-j", timeout=5)
+
+
+def test_an_intent_record_without_a_process_is_a_start_that_did_not_happen(
+    tmp_path: Path, spark_home: Path, repo: Path
+) -> None:
+    runner = make_runner(tmp_path, spark_home, repo)
+    runner.start(job())
+    assert runner.stop("dev-r-j", timeout=5)
+    rec = record(tmp_path)
+    path = tmp_path / "state" / "jobs" / "dev-r-j.json"
+    path.write_text(rec.model_copy(update={"pid": None, "start_ticks": None, "stopped_at": None}).model_dump_json())
+    fresh = make_runner(tmp_path, spark_home, repo)
+    assert not fresh.list(["dev-r-j"])["dev-r-j"].alive
+    assert record(tmp_path).stopped_at is not None
+    started = fresh.start(job())  # the next pass starts it, once
+    assert started.alive
+    assert fresh.stop("dev-r-j", timeout=5)
+
+
+def test_request_stop_never_blocks_and_escalates_over_calls(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    runner = make_runner(tmp_path, spark_home, repo, mode="ignore-stop")
+    runner.start(job())
+    t0 = time.monotonic()
+    assert runner.request_stop("dev-r-j", timeout=0.5) is False  # asked; the job ignores the stop file
+    assert time.monotonic() - t0 < 2.0
+    time.sleep(0.6)
+    with capture_logs() as logs:
+        done = runner.request_stop("dev-r-j", timeout=0.5)  # past the timeout: SIGTERM
+    assert "spark.job.stop_timeout_sigterm" in [e["event"] for e in logs]
+    deadline = time.monotonic() + 5
+    while not done and time.monotonic() < deadline:
+        done = runner.request_stop("dev-r-j", timeout=0.5)
+    assert done and not runner.list()["dev-r-j"].alive
+    assert record(tmp_path).stopped_at is not None
+
+
+def test_the_adapter_requeues_a_stop_in_the_controller(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    from controller.model.errors import NotReadyYet
+
+    adapter = SparkAdapter(make_runner(tmp_path, spark_home, repo, mode="ignore-stop"), stop_timeout=0.3)
+    adapter.requeue_waits = True
+    desired = job()
+    [create] = plan(adapter, desired)
+    adapter.apply(create)
+    stopped = desired.model_copy(update={"running": False})
+    [act] = plan(adapter, stopped)
+    with pytest.raises(NotReadyYet, match="stopping after its current batch"):
+        adapter.apply(act)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            adapter.apply(act)
+            break
+        except NotReadyYet:
+            time.sleep(0.2)
+    assert not adapter.runner.list()["dev-r-j"].alive
