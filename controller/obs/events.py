@@ -62,6 +62,8 @@ class EventType(StrEnum):
     """A gate was evaluated (detail: verdict and evidence)."""
     ROLLBACK = "rollback"
     """A stage was rolled back (detail: from/to version, trigger)."""
+    PROMOTION = "promotion"
+    """A version passed its gates at a stage and became its known good (detail: from/to version)."""
     CONTROLLER = "controller"
     """The controller started, stopped, gained or lost leadership."""
 
