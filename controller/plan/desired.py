@@ -168,23 +168,55 @@ def desired_resources(
 ) -> list[Desired]:
     """``upstream_releases``: the releases named in ``dependsOn``, so transforms can ref their
     relations (schemas, served versions); without them such refs resolve by name only."""
-    spec = release.spec
-    version = spec.version
     rollout = rollout or RolloutInputs()
-    serving = rollout.serving_version or version
-    owner = Owner(release=release.name, version=version)
-    override = spec.rollout.overrides.get(ctx.stage)
+    serving = rollout.serving_version or release.spec.version
+    owner = Owner(release=release.name, version=release.spec.version)
     out: list[Desired] = []
+    out += _databases(release, ctx, owner)
+    out += _topics(release, ctx, owner, rollout)
+    out += _tables(release, ctx, owner)
+    out += _streaming_jobs(release, ctx, read, owner, checkpoint_root, rollout)
+    if not ctx.is_canary:
+        out += _views(release, ctx, owner, serving, rollout)
+        out += _dags(release, ctx, read, owner)
+        # SQL transforms (after views: they read serving views). Not in canary stages: a canary
+        # writes shadow/per-version tables in its target's namespace, and a transform there would
+        # replace the target's own (see controller.plan.transforms).
+        if release.spec.transforms:
+            from controller.plan.transforms import transform_resources  # imports desired: lazy
 
+            out += transform_resources(
+                release,
+                ctx,
+                read,
+                upstream=upstream_releases,
+                serving_version=serving,
+                view_segments=rollout.view_segments,
+            )
+    return out
+
+
+def _databases(release: PipelineRelease, ctx: StageContext, owner: Owner) -> list[DatabaseResource]:
+    """The databases of the release's tables and views, then (not in a canary stage) those only its
+    transforms use."""
+    spec = release.spec
     dbs = sorted({t.name.split(".")[0] for t in spec.tables} | {v.name.split(".")[0] for v in spec.views})
-    out += [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in dbs]
+    out = [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in dbs]
     if not ctx.is_canary:
         tdbs = sorted({t.name.split(".")[0] for t in spec.transforms} - set(dbs))
         out += [DatabaseResource(name=database_name(ctx, db), owner=owner) for db in tdbs]
+    return out
 
-    # A canary stage reads its target's topics; it declares them too (same names, same spec), so the
-    # very first canary does not wait for a topic the target stage has not created yet.
+
+def _topics(
+    release: PipelineRelease, ctx: StageContext, owner: Owner, rollout: RolloutInputs
+) -> list[TopicResource]:
+    """The release's topics with the stage's overrides. A canary stage reads its target's topics; it
+    declares them too (same names, same spec, the target's overrides), so the very first canary does
+    not wait for a topic the target stage has not created yet."""
+    spec = release.spec
     topic_override = spec.rollout.overrides.get(ctx.canary_of or ctx.stage)
+    out: list[TopicResource] = []
     for t in spec.topics if (rollout.declare_topics or not ctx.is_canary) else []:
         partitions, rf, config = t.partitions, t.replication_factor, dict(t.config)
         if topic_override and t.name in topic_override.topics:
@@ -201,8 +233,14 @@ def desired_resources(
                 config=config,
             )
         )
+    return out
 
-    for tb in spec.tables:
+
+def _tables(release: PipelineRelease, ctx: StageContext, owner: Owner) -> list[TableResource]:
+    """The release's tables, each at its physical name for the release's version."""
+    version = release.spec.version
+    out: list[TableResource] = []
+    for tb in release.spec.tables:
         props = dict(tb.properties)
         props.update({"pipectl.release": release.name, "pipectl.version": version})
         out.append(
@@ -216,7 +254,23 @@ def desired_resources(
                 migrations=[Migration(op=m.op, column=m.column, to=m.to) for m in tb.migrations],
             )
         )
+    return out
 
+
+def _streaming_jobs(
+    release: PipelineRelease,
+    ctx: StageContext,
+    read: Reader,
+    owner: Owner,
+    checkpoint_root: str,
+    rollout: RolloutInputs,
+) -> list[StreamingJobResource]:
+    """The release's streaming jobs: names, checkpoints and arguments for the stage (the stage's
+    conf overrides applied, green jobs starting where the rollout says)."""
+    spec = release.spec
+    version = spec.version
+    override = spec.rollout.overrides.get(ctx.stage)
+    out: list[StreamingJobResource] = []
     for job in spec.streaming_jobs:
         code = read(job.entrypoint)
         conf = dict(job.conf)
@@ -256,42 +310,38 @@ def desired_resources(
                 strategy=job.strategy.value,
             )
         )
+    return out
 
-    if not ctx.is_canary:
-        for v in spec.views:
-            out.append(
-                ViewResource(
-                    name=table_name(ctx, v.name),
-                    owner=owner,
-                    target=physical_table(ctx, release, v.table, serving),
-                    segments=rollout.view_segments.get(v.name, []),
-                )
-            )
-        for d in spec.dags:
-            src = read(d.path)
-            out.append(
-                DagResource(
-                    name=dag_id(ctx, d.id),
-                    owner=owner,
-                    file_name=f"{dag_id(ctx, d.id)}.py",
-                    source_digest=digest(src),
-                    version=version,
-                    paused=False,
-                    source=src.decode("utf-8"),
-                )
-            )
-        # SQL transforms (after views: they read serving views). Not in canary stages: a canary
-        # writes shadow/per-version tables in its target's namespace, and a transform there would
-        # replace the target's own (see controller.plan.transforms).
-        if spec.transforms:
-            from controller.plan.transforms import transform_resources  # imports desired: lazy
 
-            out += transform_resources(
-                release,
-                ctx,
-                read,
-                upstream=upstream_releases,
-                serving_version=serving,
-                view_segments=rollout.view_segments,
+def _views(
+    release: PipelineRelease, ctx: StageContext, owner: Owner, serving: str, rollout: RolloutInputs
+) -> list[ViewResource]:
+    """The serving views, pointing at the serving version's tables (stitched as the rollout says)."""
+    return [
+        ViewResource(
+            name=table_name(ctx, v.name),
+            owner=owner,
+            target=physical_table(ctx, release, v.table, serving),
+            segments=rollout.view_segments.get(v.name, []),
+        )
+        for v in release.spec.views
+    ]
+
+
+def _dags(release: PipelineRelease, ctx: StageContext, read: Reader, owner: Owner) -> list[DagResource]:
+    """The release's Airflow DAGs, one DAG id per stage."""
+    out: list[DagResource] = []
+    for d in release.spec.dags:
+        src = read(d.path)
+        out.append(
+            DagResource(
+                name=dag_id(ctx, d.id),
+                owner=owner,
+                file_name=f"{dag_id(ctx, d.id)}.py",
+                source_digest=digest(src),
+                version=release.spec.version,
+                paused=False,
+                source=src.decode("utf-8"),
             )
+        )
     return out
