@@ -242,18 +242,7 @@ def _column_plan(desired: TableResource, live: TableResource) -> _ColumnPlan:
     have = {c.name: normalize_type(c.type) for c in live.columns}
     want_order = [c.name for c in desired.columns]
 
-    # Declared renames whose old column is still live and whose new name is free.
-    renamed: dict[str, str] = {}
-    for (op, column), m in migrations.items():
-        if (
-            op == "rename"
-            and m.to
-            and column in have
-            and column not in want
-            and m.to in want
-            and m.to not in have
-        ):
-            renamed[column] = m.to
+    renamed = _declared_renames(migrations, want, have)
     for old_name, new_name in renamed.items():
         out.changes.append(FieldChange(field=f"columns.{old_name}.name", old=old_name, new=new_name))
         out.reasons.append(f"rename column {old_name} → {new_name} (declared migration)")
@@ -265,6 +254,48 @@ def _column_plan(desired: TableResource, live: TableResource) -> _ColumnPlan:
     missing = [i for i, (n, _) in enumerate(live_cols) if n not in want]
     new = [n for n in want_order if n not in live_names]
 
+    _plan_missing(out, desired, live_cols, want, missing, new, migrations)
+    inserted = _plan_order(out, live_names, want_order, new, migrations)
+    _plan_types(out, live_cols, want, migrations)
+
+    added = [n for n in new if n not in inserted]
+    for n in added:
+        out.changes.append(FieldChange(field=f"columns.{n}", old=None, new=want[n]))
+    if added:
+        out.reasons.append(f"add column{'s' if len(added) > 1 else ''} {', '.join(added)} at the end")
+    return out
+
+
+def _declared_renames(
+    migrations: dict[tuple[str, str], Migration], want: dict[str, str], have: dict[str, str]
+) -> dict[str, str]:
+    """Declared renames (old → new) whose old column is still live and whose new name is free."""
+    renamed: dict[str, str] = {}
+    for (op, column), m in migrations.items():
+        if (
+            op == "rename"
+            and m.to
+            and column in have
+            and column not in want
+            and m.to in want
+            and m.to not in have
+        ):
+            renamed[column] = m.to
+    return renamed
+
+
+def _plan_missing(
+    out: _ColumnPlan,
+    desired: TableResource,
+    live_cols: list[tuple[str, str]],
+    want: dict[str, str],
+    missing: list[int],
+    new: list[str],
+    migrations: dict[tuple[str, str], Migration],
+) -> None:
+    """Live columns gone from desired (``missing``: their positions in ``live_cols``): undeclared
+    renames are refused (and taken out of ``missing`` and ``new``), then declared drops are planned
+    and the other drops refused."""
     # An undeclared rename: a live column gone and a new one of the same type in its place.
     for i in list(missing):
         name, typ = live_cols[i]
@@ -295,7 +326,17 @@ def _column_plan(desired: TableResource, live: TableResource) -> _ColumnPlan:
                 )
             )
 
-    kept_live = [n for n in live_names if n in want]
+
+def _plan_order(
+    out: _ColumnPlan,
+    live_names: list[str],
+    want_order: list[str],
+    new: list[str],
+    migrations: dict[tuple[str, str], Migration],
+) -> list[str]:
+    """Refuse kept columns in another order and new columns before kept ones (Hive appends new
+    columns only); returns those new columns that would be inserted."""
+    kept_live = [n for n in live_names if n in want_order]
     kept_want = [n for n in want_order if n in live_names]
     if kept_live != kept_want:
         declared = any(("reorder", n) in migrations for n in kept_want)
@@ -325,7 +366,17 @@ def _column_plan(desired: TableResource, live: TableResource) -> _ColumnPlan:
                 ),
             )
         )
+    return inserted
 
+
+def _plan_types(
+    out: _ColumnPlan,
+    live_cols: list[tuple[str, str]],
+    want: dict[str, str],
+    migrations: dict[tuple[str, str], Migration],
+) -> None:
+    """Refuse every type change of a kept column: a narrowing one, and a widening one too (no engine
+    of the stack changes a column type in place)."""
     for name, typ in live_cols:
         if name not in want or want[name] == typ:
             continue
@@ -351,13 +402,6 @@ def _column_plan(desired: TableResource, live: TableResource) -> _ColumnPlan:
                     change,
                 )
             )
-
-    added = [n for n in new if n not in inserted]
-    for n in added:
-        out.changes.append(FieldChange(field=f"columns.{n}", old=None, new=want[n]))
-    if added:
-        out.reasons.append(f"add column{'s' if len(added) > 1 else ''} {', '.join(added)} at the end")
-    return out
 
 
 def _property_drift(desired: dict[str, str], live: dict[str, str]) -> list[FieldChange]:
