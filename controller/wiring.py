@@ -26,7 +26,7 @@ from controller.audit.ledger import Ledger
 from controller.engine.backends import StageBackends
 from controller.engine.reconciler import Reconciler
 from controller.model.errors import PipectlError
-from controller.obs.events import EventType, JsonlEventSink, make_event
+from controller.obs.events import EventSink, EventType, FanoutEventSink, JsonlEventSink, KafkaEventSink, make_event
 from controller.plan.desired import StageContext
 from controller.plan.resources import ResourceKind
 from controller.source.git import GitSource
@@ -191,6 +191,7 @@ def build_runtime(
     lineage: bool = True,
     worktree: bool = False,
     requeue_waits: bool = False,
+    events_kafka: tuple[str, str] | None = None,
 ) -> Runtime:
     """Compose store, ledger (+OpenLineage and event sinks), git source, adapters and reconciler."""
     import socket
@@ -203,7 +204,7 @@ def build_runtime(
     sinks: list[Any] = []
     if lineage:
         sinks.append(OpenLineageSink(state_dir / "openlineage.jsonl"))
-    events = JsonlEventSink(state_dir / "events" / "events.jsonl")
+    events = event_sink(state_dir, events_kafka)
     sinks.append(_AuditEvents(events))
     ledger = Ledger(store, sinks)
     source = GitSource(repo, branch, cache_dir=state_dir / "git", worktree=worktree)
@@ -237,6 +238,18 @@ def build_runtime(
         pin=source.pin,
     )
     return Runtime(store, ledger, source, wiring, reconciler)
+
+
+def event_sink(state_dir: Path, kafka: tuple[str, str] | None) -> EventSink:
+    """The operational event stream: JSON lines under the state directory, and a Kafka topic when
+    ``kafka`` = (bootstrap servers, topic) is configured (``--events-kafka``)."""
+    jsonl = JsonlEventSink(state_dir / "events" / "events.jsonl")
+    if kafka is None:
+        return jsonl
+    from controller.adapters.kafka import event_producer
+
+    bootstrap, topic = kafka
+    return FanoutEventSink({"jsonl": jsonl, "kafka": KafkaEventSink(event_producer(bootstrap, topic), topic)})
 
 
 class _LazyGates:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 
 # confluent_kafka.admin documents these names but has no __all__, so mypy sees them as private.
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -412,3 +412,19 @@ def _desired_topic(action: Action) -> TopicResource:
         raise PermanentBackendError(BACKEND, f"{action.id}: the action carries no desired topic")
     return action.desired
 
+
+
+def event_producer(bootstrap_servers: str, topic: str, *, partitions: int = 1) -> Producer:
+    """A producer for pipectl's operational event stream (``obs.events.KafkaEventSink``).
+
+    The topic is created when missing (one partition keeps the stream in commit order; events are
+    keyed by release anyway). Returns a ``confluent_kafka.Producer``; callers see it only through
+    the ``EventProducer`` Protocol, so no other module imports the SDK.
+    """
+    admin = KafkaAdapter(bootstrap_servers)
+    try:
+        if topic not in admin.list_topic_names(topic):
+            admin._create_topic(TopicResource(name=topic, partitions=partitions, replication_factor=1))
+    finally:
+        admin.close()
+    return Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 50, "enable.idempotence": True})

@@ -255,12 +255,23 @@ def controller_run(
     workers: int = typer.Option(
         4, "--workers", envvar="PIPECTL_WORKERS", min=1, max=64, help="Releases reconciled at once."
     ),
+    events_kafka: str = typer.Option(
+        "", "--events-kafka", envvar="PIPECTL_EVENTS_KAFKA",
+        help="Also send operational events to Kafka: BOOTSTRAP/TOPIC, e.g. 127.0.0.1:9092/pipectl.events.",
+    ),
 ) -> None:
     """Run the reconciler: poll git (and wake on POST /hooks/git), converge, promote, roll back."""
     from controller.cli.run import run_controller
 
+    kafka = None
+    if events_kafka:
+        bootstrap, _, topic = events_kafka.rpartition("/")
+        if not bootstrap or not topic:
+            _fail(f"--events-kafka {events_kafka!r}: expected BOOTSTRAP/TOPIC", 2)
+        kafka = (bootstrap, topic)
     code = run_controller(
-        repo, branch, state, listen, _duration(interval), _duration(bake), log_format, workers=workers
+        repo, branch, state, listen, _duration(interval), _duration(bake), log_format, workers=workers,
+        events_kafka=kafka,
     )
     raise typer.Exit(code)
 

@@ -49,6 +49,7 @@ def run_controller(
     log_format: str,
     *,
     workers: int = 4,
+    events_kafka: tuple[str, str] | None = None,
 ) -> int:
     """Exit 0 after SIGTERM/SIGINT; non-zero only for fatal start-up errors (bad flags, an
     unreadable state store or git source at start). Errors after start never end the process."""
@@ -67,7 +68,9 @@ def run_controller(
     if not _lead(elector, stopping, log):
         return 0
     try:
-        rt = build_runtime(repo, state, branch=branch, bake_seconds=bake, requeue_waits=True)
+        rt = build_runtime(
+            repo, state, branch=branch, bake_seconds=bake, requeue_waits=True, events_kafka=events_kafka
+        )
     except Exception as e:
         log.error("cannot start", error=str(e), error_type=type(e).__name__)
         elector.release()

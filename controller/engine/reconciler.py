@@ -114,6 +114,8 @@ class Reconciler:
                 self._ready(status, False, Reason.VALIDATION_FAILED, msg)
                 return result
             p = Pass.of(snap, snap.release(name), status, result)
+            spec = p.rel.spec.rollout
+            metrics.init_release(name, spec.stages, [g.name for g in spec.gates])
             self._pass(p)
             if not result.errors:
                 for backend in ("kafka", "hive", "presto", "airflow", "spark"):
@@ -171,6 +173,10 @@ class Reconciler:
     def _write_status(self, name: str, status: ReleaseStatus) -> None:
         try:
             self.store.put_status(name, status.model_dump(mode="json", by_alias=True))
+            metrics.set_backend_up(metrics.STATE_BACKEND, True)
+        except Exception:
+            metrics.set_backend_up(metrics.STATE_BACKEND, False)
+            raise
         finally:
             if self.on_status:
                 self.on_status(name, status)

@@ -35,6 +35,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from controller.model.reasons import Reason, Verdict
+
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "FRESHNESS_OBJECTIVE_SECONDS",
@@ -222,11 +224,27 @@ def set_release_info(release: str, stage: str, version: str | None, phase: str) 
         _release_info[key] = new
 
 
-def init_release(release: str, stages: Iterable[str]) -> None:
-    """Create a release's counters at 0 so the first increment shows up in ``increase()``."""
+ERROR_REASONS = (
+    Reason.BACKEND_UNAVAILABLE,
+    Reason.APPLY_FAILED,
+    Reason.CONFIGURATION_ERROR,
+    Reason.RECONCILE_ERROR,
+    Reason.ROLLBACK_FAILED,
+)
+"""The named reasons ``record_reconcile_error`` is called with (the alert rules select on them)."""
+
+
+def init_release(release: str, stages: Iterable[str], gates: Iterable[str] = ()) -> None:
+    """Create a release's counters at 0 so the first increment shows up in ``increase()`` (a
+    series born at 1 has no earlier sample to increase from, and the alert would never fire)."""
     for stage in stages:
         ROLLBACKS.labels(release, stage)
         DRIFT_RESOURCES.labels(release, stage)
+    for reason in ERROR_REASONS:
+        RECONCILE_ERRORS.labels(release, str(reason))
+    for gate in gates:
+        for verdict in Verdict:
+            GATE_RESULTS.labels(gate, str(verdict))
 
 
 def forget_release(release: str) -> None:

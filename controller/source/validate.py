@@ -6,8 +6,6 @@ Parsing is pure apart from reading files under the repository root; nothing here
 
 from __future__ import annotations
 
-import ast
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +20,9 @@ from controller.model.manifest import (
     KINDS,
     Environment,
     PipelineRelease,
-    SchemaFormat,
 )
 from controller.source.loader import Document, decode_utf8, format_path, iter_yaml_files, load_documents
+from controller.source.repo_files import check_python_file, check_schema_file, safe_path
 
 MANIFEST_DIRS = ("releases", "environments")
 
@@ -267,50 +265,6 @@ def _check_environments(snap: RepoSnapshot) -> None:
 # --- release checks -------------------------------------------------------------------------
 
 
-def _safe_path(snap: RepoSnapshot, rel_path: str) -> tuple[Path | None, str | None]:
-    """Resolve a repo-relative path; refuse absolute paths and anything escaping the root."""
-    if not rel_path or Path(rel_path).is_absolute():
-        return None, f"path {rel_path!r} must be relative to the repository root"
-    full = (snap.root / rel_path).resolve()
-    if full != snap.root and snap.root not in full.parents:
-        return None, f"path {rel_path!r} escapes the repository root"
-    if not full.is_file():
-        return None, f"file {rel_path!r} does not exist"
-    return full, None
-
-
-def _check_python_file(full: Path, rel_path: str) -> str | None:
-    text, problem = decode_utf8(full.read_bytes(), rel_path)
-    if problem:
-        return problem.message
-    try:
-        ast.parse(text or "", filename=rel_path)
-    except SyntaxError as e:
-        return f"{rel_path}:{e.lineno}: Python syntax error: {e.msg}"
-    return None
-
-
-def _check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | None:
-    text, problem = decode_utf8(full.read_bytes(), rel_path)
-    if problem:
-        return problem.message
-    try:
-        data = json.loads(text or "")
-    except json.JSONDecodeError as e:
-        return f"{rel_path}:{e.lineno}: invalid JSON: {e.msg}"
-    if fmt is SchemaFormat.AVRO:
-        import avro.errors
-        import avro.schema
-
-        try:
-            avro.schema.parse(json.dumps(data))
-        except (avro.errors.AvroException, ValueError, TypeError, KeyError) as e:
-            return f"invalid Avro schema: {e}"
-    elif not isinstance(data, dict):
-        return "a JSON schema must be an object"
-    return None
-
-
 def _dupes(
     snap: RepoSnapshot, loaded: Loaded, items: Sequence[tuple[tuple[str | int, ...], str]], what: str
 ) -> None:
@@ -329,16 +283,29 @@ def _dupes(
             seen[name] = path
 
 
+# Reports a problem at a path of the release manifest.
+_Add = Callable[[tuple[str | int, ...], str], None]
+
+
 def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
     rel = loaded.obj
     assert isinstance(rel, PipelineRelease)
-    s = rel.spec
     P = snap.problems
 
     def add(path: tuple[str | int, ...], msg: str) -> None:
         P.append(Problem(loaded.file, loaded.line(*path), format_path(path), msg))
 
-    # duplicates within the release
+    _check_duplicates(snap, loaded, rel)
+    _check_files(snap, rel, add)
+    _check_references(snap, rel, add)
+    _check_stages(snap, rel, add)
+    if rel.spec.transforms:
+        _check_transform_sql(snap, rel, add)
+
+
+def _check_duplicates(snap: RepoSnapshot, loaded: Loaded, rel: PipelineRelease) -> None:
+    """Names that must be unique within the release (schemas, topics, Hive relations, jobs, …)."""
+    s = rel.spec
     _dupes(
         snap, loaded, [(("spec", "schemas", i, "name"), x.name) for i, x in enumerate(s.schemas)], "schema"
     )
@@ -374,31 +341,38 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
         ]
         _dupes(snap, loaded, cols, "column")
 
-    # files
+
+def _check_files(snap: RepoSnapshot, rel: PipelineRelease, add: _Add) -> None:
+    """Files the release names: inside the repository, and schemas and Python files well-formed."""
+    s = rel.spec
     for i, sc in enumerate(s.schemas):
-        full, err = _safe_path(snap, sc.path)
+        full, err = safe_path(snap.root, sc.path)
         if err is None and full is not None:
-            err = _check_schema_file(full, sc.format, sc.path)
+            err = check_schema_file(full, sc.format, sc.path)
         if err:
             add(("spec", "schemas", i, "path"), err)
     for i, job in enumerate(s.streaming_jobs):
-        full, err = _safe_path(snap, job.entrypoint)
+        full, err = safe_path(snap.root, job.entrypoint)
         if err is None and full is not None:
-            err = _check_python_file(full, job.entrypoint)
+            err = check_python_file(full, job.entrypoint)
         if err:
             add(("spec", "streamingJobs", i, "entrypoint"), err)
     for i, dag in enumerate(s.dags):
-        full, err = _safe_path(snap, dag.path)
+        full, err = safe_path(snap.root, dag.path)
         if err is None and full is not None:
-            err = _check_python_file(full, dag.path)
+            err = check_python_file(full, dag.path)
         if err:
             add(("spec", "dags", i, "path"), err)
     for i, tr in enumerate(s.transforms):
-        _, err = _safe_path(snap, tr.sql)
+        _, err = safe_path(snap.root, tr.sql)
         if err:
             add(("spec", "transforms", i, "sql"), err)
 
-    # references
+
+def _check_references(snap: RepoSnapshot, rel: PipelineRelease, add: _Add) -> None:
+    """Schemas, topics, tables and releases the release refers to must exist (its own, or those of
+    the releases it dependsOn)."""
+    s = rel.spec
     schemas = {x.name for x in s.schemas}
     upstream = [snap.release(d) for d in s.depends_on if d in snap.releases]
     topics = {t.name for t in s.topics} | {t.name for r in upstream for t in r.spec.topics}
@@ -424,6 +398,12 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
             add(("spec", "dependsOn", i), "a release cannot depend on itself")
         elif dep not in snap.releases and dep not in snap.invalid_releases:
             add(("spec", "dependsOn", i), f"unknown release {dep!r}")
+
+
+def _check_stages(snap: RepoSnapshot, rel: PipelineRelease, add: _Add) -> None:
+    """The rollout's stages are Environments; gates and overrides name stages of the rollout; a
+    canary stage comes before its target."""
+    s = rel.spec
     stages = s.rollout.stages
     for i, st in enumerate(stages):
         if st not in snap.environments and st not in snap.invalid_environments:
@@ -440,8 +420,6 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
             target = snap.environment(st).spec.canary_of
             if target is not None and target not in stages[i + 1 :]:
                 add(("spec", "rollout", "stages", i), f"canary stage {st!r} must come before {target!r}")
-    if s.transforms:
-        _check_transform_sql(snap, rel, add)
 
 
 def _check_transform_sql(
@@ -452,7 +430,7 @@ def _check_transform_sql(
     from controller.plan.transforms import check_release  # imports sqlglot: only when needed
 
     def read(path: str) -> bytes:
-        full, err = _safe_path(snap, path)
+        full, err = safe_path(snap.root, path)
         if full is None:
             raise OSError(err)
         return full.read_bytes()

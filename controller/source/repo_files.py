@@ -1,0 +1,59 @@
+"""The files a release names (schemas, job entrypoints, DAGs, SQL): inside the repository, and
+well-formed where pipectl can tell (UTF-8 Python that parses, JSON or Avro schemas that parse).
+
+Each check returns an error message (or None); ``controller.source.validate`` reports it on the
+manifest field that names the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+from controller.model.manifest import SchemaFormat
+from controller.source.loader import decode_utf8
+
+
+def safe_path(root: Path, rel_path: str) -> tuple[Path | None, str | None]:
+    """Resolve a repo-relative path; refuse absolute paths and anything escaping the root."""
+    if not rel_path or Path(rel_path).is_absolute():
+        return None, f"path {rel_path!r} must be relative to the repository root"
+    full = (root / rel_path).resolve()
+    if full != root and root not in full.parents:
+        return None, f"path {rel_path!r} escapes the repository root"
+    if not full.is_file():
+        return None, f"file {rel_path!r} does not exist"
+    return full, None
+
+
+def check_python_file(full: Path, rel_path: str) -> str | None:
+    text, problem = decode_utf8(full.read_bytes(), rel_path)
+    if problem:
+        return problem.message
+    try:
+        ast.parse(text or "", filename=rel_path)
+    except SyntaxError as e:
+        return f"{rel_path}:{e.lineno}: Python syntax error: {e.msg}"
+    return None
+
+
+def check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | None:
+    text, problem = decode_utf8(full.read_bytes(), rel_path)
+    if problem:
+        return problem.message
+    try:
+        data = json.loads(text or "")
+    except json.JSONDecodeError as e:
+        return f"{rel_path}:{e.lineno}: invalid JSON: {e.msg}"
+    if fmt is SchemaFormat.AVRO:
+        import avro.errors
+        import avro.schema
+
+        try:
+            avro.schema.parse(json.dumps(data))
+        except (avro.errors.AvroException, ValueError, TypeError, KeyError) as e:
+            return f"invalid Avro schema: {e}"
+    elif not isinstance(data, dict):
+        return "a JSON schema must be an object"
+    return None
