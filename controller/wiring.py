@@ -26,7 +26,14 @@ from controller.audit.ledger import Ledger
 from controller.engine.backends import StageBackends
 from controller.engine.reconciler import Reconciler
 from controller.model.errors import PipectlError
-from controller.obs.events import EventSink, EventType, FanoutEventSink, JsonlEventSink, KafkaEventSink, make_event
+from controller.obs.events import (
+    EventSink,
+    EventType,
+    FanoutEventSink,
+    JsonlEventSink,
+    KafkaEventSink,
+    make_event,
+)
 from controller.plan.desired import StageContext
 from controller.plan.resources import ResourceKind
 from controller.source.git import GitSource
