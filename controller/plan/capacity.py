@@ -148,24 +148,68 @@ def chunk_hours(events_per_hour: float, chunk_events: float) -> float:
 def plan(inp: CapacityInputs) -> dict[str, Any]:
     """The capacity plan as plain data (printed by the CLI, or as JSON)."""
     warnings: list[str] = []
-    eps, pc = inp.events_per_second, inp.per_core_rows_per_second
+    cores, executors = _ingest_cores(inp)
+    inputs = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(inp).items() if k != "sources"}
+    return {
+        "inputs": inputs,
+        "sources": dict(inp.sources),
+        "streaming": _streaming_plan(inp, cores, executors),
+        "kafka": _kafka_plan(inp, cores),
+        "latency": _latency_plan(inp, cores, warnings),
+        "backfill": _backfill_plan(inp, warnings),
+        "assumptions": assumptions(inp),
+        "warnings": warnings,
+    }
 
-    # --- streaming ingest
-    ingress_mb = eps * inp.event_bytes / 1e6
-    cores = math.ceil(eps / (pc * inp.target_utilization))
+
+def _ingest_cores(inp: CapacityInputs) -> tuple[int, int]:
+    """(cores, executors) of the streaming job: whole executors, at most ``target_utilization`` of
+    the cores busy at peak."""
+    cores = math.ceil(inp.events_per_second / (inp.per_core_rows_per_second * inp.target_utilization))
     executors = math.ceil(cores / inp.cores_per_executor)
-    cores = executors * inp.cores_per_executor  # whole executors
-    capacity = cores * pc
+    return executors * inp.cores_per_executor, executors
+
+
+def _ingress_mb(inp: CapacityInputs) -> float:
+    """Peak ingress in MB/s, uncompressed."""
+    return inp.events_per_second * inp.event_bytes / 1e6
+
+
+def _streaming_plan(inp: CapacityInputs, cores: int, executors: int) -> dict[str, Any]:
+    eps = inp.events_per_second
+    ingress_mb = _ingress_mb(inp)
+    capacity = cores * inp.per_core_rows_per_second
     spare = capacity - eps
     backlog = eps * inp.outage_minutes * 60
     catchup_s = backlog / spare if spare > 0 else math.inf
+    return {
+        "peak_events_per_second": eps,
+        "ingress_mb_per_second_uncompressed": round(ingress_mb, 1),
+        "ingress_mb_per_second_compressed": round(ingress_mb / inp.compression_ratio, 1),
+        "cores": cores,
+        "executors": executors,
+        "cores_per_executor": inp.cores_per_executor,
+        "capacity_events_per_second": round(capacity),
+        "utilization_at_peak": round(eps / capacity, 3),
+        "catchup_seconds_after_outage": round(catchup_s, 1) if math.isfinite(catchup_s) else None,
+    }
 
-    # --- Kafka
+
+def _kafka_plan(inp: CapacityInputs, cores: int) -> dict[str, Any]:
+    ingress_mb = _ingress_mb(inp)
     by_cores = cores
     by_bytes = math.ceil(ingress_mb / inp.partition_mb_per_second)
-    partitions = round_up(max(by_cores, by_bytes), inp.partition_multiple)
+    return {
+        "partitions": round_up(max(by_cores, by_bytes), inp.partition_multiple),
+        "partitions_for_parallelism": by_cores,
+        "partitions_for_throughput": by_bytes,
+        "retention_bytes_per_day_compressed": round(ingress_mb / inp.compression_ratio * 1e6 * 86400),
+    }
 
-    # --- trigger / batch
+
+def _latency_plan(inp: CapacityInputs, cores: int, warnings: list[str]) -> dict[str, Any]:
+    """The trigger and batch size (a warning when no trigger meets the P95 budget)."""
+    capacity = cores * inp.per_core_rows_per_second
     options = trigger_options(inp, cores)
     chosen, met = choose_trigger(options)
     if not met:
@@ -176,8 +220,23 @@ def plan(inp: CapacityInputs) -> dict[str, Any]:
         )
     max_offsets = int(chosen.batch_events * inp.catchup_batch_factor)
     catchup_batch_s = inp.batch_overhead_seconds + max_offsets / capacity
+    return {
+        "trigger_seconds": chosen.trigger_seconds,
+        "batch_events": chosen.batch_events,
+        "batch_seconds_estimate": chosen.batch_seconds,
+        "p95_estimate_seconds": chosen.p95_estimate_seconds,
+        "p95_budget_seconds": inp.p95_seconds,
+        "design_p95_seconds": inp.p95_seconds * inp.latency_safety,
+        "meets_budget": met,
+        "max_offsets_per_trigger": max_offsets,
+        "catchup_batch_seconds_estimate": round(catchup_batch_s, 1),
+        "options": [asdict(o) for o in options],
+    }
 
-    # --- backfill
+
+def _backfill_plan(inp: CapacityInputs, warnings: list[str]) -> dict[str, Any]:
+    """Backfill cores and chunking (warnings when a chunk runs too long or is shorter than a day)."""
+    pc = inp.per_core_rows_per_second
     bytes_day = inp.replay_tb_per_day * 1e12
     events_day = bytes_day / inp.event_bytes
     bf_rate = events_day / (inp.backfill_window_hours * 3600)
@@ -185,7 +244,7 @@ def plan(inp: CapacityInputs) -> dict[str, Any]:
     chunk_rate = pc * inp.backfill_efficiency * inp.chunk_cores
     chunk_events_target = chunk_rate * inp.chunk_target_minutes * 60
     # A chunk is a stretch of history: an hour of it holds what the stream ingests in an hour.
-    history_hour = eps * inp.average_to_peak * 3600
+    history_hour = inp.events_per_second * inp.average_to_peak * 3600
     hours = chunk_hours(history_hour, chunk_events_target)
     chunk_events = history_hour * hours
     chunk_minutes = chunk_events / chunk_rate / 60
@@ -200,57 +259,20 @@ def plan(inp: CapacityInputs) -> dict[str, Any]:
             f"chunks of {hours:g} h of history: pipectl backfill plans one chunk per dt day, so at this "
             "volume the backfilled table and its DAG need an hour (or finer) partition as well"
         )
-
-    inputs = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(inp).items() if k != "sources"}
     return {
-        "inputs": inputs,
-        "sources": dict(inp.sources),
-        "streaming": {
-            "peak_events_per_second": eps,
-            "ingress_mb_per_second_uncompressed": round(ingress_mb, 1),
-            "ingress_mb_per_second_compressed": round(ingress_mb / inp.compression_ratio, 1),
-            "cores": cores,
-            "executors": executors,
-            "cores_per_executor": inp.cores_per_executor,
-            "capacity_events_per_second": round(capacity),
-            "utilization_at_peak": round(eps / capacity, 3),
-            "catchup_seconds_after_outage": round(catchup_s, 1) if math.isfinite(catchup_s) else None,
-        },
-        "kafka": {
-            "partitions": partitions,
-            "partitions_for_parallelism": by_cores,
-            "partitions_for_throughput": by_bytes,
-            "retention_bytes_per_day_compressed": round(ingress_mb / inp.compression_ratio * 1e6 * 86400),
-        },
-        "latency": {
-            "trigger_seconds": chosen.trigger_seconds,
-            "batch_events": chosen.batch_events,
-            "batch_seconds_estimate": chosen.batch_seconds,
-            "p95_estimate_seconds": chosen.p95_estimate_seconds,
-            "p95_budget_seconds": inp.p95_seconds,
-            "design_p95_seconds": inp.p95_seconds * inp.latency_safety,
-            "meets_budget": met,
-            "max_offsets_per_trigger": max_offsets,
-            "catchup_batch_seconds_estimate": round(catchup_batch_s, 1),
-            "options": [asdict(o) for o in options],
-        },
-        "backfill": {
-            "tb_per_day": inp.replay_tb_per_day,
-            "events_per_day": round(events_day),
-            "events_per_second_needed": round(bf_rate),
-            "cores": bf_cores,
-            "executors": math.ceil(bf_cores / inp.cores_per_executor),
-            "history_days_per_day": round(events_day / (history_hour * 24), 2),
-            "chunk_hours_of_history": hours,
-            "chunk_events": round(chunk_events),
-            "chunk_gb_uncompressed": round(chunk_events * inp.event_bytes / 1e9, 1),
-            "chunk_minutes_estimate": round(chunk_minutes, 1),
-            "chunk_cores": inp.chunk_cores,
-            "concurrency": concurrency,
-            "chunks_per_day": math.ceil(events_day / chunk_events),
-        },
-        "assumptions": assumptions(inp),
-        "warnings": warnings,
+        "tb_per_day": inp.replay_tb_per_day,
+        "events_per_day": round(events_day),
+        "events_per_second_needed": round(bf_rate),
+        "cores": bf_cores,
+        "executors": math.ceil(bf_cores / inp.cores_per_executor),
+        "history_days_per_day": round(events_day / (history_hour * 24), 2),
+        "chunk_hours_of_history": hours,
+        "chunk_events": round(chunk_events),
+        "chunk_gb_uncompressed": round(chunk_events * inp.event_bytes / 1e9, 1),
+        "chunk_minutes_estimate": round(chunk_minutes, 1),
+        "chunk_cores": inp.chunk_cores,
+        "concurrency": concurrency,
+        "chunks_per_day": math.ceil(events_day / chunk_events),
     }
 
 
