@@ -133,59 +133,9 @@ def _compare_table(
     baseline = _Side("baseline", ctx.baseline_tables[logical])
     ev: dict[str, Any] = {"table": logical, "canary_table": canary.table, "baseline_table": baseline.table}
     try:
-        writer = _writer_job(ctx, logical)
-        for side, jobs in ((canary, ctx.jobs), (baseline, ctx.baseline_jobs)):
-            if writer is not None and writer in jobs:
-                _job_watermark(side, jobs[writer], data)
-        since = ctx.now_utc - cols.lookback
-        for side in (canary, baseline):
-            sql = per_window_sql(side.table, cols, since)
-            ev[f"{side.label}_windows_sql"] = sql
-            side.windows = _window_totals(_run(data, sql))
-            if not side.windows:
-                raise _Stop(Verdict.INCONCLUSIVE, f"{logical}: the {side.label} has written no windows yet")
-            if side.watermark is None:
-                side.watermark = max(side.windows) + cols.window
-                side.watermark_source = "data: end of the newest window"
-        assert canary.windows is not None and baseline.windows is not None
-        assert canary.watermark is not None and baseline.watermark is not None
-        ev["watermarks"] = {
-            "canary": {"value": canary.watermark.isoformat(), "source": canary.watermark_source},
-            "baseline": {"value": baseline.watermark.isoformat(), "source": baseline.watermark_source},
-        }
-        closed_before = min(canary.watermark, baseline.watermark) - cols.window
-        first_complete = min(canary.windows) + cols.window
-        windows = sorted(
-            w for w in set(canary.windows) | set(baseline.windows) if first_complete <= w < closed_before
-        )
-        ev["windows"] = {
-            "count": len(windows),
-            "required": gate.min_closed_windows,
-            "first": windows[0].isoformat() if windows else None,
-            "last": windows[-1].isoformat() if windows else None,
-            "closed_before": closed_before.isoformat(),
-            "canary_first_complete": first_complete.isoformat(),
-        }
-        if len(windows) < gate.min_closed_windows:
-            raise _Stop(
-                Verdict.INCONCLUSIVE,
-                f"{logical}: soaking, {len(windows)} of {gate.min_closed_windows} closed windows compared",
-            )
-        c_total = sum(canary.windows.get(w, 0) for w in windows)
-        b_total = sum(baseline.windows.get(w, 0) for w in windows)
-        ev["per_window"] = [
-            [w.isoformat(), canary.windows.get(w, 0), baseline.windows.get(w, 0)]
-            for w in windows[-MAX_WINDOWS_IN_EVIDENCE:]
-        ]
-        ev["canary_samples"] = c_total
-        ev["baseline_samples"] = b_total
-        ev["tolerance"] = gate.tolerance
-        if b_total == 0:
-            if c_total == 0:
-                raise _Stop(Verdict.INCONCLUSIVE, f"{logical}: no samples in {len(windows)} closed windows")
-            raise _Stop(Verdict.FAIL, f"{logical}: the baseline has no samples but the canary has {c_total}")
-        rel = (c_total - b_total) / b_total
-        ev["relative_difference"] = rel
+        _read_windows(ctx, data, logical, canary, baseline, ev)
+        windows = _closed_windows(gate, cols, logical, canary, baseline, ev)
+        c_total, b_total, rel = _compare_counts(gate, logical, canary, baseline, windows, ev)
 
         values: dict[str, list[float]] = {}
         for side in (canary, baseline):
@@ -222,6 +172,94 @@ def _compare_table(
         return Verdict.INCONCLUSIVE, f"{logical}: {e}", ev
     except PermanentBackendError as e:
         return Verdict.FAIL, f"{logical}: {e}", ev
+
+
+def _read_windows(
+    ctx: GateContext, data: GateData, logical: str, canary: _Side, baseline: _Side, ev: dict[str, Any]
+) -> None:
+    """Steps 1 and 2: each side's watermark (its writer job's, else the end of its newest window)
+    and its per-window sample totals."""
+    cols = ctx.canary_columns
+    writer = _writer_job(ctx, logical)
+    for side, jobs in ((canary, ctx.jobs), (baseline, ctx.baseline_jobs)):
+        if writer is not None and writer in jobs:
+            _job_watermark(side, jobs[writer], data)
+    since = ctx.now_utc - cols.lookback
+    for side in (canary, baseline):
+        sql = per_window_sql(side.table, cols, since)
+        ev[f"{side.label}_windows_sql"] = sql
+        side.windows = _window_totals(_run(data, sql))
+        if not side.windows:
+            raise _Stop(Verdict.INCONCLUSIVE, f"{logical}: the {side.label} has written no windows yet")
+        if side.watermark is None:
+            side.watermark = max(side.windows) + cols.window
+            side.watermark_source = "data: end of the newest window"
+
+
+def _closed_windows(
+    gate: CanaryComparisonGate,
+    cols: CanaryColumns,
+    logical: str,
+    canary: _Side,
+    baseline: _Side,
+    ev: dict[str, Any],
+) -> list[datetime]:
+    """Steps 2 and 3: the windows closed on both sides from the canary's first complete one; too
+    few of them → inconclusive (soaking)."""
+    assert canary.windows is not None and baseline.windows is not None
+    assert canary.watermark is not None and baseline.watermark is not None
+    ev["watermarks"] = {
+        "canary": {"value": canary.watermark.isoformat(), "source": canary.watermark_source},
+        "baseline": {"value": baseline.watermark.isoformat(), "source": baseline.watermark_source},
+    }
+    closed_before = min(canary.watermark, baseline.watermark) - cols.window
+    first_complete = min(canary.windows) + cols.window
+    windows = sorted(
+        w for w in set(canary.windows) | set(baseline.windows) if first_complete <= w < closed_before
+    )
+    ev["windows"] = {
+        "count": len(windows),
+        "required": gate.min_closed_windows,
+        "first": windows[0].isoformat() if windows else None,
+        "last": windows[-1].isoformat() if windows else None,
+        "closed_before": closed_before.isoformat(),
+        "canary_first_complete": first_complete.isoformat(),
+    }
+    if len(windows) < gate.min_closed_windows:
+        raise _Stop(
+            Verdict.INCONCLUSIVE,
+            f"{logical}: soaking, {len(windows)} of {gate.min_closed_windows} closed windows compared",
+        )
+    return windows
+
+
+def _compare_counts(
+    gate: CanaryComparisonGate,
+    logical: str,
+    canary: _Side,
+    baseline: _Side,
+    windows: list[datetime],
+    ev: dict[str, Any],
+) -> tuple[int, int, float]:
+    """Step 4's figures: (canary samples, baseline samples, relative difference) over ``windows``;
+    a baseline without samples stops the comparison here."""
+    assert canary.windows is not None and baseline.windows is not None
+    c_total = sum(canary.windows.get(w, 0) for w in windows)
+    b_total = sum(baseline.windows.get(w, 0) for w in windows)
+    ev["per_window"] = [
+        [w.isoformat(), canary.windows.get(w, 0), baseline.windows.get(w, 0)]
+        for w in windows[-MAX_WINDOWS_IN_EVIDENCE:]
+    ]
+    ev["canary_samples"] = c_total
+    ev["baseline_samples"] = b_total
+    ev["tolerance"] = gate.tolerance
+    if b_total == 0:
+        if c_total == 0:
+            raise _Stop(Verdict.INCONCLUSIVE, f"{logical}: no samples in {len(windows)} closed windows")
+        raise _Stop(Verdict.FAIL, f"{logical}: the baseline has no samples but the canary has {c_total}")
+    rel = (c_total - b_total) / b_total
+    ev["relative_difference"] = rel
+    return c_total, b_total, rel
 
 
 def _writer_job(ctx: GateContext, logical: str) -> str | None:
