@@ -23,6 +23,7 @@ lint: install
 	$(VENV)/bin/ruff check controller tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VPY) tests/shape_check.py
 
 test-unit: install
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
