@@ -25,7 +25,7 @@ from controller.plan.actions import FieldChange
 from controller.plan.resources import TableResource
 
 _STORED_AS = {"parquet": "PARQUET", "orc": "ORC", "avro": "AVRO", "textfile": "TEXTFILE"}
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?$")
+_TIMESTAMP = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?\Z")
 
 
 def create_table_sql(desired: TableResource) -> str:
@@ -83,7 +83,7 @@ def view_query(
 
 def check_timestamp(value: str) -> str:
     """``value`` if it reads as ``YYYY-MM-DD HH:MM:SS[.ffffff]``, else a PermanentBackendError."""
-    if not _TIMESTAMP.match(value):
+    if not _TIMESTAMP.fullmatch(value):
         raise PermanentBackendError(BACKEND, f"segment start {value!r} is not 'YYYY-MM-DD HH:MM:SS'")
     return value
 

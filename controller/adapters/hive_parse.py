@@ -57,7 +57,7 @@ class TableInfo:
 
 
 _INFO_LINE = re.compile(r"^([A-Z][A-Za-z ]*): ?", re.M)
-_PROP_KEY = re.compile(r"^[A-Za-z0-9_.:/\-]+$")
+_PROP_KEY = re.compile(r"\A[A-Za-z0-9_.:/\-]+\Z")
 _BACKTICKED = re.compile(r"`((?:[^`]|``)*)`")
 
 
@@ -96,7 +96,7 @@ def parse_properties(text: str) -> dict[str, str] | None:
     props: list[list[str]] = []
     for piece in body.split(", "):
         key, sep, value = piece.partition("=")
-        if sep and _PROP_KEY.match(key) and (not props or key > props[-1][0]):
+        if sep and _PROP_KEY.fullmatch(key) and (not props or key > props[-1][0]):
             props.append([key, value])
         else:
             return None

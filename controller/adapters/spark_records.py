@@ -18,7 +18,7 @@ from controller.model.errors import PermanentBackendError
 from controller.plan.resources import Owner, StreamingJobResource
 
 BACKEND = "spark"
-JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+JOB_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 
 
 class JobRecord(BaseModel):
@@ -190,7 +190,7 @@ class JobRunner(Protocol):
 
 def check_job_name(name: str) -> str:
     """``name`` if it is a valid job name (it names registry files), else a PermanentBackendError."""
-    if not JOB_NAME_RE.match(name):
+    if not JOB_NAME_RE.fullmatch(name):
         raise PermanentBackendError(BACKEND, f"invalid job name {name!r}: allowed are [A-Za-z0-9._-]")
     return name
 

@@ -92,7 +92,7 @@ from controller.plan.resources import Resource, ResourceKind, TransformResource
 
 log = structlog.get_logger(__name__)
 
-_RUN_KEY = re.compile(r"^[a-z0-9_]{1,40}$")
+_RUN_KEY = re.compile(r"\A[a-z0-9_]{1,40}\Z")
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class TransformAdapter(TransformCatalog):
         """Rebuild ``table`` transform ``name`` from current upstream data into
         ``<name>__<digest8>_<run_key>`` and swap the view to it; the same ``run_key`` again changes
         nothing (deterministic per scheduled run, e.g. ``r20260101`` for the run of that day)."""
-        if not _RUN_KEY.match(run_key):
+        if not _RUN_KEY.fullmatch(run_key):
             raise PermanentBackendError(BACKEND, f"run key {run_key!r} must match [a-z0-9_]{{1,40}}")
         live, meta = self._served(name, expect_digest, expect_sql_digest)
         if live.materialized != "table":
@@ -334,9 +334,9 @@ class TransformAdapter(TransformCatalog):
     def _cleanup(self, desired: TransformResource, keep: set[str], spare: int) -> list[str]:
         """Drop this transform's ``<name>__<digest8>*`` tables but ``keep`` and the ``spare`` newest."""
         db, name = split_qualified(desired.name)
-        pattern = re.compile(rf"^{re.escape(name)}__[0-9a-f]{{8}}(_[a-z0-9_]+)?$")
+        pattern = re.compile(rf"\A{re.escape(name)}__[0-9a-f]{{8}}(_[a-z0-9_]+)?\Z")
         candidates = sorted(
-            t for t, typ in self._tables(db).items() if typ == "BASE TABLE" and pattern.match(t)
+            t for t, typ in self._tables(db).items() if typ == "BASE TABLE" and pattern.fullmatch(t)
         )
         extra = [f"{db}.{t}" for t in candidates if f"{db}.{t}" not in keep]
         dropped: list[str] = []

@@ -19,8 +19,8 @@ from controller.model.identifiers import (
 from controller.plan.resources import TransformResource
 
 BACKEND = "presto"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INT = re.compile(r"^-?\d{1,19}$")
+_DATE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_INT = re.compile(r"\A-?[0-9]{1,19}\Z")
 
 
 _PRESTO_TO_HIVE = {"varchar": "string", "integer": "int", "real": "float", "varbinary": "binary"}
@@ -81,9 +81,9 @@ def partition_predicate(partition: str, columns: Sequence[tuple[str, str, bool]]
         t = t.lower()
         if t.startswith("varchar") or t.startswith("char"):
             lit = presto_string_literal(v)
-        elif t == "date" and _DATE.match(v):
+        elif t == "date" and _DATE.fullmatch(v):
             lit = f"DATE {presto_string_literal(v)}"
-        elif t in {"tinyint", "smallint", "integer", "bigint"} and _INT.match(v):
+        elif t in {"tinyint", "smallint", "integer", "bigint"} and _INT.fullmatch(v):
             lit = v
         else:
             raise PermanentBackendError(BACKEND, f"partition value {v!r} does not fit column {n} ({t})")

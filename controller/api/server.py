@@ -31,7 +31,7 @@ from controller.store.db import Store
 log = structlog.get_logger(__name__)
 
 MAX_BODY = 1024 * 1024
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
 def _is_loopback(addr: str) -> bool:
@@ -146,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         m = re.fullmatch(r"/api/v1/releases/([^/]+)(/history)?", path)
-        if m and _NAME.match(m.group(1)):
+        if m and _NAME.fullmatch(m.group(1)):
             name = m.group(1)
             status = self.state.store.get_status(name)
             if status is None:
@@ -199,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         m = re.fullmatch(r"/api/v1/releases/([^/]+)/approve", path)
-        if m and _NAME.match(m.group(1)):
+        if m and _NAME.fullmatch(m.group(1)):
             try:
                 req = json.loads(body or b"{}")
                 stage, approver = str(req["stage"]), str(req["approver"])

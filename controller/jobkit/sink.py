@@ -62,7 +62,7 @@ from controller.jobkit.merge import merge_rows as merge_rows
 
 log = logging.getLogger("pipectl.jobkit.sink")
 
-VERSION_DIR_RE = re.compile(r"^_v=(\d+)-(.+)$")
+VERSION_DIR_RE = re.compile(r"\A_v=([0-9]+)-(.+)\Z")
 MARKER_DIR = "_pipectl_sink"
 WRITER_FILE = "_writer.json"
 
@@ -385,7 +385,7 @@ class IdempotentPartitionSink(_TableSink):
         old = [
             (mtime, name)
             for name, mtime in self.fs.list_dirs_mtime(parent)
-            if VERSION_DIR_RE.match(name) and name != current
+            if VERSION_DIR_RE.fullmatch(name) and name != current
         ]
         old.sort(reverse=True)
         for _, name in old[self.keep_versions - 1 :]:

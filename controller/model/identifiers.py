@@ -1,24 +1,29 @@
-"""Identifier grammars and quoting for names that come from manifests.
+r"""Identifier grammars and quoting for names that come from manifests.
 
 Every name a manifest gives (topics, Hive databases/tables/columns, DAG ids, Spark conf keys)
 is checked against a strict grammar here before it may reach SQL, a CLI argv or a file path.
 Quoting helpers are the only way identifiers are put into SQL text.
+
+Every grammar is anchored with ``\A`` … ``\Z`` and checked with ``fullmatch``: ``$`` would also
+match before a trailing newline, so ``"events\n"`` would pass as a topic name. Property tests:
+``tests/unit/model/test_identifiers_props.py``.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-HIVE_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
-DAG_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-SPARK_CONF_KEY_RE = re.compile(r"^spark\.[A-Za-z0-9_.-]+$")
-KAFKA_CONFIG_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-RESOURCE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+TOPIC_RE = re.compile(r"\A[A-Za-z0-9._-]{1,249}\Z")
+HIVE_IDENT_RE = re.compile(r"\A[a-z_][a-z0-9_]{0,127}\Z")
+DAG_ID_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,250}\Z")
+SPARK_CONF_KEY_RE = re.compile(r"\Aspark\.[A-Za-z0-9_.-]+\Z")
+KAFKA_CONFIG_KEY_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]*\Z")
+RESOURCE_NAME_RE = re.compile(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"\A(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?\Z"
 )
 
 _PRIMITIVE_TYPES = {
@@ -42,7 +47,7 @@ class IdentifierError(ValueError):
 
 
 def check_topic(name: str) -> str:
-    if not TOPIC_RE.match(name) or name in {".", ".."}:
+    if not TOPIC_RE.fullmatch(name) or name in {".", ".."}:
         raise IdentifierError(
             f"invalid topic name {name!r}: allowed characters are [A-Za-z0-9._-], 1-249 long"
         )
@@ -50,7 +55,7 @@ def check_topic(name: str) -> str:
 
 
 def check_hive_ident(name: str, what: str = "identifier") -> str:
-    if not HIVE_IDENT_RE.match(name):
+    if not HIVE_IDENT_RE.fullmatch(name):
         raise IdentifierError(f"invalid Hive {what} {name!r}: must match [a-z_][a-z0-9_]*")
     return name
 
@@ -64,25 +69,25 @@ def split_qualified(name: str) -> tuple[str, str]:
 
 
 def check_dag_id(name: str) -> str:
-    if not DAG_ID_RE.match(name):
+    if not DAG_ID_RE.fullmatch(name):
         raise IdentifierError(f"invalid DAG id {name!r}: allowed characters are [A-Za-z0-9_.-]")
     return name
 
 
 def check_spark_conf_key(key: str) -> str:
-    if not SPARK_CONF_KEY_RE.match(key):
+    if not SPARK_CONF_KEY_RE.fullmatch(key):
         raise IdentifierError(f"invalid Spark conf key {key!r}: must match spark.[A-Za-z0-9_.-]+")
     return key
 
 
 def check_kafka_config_key(key: str) -> str:
-    if not KAFKA_CONFIG_KEY_RE.match(key):
+    if not KAFKA_CONFIG_KEY_RE.fullmatch(key):
         raise IdentifierError(f"invalid Kafka config key {key!r}")
     return key
 
 
 def check_resource_name(name: str) -> str:
-    if not RESOURCE_NAME_RE.match(name):
+    if not RESOURCE_NAME_RE.fullmatch(name):
         raise IdentifierError(
             f"invalid name {name!r}: lower-case letters, digits and '-', "
             "starting and ending alphanumeric, max 63"
@@ -91,14 +96,14 @@ def check_resource_name(name: str) -> str:
 
 
 def check_semver(version: str) -> str:
-    if not SEMVER_RE.match(version):
+    if not SEMVER_RE.fullmatch(version):
         raise IdentifierError(f"invalid version {version!r}: expected semantic version MAJOR.MINOR.PATCH")
     return version
 
 
 def semver_key(version: str) -> tuple[int, int, int, int, str]:
     """Sort key for semantic versions (a release without pre-release sorts after its pre-releases)."""
-    m = SEMVER_RE.match(version)
+    m = SEMVER_RE.fullmatch(version)
     if not m:
         raise IdentifierError(f"invalid version {version!r}")
     pre = m.group(4) or ""
@@ -107,7 +112,9 @@ def semver_key(version: str) -> tuple[int, int, int, int, str]:
 
 # --- Hive types -----------------------------------------------------------------------------
 
-_TYPE_TOKEN = re.compile(r"\s*([a-z_][a-z0-9_]*|<|>|,|:|\(|\)|\d+)", re.IGNORECASE)
+# ASCII only: with re.IGNORECASE alone, [a-z] also matches "\u212a" (Kelvin sign) and \d matches any
+# Unicode digit, which would carry non-ASCII characters into a normalized type.
+_TYPE_TOKEN = re.compile(r"[ \t\r\n]*([a-z_][a-z0-9_]*|<|>|,|:|\(|\)|[0-9]+)", re.IGNORECASE | re.ASCII)
 
 
 def normalize_hive_type(text: str) -> str:
@@ -178,7 +185,7 @@ def _parse_type(tokens: list[str], text: str) -> tuple[str, list[str]]:
         rest = _expect(rest, "<", text)
         fields: list[str] = []
         while True:
-            if not rest or not HIVE_IDENT_RE.match(rest[0]):
+            if not rest or not HIVE_IDENT_RE.fullmatch(rest[0]):
                 raise IdentifierError(f"invalid column type {text!r}")
             fname = rest[0]
             rest = _expect(rest[1:], ":", text)
@@ -213,7 +220,8 @@ def quote_presto(name: str) -> str:
 
 
 def _check_literal(value: str) -> str:
-    if any(ord(c) < 32 for c in value):
+    """Refuse control characters (Unicode category Cc: C0, DEL, C1) in a string literal."""
+    if any(unicodedata.category(c) == "Cc" for c in value):
         raise IdentifierError("string literal contains control characters")
     return value
 

@@ -479,7 +479,7 @@ class KafkaEndpoint(Spec):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if v and not ids.TOPIC_RE.match(v):
+        if v and not ids.TOPIC_RE.fullmatch(v):
             raise ValueError(f"invalid topic prefix {v!r}: allowed characters are [A-Za-z0-9._-]")
         return v
 
@@ -494,7 +494,7 @@ class HiveEndpoint(Spec):
     @field_validator("database_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if v and not ids.HIVE_IDENT_RE.match(v):
+        if v and not ids.HIVE_IDENT_RE.fullmatch(v):
             raise ValueError(f"invalid database prefix {v!r}: must match [a-z_][a-z0-9_]*")
         return v
 

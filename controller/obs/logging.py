@@ -49,7 +49,7 @@ _SECRET_KEY = re.compile(
     r"password|passwd|passphrase|token|secret|authorization|api[_-]?key|credential|private[_-]?key",
     re.IGNORECASE,
 )
-_SECRET_ENV = re.compile(r"^PIPECTL_\w*(PASSWORD|TOKEN|SECRET)\w*$")
+_SECRET_ENV = re.compile(r"\APIPECTL_\w*(PASSWORD|TOKEN|SECRET)\w*\Z")
 # Shorter values would redact ordinary words and digits all over the logs.
 _MIN_SECRET_LEN = 4
 _INLINE_SECRETS = (
@@ -67,7 +67,7 @@ R = TypeVar("R")
 
 
 def _secret_env_values() -> list[str]:
-    values = {v for k, v in os.environ.items() if _SECRET_ENV.match(k) and len(v) >= _MIN_SECRET_LEN}
+    values = {v for k, v in os.environ.items() if _SECRET_ENV.fullmatch(k) and len(v) >= _MIN_SECRET_LEN}
     return sorted(values, key=len, reverse=True)  # longest first: one secret may contain another
 
 
