@@ -27,10 +27,16 @@ def safe_path(root: Path, rel_path: str) -> tuple[Path | None, str | None]:
     return full, None
 
 
-def check_python_file(full: Path, rel_path: str) -> str | None:
+def _read_text(full: Path, rel_path: str) -> tuple[str | None, str | None]:
+    """The file's text, or an error that names the file (``rel_path:line: message``)."""
     text, problem = decode_utf8(full.read_bytes(), rel_path)
-    if problem:
-        return problem.message
+    return (None, str(problem)) if problem else (text, None)
+
+
+def check_python_file(full: Path, rel_path: str) -> str | None:
+    text, err = _read_text(full, rel_path)
+    if err:
+        return err
     try:
         ast.parse(text or "", filename=rel_path)
     except SyntaxError as e:
@@ -39,9 +45,11 @@ def check_python_file(full: Path, rel_path: str) -> str | None:
 
 
 def check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | None:
-    text, problem = decode_utf8(full.read_bytes(), rel_path)
-    if problem:
-        return problem.message
+    """Every message names the schema file (``schemas/x.avsc: invalid Avro schema: …``): the
+    manifest line it is reported on is the one that references the file, not the file itself."""
+    text, err = _read_text(full, rel_path)
+    if err:
+        return err
     try:
         data = json.loads(text or "")
     except json.JSONDecodeError as e:
@@ -53,7 +61,7 @@ def check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | Non
         try:
             avro.schema.parse(json.dumps(data))
         except (avro.errors.AvroException, ValueError, TypeError, KeyError) as e:
-            return f"invalid Avro schema: {e}"
+            return f"{rel_path}: invalid Avro schema: {e}"
     elif not isinstance(data, dict):
-        return "a JSON schema must be an object"
+        return f"{rel_path}: a JSON schema must be an object"
     return None

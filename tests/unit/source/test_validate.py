@@ -203,7 +203,7 @@ def test_invalid_avro_schema(repo: Path) -> None:
         '{"type": "record", "name": "X", "fields": [{"name": "a", "type": "strang"}]}'
     )
     [p] = problems(repo)
-    assert p.startswith(f"{REL}:15: spec.schemas[0].path: invalid Avro schema: ")
+    assert p.startswith(f"{REL}:15: spec.schemas[0].path: schemas/host_metric_event.avsc: invalid Avro schema: ")
     assert "strang" in p
 
 
