@@ -89,6 +89,7 @@ from controller.model.identifiers import (
 )
 from controller.plan.actions import Action, Op
 from controller.plan.resources import Resource, ResourceKind, TransformResource
+from controller.plan.transforms_model import sha as sql_sha256
 
 log = structlog.get_logger(__name__)
 
@@ -174,7 +175,8 @@ class TransformAdapter(TransformCatalog):
         the SQL its current materialization was built from. ``partition``: ``2026-01-01`` (one
         partition column) or ``dt=2026-01-01/region=eu``. ``expect_digest`` / ``expect_sql_digest``:
         refuse unless the live materialization is that one / was compiled to that SQL (the caller's
-        desired state), so a run never writes a partition with another version's SQL."""
+        desired state), so a run never writes a partition with another version's SQL. The SQL it
+        executes is read back from the view and hashed afresh (``_checked_run_sql``)."""
         live, meta = self._served(name, expect_digest, expect_sql_digest)
         if live.materialized != "incremental":
             raise PermanentBackendError(
@@ -183,9 +185,7 @@ class TransformAdapter(TransformCatalog):
         relation = str(live.relation)
         columns = self._columns(relation)
         where = _partition_predicate(partition, columns)
-        sql = str(meta.get("sql") or "")
-        if not sql:
-            raise PermanentBackendError(BACKEND, f"{name}: the live materialization does not record its SQL")
+        sql = _checked_run_sql(name, meta, expect_sql_digest)
         target = self._q(relation)
         self._exec(f"DELETE FROM {target} WHERE {where}", "delete_partition")  # noqa: S608 - quoted, typed
         self._exec(
@@ -217,7 +217,7 @@ class TransformAdapter(TransformCatalog):
         if live.relation == table:
             return RunResult(name, table, live.digest, False, message=f"already served from {table}")
         desired = resource_from_meta(name, meta, relation=None)
-        self._ensure_table(desired, table, str(meta.get("sql") or ""))
+        self._ensure_table(desired, table, _checked_run_sql(name, meta, expect_sql_digest))
         self._put_view(desired, table, {**meta, "relation": table, "built_at": build_time()})
         self._cleanup(desired, keep={table, str(live.relation)}, spare=self.keep_versions - 2)
         return RunResult(name, table, live.digest, True, message=f"rebuilt into {table}")
@@ -412,3 +412,24 @@ class TransformAdapter(TransformCatalog):
         if live.materialized != "view" and not live.relation:
             raise PermanentBackendError(BACKEND, f"transform {name}: the table its view serves is missing")
         return live, meta
+
+
+def _checked_run_sql(name: str, meta: dict[str, Any], expect_sql_digest: str | None) -> str:
+    """The SQL a scheduled run executes — the text recorded in the live view — accepted only when a
+    fresh sha256 of that very text is git's digest (``expect_sql_digest``, what ``pipectl transform
+    run`` compiled from the repository; without it, the digest recorded beside the text). Whoever
+    can replace the view can write any SQL *and* any recorded digest into it; they cannot make
+    other SQL hash to git's digest."""
+    sql = str(meta.get("sql") or "")
+    if not sql:
+        raise PermanentBackendError(BACKEND, f"{name}: the live materialization does not record its SQL")
+    want = expect_sql_digest or str(meta.get("sql_digest") or "")
+    got = sql_sha256(sql)
+    if got != want:
+        raise PermanentBackendError(
+            BACKEND,
+            f"transform {name}: the SQL recorded in its live view hashes to {short_digest(got)}, not "
+            f"{short_digest(want)} (the SQL compiled from git): the view was changed outside pipectl; "
+            "refusing to run it (re-apply the stage to restore the view)",
+        )
+    return sql

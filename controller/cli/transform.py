@@ -7,7 +7,9 @@ materializations the release's Airflow DAG triggers.
 
 ``run`` compiles the transform from the repository (the desired state) and runs only against the
 materialization the controller built from that same SQL (otherwise it fails: the controller must
-converge the stage first), so a run never writes a partition with another version's SQL:
+converge the stage first), so a run never writes a partition with another version's SQL; the SQL
+it executes (read back from the serving view) must hash to the digest compiled from git, so whoever
+can replace the view cannot choose what pipectl runs:
 ``incremental`` overwrites the partition (deterministic; re-running the same partition gives the same
 rows), ``table`` rebuilds into ``<name>__<digest8>_r<partition>`` and swaps the view (the same
 partition again changes nothing), ``view`` has nothing to do. It prints the result as one JSON line
