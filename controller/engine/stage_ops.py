@@ -111,8 +111,11 @@ class StageOps:
             if j.strategy in VERSIONED_STRATEGIES
         ]
 
-    @staticmethod
-    def start_offsets(rel: PipelineRelease, ctx: StageContext, state: StageRollout) -> dict[str, str]:
+    def start_offsets(self, rel: PipelineRelease, ctx: StageContext, state: StageRollout) -> dict[str, str]:
+        """Where ``rel``'s green jobs start. A canary's jobs are its target's next green (same name,
+        same checkpoint), so their one start position lives in the target stage's document."""
+        if ctx.canary_of is not None:
+            state = self.rollouts.stage(rel.name, ctx.canary_of)
         out = {}
         for job in rel.spec.streaming_jobs:
             pos = state.start_offsets.get(job_name(ctx, rel.name, job, rel.spec.version))

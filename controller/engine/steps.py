@@ -184,8 +184,10 @@ class Steps:
     def record_green_starts(
         self, rel: PipelineRelease, stage: str, ctx: StageContext, be: StagePorts, baseline_version: str
     ) -> None:
-        """Persist, once per green job, where it starts: blue's position minus the replay window."""
-        state = self.ops.rollouts.stage(rel.name, stage)
+        """Persist, once per green job, where it starts: blue's position minus the replay window.
+        A canary's green is its target's (``StageOps.start_offsets``): recorded in the target's document."""
+        doc = ctx.canary_of or stage
+        state = self.ops.rollouts.stage(rel.name, doc)
         added = False
         for job in rel.spec.streaming_jobs:
             green = job_name(ctx, rel.name, job, rel.spec.version)
@@ -204,7 +206,7 @@ class Steps:
             state.start_offsets[green] = StartPosition(offsets=_compact(offsets), start_time=start, blue=blue)
             added = True
         if added:
-            self.ops.rollouts.put_stage(rel.name, stage, state)
+            self.ops.rollouts.put_stage(rel.name, doc, state)
 
     def soaking(self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline) -> str:
         """Why gates should wait: a new job that has not run a few batches with input yet, or (blue/
