@@ -45,8 +45,8 @@ class StageGateData:
         versions = sorted(found, key=semver_key, reverse=True)
         return [found[v] for v in versions if semver_key(v) < cur]
 
-    def approval(self, release: str, stage: str, version: str) -> str | None:
-        a = self.store.approval(release, stage, version)
+    def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
+        a = self.store.approval(release, stage, version, revision)
         return str(a["approver"]) if a else None
 
 
@@ -63,6 +63,8 @@ class Gates:
         if req.baseline_version is not None:
             target = req.ctx
             baseline_jobs = default_jobs(rel, target, req.baseline_version)
+        # the version's content as deployed (a pass with other content is VersionReused)
+        recorded = RolloutStore(self.store).history(rel.name).revisions.get(rel.spec.version)
         ctx = GateContext(
             release=rel,
             stage=req.stage,
@@ -74,6 +76,7 @@ class Gates:
             baseline_tables=req.baseline_tables,
             baseline_jobs=baseline_jobs,
             canary_tables=dict(req.tables),
+            revision=recorded.digest if recorded else None,
         )
         data = StageGateData(req.backends, self.store, rel.spec.version)
         out = []

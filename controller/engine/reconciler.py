@@ -193,9 +193,10 @@ class Reconciler:
 
     def facts(self, p: Pass) -> list[StageFacts]:
         out = []
+        digest = revision(p.rel, p.snap.root).digest  # an approval counts for this exact content only
         for stage in p.rel.spec.rollout.stages:
             st = p.status.stages.get(stage, StageStatus())
-            approval = self.store.approval(p.name, stage, p.version)
+            approval = self.store.approval(p.name, stage, p.version, digest)
             out.append(
                 StageFacts(
                     stage=stage,

@@ -535,6 +535,22 @@ class Promotion(StrEnum):
     APPROVAL = "approval"
 
 
+class Approvers(Spec):
+    """Who may approve promotion into a stage: any listed user, or any member of a listed group."""
+
+    users: list[str] = Field(default_factory=list, description="Principal user names (API tokens).")
+    groups: list[str] = Field(default_factory=list, description="Principal groups (API tokens).")
+
+    @model_validator(mode="after")
+    def _someone(self) -> Approvers:
+        if not self.users and not self.groups:
+            raise ValueError("approvers must name at least one user or group (omit it to let anyone approve)")
+        return self
+
+    def allows(self, user: str, groups: tuple[str, ...] | list[str]) -> bool:
+        return user in self.users or bool(set(groups) & set(self.groups))
+
+
 class EnvironmentSpec(Spec):
     kafka: KafkaEndpoint | None = None
     hive: HiveEndpoint | None = None
@@ -542,6 +558,10 @@ class EnvironmentSpec(Spec):
     airflow: AirflowEndpoint | None = None
     spark: SparkEndpoint | None = None
     promotion: Promotion = Promotion.AUTOMATIC
+    approvers: Approvers | None = Field(
+        default=None,
+        description="Who may approve this stage (users or groups of API principals); unset: any principal.",
+    )
     canary_of: str | None = Field(
         default=None, description="This stage runs beside that stage's installation, on its inputs."
     )

@@ -76,8 +76,8 @@ class GateData(Protocol):
         """Texts of the earlier known-good versions of a release's schema, newest first."""
         ...
 
-    def approval(self, release: str, stage: str, version: str) -> str | None:
-        """The approver recorded for (release, stage, version), or None."""
+    def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
+        """The principal that approved exactly (release, stage, version, revision digest), or None."""
         ...
 
 
@@ -126,6 +126,8 @@ class GateContext:
     baseline_jobs: Mapping[str, str] = field(default_factory=dict)
     canary_tables: Mapping[str, str] = field(default_factory=dict)
     canary_columns: CanaryColumns = field(default_factory=CanaryColumns)
+    revision: str | None = None
+    """The digest of the release's revision (``controller.source.revision``) being judged."""
 
     @property
     def version(self) -> str:

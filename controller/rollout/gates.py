@@ -13,7 +13,8 @@ promotes nor rolls back meanwhile. ``evaluate`` does not raise for conditions of
 - ``streamingHealth`` — per streaming job: consumer lag (records and seconds), batch duration,
   processing rate against input rate, from the job's latest progress and Kafka's end offsets.
 - ``canaryComparison`` — canary vs baseline outputs over the same closed windows (``canary``).
-- ``approval`` — a person's ``pipectl approve`` recorded for this release, stage and version.
+- ``approval`` — a principal's ``pipectl approve`` recorded for this release, stage, version and
+  revision digest.
 """
 
 from __future__ import annotations
@@ -359,10 +360,15 @@ def _judge_health(gate: StreamingHealthGate, h: JobHealth) -> tuple[Verdict, str
 
 
 def _approval(gate: ApprovalGate, ctx: GateContext, data: GateData) -> GateVerdict:
+    """Passes only on an approval of this version AND this revision digest: approving 1.0.0 never
+    approves other content, nor a later version committed meanwhile."""
     release, stage, version = ctx.release.name, ctx.stage, ctx.version
     ev: dict[str, Any] = {"release": release, "stage": stage, "version": version}
+    if ctx.revision:
+        ev["revision"] = ctx.revision
     try:
-        approver = data.approval(release, stage, version)
+        # no known revision (never deployed): nothing can have approved it
+        approver = data.approval(release, stage, version, ctx.revision) if ctx.revision else None
     except TransientBackendError as e:
         return _verdict(gate, Verdict.INCONCLUSIVE, f"approval could not be read: {e}", ev)
     except PermanentBackendError as e:

@@ -95,16 +95,17 @@ events = Table(
     Column("message", Text, nullable=False),
 )
 
-approvals = Table(
+approvals = Table(  # an approval binds (release, stage, version, revision digest) to a principal
     "approvals",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("release", String(128), nullable=False),
     Column("stage", String(64), nullable=False),
     Column("version", String(64), nullable=False),
+    Column("revision", String(80), nullable=False),
     Column("approver", String(128), nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("release", "stage", "version", name="uq_approval"),
+    UniqueConstraint("release", "stage", "version", "revision", name="uq_approval_revision"),
 )
 
 known_good = Table(
@@ -175,6 +176,7 @@ class Store:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        _set_aside_unbound_approvals(self.engine)
         metadata.create_all(self.engine)
 
     @contextmanager
@@ -341,38 +343,41 @@ class Store:
 
     # --- approvals and known-good ------------------------------------------------------------
 
-    def approve(self, release: str, stage: str, version: str, approver: str) -> bool:
-        """Record an approval; False when it was already recorded."""
+    def approve(self, release: str, stage: str, version: str, approver: str, revision: str) -> bool:
+        """Record an approval of (release, stage, version, revision); False when already recorded."""
+        key = and_(
+            approvals.c.release == release,
+            approvals.c.stage == stage,
+            approvals.c.version == version,
+            approvals.c.revision == revision,
+        )
         with self.tx() as c:
-            exists = c.execute(
-                select(approvals.c.id).where(
-                    and_(
-                        approvals.c.release == release,
-                        approvals.c.stage == stage,
-                        approvals.c.version == version,
-                    )
-                )
-            ).first()
-            if exists:
+            if c.execute(select(approvals.c.id).where(key)).first():
                 return False
             c.execute(
                 insert(approvals).values(
-                    release=release, stage=stage, version=version, approver=approver, ts=utcnow()
+                    release=release,
+                    stage=stage,
+                    version=version,
+                    revision=revision,
+                    approver=approver,
+                    ts=utcnow(),
                 )
             )
         return True
 
-    def approval(self, release: str, stage: str, version: str) -> dict[str, Any] | None:
+    def approval(self, release: str, stage: str, version: str, revision: str | None) -> dict[str, Any] | None:
+        """The approval of exactly this version and revision digest (None: no revision, none)."""
+        if not revision:
+            return None
+        key = and_(
+            approvals.c.release == release,
+            approvals.c.stage == stage,
+            approvals.c.version == version,
+            approvals.c.revision == revision,
+        )
         with self.tx() as c:
-            row = c.execute(
-                select(approvals).where(
-                    and_(
-                        approvals.c.release == release,
-                        approvals.c.stage == stage,
-                        approvals.c.version == version,
-                    )
-                )
-            ).first()
+            row = c.execute(select(approvals).where(key)).first()
         return dict(row._mapping) if row else None
 
     def set_known_good(
@@ -522,6 +527,19 @@ class Store:
         for suffix in ("-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
         shutil.copyfile(src, path)
+
+
+def _set_aside_unbound_approvals(engine: Engine) -> None:
+    """A store from before approvals were bound to a revision: its approvals table (no revision
+    column) is renamed ``approvals_unbound`` and kept as history; none of its rows counts."""
+    from sqlalchemy import inspect
+
+    insp = inspect(engine)
+    if not insp.has_table("approvals") or insp.has_table("approvals_unbound"):
+        return
+    if "revision" not in {c["name"] for c in insp.get_columns("approvals")}:
+        with engine.begin() as c:
+            c.exec_driver_sql("ALTER TABLE approvals RENAME TO approvals_unbound")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

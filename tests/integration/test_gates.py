@@ -62,7 +62,7 @@ class PrestoGateData:
     def live_schema(self, release: str, schema: str) -> list[str]:
         return []
 
-    def approval(self, release: str, stage: str, version: str) -> str | None:
+    def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
         return None
 
 

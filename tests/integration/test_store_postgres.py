@@ -52,9 +52,11 @@ def test_store_on_postgresql(pg_url: str) -> None:
     store.journal_end("intent", "Topic/dev.t/create", "done")
     assert store.journal_state("intent", "Topic/dev.t/create") == "done"
 
-    assert store.approve("host-metrics", "prod", "1.1.0", "alice") is True
-    assert store.approve("host-metrics", "prod", "1.1.0", "bob") is False
-    assert store.approval("host-metrics", "prod", "1.1.0")["approver"] == "alice"  # type: ignore[index]
+    rev = "sha256:" + "a" * 64
+    assert store.approve("host-metrics", "prod", "1.1.0", "alice", rev) is True
+    assert store.approve("host-metrics", "prod", "1.1.0", "bob", rev) is False
+    assert store.approval("host-metrics", "prod", "1.1.0", rev)["approver"] == "alice"  # type: ignore[index]
+    assert store.approval("host-metrics", "prod", "1.1.0", "sha256:" + "b" * 64) is None
 
     t = datetime.now(UTC)
     ledger = Ledger(store)

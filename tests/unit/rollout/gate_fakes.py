@@ -60,7 +60,8 @@ class FakeData:
     progress: dict[str, ProgressView | None] = field(default_factory=dict)
     offsets: dict[str, dict[int, int]] = field(default_factory=dict)
     schemas: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    approvals: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    approvals: dict[tuple[str, str, str, str | None], str] = field(default_factory=dict)
+    """(release, stage, version, revision digest) → principal."""
     raise_on_query: Exception | None = None
     queries: list[str] = field(default_factory=list)
 
@@ -103,8 +104,8 @@ class FakeData:
     def live_schema(self, release: str, schema: str) -> list[str]:
         return list(self.schemas.get((release, schema), []))
 
-    def approval(self, release: str, stage: str, version: str) -> str | None:
-        return self.approvals.get((release, stage, version))
+    def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
+        return self.approvals.get((release, stage, version, revision))
 
 
 def metric_rows(

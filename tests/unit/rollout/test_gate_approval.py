@@ -15,27 +15,39 @@ from controller.rollout.gates import applicable, default_jobs, default_tables, e
 GATE = ApprovalGate(name="prod-approval", type="approval", stages=["prod"])
 
 
+REV = "sha256:" + "a" * 64
+
+
 def test_approved_passes_and_names_the_approver() -> None:
-    data = FakeData(approvals={("host-metrics", "prod", "1.0.0"): "alice"})
-    v = evaluate(GATE, make_ctx("prod"), data)
+    data = FakeData(approvals={("host-metrics", "prod", "1.0.0", REV): "alice"})
+    v = evaluate(GATE, make_ctx("prod", revision=REV), data)
     assert v.verdict is Verdict.PASS
     assert v.message == "approved by alice"
     assert v.evidence["approver"] == "alice"
+    assert v.evidence["revision"] == REV
 
 
 def test_unapproved_waits() -> None:
-    data = FakeData(approvals={("host-metrics", "prod", "0.9.0"): "alice"})  # another version
-    v = evaluate(GATE, make_ctx("prod"), data)
+    data = FakeData(approvals={("host-metrics", "prod", "0.9.0", REV): "alice"})  # another version
+    v = evaluate(GATE, make_ctx("prod", revision=REV), data)
     assert v.verdict is Verdict.INCONCLUSIVE
     assert v.message == "awaiting approval: pipectl approve host-metrics --stage prod"
 
 
+def test_approval_of_other_content_under_the_same_version_does_not_count() -> None:
+    data = FakeData(approvals={("host-metrics", "prod", "1.0.0", "sha256:" + "b" * 64): "alice"})
+    assert evaluate(GATE, make_ctx("prod", revision=REV), data).verdict is Verdict.INCONCLUSIVE
+    # nor does any approval when the revision being judged is unknown
+    data = FakeData(approvals={("host-metrics", "prod", "1.0.0", None): "alice"})
+    assert evaluate(GATE, make_ctx("prod"), data).verdict is Verdict.INCONCLUSIVE
+
+
 def test_approval_store_unavailable_is_inconclusive() -> None:
     class Down(FakeData):
-        def approval(self, release: str, stage: str, version: str) -> str | None:
+        def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
             raise TransientBackendError("store", "locked")
 
-    assert evaluate(GATE, make_ctx("prod"), Down()).verdict is Verdict.INCONCLUSIVE
+    assert evaluate(GATE, make_ctx("prod", revision=REV), Down()).verdict is Verdict.INCONCLUSIVE
 
 
 def test_applicable() -> None:
