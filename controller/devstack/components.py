@@ -324,6 +324,13 @@ class Presto(Component):
         write_if_changed(etc / "log.properties", (CONF_DIR / "presto-log.properties").read_text())
         write_if_changed(etc / "catalog" / "hive.properties", render(
             "presto-hive.properties.tmpl", host=HOST, metastore_port=port("metastore")))
+        # pipectl's operational event stream on Kafka (controller run --events-kafka …/pipectl.events)
+        # as the table kafka.ops.pipectl_events
+        write_if_changed(etc / "kafka" / "pipectl_events.json",
+                         (CONF_DIR / "presto-kafka-pipectl_events.json").read_text())
+        write_if_changed(etc / "catalog" / "kafka.properties", render(
+            "presto-kafka.properties.tmpl", host=HOST, kafka_port=port("kafka"),
+            description_dir=etc / "kafka"))
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         assert self.ctx.presto_home is not None
@@ -345,7 +352,8 @@ class Presto(Component):
         return probes.presto_check(HOST, self.port)
 
     def info(self) -> dict[str, Any]:
-        return {"url": f"http://{HOST}:{self.port}", "catalog": "hive"}
+        return {"url": f"http://{HOST}:{self.port}", "catalog": "hive",
+                "events_table": "kafka.ops.pipectl_events"}
 
 
 # --- Airflow ---------------------------------------------------------------------------------------

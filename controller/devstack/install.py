@@ -217,7 +217,7 @@ def stack_jar_groups(spark_kafka_version: str) -> list[JarGroup]:
 
 # --- Presto --------------------------------------------------------------------------------------
 
-PRESTO_PLUGINS = ("hive-hadoop2",)
+PRESTO_PLUGINS = ("hive-hadoop2", "kafka")
 # Presto 0.287 ships ASM 9.0, which cannot read Java 17 class files (major version 61) when the
 # drift codec generator computes stack frames: "Unsupported class file major version 61".
 # ASM keeps its API stable within 9.x, so the jars are swapped for a release that knows Java 17.
