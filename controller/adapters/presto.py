@@ -5,11 +5,16 @@ wrapped in pipectl's tree: connection failures, HTTP 5xx and the server's "insuf
 resources" / "starting up" / metastore errors are transient (retried with backoff), anything else
 — a syntax error, an unknown table — is permanent. Every statement counts one call in ``stats``
 (a statement is one logical round trip, however many HTTP polls Presto needs to finish it).
+
+Deadlines: ``timeout`` bounds each HTTP request; inside ``controller.adapters._retry.deadline``
+(gate queries: ``controller.engine.gating``) the whole statement, retries and polls included, is
+bounded too: past it the query is cancelled and ``DeadlineExceeded`` (transient) raised.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import requests
@@ -17,13 +22,14 @@ import structlog
 from pyhive import exc as pyhive_exc
 from pyhive import presto
 
-from controller.adapters._retry import retrying
+from controller.adapters._retry import DeadlineExceeded, check_deadline, retrying, time_left
 from controller.adapters.base import CallStats
 from controller.model.errors import PermanentBackendError, TransientBackendError
 
 log = structlog.get_logger(__name__)
 
 BACKEND = "presto"
+POLL_INTERVAL = 0.05
 
 # Presto error names / types that say "try again later" rather than "this statement is wrong".
 _TRANSIENT_ERROR_TYPES = {"INSUFFICIENT_RESOURCES"}
@@ -75,6 +81,7 @@ class PrestoClient:
     @retrying()
     def _run(self, sql: str, op: str, *, fetch: bool) -> list[tuple[Any, ...]]:
         self.stats.count(op)
+        left = check_deadline(BACKEND, f"statement not started ({_head(sql)})")
         with self._lock:
             cursor = presto.connect(
                 host=self.host,
@@ -82,22 +89,55 @@ class PrestoClient:
                 catalog=self.catalog,
                 username=self.username,
                 source="pipectl",
-                poll_interval=0.05,
+                poll_interval=POLL_INTERVAL,
                 requests_session=self._session,
-                requests_kwargs={"timeout": self.timeout},
+                requests_kwargs={"timeout": self._request_timeout(left)},
             ).cursor()
             try:
                 cursor.execute(sql)
                 # DDL must be drained too: its failure is only reported on a later poll.
+                self._drain(cursor, sql)
                 rows = cursor.fetchall()
+            except DeadlineExceeded:
+                raise
             except Exception as e:  # the SDK raises requests, pyhive and bare errors alike
                 raise _wrap(e, sql) from e
         log.debug("presto statement", op=op, rows=len(rows))
         return [tuple(r) for r in rows] if fetch else []
 
+    def _request_timeout(self, left: float | None) -> float:
+        return self.timeout if left is None else max(0.1, min(self.timeout, left))
+
+    def _drain(self, cursor: Any, sql: str) -> None:
+        """Poll the statement to completion (rows collect in the cursor). Past the current
+        ``deadline`` (``controller.adapters._retry``) the query is cancelled on the coordinator and
+        ``DeadlineExceeded`` raised; each HTTP request waits no longer than the time left."""
+        while True:
+            left = time_left()
+            if left is not None:
+                if left <= 0:
+                    _cancel(cursor)
+                    raise DeadlineExceeded(BACKEND, f"statement cancelled at its deadline ({_head(sql)})")
+                # pyhive keeps the per-request kwargs on the cursor: shrink the wait to the time left
+                cursor._requests_kwargs["timeout"] = self._request_timeout(left)
+            if cursor.poll() is None:
+                return
+            time.sleep(POLL_INTERVAL)
+
+
+def _cancel(cursor: Any) -> None:
+    try:
+        cursor.cancel()
+    except Exception as e:  # best effort: the coordinator also ends abandoned queries
+        log.warning("presto cancel failed", error=f"{type(e).__name__}: {e}")
+
+
+def _head(sql: str) -> str:
+    return " ".join(sql.split())[:160]
+
 
 def _wrap(e: Exception, sql: str) -> TransientBackendError | PermanentBackendError:
-    head = " ".join(sql.split())[:160]
+    head = _head(sql)
     if isinstance(e, requests.ConnectionError | requests.Timeout):
         return TransientBackendError(BACKEND, f"cannot reach the coordinator: {e} (statement: {head})")
     if isinstance(e, pyhive_exc.DatabaseError) and e.args and isinstance(e.args[0], dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.adapters._retry import deadline
 from controller.audit.ledger import GateVerdict
 from controller.engine.backends import StagePorts, progress_view
 from controller.engine.gate_request import GateRequest
@@ -20,14 +21,23 @@ from controller.store.db import Store
 from controller.store.rollout import RolloutStore
 
 
+GATE_QUERY_DEADLINE = 120.0
+"""Seconds one gate query may take, retries included; past it the gate is inconclusive."""
+
+
 class StageGateData:
-    def __init__(self, be: StagePorts, store: Store, current_version: str):
+    def __init__(
+        self, be: StagePorts, store: Store, current_version: str, query_deadline: float = GATE_QUERY_DEADLINE
+    ):
         self.be = be
         self.store = store
         self.current_version = current_version
+        self.query_deadline = query_deadline
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        return self.be.presto.query(sql, op="gate")
+        # DeadlineExceeded is a TransientBackendError: the gate reads it as inconclusive
+        with deadline(self.query_deadline):
+            return self.be.presto.query(sql, op="gate")
 
     def job_progress(self, job_name: str) -> ProgressView | None:
         live = self.be.spark.observe(ResourceKind.STREAMING_JOB, [job_name]).get(job_name)
