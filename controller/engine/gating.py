@@ -20,7 +20,6 @@ from controller.rollout.gates import applicable, evaluate
 from controller.store.db import Store
 from controller.store.rollout import RolloutStore
 
-
 GATE_QUERY_DEADLINE = 120.0
 """Seconds one gate query may take, retries included; past it the gate is inconclusive."""
 
