@@ -1,243 +1,293 @@
-"""The controller's HTTP API (stdlib ``http.server``; one thread per request).
+"""The controller's HTTP API: FastAPI on uvicorn, in a background thread of the controller process.
 
-- ``GET /healthz``, ``GET /metrics`` (Prometheus text)
-- ``GET /api/v1/releases``, ``GET /api/v1/releases/NAME``, ``GET /api/v1/releases/NAME/history``
-- ``POST /hooks/git`` — wake the controller (generic, GitHub and GitLab push payloads)
-- ``POST /api/v1/releases/NAME/approve`` — ``{"stage": "prod", "approver": "alice"}``
+- ``GET /healthz`` — open; only ``ok`` and ``leader`` unless the caller is a principal (then the
+  commit and the last error too)
+- ``GET /metrics`` (Prometheus text), ``GET /api/v1/releases``, ``GET /api/v1/releases/NAME``,
+  ``GET /api/v1/releases/NAME/history`` — any principal
+- ``POST /api/v1/releases/NAME/approve`` — ``{"stage": "prod", "version": "1.0.0"[, "revision":
+  "sha256:…"]}``; the approver recorded is the authenticated principal
+  (``controller.audit.approvals``: 404 unknown release, 400 unknown stage, 403 not an approver,
+  409 not the current version)
+- ``POST /hooks/git`` — wake the controller (generic, GitHub and GitLab push payloads); the webhook
+  secret only (``controller.api.auth``)
+- ``GET /openapi.json`` — the API's description
 
-Reads are open to loopback clients; every other request needs the API token, given as
-``Authorization: Bearer <token>``, GitLab's ``X-Gitlab-Token`` or GitHub's ``X-Hub-Signature-256``
-(HMAC-SHA256 of the body with the token as secret). The token is never logged.
+Principals are per-user tokens (``pipectl token create``) or a trusted proxy's identity header;
+there are no open reads, from loopback or elsewhere (``/healthz`` and ``/openapi.json`` aside).
+Errors are JSON ``{"error": message, "code": status, "reason": name}``. Bodies are limited
+(``BodyLimit``: a bad, negative or too large ``Content-Length`` is refused before the body is read).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
-import json
+import contextlib
 import re
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from controller.api.auth import TrustedProxy, principal_of, webhook_authorized
+from controller.api.limits import MAX_BODY, BodyLimit, error_body
+from controller.audit.approvals import ApprovalRefused, ApprovalRequest
 from controller.store.db import Store
+from controller.store.tokens import Principal, TokenStore
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY = 1024 * 1024
 _NAME = re.compile(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+PUBLIC_HEALTH = ("ok", "leader")
+API_VERSION = "pipectl.dev/v1alpha1"
 
 
-def _is_loopback(addr: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
-
-
+@dataclass
 class ApiState:
-    """What the handlers need: the store, the token, and hooks into the running controller."""
+    """What the handlers need: the store, the principals, the webhook secret, and hooks into the
+    running controller (``controller.cli.run`` wires them)."""
 
-    def __init__(
-        self,
-        store: Store,
-        token: str,
-        trigger: Callable[[str | None], None],
-        health: Callable[[], dict[str, Any]],
-        metrics: Callable[[], bytes],
-        approve: Callable[[str, str, str], dict[str, Any]],
-    ):
-        self.store = store
-        self.token = token
-        self.trigger = trigger
-        self.health = health
-        self.metrics = metrics
-        self.approve = approve
+    store: Store
+    tokens: TokenStore
+    webhook_secret: str
+    trigger: Callable[[str | None], None]
+    health: Callable[[], dict[str, Any]]
+    metrics: Callable[[], bytes]
+    approve: Callable[[ApprovalRequest, Principal], dict[str, Any]]
+    """Check and record an approval; raises ``ApprovalRefused``."""
+    trusted: TrustedProxy | None = None
+    max_body: int = MAX_BODY
 
 
-def make_handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
-    return type("Handler", (_Handler,), {"state": state})
+class ApproveBody(BaseModel):
+    """What the person looked at: the version (and optionally the revision digest) to approve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str = Field(min_length=1, max_length=64, description="Stage (an Environment name).")
+    version: str = Field(min_length=1, max_length=64, description="The release's current version.")
+    revision: str | None = Field(default=None, max_length=80, description="Its revision digest, sha256:….")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "pipectl"
-    state: ApiState
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, reason: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.reason = status, message, reason
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http", client=self.client_address[0], request=self.requestline)
 
-    # --- helpers ---------------------------------------------------------------------------
+def _principal(state: ApiState, request: Request) -> Principal | None:
+    peer = request.client.host if request.client else None
+    return principal_of(request.headers, peer, state.tokens, state.trusted)
 
-    def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
-        data = (
-            body if isinstance(body, bytes) else (json.dumps(body, default=str, indent=2) + "\n").encode()
-        )
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
-    def _error(self, code: HTTPStatus, message: str) -> None:
-        self._send(code, {"error": message, "code": int(code)})
+def _require(state: ApiState, request: Request) -> Principal:
+    who = _principal(state, request)
+    if who is None:
+        raise ApiError(401, "a valid API token is required (Authorization: Bearer <token>)", "Unauthorized")
+    return who
 
-    def _body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        if n < 0:
-            raise ValueError("negative Content-Length")
-        if n > MAX_BODY:
-            raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
 
-    def _authorized(self, body: bytes) -> bool:
-        tok = self.state.token
-        if not tok:
-            return False  # an empty token must never let every request through
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and _same(auth[7:].strip(), tok):
-            return True
-        gl = self.headers.get("X-Gitlab-Token")
-        if gl and _same(gl, tok):
-            return True
-        sig = self.headers.get("X-Hub-Signature-256", "")
-        if sig.startswith("sha256="):
-            want = hmac.new(tok.encode(), body, hashlib.sha256).hexdigest()
-            return hmac.compare_digest(sig[7:], want)
-        return False
+def _release_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ApiError(404, f"release {name!r} not found", "ReleaseNotFound")
+    return name
 
-    # --- GET -------------------------------------------------------------------------------
 
-    def do_GET(self) -> None:
-        self._guard(self._get)
+def create_app(state: ApiState) -> FastAPI:
+    app = FastAPI(
+        title="pipectl", version="v1alpha1", docs_url=None, redoc_url=None, openapi_url="/openapi.json"
+    )
+    _errors(app)
+    _reads(app, state)
+    _writes(app, state)
+    app.add_middleware(BodyLimit, max_body=state.max_body)
+    return app
 
-    def do_POST(self) -> None:
-        self._guard(self._post)
 
-    def _guard(self, fn: Callable[[], None]) -> None:
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_r: Request, e: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+        return JSONResponse(error_body(e.status, e.message, e.reason), e.status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_r: Request, e: StarletteHTTPException) -> JSONResponse:
+        message = "no such endpoint" if e.status_code == 404 else str(e.detail)
+        return JSONResponse(error_body(e.status_code, message), e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_r: Request, e: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in err['loc'] if x != 'body') or 'body'}: {err['msg']}"
+                 for err in e.errors()]
+        return JSONResponse(error_body(400, "invalid request: " + "; ".join(parts), "BadRequest"), 400)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, e: Exception) -> JSONResponse:  # a bug answers 500, JSON
+        log.error("api handler failed", path=request.url.path, error=repr(e))
+        return JSONResponse(error_body(500, "internal error"), 500)
+
+
+def _reads(app: FastAPI, state: ApiState) -> None:
+    @app.get("/healthz", summary="Liveness: ok and leader (details for principals)")
+    def healthz(request: Request) -> JSONResponse:
+        h = state.health()
+        if _principal(state, request) is None:
+            h = {k: h.get(k) for k in PUBLIC_HEALTH}
+        return JSONResponse(h, 200 if h.get("ok") else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics(request: Request) -> Response:
+        _require(state, request)
+        return Response(state.metrics(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/api/v1/releases", summary="Every release's status")
+    def releases(request: Request) -> dict[str, Any]:
+        _require(state, request)
+        items = [{"name": n, "status": s} for n, s in state.store.list_statuses().items()]
+        return {"apiVersion": API_VERSION, "kind": "PipelineReleaseList", "items": items}
+
+    @app.get("/api/v1/releases/{name}", summary="One release: status and recent events")
+    def release(name: str, request: Request) -> dict[str, Any]:
+        _require(state, request)
+        status = state.store.get_status(_release_name(name))
+        if status is None:
+            raise ApiError(404, f"release {name!r} not found", "ReleaseNotFound")
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "PipelineRelease",
+            "metadata": {"name": name},
+            "status": status,
+            "events": _jsonable(state.store.recent_events(name)),
+        }
+
+    @app.get("/api/v1/releases/{name}/history", summary="One release's runs, newest first")
+    def history(name: str, request: Request) -> dict[str, Any]:
+        _require(state, request)
+        if state.store.get_status(_release_name(name)) is None:
+            raise ApiError(404, f"release {name!r} not found", "ReleaseNotFound")
+        return {"name": name, "history": _jsonable(state.store.history(name))}
+
+
+def _writes(app: FastAPI, state: ApiState) -> None:
+    @app.post("/hooks/git", status_code=202, summary="Git push webhook (webhook secret)")
+    async def hook(request: Request) -> JSONResponse:
+        body = await request.body()
+        if not webhook_authorized(request.headers, body, state.webhook_secret):
+            raise ApiError(401, "the webhook secret is required", "Unauthorized")
+        ref = _ref(body)
+        state.trigger(None)
+        source = request.headers.get("x-github-event") or request.headers.get("x-gitlab-event") or "generic"
+        log.info("git webhook", ref=ref, source=source)
+        return JSONResponse({"accepted": True, "ref": ref, "at": datetime.now(UTC).isoformat()}, 202)
+
+    @app.post("/api/v1/releases/{name}/approve", summary="Approve a version for a stage (as the caller)")
+    def approve(name: str, body: ApproveBody, request: Request) -> dict[str, Any]:
+        who = _require(state, request)
+        req = ApprovalRequest(_release_name(name), body.stage, body.version, body.revision)
         try:
-            fn()
-        except Exception as e:  # an API bug must answer 500, not drop the connection
-            log.error("api handler failed", path=self.path, error=repr(e))
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-
-    def _get(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/healthz":
-            h = self.state.health()
-            self._send(HTTPStatus.OK if h.get("ok") else HTTPStatus.SERVICE_UNAVAILABLE, h)
-            return
-        if not _is_loopback(self.client_address[0]) and not self._authorized(b""):
-            self._error(HTTPStatus.UNAUTHORIZED, "token required")
-            return
-        if path == "/metrics":
-            self._send(HTTPStatus.OK, self.state.metrics(), "text/plain; version=0.0.4")
-            return
-        if path == "/api/v1/releases":
-            items = [{"name": n, "status": s} for n, s in self.state.store.list_statuses().items()]
-            self._send(
-                HTTPStatus.OK,
-                {"apiVersion": "pipectl.dev/v1alpha1", "kind": "PipelineReleaseList", "items": items},
-            )
-            return
-        m = re.fullmatch(r"/api/v1/releases/([^/]+)(/history)?", path)
-        if m and _NAME.fullmatch(m.group(1)):
-            name = m.group(1)
-            status = self.state.store.get_status(name)
-            if status is None:
-                self._error(HTTPStatus.NOT_FOUND, f"release {name!r} not found")
-            elif m.group(2):
-                self._send(HTTPStatus.OK, {"name": name, "history": self.state.store.history(name)})
-            else:
-                self._send(
-                    HTTPStatus.OK,
-                    {
-                        "apiVersion": "pipectl.dev/v1alpha1",
-                        "kind": "PipelineRelease",
-                        "metadata": {"name": name},
-                        "status": status,
-                        "events": self.state.store.recent_events(name),
-                    },
-                )
-            return
-        self._error(HTTPStatus.NOT_FOUND, "no such endpoint")
-
-    # --- POST ------------------------------------------------------------------------------
-
-    def _post(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/")
-        try:
-            body = self._body()
-        except ValueError as e:
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(e))
-            return
-        if not self._authorized(body):
-            self._error(HTTPStatus.UNAUTHORIZED, "a valid token is required")
-            return
-        if path == "/hooks/git":
-            ref = None
-            try:
-                payload = json.loads(body) if body else {}
-                ref = payload.get("ref") if isinstance(payload, dict) else None
-            except json.JSONDecodeError:
-                payload = {}
-            self.state.trigger(None)
-            log.info(
-                "git webhook",
-                ref=ref,
-                source=self.headers.get("X-GitHub-Event")
-                or self.headers.get("X-Gitlab-Event")
-                or "generic",
-            )
-            self._send(
-                HTTPStatus.ACCEPTED, {"accepted": True, "ref": ref, "at": datetime.now(UTC).isoformat()}
-            )
-            return
-        m = re.fullmatch(r"/api/v1/releases/([^/]+)/approve", path)
-        if m and _NAME.fullmatch(m.group(1)):
-            try:
-                req = json.loads(body or b"{}")
-                stage, approver = str(req["stage"]), str(req["approver"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                self._error(HTTPStatus.BAD_REQUEST, 'body must be {"stage": ..., "approver": ...}')
-                return
-            try:
-                out = self.state.approve(m.group(1), stage, approver)
-            except LookupError as e:
-                self._error(HTTPStatus.NOT_FOUND, str(e))
-                return
-            self.state.trigger(m.group(1))
-            self._send(HTTPStatus.OK, out)
-            return
-        self._error(HTTPStatus.NOT_FOUND, "no such endpoint")
+            out = state.approve(req, who)
+        except ApprovalRefused as e:
+            raise ApiError(e.status, e.message, e.reason) from None
+        log.info("approval", release=name, stage=body.stage, version=body.version, principal=who.describe())
+        state.trigger(name)
+        return out
 
 
+def _ref(body: bytes) -> str | None:
+    import json
 
-def _same(given: str, token: str) -> bool:
-    """Constant-time comparison that also copes with non-ASCII header values (never a 500)."""
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+    try:
+        payload = json.loads(body) if body else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    ref = payload.get("ref") if isinstance(payload, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _jsonable(rows: Any) -> Any:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(rows)
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+class _ThreadServer(uvicorn.Server):
+    """uvicorn without signal handlers: the controller process owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+
+def _bind(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 class ApiServer:
-    def __init__(self, listen: str, state: ApiState):
-        host, _, port = listen.rpartition(":")
-        self.httpd = ThreadingHTTPServer((host or "127.0.0.1", int(port)), make_handler(state))
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="pipectl-api", daemon=True)
+    """The API on ``listen`` (``HOST:PORT``; port 0 picks a free one), served by uvicorn (h11)
+    in a daemon thread. Keep-alive connections idle for ``keep_alive`` seconds are closed."""
+
+    def __init__(self, listen: str, state: ApiState, keep_alive: int = 5):
+        self.sock = _bind(listen)
+        config = uvicorn.Config(
+            create_app(state),
+            http="h11",
+            loop="asyncio",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,  # the peer address is the socket's (trusted proxies: api.auth)
+            server_header=False,
+            timeout_keep_alive=keep_alive,
+            timeout_graceful_shutdown=5,
+            limit_concurrency=128,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+        self.server = _ThreadServer(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="pipectl-api", daemon=True
+        )
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.sock.getsockname()[:2]
         return str(host), int(port)
 
-    def start(self) -> None:
+    def start(self, timeout: float = 10.0) -> None:
         self.thread.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.02)):
+            if self.server.started or not self.thread.is_alive():
+                break
+            deadline.wait(0.02)
+        if not self.server.started:
+            raise RuntimeError(f"the API did not start on {self.address[0]}:{self.address[1]}")
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()

@@ -70,6 +70,8 @@ class AuditRecord(BaseModel):
     stage: str | None = None
     git_commit: str | None = None
     manifest_digest: str | None = None
+    revision: str | None = None
+    """The release revision digest (manifest + referenced files) an approval is bound to."""
     code: list[Artifact] = Field(default_factory=list)
     schemas: list[SchemaRef] = Field(default_factory=list)
     lineage: Lineage = Field(default_factory=Lineage)

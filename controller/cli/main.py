@@ -259,9 +259,27 @@ def controller_run(
         "", "--events-kafka", envvar="PIPECTL_EVENTS_KAFKA",
         help="Also send operational events to Kafka: BOOTSTRAP/TOPIC, e.g. 127.0.0.1:9092/pipectl.events.",
     ),
+    webhook_secret_file: Path | None = typer.Option(
+        None, "--webhook-secret-file", help="Git webhook secret (default <state dir>/webhook-secret)."
+    ),
+    trusted_header: str = typer.Option("", "--trusted-header", help="Identity header a trusted proxy sets."),
+    trusted_proxy: list[str] = typer.Option([], "--trusted-proxy", help="That proxy's address (repeatable)."),
+    policy_repo: str | None = typer.Option(None, "--policy-repo", help="Environments from this repo/URL."),
+    policy_path: str | None = typer.Option(None, "--policy-path", help="Environments' dir in the policy."),
+    policy_branch: str = typer.Option("main", "--policy-branch", help="Branch of --policy-repo."),
 ) -> None:
     """Run the reconciler: poll git (and wake on POST /hooks/git), converge, promote, roll back."""
+    from controller.cli.access import AccessOptions, make_policy
     from controller.cli.run import run_controller
+    from controller.engine.controller import state_dir_of
+    from controller.model.errors import PipectlError
+
+    access = AccessOptions(webhook_secret_file, trusted_header, trusted_proxy)
+    try:
+        access.trusted()
+        policy = make_policy(policy_repo, policy_path, policy_branch, state_dir_of(state))
+    except (ValueError, PipectlError) as e:
+        _fail(str(e), 2)
 
     kafka = None
     if events_kafka:
@@ -271,7 +289,7 @@ def controller_run(
         kafka = (bootstrap, topic)
     code = run_controller(
         repo, branch, state, listen, _duration(interval), _duration(bake), log_format, workers=workers,
-        events_kafka=kafka,
+        events_kafka=kafka, access=access, policy=policy,
     )
     raise typer.Exit(code)
 
@@ -486,49 +504,13 @@ def audit(
 # --- people's verbs --------------------------------------------------------------------------------
 
 
-def _current_version(state: str, release: str) -> str:
-    st = _store(state).get_status(release)
-    if not st or not st.get("version"):
-        _fail(f'release "{release}" not found in the state store (has the controller seen it?)')
-    return str(st["version"])
+from controller.cli.approve import approve as _approve  # noqa: E402
+from controller.cli.approve import promote as _promote  # noqa: E402
+from controller.cli.tokens import app as _token_app  # noqa: E402
 
-
-@app.command()
-def approve(
-    release: str = typer.Argument(..., help="Release name."),
-    stage: str = STAGE_OPT,
-    version: str | None = typer.Option(None, "--version", help="Version to approve (default: current)."),
-    approver: str = typer.Option(None, "--as", envvar="PIPECTL_USER", help="Who approves (default: $USER)."),
-    state: str = STATE_OPT,
-    server: str | None = SERVER_OPT,
-) -> None:
-    """Approve promotion of a release's version into a stage; recorded in the audit ledger."""
-    import getpass
-
-    who = approver or getpass.getuser()
-    if server:
-        from controller.cli.client import api_post
-
-        out = api_post(server, f"/api/v1/releases/{release}/approve", {"stage": stage, "approver": who})
-        typer.echo(f"approved {release} {out.get('version')} for {stage} as {who}")
-        return
-    from controller.cli.people import record_approval
-
-    v = version or _current_version(state, release)
-    new = record_approval(_store(state), release, stage, v, who)
-    typer.echo(f"approved {release} {v} for {stage} as {who}" + ("" if new else " (already approved)"))
-
-
-@app.command()
-def promote(
-    release: str = typer.Argument(..., help="Release name."),
-    stage: str = STAGE_OPT,
-    approver: str = typer.Option(None, "--as", envvar="PIPECTL_USER", help="Who promotes (default: $USER)."),
-    state: str = STATE_OPT,
-    server: str | None = SERVER_OPT,
-) -> None:
-    """Promote the current version into a stage now: records the approval and wakes the controller."""
-    approve(release, stage, None, approver, state, server)
+app.command("approve")(_approve)
+app.command("promote")(_promote)
+app.add_typer(_token_app, name="token")
 
 
 @app.command()

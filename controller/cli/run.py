@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from controller.api.server import ApiServer, ApiState
-from controller.cli.people import record_approval
+from controller.api.server import ApiServer
+from controller.cli.access import AccessOptions, api_state
 from controller.engine.controller import Controller, state_dir_of
 from controller.engine.k8s_status import StatusMirror
 from controller.engine.leader import FileLockElector, LeadershipKeeper, elector_from_env
 from controller.obs import metrics
 from controller.obs.events import EventType
 from controller.obs.logging import configure_logging
+from controller.source.policy import Policy
 from controller.wiring import Runtime, build_runtime
-
-
-def _token(state_dir: Path) -> str:
-    tok = os.environ.get("PIPECTL_API_TOKEN")
-    path = state_dir / "api-token"
-    if tok:
-        return tok
-    if path.exists():
-        return path.read_text().strip()
-    tok = secrets.token_urlsafe(24)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(tok + "\n")
-    return tok
 
 
 def run_controller(
@@ -50,6 +33,8 @@ def run_controller(
     *,
     workers: int = 4,
     events_kafka: tuple[str, str] | None = None,
+    access: AccessOptions | None = None,
+    policy: Policy | None = None,
 ) -> int:
     """Exit 0 after SIGTERM/SIGINT; non-zero only for fatal start-up errors (bad flags, an
     unreadable state store or git source at start). Errors after start never end the process."""
@@ -75,14 +60,16 @@ def run_controller(
         log.error("cannot start", error=str(e), error_type=type(e).__name__)
         elector.release()
         return 1
+    rt.source.policy = policy  # environments from the policy repo (controller/source/policy.py)
     ctl = Controller(rt.source, rt.reconciler, interval=interval, workers=workers, stop=rt.reconciler.stop)
     _observe_status(rt)
-    api = ApiServer(
-        listen,
-        ApiState(
-            rt.store, _token(state_dir), ctl.trigger, _health(elector, ctl), metrics.render, _approver(rt)
-        ),
-    )
+    try:
+        api_st = api_state(rt, ctl, _health(elector, ctl), access or AccessOptions(), state_dir)
+        api = ApiServer(listen, api_st)
+    except (OSError, ValueError) as e:
+        log.error("cannot start the API", error=str(e), error_type=type(e).__name__)
+        elector.release()
+        return 1
     api.start()
     log.info("api listening", address=f"{api.address[0]}:{api.address[1]}", workers=workers)
     emit = rt.reconciler.ops.emit
@@ -120,21 +107,9 @@ def _observe_status(rt: Runtime) -> None:
     rt.reconciler.on_status = on_status
 
 
-def _approver(rt: Runtime) -> Callable[[str, str, str], dict[str, Any]]:
-    def approve(release: str, stage: str, approver: str) -> dict[str, Any]:
-        raw = rt.store.get_status(release)
-        if raw is None:
-            raise LookupError(f"release {release!r} not found")
-        version = raw.get("version")
-        if not version:
-            raise LookupError(f"release {release!r} has no version yet")
-        new = record_approval(rt.store, release, stage, version, approver)
-        return {"release": release, "stage": stage, "version": version, "approver": approver, "new": new}
-
-    return approve
-
-
 def _health(elector: Any, ctl: Controller) -> Callable[[], dict[str, Any]]:
+    """Liveness; the API shows callers without a token only ``ok`` and ``leader``."""
+
     def health() -> dict[str, Any]:
         return {
             "ok": elector.is_leader and ctl.last_error is None,

@@ -108,9 +108,10 @@ class Controller:
 
     def snapshot(self) -> RepoSnapshot:
         commit = self.source.resolve()
+        checkout = self.source.checkout(commit)  # cached per commit (and policy: source/policy.py)
         if self._snap is not None and commit is not None and self._snap.commit == commit:
-            return self._snap
-        checkout = self.source.checkout(commit)
+            if self._snap.root == checkout.root.resolve():
+                return self._snap
         snap = load_repo(checkout.root)
         snap.commit = commit
         prints = fingerprints(snap)

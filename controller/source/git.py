@@ -17,10 +17,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from controller.model.errors import PipectlError
+
+if TYPE_CHECKING:
+    from controller.source.policy import Policy
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +69,8 @@ class GitSource:
         self.subdir = subdir.strip("/")
         self._plain_dir: Path | None = None
         self._lock = threading.Lock()  # workers check out the same commit at once
+        self.policy: Policy | None = None
+        """Environments from a policy repo (``controller.source.policy``): checkouts are overlays."""
         if not _is_url(repo):
             p = Path(repo).resolve()
             if not p.exists():
@@ -99,6 +105,8 @@ class GitSource:
 
     def resolve(self) -> str | None:
         """The commit SHA the branch points at now (fetching first for URLs)."""
+        if self.policy is not None:
+            self.policy.refresh()
         if self._plain_dir is not None:
             return None
         if _is_url(self.repo):
@@ -115,7 +123,14 @@ class GitSource:
         return _git("rev-parse", f"refs/heads/{self.branch}", cwd=Path(self.repo)).decode().strip()
 
     def checkout(self, commit: str | None) -> Checkout:
-        """The tree of ``commit`` as a directory (cached per commit; trees are immutable)."""
+        """The tree of ``commit`` as a directory (cached per commit; trees are immutable); with a
+        policy, that tree with the policy's environments."""
+        out = self._checkout(commit)
+        if self.policy is None:
+            return out
+        return Checkout(self.policy.overlay(out.root, out.commit, self.cache_dir), out.commit)
+
+    def _checkout(self, commit: str | None) -> Checkout:
         if self._plain_dir is not None or commit is None:
             root = self._plain_dir or Path(self.repo).resolve()
             return Checkout(root / self.subdir if self.subdir else root, None)

@@ -1,0 +1,146 @@
+"""Approvals by principals, bound to what was looked at.
+
+An approval binds (release, stage, version, revision digest) to the principal that gave it. The
+revision digest (``controller.source.revision``) covers the release manifest and every file it
+deploys, computed at the controller's current commit; the approval gate and the ``promotion:
+approval`` step count only an approval of the current version *and* digest, so approving 1.0.0
+never approves a 1.1.0 committed meanwhile, nor other content under the same version.
+
+``check`` decides, in this order: the release exists at that commit (else 404), the stage is one
+of its ``spec.rollout.stages`` (400), the principal may approve that stage — the stage
+Environment's ``spec.approvers`` when set, anyone authenticated otherwise (403) — and the version
+(and revision, when given) is the current one (409, naming the current version). ``approve``
+records it and writes an audit record naming the principal and the digest. The API
+(``controller.api``) and the operator path of ``pipectl approve`` both go through here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from controller.audit.ledger import AuditRecord, Ledger
+from controller.source.revision import revision
+from controller.source.validate import RepoSnapshot
+from controller.store.db import Store
+from controller.store.tokens import Principal
+
+
+class ApprovalRefused(Exception):
+    """Why an approval is not recorded: an HTTP status, a short reason name and a message."""
+
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    release: str
+    stage: str
+    version: str
+    revision: str | None = None
+    """The digest the person looked at (optional; the version is always checked)."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    release: str
+    stage: str
+    version: str
+    revision: str
+    principal: str
+    commit: str | None
+    new: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "release": self.release,
+            "stage": self.stage,
+            "version": self.version,
+            "revision": self.revision,
+            "principal": self.principal,
+            "commit": self.commit,
+            "new": self.new,
+        }
+
+
+def check(snap: RepoSnapshot, req: ApprovalRequest, who: Principal) -> str:
+    """The current revision digest when ``who`` may approve ``req`` at ``snap``; else raises
+    ``ApprovalRefused``."""
+    at = (snap.commit or "the working tree")[:12]
+    if req.release not in snap.releases:
+        if req.release in snap.invalid_releases:
+            raise ApprovalRefused(409, "ReleaseInvalid", f"release {req.release!r} is invalid at {at}")
+        raise ApprovalRefused(404, "ReleaseNotFound", f"release {req.release!r} not found at {at}")
+    rel = snap.release(req.release)
+    stages = rel.spec.rollout.stages
+    if req.stage not in stages:
+        raise ApprovalRefused(
+            400, "UnknownStage", f"stage {req.stage!r} is not a stage of {rel.name} ({', '.join(stages)})"
+        )
+    approvers = snap.environment(req.stage).spec.approvers if req.stage in snap.environments else None
+    if approvers is not None and not approvers.allows(who.user, who.groups):
+        raise ApprovalRefused(
+            403,
+            "NotAnApprover",
+            f"{who.user} may not approve stage {req.stage} (see its Environment's approvers)",
+        )
+    current = rel.spec.version
+    if req.version != current:
+        raise ApprovalRefused(
+            409,
+            "VersionChanged",
+            f"{rel.name} is at version {current} now (commit {at}), not {req.version}: "
+            f"look at {current} and approve that",
+        )
+    digest = revision(rel, snap.root).digest
+    if req.revision is not None and req.revision != digest:
+        raise ApprovalRefused(
+            409,
+            "RevisionChanged",
+            f"{rel.name} {current} is revision {digest} at commit {at}, not {req.revision}",
+        )
+    return digest
+
+
+def approve(store: Store, snap: RepoSnapshot, req: ApprovalRequest, who: Principal) -> Approval:
+    """Check and record an approval (and its audit record); idempotent per (version, revision)."""
+    digest = check(snap, req, who)
+    new = record_approval(store, req.release, req.stage, req.version, who, digest, snap.commit)
+    return Approval(req.release, req.stage, req.version, digest, who.user, snap.commit, new)
+
+
+def record_approval(
+    store: Store,
+    release: str,
+    stage: str,
+    version: str,
+    who: Principal,
+    digest: str,
+    commit: str | None = None,
+) -> bool:
+    """Store the approval and write an audit record; False when it was approved already."""
+    now = datetime.now(UTC)
+    new = store.approve(release, stage, version, who.user, digest)
+    if new:
+        Ledger(store).append(
+            AuditRecord(
+                run_id=uuid.uuid4().hex,
+                kind="approval",
+                release=release,
+                version=version,
+                stage=stage,
+                git_commit=commit,
+                revision=digest,
+                outcome="approved",
+                actor=who.user,
+                message=f"{who.describe()} approved {version} (revision {digest}) for {stage}",
+                started_at=now,
+                finished_at=now,
+            )
+        )
+        note = f"{who.user} approved {version} ({digest[:19]})"
+        store.add_event(release, stage, "Normal", "Approved", note)
+    return new

@@ -1,0 +1,117 @@
+"""Who may use the running controller's API, wired for ``pipectl controller run``.
+
+- Principals: per-user API tokens in the state store (``pipectl token create``), and optionally a
+  trusted proxy's identity header (``--trusted-header X-Forwarded-User --trusted-proxy 127.0.0.1``).
+- The git webhook's secret: ``$PIPECTL_WEBHOOK_SECRET``, else the file ``--webhook-secret-file``
+  (default ``<state dir>/webhook-secret``, created 0600 with a random secret when missing). It is
+  the GitHub HMAC key and GitLab's token; it is never a user's token.
+- Approvals through the API are checked against the release at the controller's current commit
+  (``controller.audit.approvals``) and recorded for the authenticated principal.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.api.auth import TrustedProxy
+from controller.api.server import ApiState
+from controller.audit.approvals import ApprovalRefused, ApprovalRequest, approve
+from controller.engine.controller import Controller
+from controller.obs import metrics
+from controller.source.policy import ENVIRONMENTS, Policy
+from controller.source.validate import RepoSnapshot, load_repo
+from controller.store.tokens import Principal, TokenStore
+from controller.wiring import Runtime
+
+log = structlog.get_logger("pipectl.controller")
+
+
+@dataclass
+class AccessOptions:
+    webhook_secret_file: Path | None = None
+    trusted_header: str = ""
+    trusted_proxies: list[str] = field(default_factory=list)
+
+    def trusted(self) -> TrustedProxy | None:
+        if not self.trusted_header and not self.trusted_proxies:
+            return None
+        return TrustedProxy.parse(self.trusted_header, self.trusted_proxies)
+
+
+def webhook_secret(state_dir: Path, path: Path | None = None) -> str:
+    """``$PIPECTL_WEBHOOK_SECRET``, else the secret file (created 0600 when missing)."""
+    env = os.environ.get("PIPECTL_WEBHOOK_SECRET")
+    if env:
+        return env.strip()
+    path = path or state_dir / "webhook-secret"
+    if path.exists():
+        secret = path.read_text().strip()
+        if not secret:
+            raise ValueError(f"{path}: the webhook secret file is empty")
+        return secret
+    secret = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    log.info("webhook secret created", path=str(path))
+    return secret
+
+
+def snapshot_at(rt: Runtime, commit: str | None) -> RepoSnapshot:
+    """The repo (with the policy's environments, when configured) at ``commit``."""
+    snap = load_repo(rt.source.checkout(commit).root)
+    snap.commit = commit
+    return snap
+
+
+def approver(rt: Runtime, ctl: Controller) -> Callable[[ApprovalRequest, Principal], dict[str, Any]]:
+    """Approvals checked against the commit the controller works from now."""
+
+    def do(req: ApprovalRequest, who: Principal) -> dict[str, Any]:
+        commit = ctl.last_commit
+        if rt.source.is_git and commit is None:
+            raise ApprovalRefused(503, "NotReady", "the controller has not read its git repository yet")
+        return approve(rt.store, snapshot_at(rt, commit), req, who).as_dict()
+
+    return do
+
+
+def api_state(
+    rt: Runtime, ctl: Controller, health: Callable[[], dict[str, Any]], opts: AccessOptions, state_dir: Path
+) -> ApiState:
+    if os.environ.get("PIPECTL_API_TOKEN"):
+        log.warning(
+            "PIPECTL_API_TOKEN is no longer read: API callers use their own tokens (pipectl token create) "
+            "and the webhook its secret (PIPECTL_WEBHOOK_SECRET or --webhook-secret-file)"
+        )
+    tokens = TokenStore(rt.store)
+    if tokens.active_count() == 0 and not opts.trusted_header:
+        log.warning(
+            "no API tokens: every read and approval is refused until `pipectl token create --user NAME`"
+        )
+    return ApiState(
+        store=rt.store,
+        tokens=tokens,
+        webhook_secret=webhook_secret(state_dir, opts.webhook_secret_file),
+        trigger=ctl.trigger,
+        health=health,
+        metrics=metrics.render,
+        approve=approver(rt, ctl),
+        trusted=opts.trusted(),
+    )
+
+
+def make_policy(repo: str | None, path: str | None, branch: str, state_dir: Path) -> Policy | None:
+    """``--policy-repo``/``--policy-path``: where Environments come from (None: the release repo's
+    ``environments/``)."""
+    if not repo and not path:
+        return None
+    return Policy(repo or None, path or ENVIRONMENTS, branch, cache_dir=state_dir / "git")
