@@ -234,6 +234,7 @@ class ControllerProcess:
         self.repo, self.state, self.log, self.interval = repo, state, log, interval
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.read_token: str | None = None
 
     @property
     def pid(self) -> int:
@@ -241,7 +242,13 @@ class ControllerProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 90) -> None:
-        env = {**os.environ, "PIPECTL_API_TOKEN": TOKEN}
+        if not self.read_token:  # reads (/metrics) need a principal's API token
+            self.read_token = subprocess.run(
+                [PY, "-m", "controller.cli.main", "token", "create", "--user", "bench", "--state",
+                 f"sqlite:///{self.state}"],
+                cwd=ROOT, capture_output=True, text=True, check=True,
+            ).stdout.strip()
+        env = {**os.environ, "PIPECTL_WEBHOOK_SECRET": TOKEN}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -279,7 +286,7 @@ class ControllerProcess:
             self.proc.wait(timeout=30)
 
     def webhook(self) -> float:
-        """POST /hooks/git with the token; returns the wall-clock time it was sent."""
+        """POST /hooks/git with the webhook secret; returns the wall-clock time it was sent."""
         t = time.time()
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/hooks/git",
@@ -293,7 +300,10 @@ class ControllerProcess:
         return t
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as r:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/metrics", headers={"Authorization": f"Bearer {self.read_token}"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
             body: bytes = r.read()
         return body.decode()
 

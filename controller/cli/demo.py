@@ -6,7 +6,9 @@ Steps (each printed as it happens):
 1. reset what an earlier demo left (its streaming jobs, topics, tables, views, DAGs, state);
 2. create a local git repo ``demo-work/repo`` from ``manifests/`` and commit host-metrics 1.0.0;
 3. start ``pipectl controller run`` on it and one event producer per stage topic;
-4. watch the release promote itself; approve prod as the named user ``demo-alice``;
+4. watch the release promote itself; approve prod as ``demo-alice``: the demo's prod Environment
+   names her its only approver, ``pipectl token create`` makes her API token, and ``pipectl
+   approve --server`` posts the approval with it (the controller records her, the token's principal);
 5. commit 1.1.0 whose streaming job drops a quarter of the events, and wake the controller with
    the git webhook; watch the canary comparison fail and the automatic rollback;
 6. print ``pipectl get releases`` and ``pipectl describe release host-metrics``; stop the
@@ -38,7 +40,7 @@ REPO = WORK / "repo"
 STATE_DIR = ROOT / ".pipectl"
 STATE = f"sqlite:///{STATE_DIR / 'state.db'}"
 LISTEN = os.environ.get("PIPECTL_DEMO_LISTEN", "127.0.0.1:8700")
-TOKEN = os.environ.get("PIPECTL_API_TOKEN") or "demo-token"
+WEBHOOK_SECRET = os.environ.get("PIPECTL_WEBHOOK_SECRET") or "demo-webhook-secret"
 RELEASE = "host-metrics"
 APPROVER = "demo-alice"
 RATE = float(os.environ.get("PIPECTL_DEMO_RATE", "40"))
@@ -55,9 +57,14 @@ def say(msg: str) -> None:
     print(f"[demo {datetime.now(UTC).strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def pipectl(*args: str, check: bool = True) -> str:
+def pipectl(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
     r = subprocess.run(
-        [*PIPECTL, *args, "--state", STATE], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [*PIPECTL, *args, "--state", STATE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
     if check and r.returncode != 0:
         raise RuntimeError(f"pipectl {' '.join(args)} failed: {r.stderr.strip()}")
@@ -147,7 +154,7 @@ def reset() -> None:
 
 
 def start_controller() -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PIPECTL_API_TOKEN": TOKEN}
+    env = {**os.environ, "PIPECTL_WEBHOOK_SECRET": WEBHOOK_SECRET}
     log = (WORK / "controller.log").open("ab")
     proc = subprocess.Popen(
         [
@@ -216,7 +223,7 @@ def webhook() -> None:
         f"http://{LISTEN}/hooks/git",
         data=b'{"ref":"refs/heads/main"}',
         method="POST",
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {WEBHOOK_SECRET}", "Content-Type": "application/json"},
     )
     urllib.request.urlopen(req, timeout=10)  # noqa: S310 - loopback
 
@@ -250,6 +257,7 @@ def watch(
     producers: dict[str, Any],
     ctl: subprocess.Popen[bytes],
     approved: set[str],
+    token: str,
 ) -> dict[str, Any]:
     last = ""
     deadline = time.time() + timeout
@@ -276,8 +284,10 @@ def watch(
         prod = st.get("stages", {}).get("prod", {})
         version = str(st.get("version"))
         if prod.get("reason") == "AwaitingApproval" and version not in approved:
-            say(f"prod awaits approval: pipectl approve {RELEASE} --stage prod --as {APPROVER}")
-            say(pipectl("approve", RELEASE, "--stage", "prod", "--as", APPROVER).strip())
+            say(f"prod awaits approval: {APPROVER} runs pipectl approve {RELEASE} --stage prod --server http://{LISTEN}")
+            out = pipectl("approve", RELEASE, "--stage", "prod", "--version", version, "--server", f"http://{LISTEN}",
+                          env={"PIPECTL_TOKEN": token})
+            say(out.strip())
             approved.add(version)
         time.sleep(3)
     raise RuntimeError(f"timed out after {timeout:.0f}s; last status: {json.dumps(st)[:2000]}")
@@ -298,16 +308,20 @@ def main() -> int:
     WORK.mkdir(parents=True)
     say(f"creating the GitOps repo {REPO.relative_to(ROOT)} from manifests/")
     shutil.copytree(ROOT / "manifests", REPO, ignore=shutil.ignore_patterns("platform", "__pycache__"))
+    prod = REPO / "environments" / "prod.yaml"
+    prod.write_text(prod.read_text().rstrip("\n") + f"\n  approvers: {{users: [{APPROVER}]}}\n")
     subprocess.run(["git", "init", "-q", "-b", "main", str(REPO)], check=True)
     git("add", "-A")
     git("commit", "-qm", "host-metrics 1.0.0")
     say("committed host-metrics 1.0.0; starting the controller")
     ctl = start_controller()
+    token = pipectl("token", "create", "--user", APPROVER).strip()
+    say(f"created an API token for {APPROVER}, prod's only approver (pipectl token create --user {APPROVER})")
     producers: dict[str, Any] = {}
     approved: set[str] = set()
     try:
         t0 = time.time()
-        watch(lambda st: stage_is(st, "prod", "1.0.0", "Succeeded"), 30 * 60, producers, ctl, approved)
+        watch(lambda st: stage_is(st, "prod", "1.0.0", "Succeeded"), 30 * 60, producers, ctl, approved, token)
         say(f"1.0.0 is live in all four stages ({time.time() - t0:.0f}s)")
 
         job = REPO / "jobs" / "host_metrics_agg.py"
@@ -322,9 +336,10 @@ def main() -> int:
         say("committed host-metrics 1.1.0 with a defect (the job drops 25% of events); sending the webhook")
         webhook()
         t1 = time.time()
-        watch(lambda st: stage_is(st, "canary", "1.1.0", "RolledBack"), 30 * 60, producers, ctl, approved)
+        rolled_back = lambda st: stage_is(st, "canary", "1.1.0", "RolledBack")  # noqa: E731
+        watch(rolled_back, 30 * 60, producers, ctl, approved, token)
         say(f"the canary gate caught 1.1.0 and pipectl rolled it back ({time.time() - t1:.0f}s)")
-        watch(lambda st: stage_is(st, "prod", "1.0.0", "Succeeded"), 120, producers, ctl, approved)
+        watch(lambda st: stage_is(st, "prod", "1.0.0", "Succeeded"), 120, producers, ctl, approved, token)
     finally:
         say("stopping the controller and the producers")
         for p in producers.values():

@@ -97,7 +97,7 @@ class Ctl:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "PIPECTL_API_TOKEN": TOKEN}
+        env = {**os.environ, "PIPECTL_WEBHOOK_SECRET": TOKEN}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [

@@ -170,7 +170,7 @@ def test_service_exposes_the_api_port_to_the_controller_pods() -> None:
 
 def test_secrets_come_from_secret_refs_never_inline() -> None:
     env = {e["name"]: e for e in container()["env"]}
-    for name in ("PIPECTL_API_TOKEN", "PIPECTL_AIRFLOW_PASSWORD", "PIPECTL_STATE"):
+    for name in ("PIPECTL_WEBHOOK_SECRET", "PIPECTL_AIRFLOW_PASSWORD", "PIPECTL_STATE"):
         assert "value" not in env[name], name
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "pipectl-secrets", name
     assert not of_kind("Secret")
