@@ -44,7 +44,7 @@ class Policy:
     def __init__(
         self, repo: str | None, path: str = ENVIRONMENTS, branch: str = "main", cache_dir: Path | None = None
     ):
-        self.path = path.strip().strip("/") or "."
+        self.path = path.strip().rstrip("/") or "."
         if Path(self.path).is_absolute() or ".." in Path(self.path).parts:
             raise PolicyError(f"--policy-path {path!r} must be a relative path inside the repository")
         self.repo = repo
