@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -419,30 +419,47 @@ class Store:
             if not c.execute(update(kv).where(kv.c.key == key).values(value=value)).rowcount:
                 c.execute(insert(kv).values(key=key, value=value))
 
-    # --- audit ledger (hashing lives in controller.audit.ledger) ----------------------------
+    # --- audit ledger (hashing: controller.audit.chain; anchors: controller.audit.anchor) -----
 
     def audit_append(
         self, record_id: str, ts: datetime, release: str, kind: str, text: str, hash_fn: Any
-    ) -> str:
-        """Append one record in one transaction; ``hash_fn(prev_hash, text)`` gives its hash."""
-        with self.tx() as c:
-            if c.dialect.name == "postgresql":
-                c.exec_driver_sql("LOCK TABLE audit IN EXCLUSIVE MODE")
-            last = c.execute(select(audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
-            prev = last[0] if last else "0" * 64
-            h: str = hash_fn(prev, text)
-            c.execute(
-                insert(audit).values(
-                    record_id=record_id,
-                    ts=ts,
-                    release=release,
-                    kind=kind,
-                    prev_hash=prev,
-                    hash=h,
-                    record=text,
-                )
-            )
-        return h
+    ) -> dict[str, Any]:
+        """Append one record and return its row. The last row is read inside the same serialized
+        write transaction (``_audit_write``), so concurrent appenders never chain onto the same
+        record; ``hash_fn(row)`` hashes every column of the new row (seq = last seq + 1)."""
+        with self._audit_write() as c:
+            last = c.execute(select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+            row: dict[str, Any] = {
+                "seq": last[0] + 1 if last else 1, "record_id": record_id, "ts": ts, "release": release,
+                "kind": kind, "prev_hash": last[1] if last else "0" * 64, "record": text,
+            }
+            row["hash"] = hash_fn(row)
+            c.execute(insert(audit).values(**row))
+        return row
+
+    @contextmanager
+    def _audit_write(self) -> Iterator[Connection]:
+        """A write transaction holding the ledger's write lock from its first read. SQLite: ``BEGIN
+        IMMEDIATE`` on a connection whose driver-level implicit (deferred) BEGIN is off (AUTOCOMMIT
+        here means SQLAlchemy/pysqlite emit no BEGIN of their own); a second writer waits (busy
+        timeout) instead of reading the same head. PostgreSQL: ``LOCK TABLE audit IN EXCLUSIVE
+        MODE`` (readers go on, appenders queue; the read after it sees the latest commit)."""
+        if self.engine.dialect.name != "sqlite":
+            with self.tx() as c:
+                if c.dialect.name == "postgresql":
+                    c.exec_driver_sql("LOCK TABLE audit IN EXCLUSIVE MODE")
+                yield c
+            return
+        with self.engine.connect() as c:
+            c.execution_options(isolation_level="AUTOCOMMIT")
+            c.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield c
+            except BaseException:
+                with suppress(Exception):  # SQLite may have rolled back already
+                    c.exec_driver_sql("ROLLBACK")
+                raise
+            c.exec_driver_sql("COMMIT")
 
     def audit_rows(self, release: str | None = None) -> list[dict[str, Any]]:
         q = select(audit).order_by(audit.c.seq)
