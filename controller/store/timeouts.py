@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 PG_CONNECT_TIMEOUT = 10.0
 PG_STATEMENT_TIMEOUT = 60.0
@@ -41,7 +42,9 @@ def connect_args(url: str) -> dict[str, Any]:
         return {}
     connect = _seconds("PIPECTL_STATE_CONNECT_TIMEOUT", PG_CONNECT_TIMEOUT)
     statement = _seconds("PIPECTL_STATE_STATEMENT_TIMEOUT", PG_STATEMENT_TIMEOUT)
+    options = f"-c statement_timeout={max(1, round(statement * 1000))}"
+    given = parse_qs(urlsplit(url).query).get("options")  # connect_args replace the URL's: keep them
     return {
         "connect_timeout": max(1, round(connect)),
-        "options": f"-c statement_timeout={max(1, round(statement * 1000))}",
+        "options": f"{given[-1]} {options}" if given else options,
     }

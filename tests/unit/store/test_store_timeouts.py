@@ -34,6 +34,12 @@ def test_postgres_timeouts_are_configurable(monkeypatch: pytest.MonkeyPatch) -> 
         connect_args("postgresql://h/db")
 
 
+def test_postgres_options_in_the_url_are_kept() -> None:
+    """SQLAlchemy lets connect_args replace the URL's ``options`` (a search_path would be lost)."""
+    url = "postgresql+psycopg://u:p@h:5432/db?options=-csearch_path%3Dpipectl_x"
+    assert connect_args(url)["options"] == "-csearch_path=pipectl_x -c statement_timeout=60000"
+
+
 def test_sqlite_store_has_a_busy_timeout(tmp_path: Path) -> None:
     assert connect_args("sqlite:///x.db") == {"timeout": 10.0}
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
