@@ -460,45 +460,13 @@ def history(
     )
 
 
-# --- audit -----------------------------------------------------------------------------------------
+# --- audit and state (controller/cli/audit.py) ------------------------------------------------------
 
+from controller.cli.audit import audit as _audit  # noqa: E402
+from controller.cli.audit import state_app as _state_app  # noqa: E402
 
-@app.command()
-def audit(
-    release: str | None = typer.Argument(None, help="Release name, or 'verify' to check the chain."),
-    output: str = OUTPUT_OPT,
-    state: str = STATE_OPT,
-) -> None:
-    """List audit records; `pipectl audit verify` exits 0 when the hash chain is intact, 1 otherwise."""
-    from controller.audit.ledger import Ledger
-    from controller.cli.render import dump, plain_table
-
-    ledger = Ledger(_store(state))
-    if release == "verify":
-        ok, msg = ledger.verify()
-        typer.echo(msg if ok else f"audit chain broken: {msg}", err=not ok)
-        raise typer.Exit(0 if ok else 1)
-    recs = ledger.records(release)
-    if output in ("json", "yaml"):
-        typer.echo(dump(recs, output))
-        return
-    rows = [
-        [
-            r["seq"],
-            str(r["finished_at"])[:19],
-            r["kind"],
-            r["release"],
-            r.get("version") or "-",
-            r.get("stage") or "-",
-            r["outcome"],
-            (r.get("git_commit") or "-")[:12],
-            r["hash"][:12],
-        ]
-        for r in recs
-    ]
-    typer.echo(
-        plain_table(["SEQ", "TIME", "KIND", "RELEASE", "VERSION", "STAGE", "OUTCOME", "COMMIT", "HASH"], rows)
-    )
+app.command("audit")(_audit)
+app.add_typer(_state_app, name="state")
 
 
 # --- people's verbs --------------------------------------------------------------------------------
@@ -540,32 +508,9 @@ def rollback(
     typer.echo(msg)
 
 
-# --- state -----------------------------------------------------------------------------------------
-
-state_app = typer.Typer(help="Back up and restore the controller's state store.", no_args_is_help=True)
-app.add_typer(state_app, name="state")
-
 from controller.cli.transform import app as _transform_app  # noqa: E402
 
 app.add_typer(_transform_app, name="transform", help="Compile and run SQL transforms.")
-
-
-@state_app.command("backup")
-def state_backup(dest: Path = typer.Argument(..., help="Backup file."), state: str = STATE_OPT) -> None:
-    """Write a consistent copy of the state store (audit ledger, approvals, history) to a file."""
-    _store(state).backup(dest)
-    typer.echo(f"backed up {state} to {dest}")
-
-
-@state_app.command("restore")
-def state_restore(src: Path = typer.Argument(..., help="Backup file."), state: str = STATE_OPT) -> None:
-    """Replace the state store with a backup (stop the controller first)."""
-    from controller.store.db import Store
-
-    if not src.exists():
-        _fail(f"{src}: no such file")
-    Store.restore(src, state)
-    typer.echo(f"restored {state} from {src}")
 
 
 from controller.cli.backfill import backfill as _backfill  # noqa: E402

@@ -3,11 +3,13 @@
 1. Without a backup, a new controller rebuilds the stage from git alone (the state store holds
    nothing that git + the backends cannot give back, except history).
 2. With a backup (``pipectl state backup``/``restore``), the audit ledger comes back intact — same
-   records, same hash chain — and the controller repairs the stage as drift.
+   records, same hash chain, then a recorded ``state-restore`` — and the controller repairs the
+   stage as drift.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,8 +95,12 @@ def test_disaster_recovery_drill(world, unique_name: str, tmp_path: Path) -> Non
     destroy_stage(unique_name, dags)
     destroy_state(state)
     assert pipectl("state", "restore", str(backup), "--state", url).returncode == 0
-    restored = pipectl("audit", "-o", "json", "--state", url)
-    assert restored.stdout == before.stdout  # every record and hash, as backed up
+    restored = json.loads(pipectl("audit", "-o", "json", "--state", url).stdout)
+    assert restored[:-1] == json.loads(before.stdout)  # every record and hash, as backed up
+    # ... then the restore itself, recorded; the anchors went with the state directory, so it says
+    # there was no anchor before it (kept elsewhere, they would be named: PIPECTL_ANCHORS)
+    assert restored[-1]["kind"] == "state-restore", restored[-1]
+    assert restored[-1]["details"]["previous_anchor"] is None
     verify = pipectl("audit", "verify", "--state", url)
     assert verify.returncode == 0, verify.stderr
     ctl.start()

@@ -1,0 +1,144 @@
+"""``pipectl audit`` (list, ``verify``) and ``pipectl state backup|restore``, all over the ledger.
+
+    pipectl audit [RELEASE] [-o json|yaml]
+    pipectl audit verify [--anchor-key FILE] [--anchors FILE]   # chain + signed anchors; exit 0 or 1
+    pipectl audit verify --state sqlite:///backup.db --backup-of sqlite:///.pipectl/state.db
+    pipectl state backup FILE          # appends a state-backup record first: the backup holds it
+    pipectl state restore FILE         # then appends a state-restore record and a restore anchor
+
+``verify`` walks the hash chain from the first record and compares it with the signed anchors
+(``controller/audit/anchor.py``): it fails, naming what it found, on an edited record or column, a
+truncated or emptied ledger, an older backup copied into place, a bad anchor signature, or records
+of the pre-2 hash scheme. A restore made with ``state restore`` is recorded (the record carries the
+head of the ledger before it, and so does its restore anchor), so it verifies.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+STATE_OPT = typer.Option(
+    "sqlite:///.pipectl/state.db", "--state", envvar="PIPECTL_STATE", help="State store (SQLAlchemy URL)."
+)
+KEY_OPT = typer.Option(
+    None, "--anchor-key", envvar="PIPECTL_ANCHOR_KEY",
+    help="Ed25519 key that signs the ledger's anchors (default: <state dir>/audit-anchor.key).",
+)
+ANCHORS_OPT = typer.Option(
+    None, "--anchors", envvar="PIPECTL_ANCHORS",
+    help="Append-only anchor file (default: <state dir>/audit-anchors.jsonl).",
+)
+
+state_app = typer.Typer(help="Back up and restore the controller's state store.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _operator() -> str:
+    """Backup and restore run on the controller host: the actor is ``local:<os user>`` (as for
+    ``pipectl approve --user``)."""
+    return f"local:{getpass.getuser()}"
+
+
+def _ledger(state: str, key: Path | None, anchors: Path | None) -> Any:
+    from controller.audit.anchor import Anchors
+    from controller.audit.ledger import Ledger
+    from controller.store.db import Store
+
+    return Ledger(Store(state), anchors=Anchors.for_url(state, key, anchors))
+
+
+def audit(
+    release: str | None = typer.Argument(None, help="Release name, or 'verify' to check the ledger."),
+    output: str = typer.Option("", "--output", "-o", help="json | yaml"),
+    state: str = STATE_OPT,
+    anchor_key: Path | None = KEY_OPT,
+    anchors: Path | None = ANCHORS_OPT,
+    backup_of: str | None = typer.Option(
+        None, "--backup-of", help="verify: --state is a backup of this store (its head must be anchored)."
+    ),
+) -> None:
+    """List audit records; `audit verify`: exit 0 when chain and signed anchors agree, else 1."""
+    from controller.cli.render import dump, plain_table
+
+    if release == "verify":
+        _verify(state, anchor_key, anchors, backup_of)
+    recs = _ledger(state, anchor_key, anchors).records(release)
+    if output in ("json", "yaml"):
+        typer.echo(dump(recs, output))
+        return
+    rows = [
+        [
+            r["seq"], str(r["finished_at"])[:19], r["kind"], r["release"], r.get("version") or "-",
+            r.get("stage") or "-", r["outcome"], (r.get("git_commit") or "-")[:12], r["hash"][:12],
+        ]
+        for r in recs
+    ]
+    typer.echo(
+        plain_table(["SEQ", "TIME", "KIND", "RELEASE", "VERSION", "STAGE", "OUTCOME", "COMMIT", "HASH"], rows)
+    )
+
+
+def _verify(state: str, key: Path | None, anchors: Path | None, backup_of: str | None) -> NoReturn:
+    from controller.audit.anchor import Anchors
+
+    ledger = _ledger(state, key, anchors)
+    if backup_of:
+        ok, msg = ledger.verify_backup(Anchors.for_url(backup_of, key, anchors))
+    else:
+        ok, msg = ledger.verify()
+    typer.echo(msg if ok else f"audit ledger does not verify: {msg}", err=not ok)
+    raise typer.Exit(0 if ok else 1)
+
+
+@state_app.command("backup")
+def state_backup(
+    dest: Path = typer.Argument(..., help="Backup file."),
+    state: str = STATE_OPT,
+    anchor_key: Path | None = KEY_OPT,
+    anchors: Path | None = ANCHORS_OPT,
+) -> None:
+    """Write a consistent copy of the state store (audit ledger, approvals, history) to a file.
+    A state-backup record is appended (and anchored) first, so the backup's head is anchored."""
+    if not state.startswith("sqlite:///"):
+        _fail("backup of non-SQLite stores: use pg_dump (docs/runbooks.md, backup and restore)")
+    ledger = _ledger(state, anchor_key, anchors)
+    ledger.record_backup(dest, _operator())
+    ledger.store.backup(dest)
+    typer.echo(f"backed up {state} to {dest}")
+
+
+@state_app.command("restore")
+def state_restore(
+    src: Path = typer.Argument(..., help="Backup file."),
+    state: str = STATE_OPT,
+    anchor_key: Path | None = KEY_OPT,
+    anchors: Path | None = ANCHORS_OPT,
+) -> None:
+    """Replace the state store with a backup (stop the controller first), then record the restore:
+    a state-restore record naming the backup and the head the ledger had before, and a restore
+    anchor saying the same, so `pipectl audit verify` tells this restore from tampering."""
+    from controller.audit.anchor import AnchorError, Anchors
+    from controller.store.db import Store
+
+    if not src.exists():
+        _fail(f"{src}: no such file")
+    if not state.startswith("sqlite:///"):
+        _fail("restore into non-SQLite stores: use pg_restore (docs/runbooks.md, backup and restore)")
+    signer = Anchors.for_url(state, anchor_key, anchors)
+    previous = signer.latest()
+    Store.restore(src, state)
+    ledger = _ledger(state, anchor_key, anchors)
+    try:
+        ledger.record_restore(src, previous, _operator())
+    except AnchorError as e:
+        _fail(f"restored {state} from {src}, but the restore could not be anchored: {e}")
+    was = f" (the ledger before it ended at #{previous.seq})" if previous else ""
+    typer.echo(f"restored {state} from {src}; recorded and anchored{was}")
