@@ -5,6 +5,7 @@
     pipectl audit verify --state sqlite:///backup.db --backup-of sqlite:///.pipectl/state.db
     pipectl state backup FILE          # appends a state-backup record first: the backup holds it
     pipectl state restore FILE         # then appends a state-restore record and a restore anchor
+    pipectl state mark-restored SOURCE # the same record for a restore made outside (pg_restore)
 
 ``verify`` walks the hash chain from the first record and compares it with the signed anchors
 (``controller/audit/anchor.py``): it fails, naming what it found, on an edited record or column, a
@@ -142,3 +143,23 @@ def state_restore(
         _fail(f"restored {state} from {src}, but the restore could not be anchored: {e}")
     was = f" (the ledger before it ended at #{previous.seq})" if previous else ""
     typer.echo(f"restored {state} from {src}; recorded and anchored{was}")
+
+
+@state_app.command("mark-restored")
+def state_mark_restored(
+    source: str = typer.Argument(..., help="What the store was restored from (e.g. the pg_dump file)."),
+    state: str = STATE_OPT,
+    anchor_key: Path | None = KEY_OPT,
+    anchors: Path | None = ANCHORS_OPT,
+) -> None:
+    """Record a restore made outside pipectl (pg_restore, point-in-time recovery): the same
+    state-restore record and restore anchor that `state restore` writes after a SQLite copy."""
+    from controller.audit.anchor import AnchorError, Anchors
+
+    previous = Anchors.for_url(state, anchor_key, anchors).latest()
+    try:
+        _ledger(state, anchor_key, anchors).record_restore(Path(source), previous, _operator())
+    except AnchorError as e:
+        _fail(f"the restore could not be anchored: {e}")
+    was = f" (the ledger before it ended at #{previous.seq})" if previous else ""
+    typer.echo(f"recorded the restore of {state} from {source}{was}")

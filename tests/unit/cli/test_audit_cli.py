@@ -86,3 +86,17 @@ def test_a_bad_signature_and_an_edited_column_exit_1(tmp_path: Path) -> None:
 def test_backup_of_a_postgres_store_points_at_pg_dump(tmp_path: Path) -> None:
     r = run("state", "backup", "x.db", "--state", "postgresql://u@127.0.0.1:1/db", cwd=tmp_path)
     assert r.returncode == 1 and "use pg_dump" in r.stderr
+
+
+def test_a_restore_made_outside_pipectl_is_recorded_with_mark_restored(tmp_path: Path) -> None:
+    for name in ("b1.db", "b2.db"):
+        assert run("state", "backup", name, cwd=tmp_path).returncode == 0
+    db = tmp_path / ".pipectl" / "state.db"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(tmp_path / "b1.db", db)  # as pg_restore would put an older state back
+    assert verify(tmp_path).returncode == 1
+    marked = run("state", "mark-restored", "b1.db", cwd=tmp_path)
+    assert marked.returncode == 0 and "(the ledger before it ended at #2)" in marked.stdout, marked.stderr
+    ok = verify(tmp_path)
+    assert ok.returncode == 0 and "restored from a backup at #2" in ok.stdout, ok.stderr
