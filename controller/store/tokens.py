@@ -23,8 +23,8 @@ from sqlalchemy import Column, DateTime, String, Table, Text, func, select, upda
 from controller.store.db import Store, _aware, metadata, utcnow
 
 TOKEN_PREFIX = "pct_"  # noqa: S105 - a prefix, not a secret
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_USER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
+_GROUP = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 api_tokens = Table(
     "api_tokens",
@@ -53,14 +53,14 @@ class Principal:
 
 
 def check_user(user: str) -> str:
-    if not _USER.match(user):
+    if not _USER.fullmatch(user):
         raise ValueError(f"invalid user {user!r}: letters, digits and ._@- (at most 128)")
     return user
 
 
 def check_groups(groups: list[str]) -> list[str]:
     for g in groups:
-        if not _GROUP.match(g):
+        if not _GROUP.fullmatch(g):
             raise ValueError(f"invalid group {g!r}: letters, digits and ._- (at most 64)")
     return sorted(set(groups))
 

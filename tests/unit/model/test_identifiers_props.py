@@ -358,3 +358,33 @@ def test_jobkit_quoting(value: str) -> None:
             checks.sql_string(value)
     else:
         assert read_presto_literal(checks.sql_string(value)) == value
+
+
+# --- other grammars in controller/: principals (API tokens) -------------------------------------
+
+
+def user_ok(s: str) -> bool:
+    first = LOWER + UPPER + DIGITS
+    return 1 <= len(s) <= 128 and s[0] in first and _in(first + "._@-", s)
+
+
+def group_ok(s: str) -> bool:
+    first = LOWER + UPPER + DIGITS
+    return 1 <= len(s) <= 64 and s[0] in first and _in(first + "._-", s)
+
+
+@QUICK
+@given(names(LOWER + UPPER + DIGITS + "._@-"))
+def test_principal_names(s: str) -> None:
+    from controller.store.tokens import check_groups, check_user
+
+    if user_ok(s):
+        assert check_user(s) == s
+    else:
+        with pytest.raises(ValueError):
+            check_user(s)
+    if group_ok(s):
+        assert check_groups([s]) == [s]
+    else:
+        with pytest.raises(ValueError):
+            check_groups([s])
