@@ -38,6 +38,7 @@ from controller.model.reasons import Phase, Reason
 from controller.model.status import Condition, ReleaseStatus, StageStatus, set_condition
 from controller.obs import metrics
 from controller.obs.events import EventSink, EventType
+from controller.obs.logging import redact
 from controller.plan.actions import Plan
 from controller.rollout.stages import StageFacts, Step, plan_steps
 from controller.source.revision import changed_files, revision
@@ -186,7 +187,7 @@ class Reconciler:
             type="Ready",
             status="True" if ok else "False",
             reason=reason,
-            message=message,
+            message=redact(message),
             last_transition_time=self.clock(),
         )
         status.conditions = set_condition(status.conditions, cond)
@@ -225,6 +226,8 @@ class Reconciler:
                 active = stage
             try:
                 self._run_step(p, stage, step, why)
+                if step is Step.IN_SYNC and active is None and p.stage(stage).phase is not Phase.SUCCEEDED:
+                    active = stage  # it failed in this pass (post-promotion rollback, refused drift repair)
                 self.stage_metrics.export(p, stage)
             except Exception as e:  # a stage's backend outage must not keep the other stages waiting
                 failed[stage] = self._record_error(p.name, p.commit, stage, p.result, e)

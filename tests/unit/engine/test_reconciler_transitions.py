@@ -639,7 +639,9 @@ POST_GATES = (
 ANALYSIS = "    analysis: {bake: 10m}\n"
 
 
-def test_a_post_promotion_gate_failing_during_the_bake_rolls_prod_back(tmp_path: Path) -> None:
+def post_promoted(tmp_path: Path) -> World:
+    """1.1.0 just promoted at prod over 1.0.0, its postPromotion gate now failing (the next pass
+    is within the 10m bake)."""
     w = World(tmp_path)
     w.commit(repo_files(gates=POST_GATES, rollout_extra=ANALYSIS))
     w.promote_everywhere("1.0.0")
@@ -648,9 +650,13 @@ def test_a_post_promotion_gate_failing_during_the_bake_rolls_prod_back(tmp_path:
     commit_v2(w, gates=POST_GATES, rollout_extra=ANALYSIS)
     w.promote_everywhere("1.1.0")
     assert w.at("prod").view(view("prod")).segments[-1].table == table("prod", "1.1.0")
-
     w.gates.set("prod", "prod-errors", Verdict.FAIL, "no rows in the last 5 minutes")
-    w.clock.advance(120)  # within the 10m bake
+    w.clock.advance(120)
+    return w
+
+
+def test_a_post_promotion_gate_failing_during_the_bake_rolls_prod_back(tmp_path: Path) -> None:
+    w = post_promoted(tmp_path)
     w.reconcile()
     st = w.stage("prod")
     assert (st.phase, st.reason) == (Phase.ROLLED_BACK, Reason.GATE_FAILED)
@@ -662,3 +668,30 @@ def test_a_post_promotion_gate_failing_during_the_bake_rolls_prod_back(tmp_path:
     assert prod.dag(dag("prod")).version == "1.0.0"
     [rb] = w.audit("rollback")
     assert (rb["stage"], rb["outcome"]) == ("prod", "rolledBack")
+
+
+def refused_drift(tmp_path: Path) -> World:
+    """1.0.0 everywhere; then prod's table is taken over out of band (another release's owner
+    property): repairing the drift is refused (NotOwned)."""
+    w = World(tmp_path)
+    w.commit(repo_files())
+    w.promote_everywhere("1.0.0")
+    hive = w.at("prod").hive
+    key = (ResourceKind.TABLE, table("prod", "1.0.0"))
+    t = hive.live[key]
+    hive.live[key] = t.model_copy(update={"properties": {**t.properties, "pipectl.release": "other"}})
+    w.clock.advance(30)
+    return w
+
+
+@pytest.mark.parametrize(
+    "make", [post_promoted, refused_drift], ids=["post-promotion-rollback", "refused-drift"]
+)
+def test_a_stage_that_fails_while_in_sync_is_not_reported_ready(tmp_path: Path, make: Any) -> None:
+    """A stage in sync at the start of the pass that fails during it makes the release not Ready in
+    that very pass (it used to report Succeeded/Ready=True until the next one)."""
+    w = make(tmp_path)
+    w.reconcile()
+    assert w.stage("prod").phase in (Phase.ROLLED_BACK, Phase.FAILED)  # what the pass did
+    assert w.status().phase is not Phase.SUCCEEDED
+    assert w.ready().status == "False"

@@ -72,7 +72,7 @@ spec:
   kafka: {{bootstrapServers: "kafka-{name}:9092", topicPrefix: "{prefix}."}}
   hive: {{host: hive-{name}, port: 10000, databasePrefix: "{prefix}_"}}
   presto: {{host: presto-{name}, port: 8080, catalog: hive}}
-  airflow: {{url: "http://airflow-{name}:8080", username: admin, passwordFrom: "env:AIRFLOW_PASSWORD"}}
+  airflow: {{url: "http://airflow-{name}:8080", username: admin, passwordFrom: "env:PIPECTL_SECRET_AIRFLOW_PASSWORD"}}
   spark: {{master: "local[1]"}}
   promotion: {promotion}
 """
@@ -87,7 +87,7 @@ spec:
   kafka: {{bootstrapServers: "kafka-prod:9092", topicPrefix: ""}}
   hive: {{host: hive-prod, port: 10000, databasePrefix: ""}}
   presto: {{host: presto-prod, port: 8080, catalog: hive}}
-  airflow: {{url: "http://airflow-prod:8080", username: admin, passwordFrom: "env:AIRFLOW_PASSWORD"}}
+  airflow: {{url: "http://airflow-prod:8080", username: admin, passwordFrom: "env:PIPECTL_SECRET_AIRFLOW_PASSWORD"}}
   spark: {{master: "local[1]"}}
   promotion: {promotion}
 """
