@@ -356,6 +356,27 @@ def test_a_restore_that_does_not_happen_ends_rollback_failed(
     assert at(w, "prod", "1.0.0", Phase.SUCCEEDED)
 
 
+def test_a_restore_the_plan_refuses_ends_rollback_failed(live: World) -> None:
+    """1.1.0 grows the topic to 6 partitions; Kafka cannot shrink it back for 1.0.0's restore."""
+    w = live
+    w.commit(
+        {
+            **V2_FILES,
+            f"releases/{RELEASE}.yaml": release_yaml("1.1.0").replace("partitions: 3", "partitions: 6"),
+        }
+    )
+    w.gates.set("dev", "keeps-up", Verdict.FAIL, "lagging")
+    w.run_until(lambda: decided(w, "dev", "1.1.0"))
+
+    st = w.stage("dev")
+    assert (st.phase, st.reason) == (Phase.ROLLBACK_FAILED, Reason.ROLLBACK_FAILED)
+    assert "refused" in (st.message or "") and "dev.telemetry.metrics_events" in (st.message or "")
+    assert Reason.PARTITION_DECREASE in (st.message or "")
+    assert w.at("dev").kafka.get(ResourceKind.TOPIC, "dev.telemetry.metrics_events").partitions == 6
+    [rb] = w.audit("rollback")
+    assert rb["outcome"] == "failed"
+
+
 GATE_5M = "      - {name: keeps-up, type: streamingHealth, inconclusiveTimeout: 5m}\n"
 GATE_DEFAULT = "      - {name: keeps-up, type: streamingHealth}\n"
 APPROVAL_GATE = "      - {name: keeps-up, type: approval}\n"
