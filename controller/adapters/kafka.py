@@ -13,6 +13,9 @@ DELETE, which the rule emits only for approved names. SDK errors become ``Transi
 
 Offsets for gates and replays (``end_offsets``, ``offsets_for_times``) use the admin
 ``ListOffsets`` call: one batched request, and no consumer group is joined or committed to.
+
+Security (``KafkaSecurity``): ``security.protocol`` PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL,
+SASL PLAIN/SCRAM with a user and a ``Secret`` password, a CA bundle for TLS.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
+from controller.model.secret import Secret
 from controller.plan.actions import Action, Op
 from controller.plan.resources import Resource, ResourceKind, TopicResource
 from controller.plan.rules.kafka import config_drift, wire_config_value
@@ -59,6 +63,8 @@ _TRANSIENT_CODES = frozenset(
         KafkaError._WAIT_COORD,
         KafkaError.REQUEST_TIMED_OUT,
         KafkaError.LEADER_NOT_AVAILABLE,
+        # a topic just created: its partitions' leadership has not reached every broker yet
+        KafkaError.NOT_LEADER_FOR_PARTITION,
         KafkaError.NOT_CONTROLLER,
         KafkaError.BROKER_NOT_AVAILABLE,
         KafkaError.NETWORK_EXCEPTION,
@@ -95,19 +101,53 @@ def _classify(op: str, exc: KafkaException) -> BackendError:
     return PermanentBackendError(BACKEND, f"{op}: {exc}")
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How pipectl authenticates to a cluster (an Environment's ``kafka`` security settings,
+    ``controller.model.endpoints.KafkaEndpoint``). ``password`` is a ``Secret``: the repr of this
+    object, of the adapter and of its errors never shows it."""
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: str | None = None
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings (the only place the password is revealed: to the client itself)."""
+        conf = {"security.protocol": self.protocol}
+        if self.protocol.startswith("SASL_"):
+            if not (self.mechanism and self.username and self.password):
+                raise ValueError(f"security protocol {self.protocol} needs a SASL mechanism, user, password")
+            conf.update(
+                {
+                    "sasl.mechanism": self.mechanism,
+                    "sasl.username": self.username,
+                    "sasl.password": self.password.reveal(),
+                }
+            )
+        if self.ca_file:
+            conf["ssl.ca.location"] = self.ca_file
+        return conf
+
+
 class KafkaAdapter:
     """Observe and apply ``Topic`` resources on one Kafka cluster."""
 
     kinds: frozenset[ResourceKind] = frozenset({ResourceKind.TOPIC})
 
-    def __init__(self, bootstrap_servers: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap_servers: str, *, timeout: float = 10.0, security: KafkaSecurity | None = None
+    ) -> None:
         self.stats = CallStats()
         self._timeout = timeout
+        self.security = security or KafkaSecurity()
         self._admin = AdminClient(
             {
                 "bootstrap.servers": bootstrap_servers,
                 "client.id": "pipectl",
                 "socket.timeout.ms": int(timeout * 1000),
+                **self.security.client_config(),
             },
             logger=logging.getLogger("confluent_kafka.admin"),
         )
