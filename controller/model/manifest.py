@@ -3,7 +3,8 @@
 Field names are camelCase in YAML (aliases) and snake_case in Python. Every model forbids
 unknown fields so a typo is an error, never a silently ignored setting. Cross-object checks
 (references, duplicates, cycles, files) live in ``controller.source.validate``; this module
-checks what a single object can check on its own.
+checks what a single object can check on its own. The endpoint models of an Environment live in
+``controller.model.endpoints`` (importable from here too).
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
 
 from controller.model import identifiers as ids
+from controller.model.base import Spec as Spec
+from controller.model.endpoints import AirflowEndpoint as AirflowEndpoint
+from controller.model.endpoints import HiveEndpoint as HiveEndpoint
+from controller.model.endpoints import KafkaEndpoint as KafkaEndpoint
+from controller.model.endpoints import PrestoEndpoint as PrestoEndpoint
+from controller.model.endpoints import SparkEndpoint as SparkEndpoint
 
 API_VERSION = "pipectl.dev/v1alpha1"
-
-
-class Spec(BaseModel):
-    """Base for every manifest model: camelCase aliases, unknown fields forbidden, immutable."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 def _check(fn: Any, value: Any, *args: Any) -> Any:
@@ -470,64 +470,6 @@ class PipelineRelease(Spec):
 
 
 # --- environments ---------------------------------------------------------------------------
-
-
-class KafkaEndpoint(Spec):
-    bootstrap_servers: str
-    topic_prefix: str = ""
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        if v and not ids.TOPIC_RE.fullmatch(v):
-            raise ValueError(f"invalid topic prefix {v!r}: allowed characters are [A-Za-z0-9._-]")
-        return v
-
-
-class HiveEndpoint(Spec):
-    host: str
-    port: int = Field(default=10000, gt=0, lt=65536)
-    database_prefix: str = ""
-    auth: Literal["NOSASL", "NONE", "LDAP", "KERBEROS", "CUSTOM"] = "NOSASL"
-    username: str | None = None
-
-    @field_validator("database_prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        if v and not ids.HIVE_IDENT_RE.fullmatch(v):
-            raise ValueError(f"invalid database prefix {v!r}: must match [a-z_][a-z0-9_]*")
-        return v
-
-
-class PrestoEndpoint(Spec):
-    host: str
-    port: int = Field(default=8080, gt=0, lt=65536)
-    catalog: str = "hive"
-    username: str = "pipectl"
-
-
-class AirflowEndpoint(Spec):
-    url: str
-    username: str = "admin"
-    password_from: str = Field(
-        default="env:PIPECTL_AIRFLOW_PASSWORD",
-        description="Where the password comes from: env:VAR or file:/path. Never inline.",
-    )
-    dags_folder: str | None = Field(default=None, description="Local DAG folder deployer target.")
-
-    @field_validator("password_from")
-    @classmethod
-    def _secret_ref(cls, v: str) -> str:
-        if not (v.startswith("env:") or v.startswith("file:")):
-            raise ValueError("passwordFrom must be env:VAR or file:/path (secrets are never inline)")
-        return v
-
-
-class SparkEndpoint(Spec):
-    master: str = "local[2]"
-    deploy_mode: Literal["client", "cluster"] = "client"
-    conf: dict[str, str] = Field(default_factory=dict)
-    checkpoint_root: str | None = None
 
 
 class Promotion(StrEnum):

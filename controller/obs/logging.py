@@ -41,6 +41,7 @@ __all__ = [
     "propagate_context",
     "redact",
     "redact_secrets",
+    "register_secret",
 ]
 
 REDACTED = "[REDACTED]"
@@ -66,8 +67,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# Values resolved from secret references (``controller.source.secrets_policy``): a file's content
+# or an allow-listed variable of any name is redacted like a PIPECTL_*PASSWORD* value.
+_REGISTERED: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Redact ``value`` wherever it appears from now on (logs, events, status, audit messages)."""
+    if len(value) >= _MIN_SECRET_LEN:
+        _REGISTERED.add(value)
+
+
 def _secret_env_values() -> list[str]:
     values = {v for k, v in os.environ.items() if _SECRET_ENV.fullmatch(k) and len(v) >= _MIN_SECRET_LEN}
+    values |= _REGISTERED
     return sorted(values, key=len, reverse=True)  # longest first: one secret may contain another
 
 
@@ -108,7 +121,8 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
 
     * the value of any key named like password/token/secret/authorization/api_key, at any depth;
     * any occurrence of the value of a ``PIPECTL_*PASSWORD*``/``*TOKEN*``/``*SECRET*`` environment
-      variable inside a string (exception text included: run it after ``format_exc_info``);
+      variable, or of a secret registered with :func:`register_secret`, inside a string
+      (exception text included: run it after ``format_exc_info``);
     * ``Bearer …``/``Basic …`` credentials and ``user:password@`` in URLs.
     """
     secrets = _secret_env_values()

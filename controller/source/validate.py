@@ -23,6 +23,7 @@ from controller.model.manifest import (
 )
 from controller.source.loader import Document, decode_utf8, format_path, iter_yaml_files, load_documents
 from controller.source.repo_files import check_python_file, check_schema_file, safe_path
+from controller.source.secrets_policy import check_environment as check_secret_refs
 
 MANIFEST_DIRS = ("releases", "environments")
 
@@ -234,6 +235,7 @@ def _check_environments(snap: RepoSnapshot) -> None:
     for name, loaded in snap.environments.items():
         env = loaded.obj
         assert isinstance(env, Environment)
+        snap.problems.extend(check_secret_refs(loaded))  # allow-listed variables, the secrets dir
         target = env.spec.canary_of
         if target is None:
             continue

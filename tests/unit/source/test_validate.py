@@ -330,7 +330,7 @@ def test_secret_must_be_a_reference(repo: Path) -> None:
         file="environments/dev.yaml",
     )
     assert problems(repo) == [
-        "environments/dev.yaml:20: spec.airflow.passwordFrom: passwordFrom must be env:VAR or file:/path (secrets are never inline)"
+        "environments/dev.yaml:20: spec.airflow.passwordFrom: passwordFrom must be env:VAR or file:PATH (secrets are never inline)"
     ]
 
 
