@@ -5,6 +5,9 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PIPECTL := $(VENV)/bin/pipectl
 PYTEST_ARGS ?=
+# The local stack's Airflow password (controller/devstack creates the admin user with it). pipectl
+# has no default passwords, so the stack, the demo and the tests get it from here explicitly.
+export PIPECTL_AIRFLOW_PASSWORD ?= admin
 
 .PHONY: install generate lint test test-unit test-integration demo bench stack-up stack-down stack-status clean
 

@@ -38,6 +38,8 @@ KAFKA = "127.0.0.1:9092"
 HIVE_HOST, HIVE_PORT = "127.0.0.1", 10000
 AIRFLOW_URL = "http://127.0.0.1:8089"
 TOKEN = "bench-" + uuid.uuid4().hex[:16]
+# The local stack's Airflow password (as the Makefile exports it): pipectl has no default.
+os.environ.setdefault("PIPECTL_AIRFLOW_PASSWORD", "admin")
 
 DAG_SOURCE = textwrap.dedent(
     """\

@@ -4,6 +4,8 @@ Endpoints come from the stage's Environment manifest; what a manifest does not s
 and conf dir, the Airflow DAG folder of a local stack) comes from the environment variables
 ``SPARK_HOME``/``SPARK_CONF_DIR``/``PIPECTL_AIRFLOW_DAGS_FOLDER`` or, failing those, from the local
 stack's ``.stack/stack.json``. Adapters are cached per endpoint so a pass reuses connections.
+Secrets (Airflow, Presto and Hive passwords, Kafka SASL) are resolved under the secrets policy
+(``stage_secret``: allow-listed variables or files under the secrets directory, no defaults).
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from typing import Any
 from controller.adapters.airflow import AirflowAdapter, LocalFolderDeployer
 from controller.adapters.base import Adapter
 from controller.adapters.hive import HiveAdapter
-from controller.adapters.kafka import KafkaAdapter
+from controller.adapters.kafka import KafkaAdapter, KafkaSecurity
 from controller.adapters.presto import PrestoClient
 from controller.adapters.spark import LocalRunner, SparkAdapter
 from controller.adapters.transforms import TransformAdapter
 from controller.audit.ledger import Ledger
 from controller.engine.backends import StageBackends
 from controller.engine.reconciler import Reconciler
-from controller.model.errors import PipectlError
+from controller.model.endpoints import KafkaEndpoint, PrestoEndpoint
+from controller.model.errors import ConfigurationError, PipectlError
+from controller.model.secret import Secret
 from controller.obs.events import (
     EventSink,
     EventType,
@@ -37,22 +41,37 @@ from controller.obs.events import (
 from controller.plan.desired import StageContext
 from controller.plan.resources import ResourceKind
 from controller.source.git import GitSource
+from controller.source.secrets_policy import resolve_secret
 from controller.store.db import Store
 
 
-def resolve_secret(ref: str) -> str:
-    """Resolve ``env:VAR`` or ``file:/path``; never log the value."""
-    if ref.startswith("env:"):
-        var = ref[4:]
-        value = os.environ.get(var)
-        if value is None:
-            if var == "PIPECTL_AIRFLOW_PASSWORD":
-                return "admin"  # the local stack's documented default
-            raise PipectlError(f"secret {ref}: environment variable {var} is not set")
-        return value
-    if ref.startswith("file:"):
-        return Path(ref[5:]).read_text().strip()
-    raise PipectlError(f"secret reference {ref!r} must be env:VAR or file:/path")
+def stage_secret(stage: str, field: str, ref: str) -> Secret:
+    """Resolve an Environment's secret reference under the secrets policy
+    (``controller.source.secrets_policy``: allow-listed variables, the secrets directory, no
+    default passwords); a refusal names the stage and the field."""
+    try:
+        return resolve_secret(ref)
+    except ConfigurationError as e:
+        raise ConfigurationError(f"stage {stage}: spec.{field}: {e}") from None
+
+
+def presto_client(stage: str, spec: PrestoEndpoint) -> PrestoClient:
+    password = stage_secret(stage, "presto.passwordFrom", spec.password_from) if spec.password_from else None
+    return PrestoClient(
+        spec.host, spec.port, spec.catalog, spec.username, https=spec.https, password=password,
+        ca_file=spec.ssl_ca_file,
+    )
+
+
+def kafka_security(stage: str, spec: KafkaEndpoint) -> KafkaSecurity:
+    ref = spec.sasl_password_from
+    return KafkaSecurity(
+        protocol=spec.security_protocol,
+        mechanism=spec.sasl_mechanism,
+        username=spec.sasl_username,
+        password=stage_secret(stage, "kafka.saslPasswordFrom", ref) if ref else None,
+        ca_file=spec.ssl_ca_file,
+    )
 
 
 def _stack_info() -> dict[str, Any]:
@@ -102,13 +121,13 @@ class Wiring:
         spec = ctx.spec
         if not (spec.kafka and spec.hive and spec.presto and spec.airflow and spec.spark):
             raise PipectlError(f"stage {ctx.stage}: environment lacks endpoints")
+        # one set of adapters (and one Spark runner) per cluster and credentials: stages that differ
+        # only in their prefixes share them, a changed security setting builds new ones
         key = (
-            spec.kafka.bootstrap_servers,
-            spec.hive.host,
-            spec.hive.port,
-            spec.presto.host,
-            spec.presto.port,
-            spec.airflow.url,
+            spec.kafka.model_dump_json(exclude={"topic_prefix"}),
+            spec.hive.model_dump_json(exclude={"database_prefix"}),
+            spec.presto.model_dump_json(),
+            spec.airflow.model_dump_json(exclude={"dags_folder"}),
             spec.spark.master,
         )
         with self._lock:
@@ -118,15 +137,16 @@ class Wiring:
                     cached_runner.repo_root = repo_root.resolve()
                 return be
             info = _stack_info()
-            presto = PrestoClient(
-                spec.presto.host, spec.presto.port, spec.presto.catalog, spec.presto.username
-            )
-            kafka = KafkaAdapter(spec.kafka.bootstrap_servers)
+            stage = ctx.stage
+            presto = presto_client(stage, spec.presto)
+            kafka = KafkaAdapter(spec.kafka.bootstrap_servers, security=kafka_security(stage, spec.kafka))
+            hive_ref = spec.hive.password_from
             hive = HiveAdapter(
                 spec.hive.host,
                 spec.hive.port,
                 auth=spec.hive.auth,
                 username=spec.hive.username,
+                password=stage_secret(stage, "hive.passwordFrom", hive_ref) if hive_ref else None,
                 presto=presto,
             )
             dags = (
@@ -141,7 +161,7 @@ class Wiring:
             airflow = AirflowAdapter(
                 spec.airflow.url,
                 spec.airflow.username,
-                resolve_secret(spec.airflow.password_from),
+                stage_secret(stage, "airflow.passwordFrom", spec.airflow.password_from).reveal(),
                 LocalFolderDeployer(Path(dags), self.dag_meta),
             )
             airflow.requeue_waits = self.requeue_waits
@@ -173,7 +193,7 @@ def transform_adapter(ctx: StageContext) -> TransformAdapter:
     spec = ctx.spec.presto
     if spec is None:
         raise PipectlError(f"stage {ctx.stage}: environment lacks a presto endpoint")
-    return TransformAdapter(PrestoClient(spec.host, spec.port, spec.catalog, spec.username))
+    return TransformAdapter(presto_client(ctx.stage, spec))
 
 
 # --- the runtime the CLI and the controller use -----------------------------------------------
@@ -216,9 +236,9 @@ def build_runtime(
     ledger = Ledger(store, sinks)
     source = GitSource(repo, branch, cache_dir=state_dir / "git", worktree=worktree)
     # DAG tasks call back into pipectl (``pipectl transform run``): tell them how, via the sidecar.
+    where = str(Path(repo).resolve()) if "://" not in repo else _public_url(repo)
     wiring = Wiring(state_dir=state_dir, dag_meta={"pipectl": {
-        "python": sys.executable, "repo": str(Path(repo).resolve()) if "://" not in repo else repo,
-        "branch": branch,
+        "python": sys.executable, "repo": where, "branch": branch,
     }}, requeue_waits=requeue_waits)
 
     def reader_for(commit: str | None) -> tuple[Path, Any]:
@@ -245,6 +265,20 @@ def build_runtime(
         pin=source.pin,
     )
     return Runtime(store, ledger, source, wiring, reconciler)
+
+
+def _public_url(url: str) -> str:
+    """``url`` without ``user:password@``: the DAG sidecar is world-readable, so a task that clones
+    the repo authenticates with the worker's own git credentials, never with the controller's."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    # http(s): a user part alone may be a token; ssh: keep the user (git@…), drop a password
+    keep = "" if parts.scheme in ("http", "https") else userinfo.partition(":")[0] + "@"
+    return urlunsplit(parts._replace(netloc=keep + host))
 
 
 def event_sink(state_dir: Path, kafka: tuple[str, str] | None) -> EventSink:

@@ -83,7 +83,7 @@ from controller.adapters.hive_parse import parse_presto_view as parse_presto_vie
 from controller.adapters.hive_parse import parse_properties as parse_properties
 from controller.adapters.hive_parse import parse_table_info as parse_table_info
 from controller.adapters.hive_parse import parse_view_sql as parse_view_sql
-from controller.adapters.hive_thrift import HiveThriftConnection
+from controller.adapters.hive_thrift import HiveThriftConnection, check_auth
 from controller.adapters.presto import PrestoClient
 from controller.model.errors import PermanentBackendError
 from controller.model.identifiers import (
@@ -95,6 +95,7 @@ from controller.model.identifiers import (
     spark_string_literal,
     split_qualified,
 )
+from controller.model.secret import Secret
 from controller.plan.actions import Action, DiffContext, Op
 from controller.plan.resources import (
     Column,
@@ -128,15 +129,16 @@ class HiveAdapter(HiveThriftConnection):
         *,
         auth: str = "NOSASL",
         username: str | None = None,
+        password: Secret | None = None,
         presto: PrestoClient | None = None,
         timeout: float = 120.0,
     ) -> None:
-        if auth not in {"NOSASL", "NONE"}:
-            raise ValueError(f"auth {auth!r} is not supported: use NOSASL or NONE (with a username)")
+        check_auth(auth, username, password)
         self.host = host
         self.port = port
         self.auth = auth
         self.username = username
+        self.password = password
         self.presto = presto
         self.timeout = timeout
         self.stats = CallStats()

@@ -19,6 +19,7 @@ from thrift.transport import TSocket, TTransport
 from controller.adapters.base import CallStats
 from controller.adapters.hive_parse import BACKEND
 from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
+from controller.model.secret import Secret
 
 # Errors in a statement's message that mean "the service behind the Thrift Server is unavailable".
 _TRANSIENT_MARKERS = (
@@ -31,14 +32,31 @@ _TRANSIENT_MARKERS = (
 )
 
 
+AUTH_MODES = ("NOSASL", "NONE", "LDAP", "CUSTOM")
+"""HiveServer2 authentication pipectl speaks: NOSASL (plain Thrift), NONE (SASL PLAIN, no
+password), LDAP and CUSTOM (SASL PLAIN with a user and password). Not KERBEROS (GSSAPI)."""
+
+
+def check_auth(auth: str, username: str | None, password: Secret | None) -> None:
+    """Refuse a combination the connection cannot use (the manifest refuses it first)."""
+    if auth not in AUTH_MODES:
+        raise ValueError(f"Hive auth {auth!r} is not supported: use {', '.join(AUTH_MODES)}")
+    if auth in ("LDAP", "CUSTOM") and (not username or password is None):
+        raise ValueError(f"Hive auth {auth} needs a username and a password")
+    if auth not in ("LDAP", "CUSTOM") and password is not None:
+        raise ValueError(f"Hive auth {auth} takes no password")
+
+
 class HiveThriftConnection:
     """One lazily opened Thrift Server connection, shared under a lock; every call is counted in
-    ``stats``. The adapter (``controller.adapters.hive.HiveAdapter``) sets the attributes below."""
+    ``stats``. The adapter (``controller.adapters.hive.HiveAdapter``) sets the attributes below;
+    ``password`` is a ``Secret`` (never printed) revealed only to the SASL client."""
 
     host: str
     port: int
     auth: str
     username: str | None
+    password: Secret | None
     timeout: float
     stats: CallStats
     _conn: Any
@@ -62,16 +80,14 @@ class HiveThriftConnection:
             if self.auth == "NOSASL":
                 transport = TTransport.TBufferedTransport(sock)
             else:
-                import thrift_sasl  # only for auth=NONE (SASL PLAIN without a password)
+                import thrift_sasl  # SASL PLAIN: NONE (no password), LDAP, CUSTOM
 
                 user = self.username or "pipectl"
+                # NONE: SASL PLAIN wants a non-empty placeholder; LDAP/CUSTOM: the real password
+                secret = self.password.reveal() if self.password is not None else "x"
                 transport = thrift_sasl.TSaslClientTransport(
                     lambda: hive.get_installed_sasl(
-                        host=self.host,
-                        sasl_auth="PLAIN",
-                        service=None,
-                        username=user,
-                        password="x",  # noqa: S106 - SASL PLAIN wants a non-empty placeholder
+                        host=self.host, sasl_auth="PLAIN", service=None, username=user, password=secret
                     ),
                     "PLAIN",
                     sock,

@@ -25,6 +25,7 @@ from pyhive import presto
 from controller.adapters._retry import DeadlineExceeded, check_deadline, retrying, time_left
 from controller.adapters.base import CallStats
 from controller.model.errors import PermanentBackendError, TransientBackendError
+from controller.model.secret import Secret
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,9 @@ _TRANSIENT_ERROR_NAMES = {
 
 
 class PrestoClient:
-    """One PrestoDB coordinator; statements run in ``catalog`` as ``username``."""
+    """One PrestoDB coordinator; statements run in ``catalog`` as ``username``. With ``https``
+    (and optionally a CA bundle ``ca_file``) the coordinator is reached over TLS; a ``password``
+    (a ``Secret``: never printed) is sent as HTTP Basic auth, over HTTPS only."""
 
     def __init__(
         self,
@@ -57,12 +60,20 @@ class PrestoClient:
         username: str = "pipectl",
         *,
         timeout: float = 60.0,
+        https: bool = False,
+        password: Secret | None = None,
+        ca_file: str | None = None,
     ) -> None:
+        if password is not None and not https:
+            raise ValueError("a Presto password is only sent over HTTPS (set https)")
         self.host = host
         self.port = port
         self.catalog = catalog
         self.username = username
         self.timeout = timeout
+        self.https = https
+        self.password = password
+        self.ca_file = ca_file
         self.stats = CallStats()
         self._session = requests.Session()
         self._lock = threading.Lock()
@@ -91,7 +102,9 @@ class PrestoClient:
                 source="pipectl",
                 poll_interval=POLL_INTERVAL,
                 requests_session=self._session,
-                requests_kwargs={"timeout": self._request_timeout(left)},
+                requests_kwargs=self._requests_kwargs(left),
+                protocol="https" if self.https else "http",
+                password=self.password.reveal() if self.password is not None else None,
             ).cursor()
             try:
                 cursor.execute(sql)
@@ -104,6 +117,12 @@ class PrestoClient:
                 raise _wrap(e, sql) from e
         log.debug("presto statement", op=op, rows=len(rows))
         return [tuple(r) for r in rows] if fetch else []
+
+    def _requests_kwargs(self, left: float | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"timeout": self._request_timeout(left)}
+        if self.https and self.ca_file:
+            kwargs["verify"] = self.ca_file
+        return kwargs
 
     def _request_timeout(self, left: float | None) -> float:
         return self.timeout if left is None else max(0.1, min(self.timeout, left))

@@ -44,6 +44,9 @@ WEBHOOK_SECRET = os.environ.get("PIPECTL_WEBHOOK_SECRET") or "demo-webhook-secre
 RELEASE = "host-metrics"
 APPROVER = "demo-alice"
 RATE = float(os.environ.get("PIPECTL_DEMO_RATE", "40"))
+# The local stack's Airflow password (controller.devstack creates the admin user with it; the
+# Makefile exports it): pipectl has no default passwords, so the demo sets it for its processes.
+os.environ.setdefault("PIPECTL_AIRFLOW_PASSWORD", "admin")
 STAGE_TOPICS = {
     "dev": "dev.telemetry.host_metrics",
     "staging": "staging.telemetry.host_metrics",

@@ -30,6 +30,9 @@ from controller.devstack.info import spark_env as stack_spark_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+# The local stack's Airflow password (as the Makefile exports it): pipectl has no default
+# passwords, and the controllers and CLIs these tests start read it from the environment.
+os.environ.setdefault("PIPECTL_AIRFLOW_PASSWORD", "admin")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
