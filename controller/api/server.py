@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from controller.api.auth import TrustedProxy, principal_of, webhook_authorized
 from controller.api.limits import MAX_BODY, BodyLimit, error_body
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest
+from controller.obs.logging import redact
 from controller.store.db import Store
 from controller.store.tokens import Principal, TokenStore
 
@@ -138,7 +139,7 @@ def _errors(app: FastAPI) -> None:
 def _reads(app: FastAPI, state: ApiState) -> None:
     @app.get("/healthz", summary="Liveness: ok and leader (details for principals)")
     def healthz(request: Request) -> JSONResponse:
-        h = state.health()
+        h = redact(state.health())  # the last error may quote a git URL's or a backend's secret
         if _principal(state, request) is None:
             h = {k: h.get(k) for k in PUBLIC_HEALTH}
         return JSONResponse(h, 200 if h.get("ok") else 503)

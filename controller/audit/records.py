@@ -16,6 +16,7 @@ import structlog
 from controller.audit.ledger import Artifact, AuditRecord, GateVerdict, Lineage, SchemaRef
 from controller.model.errors import PipectlError
 from controller.model.manifest import PipelineRelease
+from controller.obs.logging import redact
 from controller.plan.actions import Plan
 from controller.plan.desired import StageContext, digest, physical_table, table_name, topic_name
 from controller.plan.transforms import transform_datasets, transform_lineage
@@ -132,10 +133,11 @@ def build_record(
         lineage=lineage_of(rel, ctx, read, upstream) if ctx is not None else Lineage(),
         plan_summary=[a.describe() for a in run.plan.actions] if run.plan else [],
         actions=list(run.actions),
-        gates=list(run.gates),
+        # error text may carry a secret: the ledger is append-only, so redact before it is written
+        gates=[g.model_copy(update={"message": redact(g.message)}) for g in run.gates],
         outcome=run.outcome,
         reason=run.reason,
-        message=run.message,
+        message=redact(run.message),
         actor=run.actor,
         controller_instance=run.instance,
         started_at=run.started,

@@ -16,6 +16,7 @@ from controller.model.manifest import Environment, PipelineRelease
 from controller.model.reasons import Phase
 from controller.model.status import GateResult, ReleaseStatus, StageStatus
 from controller.obs.events import EventType
+from controller.obs.logging import redact
 from controller.plan.desired import StageContext, stage_context
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
@@ -88,6 +89,7 @@ class StatusWriter:
         commit: str | None = None,
         gates: list[GateResult] | None = None,
     ) -> None:
+        message = redact(message)  # exception text may carry a secret: never into status or events
         st = p.stage(stage)
         if st.phase != phase or (version is not None and st.version != version):
             self.emit(

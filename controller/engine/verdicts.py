@@ -23,6 +23,7 @@ from controller.model.reasons import Phase, Reason, Verdict
 from controller.model.status import GateResult
 from controller.obs import metrics
 from controller.obs.events import EventType
+from controller.obs.logging import redact
 from controller.plan.actions import Plan
 from controller.plan.desired import RolloutInputs, StageContext, job_name, physical_table, stage_context
 from controller.rollout import bluegreen
@@ -100,7 +101,8 @@ class Verdicts:
             now=self.clock(),
             only=only,
         )
-        return self.gates.evaluate(req)
+        # a gate's message may quote an error holding a secret: redacted before status, events, audit
+        return [v.model_copy(update={"message": redact(v.message)}) for v in self.gates.evaluate(req)]
 
     def judge(self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline) -> None:
         self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, "evaluating gates")
