@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,12 +35,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from controller.audit.chain import ChainCheck, canonical
 
+log = structlog.get_logger(__name__)
 KEY_ENV = "PIPECTL_ANCHOR_KEY"
 FILE_ENV = "PIPECTL_ANCHORS"
 KAFKA_ENV = "PIPECTL_ANCHOR_KAFKA"
@@ -193,7 +196,10 @@ class Anchors:
         except OSError as e:
             raise AnchorError(f"anchor file {self.file}: {e}") from None
         if self.publish is not None:
-            self.publish(self.ledger, line)
+            try:
+                self.publish(self.ledger, line)
+            except Exception as e:  # the file anchor is written; the off-host copy catches up later
+                log.error("audit anchor not published", seq=head.seq, error=f"{type(e).__name__}: {e}")
         return body
 
     def read(self) -> tuple[list[Anchor], str | None]:
@@ -337,26 +343,37 @@ def _restore_problem(
     return None
 
 
-def kafka_publisher(spec: str) -> Publish:
+def kafka_publisher(spec: str, pause: float = 60.0) -> Publish:
     """Publish anchor lines to Kafka (``BOOTSTRAP/TOPIC``) with the Kafka adapter's producer,
-    keyed by ledger; each line waits for its delivery (10 s)."""
+    keyed by ledger; each line waits for its delivery (10 s). After a failure, publishing pauses
+    for ``pause`` seconds (an outage must not add 10 s to every append); a later anchor covers the
+    whole chain up to it, so the copy catches up with the next one sent."""
     bootstrap, _, topic = spec.rpartition("/")
     if not bootstrap or not topic:
         raise AnchorError(f"{KAFKA_ENV}={spec!r}: expected BOOTSTRAP/TOPIC")
     producer: Any = None
+    resume_at = 0.0
 
     def publish(ledger: str, line: bytes) -> None:
-        nonlocal producer
+        nonlocal producer, resume_at
         from controller.adapters.kafka import event_producer
 
-        if producer is None:
-            producer = event_producer(bootstrap, topic)
+        if time.monotonic() < resume_at:
+            return
         errors: list[Any] = []
-        producer.produce(
-            topic, key=ledger.encode(), value=line.rstrip(b"\n"),
-            on_delivery=lambda err, _msg: errors.append(err) if err else None,
-        )
-        if producer.flush(10.0) or errors:
+        try:
+            if producer is None:
+                producer = event_producer(bootstrap, topic)
+            producer.produce(
+                topic, key=ledger.encode(), value=line.rstrip(b"\n"),
+                on_delivery=lambda err, _msg: errors.append(err) if err else None,
+            )
+            undelivered = producer.flush(10.0)
+        except Exception as e:
+            errors.append(e)
+            undelivered = 1
+        if undelivered or errors:
+            resume_at = time.monotonic() + pause
             raise AnchorError(f"anchor not delivered to Kafka topic {topic}: {errors or 'timed out'}")
 
     return publish

@@ -137,3 +137,24 @@ def test_canonical_json_is_rfc8785() -> None:
     }
     naive = datetime(2026, 1, 2, 3, 4, 5, 6)
     assert ts_text(naive) == ts_text(naive.replace(tzinfo=UTC)) == "2026-01-02T03:04:05.000006Z"
+
+
+def test_a_kafka_outage_pauses_publishing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import controller.adapters.kafka as kafka
+    from controller.audit.anchor import AnchorError, kafka_publisher
+
+    produced: list[bytes] = []
+
+    class Down:
+        def produce(self, topic: str, key: bytes, value: bytes, on_delivery: object) -> None:
+            produced.append(value)
+
+        def flush(self, timeout: float) -> int:
+            return 1  # not delivered
+
+    monkeypatch.setattr(kafka, "event_producer", lambda bootstrap, topic: Down())
+    publish = kafka_publisher("127.0.0.1:9/anchors", pause=60.0)
+    with pytest.raises(AnchorError, match="not delivered to Kafka topic anchors"):
+        publish("sqlite:state.db", b'{"seq":1}\n')
+    publish("sqlite:state.db", b'{"seq":2}\n')  # within the pause: not even tried
+    assert produced == [b'{"seq":1}']
