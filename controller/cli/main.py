@@ -322,21 +322,24 @@ def _release_rows(statuses: dict[str, dict[str, Any]], state: str, server: str |
         for st in s.get("stages", {}):
             if st not in stages:
                 stages.append(st)
-    headers = ["NAME", "VERSION", "STAGE", "PHASE", "GATES", "AGE"]
+    headers = ["NAME", "VERSION", "STAGE", "PHASE", "READY", "GATES", "AGE"]
     if wide:
-        headers += [st.upper() for st in stages] + ["COMMIT"]
+        headers += [st.upper() for st in stages] + ["COMMIT", "REASON", "MESSAGE"]
     rows = []
     for name, s in sorted(statuses.items()):
         cur = s.get("currentStage") or "-"
         stage_st = s.get("stages", {}).get(cur, {})
         hist = _history(state, server, name)
         first = hist[-1]["started_at"] if hist else None
-        row = [name, s.get("version") or "-", cur, s.get("phase") or "-", gates_summary(stage_st), age(first)]
+        ready = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
+        row = [name, s.get("version") or "-", cur, s.get("phase") or "-", ready.get("status", "Unknown")]
+        row += [gates_summary(stage_st), age(first)]
         if wide:
             for st in stages:
                 x = s.get("stages", {}).get(st)
                 row.append(f"{x.get('version')}/{x.get('phase')}" if x else "-")
-            row.append((s.get("observedCommit") or "-")[:12])
+            message = " ".join(str(ready.get("message") or "-").split())
+            row += [(s.get("observedCommit") or "-")[:12], ready.get("reason") or "-", message[:80]]
         rows.append(row)
     return plain_table(headers, rows)
 
