@@ -90,10 +90,18 @@ spec:
 
 class Ctl:
     def __init__(
-        self, repo: Path, state: Path, port: int, log: Path, bake: str | None = None, interval: str = "2s"
+        self,
+        repo: Path,
+        state: Path,
+        port: int,
+        log: Path,
+        bake: str | None = None,
+        interval: str = "2s",
+        extra_args: list[str] | None = None,
     ):
         self.repo, self.state, self.port, self.log = repo, state, port, log
         self.bake, self.interval = bake, interval  # bake None: the controller's default (60s)
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -115,6 +123,7 @@ class Ctl:
                     "--interval",
                     self.interval,
                     *(["--bake", self.bake] if self.bake else []),
+                    *self.extra_args,
                 ],
                 cwd=ROOT,
                 env=env,

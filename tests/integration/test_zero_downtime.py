@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -312,6 +313,41 @@ def zd(tmp_path: Path, stack: dict[str, Any], spark_env: dict[str, str], unique_
         shutil.rmtree(state.parent / "checkpoints", ignore_errors=True)
 
 
+def alert_metric_names() -> set[str]:
+    """Every pipectl_* metric an alert rule or a recording rule it uses reads (suffixes folded)."""
+    doc = yaml.safe_load((ROOT / "manifests" / "platform" / "monitoring" / "pipectl-alerts.yaml").read_text())
+    exprs = " ".join(str(r["expr"]) for g in doc["groups"] for r in g["rules"])
+    return {re.sub(r"_(total|bucket|count|sum)$", "", m) for m in re.findall(r"\bpipectl_[a-z0-9_]+", exprs)}
+
+
+def wait_for_alert_metrics(zd: Zd) -> dict[str, list[str]]:
+    """GET /metrics of the running controller until every metric the alerts use has a sample (the
+    streaming job's lag and freshness need a pass after its first batch); the samples by name."""
+    need = alert_metric_names()
+    assert {"pipectl_event_freshness_seconds", "pipectl_streaming_lag_seconds", "pipectl_drift_resources"} <= need
+    seen: dict[str, list[str]] = {}
+
+    def complete() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{zd.ctl.port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        seen.clear()
+        for line in text.splitlines():
+            if line.startswith("pipectl_"):
+                metric = re.sub(r"_(total|bucket|count|sum|created)$", "", line.split("{")[0].split(" ")[0])
+                seen.setdefault(metric, []).append(line)
+        return need <= set(seen)
+
+    try:
+        wait_for(complete, 180, "samples of every alerted metric", zd.ctl.log)
+    except AssertionError as e:
+        raise AssertionError(f"no samples for {sorted(need - set(seen))}") from e
+    job = [s for s in seen["pipectl_streaming_lag_seconds"] if f'release="{zd.name}"' in s]
+    assert job, seen["pipectl_streaming_lag_seconds"]
+    assert any(f'release="{zd.name}"' in s for s in seen["pipectl_event_freshness_seconds"])
+    assert any('backend="state"' in s and s.endswith(" 1.0") for s in seen["pipectl_backend_up"])
+    return seen
+
+
 def test_zero_downtime_blue_green_switch(zd: Zd, spark_env: dict[str, str], tmp_path: Path) -> None:
     from controller.adapters.spark import LocalRunner
 
@@ -356,6 +392,8 @@ def test_zero_downtime_blue_green_switch(zd: Zd, spark_env: dict[str, str], tmp_
         lambda: stage_is(zd.state, zd.name, "dev", "1.0.0", "Succeeded"), 420, "1.0.0 Succeeded", zd.ctl.log
     )
     phase("1.0.0 (blue) Succeeded")
+    samples = wait_for_alert_metrics(zd)
+    phase(f"/metrics has samples of every metric the alert rules use ({len(samples)} series)")
 
     runner = LocalRunner(zd.state.parent / "spark", zd.repo, spark_env)
     sql = (
