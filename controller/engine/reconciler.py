@@ -149,8 +149,8 @@ class Reconciler:
         else:
             reason = Reason.RECONCILE_ERROR
         msg = str(e) if isinstance(e, PipectlError) else f"{type(e).__name__}: {e}"
-        if stage is not None:
-            msg = f"stage {stage}: {msg}"
+        if stage is not None and not msg.startswith(f"stage {stage}: "):
+            msg = f"stage {stage}: {msg}"  # once: a configuration error may name its stage already
         if reason is Reason.RECONCILE_ERROR:
             log.exception("reconcile raised", release=name, stage=stage, commit=commit, error_class=str(cls))
         else:

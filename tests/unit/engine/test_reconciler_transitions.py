@@ -518,6 +518,20 @@ def test_an_error_in_one_stage_is_recorded_for_it_and_the_other_stages_go_on(
     )
 
 
+def test_an_error_that_names_its_stage_is_prefixed_once(live: World) -> None:
+    """A configuration error raised while wiring a stage names it already (``stage dev:
+    spec.airflow.passwordFrom: …``); the pass's own ``stage dev:`` prefix is not added again."""
+    w = live
+    msg = "stage dev: spec.airflow.passwordFrom: environment variable PIPECTL_SECRET_X is not set"
+    w.at("dev").kafka.observe_error = ConfigurationError(msg)
+    w.at("staging").kafka.observe_error = ConfigurationError("stage dev: named another stage")
+    res = w.reconcile()
+    assert res.errors == [msg, "stage staging: stage dev: named another stage"]
+    ready = w.ready()
+    assert ready.reason == Reason.CONFIGURATION_ERROR
+    assert ready.message.startswith(msg + "; ") and ready.message.count("stage dev: spec.") == 1
+
+
 def test_a_failing_canary_is_judged_and_rolled_back_while_dev_is_down(live: World) -> None:
     w = live
     commit_v2(w)
