@@ -24,9 +24,11 @@ from controller.adapters.kafka import KafkaAdapter, KafkaSecurity
 from controller.adapters.presto import PrestoClient
 from controller.adapters.spark import LocalRunner, SparkAdapter
 from controller.adapters.transforms import TransformAdapter
-from controller.audit.ledger import Ledger
+from controller.audit.ledger import AuditRecord, AuditSink, GateVerdict, Ledger
 from controller.engine.backends import StageBackends
+from controller.engine.gate_request import GateRequest, GateRunner
 from controller.engine.reconciler import Reconciler
+from controller.engine.stage_ops import Reader
 from controller.model.endpoints import KafkaEndpoint, PrestoEndpoint
 from controller.model.errors import ConfigurationError, PipectlError
 from controller.model.secret import Secret
@@ -228,7 +230,7 @@ def build_runtime(
 
     state_dir = state_dir_of(state_url)
     store = Store(state_url)
-    sinks: list[Any] = []
+    sinks: list[AuditSink] = []
     if lineage:
         sinks.append(OpenLineageSink(state_dir / "openlineage.jsonl"))
     events = event_sink(state_dir, events_kafka)
@@ -241,7 +243,7 @@ def build_runtime(
         "python": sys.executable, "repo": where, "branch": branch,
     }}, requeue_waits=requeue_waits)
 
-    def reader_for(commit: str | None) -> tuple[Path, Any]:
+    def reader_for(commit: str | None) -> tuple[Path, Reader]:
         root = source.checkout(commit).root
 
         def read(rel: str) -> bytes:
@@ -296,11 +298,11 @@ def event_sink(state_dir: Path, kafka: tuple[str, str] | None) -> EventSink:
 class _LazyGates:
     """Imports the gate machinery (scipy is seconds to import) only when a gate is evaluated."""
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Store):
         self.store = store
-        self._gates: Any = None
+        self._gates: GateRunner | None = None
 
-    def evaluate(self, req: Any) -> Any:
+    def evaluate(self, req: GateRequest) -> list[GateVerdict]:
         if self._gates is None:
             from controller.engine.gating import Gates
 
@@ -311,10 +313,10 @@ class _LazyGates:
 class _AuditEvents:
     """Every audit record also goes to the operational event stream."""
 
-    def __init__(self, sink: Any):
+    def __init__(self, sink: EventSink):
         self.sink = sink
 
-    def emit(self, rec: Any) -> None:
+    def emit(self, rec: AuditRecord) -> None:
         self.sink.emit(
             make_event(
                 EventType.AUDIT,

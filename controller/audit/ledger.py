@@ -30,7 +30,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 from pydantic import BaseModel, Field
@@ -114,10 +114,16 @@ class AuditRecord(BaseModel):
     """Structured facts a kind needs beyond the fields above (a restore: its backup and heads)."""
 
 
+class AuditSink(Protocol):
+    """Where a copy of each appended record goes (OpenLineage export, the event stream)."""
+
+    def emit(self, rec: AuditRecord) -> None: ...
+
+
 class Ledger:
     """The ledger of one state store, with the anchors of that store (``Anchors.for_url``)."""
 
-    def __init__(self, store: Store, sinks: list[Any] | None = None, anchors: Anchors | None = None):
+    def __init__(self, store: Store, sinks: list[AuditSink] | None = None, anchors: Anchors | None = None):
         self.store = store
         self.sinks = sinks or []
         self.anchors = anchors if anchors is not None else Anchors.for_url(store.url)
