@@ -53,13 +53,15 @@ def preview(rec: Reconciler, snap: RepoSnapshot, name: str, stage: str) -> Plan:
     if step is Step.IN_SYNC:
         inputs, stop_blue, _ = ops.sync_inputs(p.rel, stage, ctx, p.stage(stage), rec.steps.bake_seconds)
         return ops.plan(p.rel, stage, ctx, inputs, p.commit, p.upstream, stop_blue)[0]
-    if step in (Step.NOT_REACHED, Step.AWAIT_APPROVAL, Step.HALTED):
-        kg = ops.known_good(p.name, stage)
+    if step in (Step.NOT_REACHED, Step.AWAIT_APPROVAL, Step.HALTED, Step.HOLD_TARGET):
+        held = ctx.canary_of if step is Step.HOLD_TARGET and ctx.canary_of else stage
+        stop_version = p.stage(stage).version if step is Step.HOLD_TARGET else p.version
+        kg = ops.known_good(p.name, held)
         if kg is not None:
             good, commit = kg
             stop = []
-            if step is Step.HALTED and good.spec.version != p.version:
-                stop = ops.versioned_jobs(p.rel, ctx, p.version)
+            if step in (Step.HALTED, Step.HOLD_TARGET) and stop_version and good.spec.version != stop_version:
+                stop = ops.versioned_jobs(p.rel, ctx, stop_version)
             return ops.plan(good, stage, ctx, ops.hold_inputs(good, stage, ctx), commit, (), stop)[0]
     base = ops.baseline(p.rel, stage, ctx)
     return ops.plan(p.rel, stage, ctx, ops.deploy_inputs(p.rel, stage, ctx, base), p.commit, p.upstream)[0]

@@ -206,6 +206,7 @@ class Reconciler:
                     phase=st.phase,
                     approved_by=approval["approver"] if approval else None,
                     waiting_on=tuple(d for d in p.rel.spec.depends_on if not self._dep_ready(d, stage)),
+                    canary_of=p.envs[stage].spec.canary_of,
                 )
             )
         return out
@@ -222,7 +223,7 @@ class Reconciler:
         active: str | None = None
         failed: dict[str, tuple[Reason, str]] = {}
         for stage, step, why in plan_steps(p.version, self.facts(p)):
-            if step is not Step.IN_SYNC and step is not Step.NOT_REACHED:
+            if step not in (Step.IN_SYNC, Step.NOT_REACHED, Step.HOLD_TARGET):
                 active = stage
             try:
                 self._run_step(p, stage, step, why)
@@ -286,6 +287,8 @@ class Reconciler:
             p.result.requeue(15.0)
         elif step is Step.HALTED:
             self.steps.hold(p, stage, stop_version=p.version)
+        elif step is Step.HOLD_TARGET:
+            self.steps.hold_target(p, stage)
         else:  # NOT_REACHED
             self.steps.hold(p, stage)
             held = p.status.stages.get(stage)

@@ -3,7 +3,8 @@
 - in sync: repair drift at the stage's version; once a blue/green bake is over, stop blue;
 - deploy: converge the active stage to the new version (blue/green: green beside blue, the serving
   view still on blue), soak, then hand over to ``Verdicts`` for gates, promotion or rollback;
-- hold: keep a stage on its last known good version (after a rollback: the failed one stopped).
+- hold: keep a stage on its last known good version (after a rollback: the failed one stopped);
+  a canary whose target rolled its version back holds the target's known good instead.
 
 No step sleeps: a wait (a job soaking, Airflow parsing a new DAG file, in-flight runs draining) is a
 ``requeue_after`` on the pass result.
@@ -91,10 +92,11 @@ class Steps:
 
     # --- hold known good -----------------------------------------------------------------------
 
-    def hold(self, p: Pass, stage: str, stop_version: str | None = None) -> None:
-        """Keep the stage on its last known good version (and, after a rollback, the failed one stopped)."""
+    def hold(self, p: Pass, stage: str, stop_version: str | None = None, good_of: str | None = None) -> None:
+        """Keep the stage on its last known good version (and, after a rollback, the failed one
+        stopped); ``good_of``: hold that stage's known good instead (a canary's target's)."""
         ctx = p.ctx(stage)
-        kg = self.ops.known_good(p.name, stage)
+        kg = self.ops.known_good(p.name, good_of or stage)
         stop = self.ops.versioned_jobs(p.rel, ctx, stop_version) if stop_version else []
         if kg is not None and stop_version is not None and kg[0].spec.version == stop_version:
             stop = []
@@ -109,6 +111,25 @@ class Steps:
         metrics.set_drift(p.name, stage, len([a for a in plan.actions if a.name not in stop]))
         if report is not None:
             self._background_outcome(p, report)
+
+    def hold_target(self, p: Pass, stage: str) -> None:
+        """A canary whose target rolled back (or failed) the version the canary runs: stop that
+        version in the target's namespace and hold the target's known good, which becomes the
+        canary's known good too, so a later canary rollback restores what the target runs and never
+        the version the target rejected. Idempotent: once held, a pass changes nothing."""
+        target = p.ctx(stage).canary_of
+        version = p.stage(stage).version
+        if target is None or version is None:
+            return
+        self.hold(p, stage, stop_version=version, good_of=target)
+        kg = self.ops.store.known_good(p.name, target)
+        own = self.ops.store.known_good(p.name, stage)
+        if kg is not None and (own is None or own["version"] != kg["version"]):
+            self.ops.set_known_good(p.name, stage, kg["version"], kg["commit"], kg["manifest"])
+        held = f"{target}'s known good {kg['version']}" if kg else f"nothing ({target} has no known good)"
+        phase = p.stage(target).phase
+        msg = f"{target} {phase} {version}: {version} stopped here, holding {held} until a new version"
+        self.writer.set(p, stage, Phase.ROLLED_BACK, Reason.TARGET_ROLLED_BACK, msg)
 
     # --- deploy --------------------------------------------------------------------------------
 

@@ -43,6 +43,9 @@ class Reason(StrEnum):
     """A failed gate triggered the restore of the last good version at this stage."""
     ROLLBACK_FAILED = "RollbackFailed"
     """Restoring the last good version failed; a person must act."""
+    TARGET_ROLLED_BACK = "TargetRolledBack"
+    """A canary stage's target rolled back the version the canary ran: the canary stopped it and
+    holds the target's known good until a new version."""
     GIT_FETCH_FAILED = "GitFetchFailed"
     """The git source could not be read."""
     VERSION_REUSED = "VersionReused"

@@ -2,7 +2,10 @@
 
 Pure decisions over recorded facts (no I/O, no clock): the reconciler gathers ``StageFacts`` from
 the state store and acts on the ``Step`` returned. A version that failed at a stage halts there;
-only a new version (a new commit) moves the release again.
+only a new version (a new commit) moves the release again. A canary stage runs in its target's
+namespace: once the target has rolled back (or failed) the version the canary runs, the canary
+stands down too and holds the target's known good, so it never starts that version again beside
+the target.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ class Step(StrEnum):
     """This version failed here (rolled back); keep the last good version in place."""
     NOT_REACHED = "not-reached"
     """An earlier stage has not passed yet: keep the last good version in place."""
+    HOLD_TARGET = "hold-target"
+    """A canary stage whose target rolled back (or failed) the version the canary runs: hold the
+    target's known good (the canary's version stopped) until it is the canary's turn to deploy a
+    newer version."""
+
+
+HALTING_PHASES = frozenset({Phase.ROLLED_BACK, Phase.ROLLBACK_FAILED, Phase.FAILED})
+"""A version in one of these phases at a stage stays stopped there until a new version."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,18 @@ class StageFacts:
     approved_by: str | None = None
     waiting_on: Sequence[str] = field(default_factory=tuple)
     """dependsOn releases that have not Succeeded at this stage."""
+    canary_of: str | None = None
+    """A canary stage: the stage it runs beside, in whose namespace its jobs live (``canaryOf``)."""
+
+
+def stood_down(f: StageFacts, facts: Sequence[StageFacts]) -> StageFacts | None:
+    """The target of canary stage ``f`` when the target halted the version the canary runs, else None."""
+    if f.canary_of is None or f.version is None:
+        return None
+    t = next((x for x in facts if x.stage == f.canary_of), None)
+    if t is None or t.version != f.version or t.phase not in HALTING_PHASES:
+        return None
+    return t
 
 
 def plan_steps(version: str, facts: Sequence[StageFacts]) -> list[tuple[str, Step, str]]:
@@ -46,14 +69,16 @@ def plan_steps(version: str, facts: Sequence[StageFacts]) -> list[tuple[str, Ste
     out: list[tuple[str, Step, str]] = []
     active_found = False
     for f in facts:
+        target = stood_down(f, facts)
+        held = (f.stage, Step.HOLD_TARGET, f"{target.stage} {target.phase} {f.version}") if target else None
         if active_found:
-            out.append((f.stage, Step.NOT_REACHED, "an earlier stage has not passed"))
+            out.append(held or (f.stage, Step.NOT_REACHED, "an earlier stage has not passed"))
             continue
-        if f.version == version and f.phase is Phase.SUCCEEDED:
-            out.append((f.stage, Step.IN_SYNC, f"{version} succeeded"))
+        if f.version == version and (f.phase is Phase.SUCCEEDED or held):
+            out.append(held or (f.stage, Step.IN_SYNC, f"{version} succeeded"))
             continue
         active_found = True
-        if f.version == version and f.phase in (Phase.ROLLED_BACK, Phase.ROLLBACK_FAILED, Phase.FAILED):
+        if f.version == version and f.phase in HALTING_PHASES:
             out.append((f.stage, Step.HALTED, f"{version} {f.phase} here; commit a new version"))
         elif f.waiting_on:
             who = ", ".join(f"{d} {f.stage} Succeeded" for d in f.waiting_on)

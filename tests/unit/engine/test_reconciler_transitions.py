@@ -294,26 +294,82 @@ def test_a_canary_rollback_of_the_next_version_leaves_prods_running_green_alone(
     assert at(w, "prod", "1.1.0", Phase.SUCCEEDED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after prod rolls back a version, the canary stage (still Succeeded/in sync at that version, "
-    "its known good) re-creates the version's job in prod's namespace every pass and prod's hold stops "
-    "it again: a start/stop loop of the failed version on prod's inputs, plus audit records, every pass",
-)
+def assert_canary_stands_down(w: World, version: str, held: str) -> None:
+    """Passes after prod rolled ``version`` back: the canary (which ran ``version`` in prod's
+    namespace) stops deploying it and holds prod's known good ``held``; nothing is started, stopped
+    or recorded again, pass after pass."""
+    prod = w.at("prod")
+    assert prod.spark.running() == {job("prod", held)}
+    before, starts, records = w.objects(), dict(prod.spark.starts), len(w.audit())
+    for _ in range(3):
+        w.clock.advance(30)
+        res = w.reconcile()
+        assert not res.errors
+        assert prod.spark.starts == starts, "the failed version's job was started again"
+        assert w.objects() == before and len(w.audit()) == records
+        canary = w.stage("canary")
+        assert (canary.version, canary.phase, canary.reason) == (
+            version,
+            Phase.ROLLED_BACK,
+            Reason.TARGET_ROLLED_BACK,
+        )
+        assert f"holding prod's known good {held}" in (canary.message or "")
+        assert at(w, "prod", version, Phase.ROLLED_BACK)
+    assert w.known_good("canary") == w.known_good("prod") == held
+    st = w.status()
+    assert (st.phase, st.current_stage) == (Phase.ROLLED_BACK, "prod")  # where the version failed
+
+
 def test_after_a_prod_rollback_the_failed_version_stays_stopped(live: World) -> None:
     w = live
     commit_v2(w)
     w.gates.set("prod", "keeps-up", Verdict.FAIL, "lag 300s")
     w.run_until(lambda: decided(w, "prod", "1.1.0"))
     assert at(w, "prod", "1.1.0", Phase.ROLLED_BACK)
-    prod = w.at("prod")
-    assert prod.spark.running() == {job("prod", "1.0.0")}
-    before, starts, records = w.objects(), dict(prod.spark.starts), len(w.audit())
-    for _ in range(3):
+    assert_canary_stands_down(w, "1.1.0", "1.0.0")
+    [rb] = w.audit("rollback")
+    assert rb["stage"] == "prod"
+
+    # a new version moves the canary again: it deploys 1.2.0 beside prod's 1.0.0, never 1.1.0
+    w.gates.clear()
+    w.commit(
+        {"jobs/metrics_agg.py": "print('aggregate v3')\n", f"releases/{RELEASE}.yaml": release_yaml("1.2.0")}
+    )
+    w.gates.set("canary", "matches-baseline", Verdict.FAIL, "totals differ by 25%")
+    w.run_until(lambda: decided(w, "canary", "1.2.0"))
+    assert "restored 1.0.0" in (w.stage("canary").message or "")  # the canary's known good is prod's
+    for _ in range(2):
         w.clock.advance(30)
         w.reconcile()
-        assert prod.spark.starts == starts, "the failed version's job was started again"
-    assert w.objects() == before and len(w.audit()) == records
+    assert w.at("prod").spark.running() == {job("prod", "1.0.0")}
+    assert at(w, "prod", "1.1.0", Phase.ROLLED_BACK)
+
+
+def test_after_a_post_promotion_rollback_the_canary_stops_the_version_too(tmp_path: Path) -> None:
+    w = post_promoted(tmp_path)
+    w.reconcile()
+    assert at(w, "prod", "1.1.0", Phase.ROLLED_BACK, Reason.GATE_FAILED)
+    assert_canary_stands_down(w, "1.1.0", "1.0.0")
+
+
+def test_a_new_version_committed_right_after_a_prod_rollback_stops_the_failed_one(live: World) -> None:
+    """1.2.0 arrives before any pass saw prod's rollback: while dev deploys it, the canary (not
+    reached) still stands down from 1.1.0 instead of holding its own known good 1.1.0."""
+    w = live
+    commit_v2(w)
+    w.gates.set("prod", "keeps-up", Verdict.FAIL, "lag 300s")
+    w.run_until(lambda: decided(w, "prod", "1.1.0"))
+    w.commit(
+        {"jobs/metrics_agg.py": "print('aggregate v3')\n", f"releases/{RELEASE}.yaml": release_yaml("1.2.0")}
+    )
+    prod = w.at("prod")
+    starts = dict(prod.spark.starts)
+    for _ in range(3):
+        w.clock.advance(30)
+        assert not w.reconcile().errors
+        assert prod.spark.running() == {job("prod", "1.0.0")} and prod.spark.starts == starts
+    assert w.stage("dev").version == "1.2.0"
+    assert at(w, "canary", "1.1.0", Phase.ROLLED_BACK, Reason.TARGET_ROLLED_BACK)
 
 
 @pytest.mark.parametrize(

@@ -57,3 +57,33 @@ def test_judge() -> None:
     assert judge([("b", Verdict.FAIL, "x")], False).phase is Phase.FAILED
     assert judge([("a", Verdict.INCONCLUSIVE, "")], True).phase is Phase.VERIFYING
     assert judge([], True).phase is Phase.SUCCEEDED
+
+
+def test_a_canary_stands_down_when_its_target_rolled_its_version_back() -> None:
+    dev = StageFacts("dev", A, "1.1.0", Phase.SUCCEEDED)
+    prod = StageFacts("prod", A, "1.1.0", Phase.ROLLED_BACK)
+    for canary_phase in (Phase.SUCCEEDED, Phase.ROLLED_BACK):  # before and after it stood down
+        canary = StageFacts("canary", A, "1.1.0", canary_phase, canary_of="prod")
+        got = plan_steps("1.1.0", [dev, canary, prod])
+        assert [(s, st) for s, st, _ in got] == [
+            ("dev", Step.IN_SYNC),
+            ("canary", Step.HOLD_TARGET),
+            ("prod", Step.HALTED),
+        ]
+        assert got[1][2] == "prod RolledBack 1.1.0"
+    # a new version not yet at the canary: still held while an earlier stage works on it
+    canary = StageFacts("canary", A, "1.1.0", Phase.ROLLED_BACK, canary_of="prod")
+    got = steps("1.2.0", StageFacts("dev", A, "1.1.0", Phase.SUCCEEDED), canary, prod)
+    assert got == [("dev", Step.DEPLOY), ("canary", Step.HOLD_TARGET), ("prod", Step.NOT_REACHED)]
+    # ... and deployed when it is the canary's turn
+    new_dev = StageFacts("dev", A, "1.2.0", Phase.SUCCEEDED)
+    got = steps("1.2.0", new_dev, canary, prod)
+    assert got == [("dev", Step.IN_SYNC), ("canary", Step.DEPLOY), ("prod", Step.NOT_REACHED)]
+
+
+def test_a_canary_runs_on_while_its_target_holds_an_earlier_version_for_other_reasons() -> None:
+    canary = StageFacts("canary", A, "1.1.0", Phase.SUCCEEDED, canary_of="prod")
+    waiting = StageFacts("prod", M, "1.0.0", Phase.SUCCEEDED)  # awaiting approval of 1.1.0
+    assert steps("1.1.0", canary, waiting) == [("canary", Step.IN_SYNC), ("prod", Step.AWAIT_APPROVAL)]
+    rolled_older = StageFacts("prod", A, "1.0.5", Phase.ROLLED_BACK)  # another version failed there
+    assert steps("1.1.0", canary, rolled_older) == [("canary", Step.IN_SYNC), ("prod", Step.DEPLOY)]
