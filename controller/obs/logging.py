@@ -51,6 +51,9 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _SECRET_ENV = re.compile(r"\APIPECTL_\w*(PASSWORD|TOKEN|SECRET)\w*\Z")
+# Where secrets live, or which names may hold one, is not itself secret (PIPECTL_SECRETS_DIR's path
+# redacted made a missing secret file's error unreadable).
+_NOT_SECRET_ENV = re.compile(r"\A\w*_(DIR|FILE|PATH|ALLOW)\Z")
 # Shorter values would redact ordinary words and digits all over the logs.
 _MIN_SECRET_LEN = 4
 _INLINE_SECRETS = (
@@ -79,7 +82,11 @@ def register_secret(value: str) -> None:
 
 
 def _secret_env_values() -> list[str]:
-    values = {v for k, v in os.environ.items() if _SECRET_ENV.fullmatch(k) and len(v) >= _MIN_SECRET_LEN}
+    values = {
+        v
+        for k, v in os.environ.items()
+        if _SECRET_ENV.fullmatch(k) and not _NOT_SECRET_ENV.fullmatch(k) and len(v) >= _MIN_SECRET_LEN
+    }
     values |= _REGISTERED
     return sorted(values, key=len, reverse=True)  # longest first: one secret may contain another
 

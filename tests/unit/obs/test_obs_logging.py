@@ -144,11 +144,13 @@ def test_values_of_pipectl_secret_env_vars_are_redacted_in_strings(
     monkeypatch.setenv("PIPECTL_AIRFLOW_PASSWORD", "airflow-pw-123")
     monkeypatch.setenv("PIPECTL_API_TOKEN", "tok-abcdef")
     monkeypatch.setenv("PIPECTL_REPO", "https://git.example/repo")
+    monkeypatch.setenv("PIPECTL_SECRETS_DIR", "/etc/pipectl/secrets")  # where secrets are: not one
     log = get_logger("t")
     log.info(
         "login failed for admin:airflow-pw-123",
         detail="token tok-abcdef rejected",
         repo="https://git.example/repo",
+        missing="/etc/pipectl/secrets/airflow-password",
     )
     logging.getLogger("airflow_client").error("401 with %s", "tok-abcdef")
     try:
@@ -161,6 +163,7 @@ def test_values_of_pipectl_secret_env_vars_are_redacted_in_strings(
     first, second, third = lines(out)
     assert first["event"] == f"login failed for admin:{REDACTED}"
     assert first["repo"] == "https://git.example/repo"  # not a secret variable
+    assert first["missing"] == "/etc/pipectl/secrets/airflow-password"
     assert second["event"] == f"401 with {REDACTED}"
     assert REDACTED in str(third["exception"])
 
