@@ -331,7 +331,7 @@ def _release_rows(statuses: dict[str, dict[str, Any]], state: str, server: str |
         stage_st = s.get("stages", {}).get(cur, {})
         hist = _history(state, server, name)
         first = hist[-1]["started_at"] if hist else None
-        ready = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
         row = [name, s.get("version") or "-", cur, s.get("phase") or "-", ready.get("status", "Unknown")]
         row += [gates_summary(stage_st), age(first)]
         if wide:
