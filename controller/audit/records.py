@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -19,6 +20,14 @@ from controller.model.manifest import PipelineRelease
 from controller.obs.logging import redact
 from controller.plan.actions import Plan
 from controller.plan.desired import StageContext, digest, physical_table, table_name, topic_name
+from controller.plan.resources import (
+    DagResource,
+    StreamingJobResource,
+    TableResource,
+    TopicResource,
+    TransformResource,
+    ViewResource,
+)
 from controller.plan.transforms import transform_datasets, transform_lineage
 
 log = structlog.get_logger(__name__)
@@ -58,6 +67,55 @@ class RunFacts:
     message: str = ""
     reason: str | None = None
     actor: str = "pipectl-controller"
+    details: dict[str, Any] = field(default_factory=dict)
+    """Structured facts of the kind (a rollback: ``rollback_details``)."""
+
+
+def restored_item(resource: Any) -> dict[str, Any]:
+    """One resource a restore left at its known-good state, in a few words: kind (``streamingJob``,
+    ``view``, …), physical name, and what identifies the known good (a job's version and whether it
+    runs, a view's table and segments, a DAG's version, a topic's partitions and config, a table's
+    version and columns)."""
+    kind = str(resource.kind)
+    item: dict[str, Any] = {"kind": kind[:1].lower() + kind[1:], "name": resource.name}
+    if isinstance(resource, StreamingJobResource):
+        item.update(
+            version=resource.version, running=resource.running, entrypointDigest=resource.entrypoint_digest
+        )
+    elif isinstance(resource, ViewResource):
+        item["target"] = resource.target
+        if resource.segments:
+            item["segments"] = [{"table": s.table, "since": s.since} for s in resource.segments]
+    elif isinstance(resource, DagResource):
+        item.update(version=resource.version, sourceDigest=resource.source_digest)
+    elif isinstance(resource, TopicResource):
+        item.update(partitions=resource.partitions, config=dict(resource.config))
+    elif isinstance(resource, TableResource):
+        item["version"] = resource.properties.get("pipectl.version")
+        item["columns"] = [c.name for c in resource.columns]
+    elif isinstance(resource, TransformResource):
+        item["digest"] = resource.digest
+    return item
+
+
+def rollback_details(
+    trigger: str,
+    failed_version: str,
+    restored_version: str | None,
+    proved: Sequence[Any] | None,
+    stopped: Sequence[str],
+) -> dict[str, Any]:
+    """What a rollback record says it did: the version rolled back (``from``), the known good
+    restored (``to``; None when nothing was good before), every resource of the known good at the
+    stage that the restore proved live as the known good wants it (``restored``: jobs, views, DAGs,
+    topics, tables, databases; empty unless proved), and the failed version's jobs it stopped."""
+    return {
+        "trigger": trigger,
+        "from": failed_version,
+        "to": restored_version,
+        "restored": [restored_item(r) for r in proved or ()],
+        "stopped": list(stopped),
+    }
 
 
 def code_artifacts(rel: PipelineRelease, read: Reader) -> list[Artifact]:
@@ -142,4 +200,5 @@ def build_record(
         controller_instance=run.instance,
         started_at=run.started,
         finished_at=run.finished,
+        details=dict(run.details),
     )
