@@ -244,7 +244,10 @@ class StageOps:
     ) -> tuple[Plan, ApplyReport | None]:
         """Plan (and apply, journaled) one stage towards ``rel``; audit what changed."""
         plan, be = self.plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
-        if not apply or plan.is_noop or plan.refused:
+        if not apply:
+            return plan, None
+        self.store.journal_settle(rel.name, stage, {a.id for a in plan.actions})
+        if plan.is_noop or plan.refused:
             return plan, None
         state = self.rollouts.stage(rel.name, stage)
         state.last_plan = plan.model_dump_json()

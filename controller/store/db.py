@@ -61,7 +61,7 @@ journal = Table(
     Column("plan_digest", String(80), nullable=False),
     Column("action_id", String(512), nullable=False),
     Column("action", Text, nullable=False),
-    Column("state", String(16), nullable=False),  # started | done | failed | skipped
+    Column("state", String(16), nullable=False),  # started | done | failed | skipped | waiting
     Column("message", Text),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
@@ -264,6 +264,26 @@ class Store:
                 .where(and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id))
                 .values(state=state, message=message, finished_at=utcnow())
             )
+
+    SETTLED = "applied; seen in place by a later pass"
+
+    def journal_settle(self, release: str, stage: str, planned: set[str]) -> int:
+        """Close the stage's ``waiting`` rows whose action a later plan no longer needs: the apply
+        went through and a later observe found its effect in place (so it is ``done``)."""
+        with self.tx() as c:
+            rows = c.execute(
+                select(journal.c.id, journal.c.action_id).where(
+                    and_(journal.c.release == release, journal.c.stage == stage, journal.c.state == "waiting")
+                )
+            ).all()
+            ids = [r.id for r in rows if r.action_id not in planned]
+            if ids:
+                c.execute(
+                    update(journal)
+                    .where(journal.c.id.in_(ids))
+                    .values(state="done", message=self.SETTLED, finished_at=utcnow())
+                )
+        return len(ids)
 
     def journal_rows(self, release: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         q = select(journal).order_by(journal.c.id)
