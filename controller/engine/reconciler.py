@@ -44,6 +44,8 @@ from controller.rollout.stages import StageFacts, Step, plan_steps
 from controller.source.revision import changed_files, revision
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
+from controller.store.suspend import message as suspended_message
+from controller.store.suspend import suspension
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +110,11 @@ class Reconciler:
     def reconcile(self, snap: RepoSnapshot, name: str) -> Result:
         result = Result()
         status = self.load_status(name)
+        held = suspension(self.store, name)
+        if held is not None:  # `pipectl suspend`: no plan, apply, gate or promotion until resumed
+            self._ready(status, False, Reason.SUSPENDED, suspended_message(held, name))
+            self._write_status(name, status)
+            return result
         try:
             if name in snap.invalid_releases:
                 msg = "; ".join(str(p) for p in snap.invalid_releases[name])

@@ -23,6 +23,9 @@ class Reason(StrEnum):
     """A release named in dependsOn has not Succeeded at this stage yet."""
     PREVIOUS_STAGE_NOT_READY = "PreviousStageNotReady"
     """The release has not Succeeded at the stage before this one yet."""
+    SUSPENDED = "Suspended"
+    """``pipectl suspend``: the controller skips the release (nothing planned, applied, gated or
+    promoted; what runs keeps running) until ``pipectl resume``."""
 
     # --- failures ---------------------------------------------------------------------------
     VALIDATION_FAILED = "ValidationFailed"
