@@ -10,6 +10,7 @@
   409 not the current version)
 - ``POST /hooks/git`` — wake the controller (generic, GitHub and GitLab push payloads); the webhook
   secret only (``controller.api.auth``)
+- ``GET /api/v1/version``, ``POST /api/v1/releases/NAME/suspend|resume`` — ``controller.api.extras``
 - ``GET /openapi.json`` — the API's description
 
 Principals are per-user tokens (``pipectl token create``) or a trusted proxy's identity header;
@@ -109,6 +110,9 @@ def create_app(state: ApiState) -> FastAPI:
     _errors(app)
     _reads(app, state)
     _writes(app, state)
+    from controller.api.extras import register  # version, suspend, resume
+
+    register(app, state)
     app.add_middleware(BodyLimit, max_body=state.max_body)
     return app
 
