@@ -4,7 +4,7 @@ When a version is promoted at the last stage, the stage's rollout document recor
 before (manifest, commit, the serving view's segments). For ``rollout.analysis.bake`` after that,
 every pass over the in-sync stage evaluates the gates marked ``postPromotion``; a failing one rolls
 the stage back to the recorded version (view segments, jobs, DAGs, topics, tables) and proves the
-restore as a gate-triggered rollback does. After the bake the record is dropped.
+restore as a gate-triggered rollback does (``engine.restore``). After the bake the record is dropped.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from controller.audit.records import RunFacts
 from controller.engine.passes import Pass, StatusWriter
 from controller.engine.stage_ops import Baseline, StageOps
 from controller.engine.verdicts import Verdicts
-from controller.model.manifest import PipelineRelease, parse_duration
+from controller.model.manifest import parse_duration
 from controller.model.reasons import Phase, Reason, Verdict
-from controller.obs import metrics
-from controller.obs.events import EventType
 from controller.plan.desired import StageContext
-from controller.store.rollout import PostPromotion, PromotedVersion, StageRollout
+from controller.store.rollout import PostPromotion, PromotedVersion, RestoreIntent, StageRollout
 
 
 @dataclass
@@ -86,7 +84,8 @@ class Analysis:
     def _roll_back(
         self, p: Pass, stage: str, ctx: StageContext, state: StageRollout, w: PostPromotion, message: str
     ) -> None:
-        started = self.clock()
+        """Start restoring the recorded previous version (``engine.restore``: it may take later
+        passes); once restored it is the stage's known good again."""
         state.watch = None
         if w.previous is None:
             self.ops.rollouts.put_stage(p.name, stage, state)
@@ -94,38 +93,18 @@ class Analysis:
                 p, stage, Phase.FAILED, Reason.GATE_FAILED, f"{message}; no earlier version to restore"
             )
             return
-        good = PipelineRelease.model_validate_json(w.previous.manifest)
         state.segments = w.segments_before  # the serving view goes back to what it read before
         self.ops.rollouts.put_stage(p.name, stage, state)
-        failed_jobs = self.ops.versioned_jobs(p.rel, ctx, p.version)
-        problem = self.verdicts.restore(p, stage, ctx, (good, w.previous.commit), failed_jobs)
         st = p.stage(stage)
         st.previous_version, st.switched_at = None, None
-        if problem:
-            msg = f"{message}; rollback to {good.spec.version} did not complete: {problem}"
-            self.writer.set(p, stage, Phase.ROLLBACK_FAILED, Reason.ROLLBACK_FAILED, msg)
-            metrics.record_reconcile_error(p.name, Reason.ROLLBACK_FAILED)
-            outcome, reason = "failed", Reason.ROLLBACK_FAILED
-        else:
-            self.ops.set_known_good(
-                p.name, stage, good.spec.version, w.previous.commit, w.previous.manifest
-            )
-            msg = f"{message}; restored {good.spec.version}"
-            self.writer.set(p, stage, Phase.ROLLED_BACK, Reason.GATE_FAILED, msg)
-            metrics.record_rollback(p.name, stage)
-            outcome, reason = "rolledBack", Reason.GATE_FAILED
-        self.ops.emit(
-            EventType.ROLLBACK,
-            p.rel,
-            stage,
-            git_commit=p.commit,
-            phase=str(st.phase),
-            reason=reason,
-            message=msg,
-            detail={"from": p.version, "to": good.spec.version, "trigger": "postPromotion"},
+        intent = RestoreIntent(
+            version=p.version,
+            failed=PromotedVersion(commit=p.commit, manifest=p.rel.model_dump_json(by_alias=True)),
+            to=w.previous,
+            failed_jobs=self.ops.versioned_jobs(p.rel, ctx, p.version),
+            started_at=self.clock(),
+            trigger="postPromotion",
+            message=message,
+            record_known_good=True,
         )
-        run = RunFacts(
-            "rollback", uuid.uuid4().hex, p.commit, outcome, started, self.clock(), self.ops.instance
-        )
-        run.message, run.reason = msg, reason
-        self.ops.audit(p.rel, stage, run)
+        self.verdicts.restorer.start(p, stage, intent)

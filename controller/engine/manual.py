@@ -1,7 +1,8 @@
 """Stage operations people start from the CLI, on the controller's own code path.
 
 - ``preview``: the plan the controller's next pass would compute for one stage (``pipectl plan``
-  and ``diff``): same step decision, same rollout inputs, same upstream releases.
+  and ``diff``): same step decision, same rollout inputs, same upstream releases (a rollback's
+  restore under way: what it still has to change).
 - ``apply_stage``: the one-shot ``pipectl apply`` (converge one stage to the release's version,
   no gates), with the inputs the controller's deploy step uses.
 - ``rollback_stage``: ``pipectl rollback`` (converge a stage to an earlier promoted version and
@@ -53,6 +54,9 @@ def preview(rec: Reconciler, snap: RepoSnapshot, name: str, stage: str) -> Plan:
     if step is Step.IN_SYNC:
         inputs, stop_blue, _ = ops.sync_inputs(p.rel, stage, ctx, p.stage(stage), rec.steps.bake_seconds)
         return ops.plan(p.rel, stage, ctx, inputs, p.commit, p.upstream, stop_blue)[0]
+    restoring = rec.restorer.pending(p, stage) if step is Step.RESTORING else None
+    if restoring is not None:  # what the restore under way still has to change
+        return restoring
     if step in (Step.NOT_REACHED, Step.AWAIT_APPROVAL, Step.HALTED, Step.HOLD_TARGET):
         held = ctx.canary_of if step is Step.HOLD_TARGET and ctx.canary_of else stage
         stop_version = p.stage(stage).version if step is Step.HOLD_TARGET else p.version

@@ -30,6 +30,7 @@ from controller.engine.executor import Executor
 from controller.engine.gate_request import GateRequest, GateRunner
 from controller.engine.observe import StageMetrics
 from controller.engine.passes import Pass, Result, StatusWriter
+from controller.engine.restore import RESTORE_DEADLINE
 from controller.engine.stage_ops import ReaderFor, StageOps
 from controller.engine.steps import Steps
 from controller.engine.verdicts import Verdicts
@@ -66,6 +67,7 @@ class Reconciler:
         bake_seconds: float = 60.0,
         verify_interval: float = 10.0,
         soak_timeout: float = 600.0,
+        restore_deadline: float = RESTORE_DEADLINE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         executor_factory: Callable[[StagePorts], Executor] | None = None,
         on_status: Callable[[str, ReleaseStatus], None] | None = None,
@@ -91,7 +93,10 @@ class Reconciler:
             pin,
         )
         self.writer = StatusWriter(store, clock, self.ops.emit)
-        verdicts = Verdicts(self.ops, self.writer, gates, clock, verify_interval)
+        verdicts = Verdicts(
+            self.ops, self.writer, gates, clock, verify_interval, restore_deadline=restore_deadline
+        )
+        self.restorer = verdicts.restorer
         analysis = Analysis(self.ops, self.writer, verdicts, clock)
         verdicts.on_promoted = analysis.record
         self.steps = Steps(self.ops, self.writer, verdicts, clock, bake_seconds, soak_timeout, analysis)
@@ -205,6 +210,7 @@ class Reconciler:
         for stage in p.rel.spec.rollout.stages:
             st = p.status.stages.get(stage, StageStatus())
             approval = self.store.approval(p.name, stage, p.version, digest)
+            restoring = self.ops.rollouts.stage(p.name, stage).restoring
             out.append(
                 StageFacts(
                     stage=stage,
@@ -214,6 +220,7 @@ class Reconciler:
                     approved_by=approval["approver"] if approval else None,
                     waiting_on=tuple(d for d in p.rel.spec.depends_on if not self._dep_ready(d, stage)),
                     canary_of=p.envs[stage].spec.canary_of,
+                    restoring=restoring.version if restoring is not None else None,
                 )
             )
         return out
@@ -295,7 +302,9 @@ class Reconciler:
         elif step is Step.HALTED:
             self.steps.hold(p, stage, stop_version=p.version)
         elif step is Step.HOLD_TARGET:
-            self.steps.hold_target(p, stage)
+            self.steps.hold_target(p, stage, why)
+        elif step is Step.RESTORING:
+            self.restorer.resume(p, stage)
         else:  # NOT_REACHED
             self.steps.hold(p, stage)
             held = p.status.stages.get(stage)

@@ -112,7 +112,7 @@ class Steps:
         if report is not None:
             self._background_outcome(p, report)
 
-    def hold_target(self, p: Pass, stage: str) -> None:
+    def hold_target(self, p: Pass, stage: str, why: str) -> None:
         """A canary whose target rolled back (or failed) the version the canary runs: stop that
         version in the target's namespace and hold the target's known good, which becomes the
         canary's known good too, so a later canary rollback restores what the target runs and never
@@ -127,8 +127,7 @@ class Steps:
         if kg is not None and (own is None or own["version"] != kg["version"]):
             self.ops.set_known_good(p.name, stage, kg["version"], kg["commit"], kg["manifest"])
         held = f"{target}'s known good {kg['version']}" if kg else f"nothing ({target} has no known good)"
-        phase = p.stage(target).phase
-        msg = f"{target} {phase} {version}: {version} stopped here, holding {held} until a new version"
+        msg = f"{why}: {version} stopped here, holding {held} until a new version"
         self.writer.set(p, stage, Phase.ROLLED_BACK, Reason.TARGET_ROLLED_BACK, msg)
 
     # --- deploy --------------------------------------------------------------------------------

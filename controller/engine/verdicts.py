@@ -1,14 +1,14 @@
 """After the active stage has converged and soaked: evaluate its gates, then promote (switch the
-serving view to green, record the known good) or roll back (restore the known good and stop the
-failed version). Each outcome is an audit record, an operational event and one history row.
+serving view to green, record the known good) or roll back (start restoring the known good and
+stopping the failed version: ``engine.restore``, which may take later passes). Each outcome is an
+audit record, an operational event and one history row.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.audit.ledger import GateVerdict
@@ -16,25 +16,18 @@ from controller.audit.records import RunFacts
 from controller.engine.backends import StagePorts
 from controller.engine.gate_request import GateRequest, GateRunner
 from controller.engine.passes import Pass, StatusWriter
+from controller.engine.restore import RESTORE_DEADLINE, Restorer, history_row, refusals
 from controller.engine.stage_ops import Baseline, StageOps
-from controller.model.errors import PipectlError
-from controller.model.manifest import PipelineRelease
 from controller.model.reasons import Phase, Reason, Verdict
 from controller.model.status import GateResult
 from controller.obs import metrics
 from controller.obs.events import EventType
 from controller.obs.logging import redact
 from controller.plan.actions import Plan
-from controller.plan.desired import RolloutInputs, StageContext, job_name, physical_table, stage_context
+from controller.plan.desired import StageContext, job_name, physical_table, stage_context
 from controller.rollout import bluegreen
 from controller.rollout.stages import judge
-from controller.store.rollout import StageRollout
-
-RESTORE_WAIT = 90.0
-
-
-def _refusals(plan: Plan) -> str:
-    return "; ".join(f"{a.kind} {a.name}: {a.reason} [{a.reason_code}]" for a in plan.refused)
+from controller.store.rollout import PromotedVersion, RestoreIntent, StageRollout
 
 
 @dataclass
@@ -46,9 +39,14 @@ class Verdicts:
     verify_interval: float = 10.0
     on_promoted: Callable[[Pass, str, Baseline, StageRollout], None] | None = None
     """Post-promotion analysis records what the stage ran before (``engine.analysis``)."""
+    restore_deadline: float = RESTORE_DEADLINE
+    restorer: Restorer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.restorer = Restorer(self.ops, self.writer, self.clock, self.restore_deadline)
 
     def refused(self, p: Pass, stage: str, plan: Plan) -> None:
-        msg = _refusals(plan)
+        msg = refusals(plan)
         self.writer.set(p, stage, Phase.FAILED, Reason.PLAN_REFUSED, msg)
         now = self.clock()
         run = RunFacts("apply", uuid.uuid4().hex, p.commit, "refused", now, now, self.ops.instance, plan)
@@ -137,13 +135,15 @@ class Verdicts:
         )
         run.gates = verdicts
         self.ops.audit(p.rel, stage, run, ctx, upstream=p.upstream)
+        restoring = False
         if passed:
             self.promote(p, stage, ctx, base, outcome.message)
             p.result.requeue(0.0)
         else:
-            self.rollback(p, stage, ctx, outcome.phase, outcome.message, verdicts)
+            restoring = self.rollback(p, stage, ctx, outcome.phase, outcome.message, verdicts, run_id)
         p.result.changed = True
-        self._history_row(p, stage, run_id, verdicts)
+        if not restoring:  # a restore writes the attempt's row when it ends
+            self._history_row(p, stage, run_id, verdicts)
 
     def _time_out(self, p: Pass, stage: str, verdicts: list[GateVerdict]) -> list[GateVerdict]:
         """An inconclusive gate past its ``inconclusiveTimeout`` counts as failed."""
@@ -170,18 +170,11 @@ class Verdicts:
 
     def _history_row(self, p: Pass, stage: str, run_id: str, verdicts: list[GateVerdict]) -> None:
         """One history row per attempt: the version, where, what came of it and every gate's verdict."""
-        final = p.stage(stage)
-        self.ops.store.run_start(run_id, p.name, stage, p.version, "rollout", p.commit)
-        self.ops.store.run_end(
-            run_id,
-            str(final.phase),
-            final.reason,
-            final.message or "",
-            [
-                {"name": v.name, "type": v.type, "verdict": str(v.verdict), "message": v.message}
-                for v in verdicts
-            ],
-        )
+        rows = [
+            {"name": v.name, "type": v.type, "verdict": str(v.verdict), "message": v.message}
+            for v in verdicts
+        ]
+        history_row(self.ops.store, run_id, p, stage, p.version, p.commit, rows)
 
     # --- promote -------------------------------------------------------------------------------
 
@@ -259,91 +252,34 @@ class Verdicts:
     # --- roll back -----------------------------------------------------------------------------
 
     def rollback(
-        self, p: Pass, stage: str, ctx: StageContext, phase: Phase, message: str, verdicts: list[GateVerdict]
-    ) -> None:
-        if phase is not Phase.ROLLED_BACK:
-            self.writer.set(p, stage, Phase.FAILED, Reason.GATE_FAILED, message)
-            return
-        started = self.clock()
-        failed_jobs = self.ops.versioned_jobs(p.rel, ctx, p.version)
-        kg = self.ops.known_good(p.name, stage)
-        if kg is not None and kg[0].spec.version == p.version:
-            kg = None
-        problem = self.restore(p, stage, ctx, kg, failed_jobs)
-        restored = kg[0].spec.version if kg else "nothing (first version)"
-        if problem:
-            msg = f"{message}; rollback to {restored} did not complete: {problem}"
-            self.writer.set(p, stage, Phase.ROLLBACK_FAILED, Reason.ROLLBACK_FAILED, msg)
-            metrics.record_reconcile_error(p.name, Reason.ROLLBACK_FAILED)
-            outcome, reason = "failed", Reason.ROLLBACK_FAILED
-        else:
-            msg = f"{message}; restored {restored}"
-            metrics.record_rollback(p.name, stage)
-            self.writer.set(p, stage, Phase.ROLLED_BACK, Reason.GATE_FAILED, msg)
-            outcome, reason = "rolledBack", Reason.GATE_FAILED
-        self.ops.emit(
-            EventType.ROLLBACK,
-            p.rel,
-            stage,
-            git_commit=p.commit,
-            phase=str(p.stage(stage).phase),
-            reason=reason,
-            message=msg,
-            detail={"from": p.version, "to": kg[0].spec.version if kg else None, "trigger": "gate"},
-        )
-        run = RunFacts(
-            "rollback", uuid.uuid4().hex, p.commit, outcome, started, self.clock(), self.ops.instance
-        )
-        run.gates, run.message, run.reason = verdicts, msg, reason
-        self.ops.audit(p.rel, stage, run)
-
-    def restore(
         self,
         p: Pass,
         stage: str,
         ctx: StageContext,
-        kg: tuple[PipelineRelease, str | None] | None,
-        failed_jobs: list[str],
-    ) -> str:
-        """Restore the known good (or stop the failed first version); what did not work, or ""."""
-        try:
-            if kg is None:
-                report = self.ops.delete_jobs(p.rel, stage, ctx, failed_jobs) if failed_jobs else None
-                return "; ".join(o.message for o in report.failed) if report is not None else ""
-            good, commit = kg
-            inputs = self.ops.hold_inputs(good, stage, ctx)
-            deadline = time.monotonic() + RESTORE_WAIT
-            while True:
-                plan, report = self.ops.converge(
-                    good, stage, ctx, inputs, commit, "restore", delete_jobs=failed_jobs
-                )
-                if report is None or not report.waiting or time.monotonic() >= deadline:
-                    break
-                # "RolledBack" must mean restored: the restore's own waits (Airflow parsing the known
-                # good DAG file) are finished inside this pass, bounded by RESTORE_WAIT.
-                time.sleep(min(o.retry_after or 1.0 for o in report.waiting))
-        except PipectlError as e:
-            return str(e)
-        if plan.refused:
-            return "refused: " + _refusals(plan)
-        if report is not None and (report.failed or report.waiting):
-            return "; ".join(f"{o.action.id}: {o.message}" for o in report.failed + report.waiting)
-        return self._still_different(good, stage, ctx, inputs, commit, failed_jobs)
-
-    def _still_different(
-        self,
-        good: PipelineRelease,
-        stage: str,
-        ctx: StageContext,
-        inputs: RolloutInputs,
-        commit: str | None,
-        failed_jobs: list[str],
-    ) -> str:
-        """Prove the restore: re-observe live state against the known good; what still differs."""
-        try:
-            plan, _ = self.ops.plan(good, stage, ctx, inputs, commit, (), failed_jobs)
-        except PipectlError as e:
-            return f"live state could not be re-read: {e}"
-        if plan.is_noop:
-            return ""
-        return "still different after the restore: " + "; ".join(a.describe() for a in plan.actions)
+        phase: Phase,
+        message: str,
+        verdicts: list[GateVerdict],
+        run_id: str | None = None,
+    ) -> bool:
+        """Start restoring the stage's known good (``engine.restore``; it may take later passes);
+        False when the release does not roll back automatically (the stage is Failed instead)."""
+        if phase is not Phase.ROLLED_BACK:
+            self.writer.set(p, stage, Phase.FAILED, Reason.GATE_FAILED, message)
+            return False
+        kg = self.ops.store.known_good(p.name, stage)
+        to = None
+        if kg is not None and kg["version"] != p.version:
+            to = PromotedVersion(commit=kg["commit"], manifest=kg["manifest"])
+        intent = RestoreIntent(
+            version=p.version,
+            failed=PromotedVersion(commit=p.commit, manifest=p.rel.model_dump_json(by_alias=True)),
+            to=to,
+            failed_jobs=self.ops.versioned_jobs(p.rel, ctx, p.version),
+            started_at=self.clock(),
+            trigger="gate",
+            message=message,
+            gates=[v.model_dump(mode="json") for v in verdicts],
+            run_id=run_id,
+        )
+        self.restorer.start(p, stage, intent)
+        return True

@@ -44,6 +44,10 @@ class Reason(StrEnum):
     """A gate could not decide yet (not enough data); it is re-evaluated later."""
     ROLLED_BACK = "RolledBack"
     """A failed gate triggered the restore of the last good version at this stage."""
+    ROLLING_BACK = "RollingBack"
+    """A rollback is restoring the last good version and waits for a backend to show it (Airflow
+    parsing the restored DAG file, a job stopping after its batch): requeued, never slept on; it
+    ends RolledBack, or RollbackFailed past the restore deadline."""
     ROLLBACK_FAILED = "RollbackFailed"
     """Restoring the last good version failed; a person must act."""
     TARGET_ROLLED_BACK = "TargetRolledBack"

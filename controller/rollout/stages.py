@@ -31,6 +31,9 @@ class Step(StrEnum):
     """This version failed here (rolled back); keep the last good version in place."""
     NOT_REACHED = "not-reached"
     """An earlier stage has not passed yet: keep the last good version in place."""
+    RESTORING = "restoring"
+    """A rollback is restoring the stage's known good: look whether it has landed (it may wait for a
+    backend, bounded by a deadline). Comes before anything else the stage would do."""
     HOLD_TARGET = "hold-target"
     """A canary stage whose target rolled back (or failed) the version the canary runs: hold the
     target's known good (the canary's version stopped) until it is the canary's turn to deploy a
@@ -52,16 +55,25 @@ class StageFacts:
     """dependsOn releases that have not Succeeded at this stage."""
     canary_of: str | None = None
     """A canary stage: the stage it runs beside, in whose namespace its jobs live (``canaryOf``)."""
+    restoring: str | None = None
+    """The version a rollback under way at this stage is rolling back (None: no restore under way)."""
 
 
 def stood_down(f: StageFacts, facts: Sequence[StageFacts]) -> StageFacts | None:
-    """The target of canary stage ``f`` when the target halted the version the canary runs, else None."""
+    """The target of canary stage ``f`` when the target halted (or is rolling back) the version the
+    canary runs, else None."""
     if f.canary_of is None or f.version is None:
         return None
     t = next((x for x in facts if x.stage == f.canary_of), None)
-    if t is None or t.version != f.version or t.phase not in HALTING_PHASES:
+    if t is None or not (t.restoring == f.version or (t.version == f.version and t.phase in HALTING_PHASES)):
         return None
     return t
+
+
+def _hold_target_why(f: StageFacts, t: StageFacts) -> str:
+    if t.restoring == f.version:
+        return f"{t.stage} is rolling back {f.version}"
+    return f"{t.stage} {t.phase} {f.version}"
 
 
 def plan_steps(version: str, facts: Sequence[StageFacts]) -> list[tuple[str, Step, str]]:
@@ -69,8 +81,12 @@ def plan_steps(version: str, facts: Sequence[StageFacts]) -> list[tuple[str, Ste
     out: list[tuple[str, Step, str]] = []
     active_found = False
     for f in facts:
+        if f.restoring is not None:  # a restore under way finishes first, whatever else changed
+            out.append((f.stage, Step.RESTORING, f"rolling back {f.restoring}"))
+            active_found = True
+            continue
         target = stood_down(f, facts)
-        held = (f.stage, Step.HOLD_TARGET, f"{target.stage} {target.phase} {f.version}") if target else None
+        held = (f.stage, Step.HOLD_TARGET, _hold_target_why(f, target)) if target else None
         if active_found:
             out.append(held or (f.stage, Step.NOT_REACHED, "an earlier stage has not passed"))
             continue

@@ -2,8 +2,8 @@
 release, instead of string keys spelled in several modules (kopf's ``progress.py`` idea).
 
 - ``StageRollout`` (key ``rollout/<release>/<stage>``): the serving view's segments, where each
-  green job started (offsets + the time they stand for), which new jobs have soaked, and the last
-  applied plan of the stage.
+  green job started (offsets + the time they stand for), which new jobs have soaked, the last
+  applied plan of the stage, and a rollback's restore while it is under way (``RestoreIntent``).
 - ``ReleaseHistory`` (key ``history/<release>``): every promoted version's manifest and commit,
   and the schema texts it shipped (the schema-compatibility gate compares against them).
 
@@ -14,6 +14,7 @@ written by two passes at once.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +48,31 @@ class PostPromotion(_Doc):
     segments_before: dict[str, list[ViewSegment]] = Field(default_factory=dict)
 
 
+class RestoreIntent(_Doc):
+    """A rollback restoring the stage's known good, from when it starts until it ends: every pass
+    resumes it (``controller.engine.restore``), a controller restarted after a crash too."""
+
+    version: str
+    """The version rolled back."""
+    failed: PromotedVersion
+    """That version's manifest and commit (the rollback record is about it)."""
+    to: PromotedVersion | None = None
+    """The known good restored; None: nothing was good here before, only the failed jobs stop."""
+    failed_jobs: list[str] = Field(default_factory=list)
+    started_at: datetime
+    """On the controller's clock: the restore deadline counts from here."""
+    trigger: str
+    """``gate`` or ``postPromotion``."""
+    message: str
+    """Why: the failed gates."""
+    gates: list[dict[str, Any]] = Field(default_factory=list)
+    """The gate verdicts (``GateVerdict`` JSON) for the rollback record."""
+    run_id: str | None = None
+    """The history row of the gate attempt, written when the restore ends."""
+    record_known_good: bool = False
+    """Post-promotion: the restored version becomes the stage's known good again."""
+
+
 class StageRollout(_Doc):
     segments: dict[str, list[ViewSegment]] = Field(default_factory=dict)
     start_offsets: dict[str, StartPosition] = Field(default_factory=dict)
@@ -60,6 +86,8 @@ class StageRollout(_Doc):
     judged_version: str | None = None
     watch: PostPromotion | None = None
     """Set when a version is promoted at the last stage: what post-promotion analysis restores."""
+    restoring: RestoreIntent | None = None
+    """A rollback's restore under way (cleared when it ends: RolledBack or RollbackFailed)."""
 
 
 class RecordedRevision(_Doc):

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import structlog
 
-from controller.engine import verdicts as verdicts_module
+from controller.engine.passes import Result
 from controller.engine.reconciler import ERROR_RETRY
+from controller.engine.restore import RESTORE_DEADLINE
 from controller.model.errors import (
     ConfigurationError,
     PermanentBackendError,
@@ -693,31 +694,133 @@ def test_a_job_stop_wait_returns_requeue_after_without_sleeping(live: World, no_
     assert no_sleep == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Verdicts.restore waits for the backend inside the pass (time.sleep up to RESTORE_WAIT=90 s "
-    "on the real clock, not the injected one), so a restore that needs a requeue blocks a worker and, "
-    "past 90 s, ends RollbackFailed although it would complete",
-)
-def test_a_restore_that_must_wait_for_the_backend_does_not_sleep_in_the_pass(
-    live: World, monkeypatch: pytest.MonkeyPatch
+def start_waiting_restore(w: World, stage: str = "dev", delay: float = 45.0) -> Result:
+    """1.1.0 verifying at ``stage``; its gate then fails while the stage's Airflow shows the
+    restored DAG file only ``delay`` seconds after it is deployed: the restore has to wait."""
+    gate = "matches-baseline" if stage == "canary" else "keeps-up"
+    commit_v2(w)
+    w.gates.set(stage, gate, Verdict.INCONCLUSIVE, "not enough batches")
+    w.run_until(lambda: at(w, stage, "1.1.0", Phase.VERIFYING, Reason.GATE_INCONCLUSIVE))
+    airflow = w.at(installation_of(stage)).airflow
+    airflow.delay, airflow.retry_after = delay, 4.0
+    w.gates.set(stage, gate, Verdict.FAIL, "lagging")
+    w.clock.advance(30)
+    return w.reconcile()
+
+
+def assert_restoring(w: World, stage: str, res: Result) -> None:
+    st = w.stage(stage)
+    assert (st.version, st.phase, st.reason) == ("1.1.0", Phase.PROGRESSING, Reason.ROLLING_BACK)
+    assert "gate keeps-up failed: lagging; rolling back to 1.0.0, waiting" in (st.message or "")
+    assert dag(installation_of(stage)) in (st.message or "")
+    assert (res.requeue_after, res.errors) == (4.0, [])
+    assert (w.status().current_stage, w.ready().reason) == (stage, Reason.ROLLING_BACK)
+    assert w.audit("rollback") == [] and all(r["outcome"] != "RolledBack" for r in w.history())
+
+
+def test_a_restore_that_must_wait_for_the_backend_requeues_instead_of_sleeping(
+    live: World, no_sleep: list[float]
 ) -> None:
     w = live
-    slept: list[float] = []
+    t0 = time.monotonic()
+    res = start_waiting_restore(w)
+    assert time.monotonic() - t0 < 5.0
+    assert_restoring(w, "dev", res)
+    assert w.at("dev").dag(dag("dev")).version == "1.1.0"  # Airflow still shows 1.1.0's file
+    for _ in range(2):  # later passes look again, change nothing else, record nothing yet
+        w.clock.advance(10)
+        assert_restoring(w, "dev", w.reconcile())
+    w.run_until(lambda: w.stage("dev").phase is Phase.ROLLED_BACK, step=10.0, max_passes=4)
 
-    def sleep(seconds: float) -> None:  # let the world's time pass instead, so the test stays fast
-        slept.append(seconds)
-        w.clock.advance(seconds)
+    st = w.stage("dev")
+    assert (st.reason, st.version) == (Reason.GATE_FAILED, "1.1.0")
+    assert "gate keeps-up failed: lagging; restored 1.0.0" in (st.message or "")
+    assert_serves(w, "dev", "1.0.0", V1_DAG)
+    [rb] = w.audit("rollback")  # once, when the restore ended
+    assert (rb["stage"], rb["outcome"], rb["gates"][0]["verdict"]) == ("dev", "rolledBack", "fail")
+    last = w.history()[-1]
+    assert (last["stage"], last["version"], last["outcome"]) == ("dev", "1.1.0", "RolledBack")
+    assert w.known_good("dev") == "1.0.0"
+    assert no_sleep == []
+    for _ in range(2):  # halted afterwards: nothing more recorded
+        w.clock.advance(30)
+        w.reconcile()
+    assert len(w.audit("rollback")) == 1 and w.stage("dev").phase is Phase.ROLLED_BACK
 
-    monkeypatch.setattr(verdicts_module.time, "sleep", sleep)
+
+def test_a_restore_still_waiting_past_its_deadline_ends_rollback_failed(live: World) -> None:
+    """The deadline counts on the controller's clock from the persisted start of the restore."""
+    w = live
+    res = start_waiting_restore(w, delay=10 * RESTORE_DEADLINE)
+    assert_restoring(w, "dev", res)
+    waited = 0.0
+    while waited + 60 < RESTORE_DEADLINE:
+        w.clock.advance(60)
+        waited += 60
+        assert_restoring(w, "dev", w.reconcile())
+    w.clock.advance(RESTORE_DEADLINE - waited)
+    w.reconcile()
+    st = w.stage("dev")
+    assert (st.phase, st.reason) == (Phase.ROLLBACK_FAILED, Reason.ROLLBACK_FAILED)
+    assert "rollback to 1.0.0 did not complete: still waiting 300s" in (st.message or "")
+    assert dag("dev") in (st.message or "")
+    [rb] = w.audit("rollback")
+    assert (rb["outcome"], rb["reason"]) == ("failed", Reason.ROLLBACK_FAILED)
+    assert w.history()[-1]["outcome"] == "RollbackFailed"
+    for _ in range(2):
+        w.clock.advance(60)
+        w.reconcile()
+    assert w.stage("dev").phase is Phase.ROLLBACK_FAILED and len(w.audit("rollback")) == 1
+
+
+def test_a_restore_is_resumed_by_a_restarted_controller(live: World, tmp_path: Path) -> None:
+    """The controller dies during the pass that started the restore, before the stage's status was
+    written: the restarted one (a new Reconciler over the same state store and backends) reads
+    the restore from the stage's rollout document and finishes it."""
+    w = live
     commit_v2(w)
     w.gates.set("dev", "keeps-up", Verdict.INCONCLUSIVE, "not enough batches")
     w.run_until(lambda: at(w, "dev", "1.1.0", Phase.VERIFYING, Reason.GATE_INCONCLUSIVE))
-    w.at("dev").airflow.delay = 5.0  # Airflow parses the restored DAG file 5 s later
+    status_before = w.store.get_status(RELEASE)
+    assert status_before is not None
+    w.at("dev").airflow.delay, w.at("dev").airflow.retry_after = 45.0, 4.0
     w.gates.set("dev", "keeps-up", Verdict.FAIL, "lagging")
     w.clock.advance(30)
-    w.run_until(lambda: w.stage("dev").phase is Phase.ROLLED_BACK, step=5.0, max_passes=5)
-    assert slept == []
+    w.reconcile()
+    assert w.stage("dev").reason == Reason.ROLLING_BACK
+
+    restarted = w.clone(tmp_path / "restarted")
+    restarted.store.put_status(RELEASE, status_before)  # the status write never happened
+    assert restarted.stage("dev").phase is Phase.VERIFYING
+    restarted.gates.clear()  # the gate is not asked again: the restore goes on
+    res = restarted.reconcile()
+    assert_restoring(restarted, "dev", res)
+    restarted.run_until(lambda: restarted.stage("dev").phase is Phase.ROLLED_BACK, step=15.0, max_passes=4)
+    assert_serves(restarted, "dev", "1.0.0", V1_DAG)
+    [rb] = restarted.audit("rollback")
+    assert rb["outcome"] == "rolledBack"
+    assert [r["outcome"] for r in restarted.audit("gate") if r["version"] == "1.1.0"] == ["failed"]
+
+
+def test_while_prod_restores_the_canary_does_not_start_the_version_again(live: World) -> None:
+    w = live
+    commit_v2(w)
+    w.run_until(lambda: at(w, "canary", "1.1.0", Phase.SUCCEEDED))
+    w.gates.set("prod", "keeps-up", Verdict.FAIL, "lagging")
+    w.at("prod").airflow.delay, w.at("prod").airflow.retry_after = 45.0, 4.0
+    w.run_until(lambda: w.stage("prod").reason == Reason.ROLLING_BACK, max_passes=6)
+    prod = w.at("prod")
+    starts = dict(prod.spark.starts)
+    for _ in range(2):
+        w.clock.advance(10)
+        w.reconcile()
+        assert w.stage("prod").reason == Reason.ROLLING_BACK
+        assert at(w, "canary", "1.1.0", Phase.ROLLED_BACK, Reason.TARGET_ROLLED_BACK)
+        assert "prod is rolling back 1.1.0" in (w.stage("canary").message or "")
+        assert prod.spark.starts == starts  # nothing (re)started while prod restores
+    w.run_until(lambda: w.stage("prod").phase is Phase.ROLLED_BACK, step=15.0, max_passes=4)
+    assert_canary_stands_down(w, "1.1.0", "1.0.0")
+    assert prod.spark.starts == starts
 
 
 # --- post-promotion analysis -----------------------------------------------------------------------

@@ -87,3 +87,25 @@ def test_a_canary_runs_on_while_its_target_holds_an_earlier_version_for_other_re
     assert steps("1.1.0", canary, waiting) == [("canary", Step.IN_SYNC), ("prod", Step.AWAIT_APPROVAL)]
     rolled_older = StageFacts("prod", A, "1.0.5", Phase.ROLLED_BACK)  # another version failed there
     assert steps("1.1.0", canary, rolled_older) == [("canary", Step.IN_SYNC), ("prod", Step.DEPLOY)]
+
+
+def test_a_restore_under_way_comes_first_and_holds_the_later_stages() -> None:
+    restoring = StageFacts("staging", A, "1.1.0", Phase.PROGRESSING, restoring="1.1.0")
+    got = plan_steps("1.1.0", [StageFacts("dev", A, "1.1.0", Phase.SUCCEEDED), restoring, StageFacts("prod", A)])
+    assert [(s, st) for s, st, _ in got] == [
+        ("dev", Step.IN_SYNC),
+        ("staging", Step.RESTORING),
+        ("prod", Step.NOT_REACHED),
+    ]
+    assert got[1][2] == "rolling back 1.1.0"
+    # a newer commit does not interrupt it: dev deploys 1.2.0, staging still finishes its restore
+    got = plan_steps("1.2.0", [StageFacts("dev", A, "1.1.0", Phase.SUCCEEDED), restoring])
+    assert [(s, st) for s, st, _ in got] == [("dev", Step.DEPLOY), ("staging", Step.RESTORING)]
+    # a canary whose target is restoring its version stands down already
+    canary = StageFacts("canary", A, "1.1.0", Phase.SUCCEEDED, canary_of="prod")
+    prod = StageFacts("prod", A, "1.1.0", Phase.PROGRESSING, restoring="1.1.0")
+    got = plan_steps("1.1.0", [canary, prod])
+    assert [(s, st, why) for s, st, why in got] == [
+        ("canary", Step.HOLD_TARGET, "prod is rolling back 1.1.0"),
+        ("prod", Step.RESTORING, "rolling back 1.1.0"),
+    ]
