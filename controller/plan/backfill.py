@@ -54,8 +54,8 @@ MAX_ATTEMPTS = 59
 """Attempt ``k`` runs at second ``k-1`` of the day: attempts stay within the first minute."""
 
 # Airflow's default ``[scheduler] allowed_run_id_pattern``; run ids are at most 250 characters.
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.~:+-]{1,250}$")
-PARTITION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+RUN_ID_RE = re.compile(r"[A-Za-z0-9_.~:+-]{1,250}")
+PARTITION_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class BackfillError(ValueError):
@@ -113,7 +113,7 @@ class Chunk:
 
 def parse_day(text: str) -> date:
     """``2026-03-01`` -> a date; anything else is a :class:`BackfillError`."""
-    if not PARTITION_RE.match(text):
+    if not PARTITION_RE.fullmatch(text):
         raise BackfillError(f"invalid date {text!r}: expected YYYY-MM-DD")
     try:
         return date.fromisoformat(text)
@@ -137,12 +137,12 @@ def partitions(start: date, end: date, *, max_days: int = MAX_DAYS) -> list[str]
 def run_id(release: str, version: str, partition: str, attempt: int = 1) -> str:
     """``pipectl_backfill__<release>__<version>__<partition>`` (attempt 1) or ``…__r<attempt>``."""
     _check_attempt(attempt)
-    if not PARTITION_RE.match(partition):
+    if not PARTITION_RE.fullmatch(partition):
         raise BackfillError(f"invalid partition {partition!r}: expected YYYY-MM-DD")
     rid = f"{RUN_ID_PREFIX}__{release}__{version}__{partition}"
     if attempt > 1:
         rid += f"__r{attempt}"
-    if not RUN_ID_RE.match(rid) or rid.startswith(AIRFLOW_RESERVED_PREFIXES):
+    if not RUN_ID_RE.fullmatch(rid) or rid.startswith(AIRFLOW_RESERVED_PREFIXES):
         raise BackfillError(
             f"run id {rid!r} is not a valid Airflow run id ([A-Za-z0-9_.~:+-], at most 250 characters)"
         )

@@ -28,7 +28,7 @@ from controller.plan.resources import StreamingJobResource, TableResource
 ENDING_OFFSETS = "--ending-offsets"
 AVAILABLE_NOW = "--available-now"
 _REPLACED = ("--table", "--checkpoint", "--query-name", "--starting-offsets")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,127}")
 
 Offsets = Mapping[str, Mapping[int, int]]
 """topic -> partition -> offset."""
@@ -66,7 +66,7 @@ def replay_tag(from_ms: int, to_ms: int | None = None) -> str:
 def replay_table(physical: str, tag: str) -> str:
     db, table = physical.split(".", 1)
     name = f"{table}__{tag}"
-    if not _IDENT.match(name):
+    if not _IDENT.fullmatch(name):
         raise ReplayError(f"replay table name {name!r} is not a valid Hive identifier (too long?)")
     return f"{db}.{name}"
 

@@ -202,7 +202,7 @@ def _output_columns(
         name = _presto_name(sel if starred else written[pos]).lower()
         if not name:
             continue
-        if not HIVE_IDENT_RE.match(name):
+        if not HIVE_IDENT_RE.fullmatch(name):
             problem(
                 node_line(sel, 1),
                 f"output column {name!r} is not a valid column name ([a-z_][a-z0-9_]*)",

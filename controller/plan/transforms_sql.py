@@ -32,7 +32,7 @@ _TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _REF = re.compile(r"\{\{\s*ref\(\s*(?:'([^'\\\n]*)'|\"([^\"\\\n]*)\")\s*\)\s*\}\}")
 _OPEN = re.compile(r"\{\{|\{%|\{#")
 PLACEHOLDER = "__pipectl_ref_{}"  # the table a ref stands for until a stage resolves it
-_PLACEHOLDER_RE = re.compile(r"^__pipectl_ref_(\d+)$")
+_PLACEHOLDER_RE = re.compile(r"__pipectl_ref_(\d+)")
 _BAD = "__pipectl_template__"  # stands for a template expression that is reported already
 _MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
 
@@ -184,7 +184,7 @@ def _check_undeclared_tables(tree: exp.Query, problem: Problem) -> None:
         name = tb.name
         if not name or not isinstance(tb.this, exp.Identifier):
             continue
-        if (_PLACEHOLDER_RE.match(name) or name == _BAD) and not tb.db:
+        if (_PLACEHOLDER_RE.fullmatch(name) or name == _BAD) and not tb.db:
             continue
         if not tb.db and not tb.catalog and name.lower() in ctes:
             continue
@@ -204,7 +204,7 @@ def _friendly(desc: str) -> str:
 
 def _is_qualified(name: str) -> bool:
     db, dot, table = name.partition(".")
-    return bool(dot) and bool(HIVE_IDENT_RE.match(db)) and bool(HIVE_IDENT_RE.match(table))
+    return bool(dot) and bool(HIVE_IDENT_RE.fullmatch(db)) and bool(HIVE_IDENT_RE.fullmatch(table))
 
 
 def node_line(node: exp.Expr, default: int) -> int:

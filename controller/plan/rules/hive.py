@@ -90,8 +90,8 @@ def diff_database(
 
 _INT_RANK = {"tinyint": 1, "smallint": 2, "int": 3, "bigint": 4}
 _INT_DIGITS = {"tinyint": 3, "smallint": 5, "int": 10, "bigint": 19}
-_DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)$")
-_SIZED = re.compile(r"^(varchar|char)\((\d+)\)$")
+_DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
+_SIZED = re.compile(r"(varchar|char)\((\d+)\)")
 
 
 def normalize_type(text: str) -> str:
@@ -113,15 +113,15 @@ def is_widening(old: str, new: str) -> bool:
         return not (old == "float" and new == "float")
     if old == "int" and new == "double":
         return True
-    dn = _DECIMAL.match(new)
+    dn = _DECIMAL.fullmatch(new)
     if old in _INT_DIGITS and dn:
         precision, scale = int(dn.group(1)), int(dn.group(2))
         return precision - scale >= _INT_DIGITS[old]
-    do = _DECIMAL.match(old)
+    do = _DECIMAL.fullmatch(old)
     if do and dn:
         p1, s1, p2, s2 = int(do.group(1)), int(do.group(2)), int(dn.group(1)), int(dn.group(2))
         return s2 >= s1 and p2 - s2 >= p1 - s1
-    so, sn = _SIZED.match(old), _SIZED.match(new)
+    so, sn = _SIZED.fullmatch(old), _SIZED.fullmatch(new)
     if so and new == "string":
         return True
     if so and sn and so.group(1) == sn.group(1) == "varchar":
