@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 
 import typer
 
+from controller.cli.output import output_option
+
 STATE_OPT = typer.Option(
     "sqlite:///.pipectl/state.db", "--state", envvar="PIPECTL_STATE", help="State store (SQLAlchemy URL)."
 )
@@ -58,7 +60,7 @@ def _ledger(state: str, key: Path | None, anchors: Path | None) -> Any:
 
 def audit(
     release: str | None = typer.Argument(None, help="Release name, or 'verify' to check the ledger."),
-    output: str = typer.Option("", "--output", "-o", help="json | yaml"),
+    output: str = output_option("table", "json", "yaml"),
     state: str = STATE_OPT,
     anchor_key: Path | None = KEY_OPT,
     anchors: Path | None = ANCHORS_OPT,

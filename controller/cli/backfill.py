@@ -29,6 +29,8 @@ from typing import Any, NoReturn
 
 import typer
 
+from controller.cli.output import output_option
+
 DEFAULT_STATE = "sqlite:///.pipectl/state.db"
 
 
@@ -68,9 +70,11 @@ def backfill(
     ),
     timeout: str = typer.Option("1h", "--timeout", help="Stop waiting after this long (runs keep going)."),
     poll: str = typer.Option("2s", "--poll", help="Run-state poll interval."),
-    repo: str = typer.Option(".", "--repo", "-r", help="Manifest repository (a local directory)."),
+    repo: str = typer.Option(
+        ".", "--repo", "-r", envvar="PIPECTL_REPO", help="Manifest repository (a local directory)."
+    ),
     state: str = typer.Option(DEFAULT_STATE, "--state", envvar="PIPECTL_STATE", help="State store URL."),
-    output: str = typer.Option("", "--output", "-o", help="json for machine-readable output"),
+    output: str = output_option("table", "json"),
 ) -> None:
     """Backfill dt partitions through the release's Airflow DAG: deterministic run ids, ledger, retries."""
     from controller.model.errors import PipectlError

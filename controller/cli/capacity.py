@@ -19,6 +19,8 @@ from typing import Any
 
 import typer
 
+from controller.cli.output import output_option
+
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 
@@ -53,7 +55,7 @@ def plan_capacity(
     compression_ratio: float = typer.Option(4.0, "--compression-ratio", help="Kafka/lake compression."),
     chunk_cores: int = typer.Option(32, "--chunk-cores", help="Cores of one backfill chunk's job."),
     results: Path = typer.Option(RESULTS_DIR, "--results", help="Directory of the benchmarks' JSON results."),
-    output: str = typer.Option("", "--output", "-o", help="json for machine-readable output"),
+    output: str = output_option("table", "json"),
 ) -> None:
     """Size streaming executors, Kafka partitions, trigger/batch and backfill chunks; assumptions listed."""
     from controller.plan.capacity import (

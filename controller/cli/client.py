@@ -1,16 +1,15 @@
 """A small client for the controller's HTTP API (``--server``).
 
-The caller's API token comes from ``$PIPECTL_TOKEN``, else from the context file
-(``$PIPECTL_CONTEXT``, default ``~/.config/pipectl/context.json``: ``{"server": URL, "token": T}``,
-mode 0600), which may also name the server used when ``--server``/``$PIPECTL_SERVER`` is not given.
-Tokens are made by ``pipectl token create`` and sent as ``Authorization: Bearer``; never printed.
+The caller's API token comes from ``$PIPECTL_TOKEN``, else from the context in use
+(``controller.cli.config``: its ``token`` or ``token-file``), which also names the server used when
+``--server``/``$PIPECTL_SERVER`` is not given. Tokens are made by ``pipectl token create`` and sent
+as ``Authorization: Bearer``; never printed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,30 +18,20 @@ from typing import Any
 
 import typer
 
-
-def context_path() -> Path:
-    env = os.environ.get("PIPECTL_CONTEXT")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "pipectl" / "context.json"
+from controller.cli.config import ConfigError, active, explicit, from_context
 
 
 def context() -> dict[str, str]:
-    """The context file's ``server`` and ``token`` (empty when there is no file)."""
-    path = context_path()
-    if not path.exists():
-        return {}
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        typer.echo(f"warning: {path} is readable by others; chmod 600 it", err=True)
+    """The context in use: its ``server`` and ``token`` (empty when there is none)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        typer.echo(f"error: {path}: {e}", err=True)
+        ctx = active()
+        token = ctx.api_token() if ctx else None
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
-    if not isinstance(data, dict):
+    if ctx is None:
         return {}
-    return {k: str(v) for k, v in data.items() if k in ("server", "token") and v}
+    return {k: v for k, v in (("server", ctx.server), ("token", token)) if v}
 
 
 def api_token() -> str | None:
@@ -53,6 +42,45 @@ def server_or_context(server: str | None) -> str | None:
     return server or context().get("server")
 
 
+def reachable(server: str, timeout: float = 2.0) -> bool:
+    """Does anything answer ``GET /healthz`` at ``server`` (no token needed)?"""
+    try:
+        with urllib.request.urlopen(server.rstrip("/") + "/healthz", timeout=timeout):  # noqa: S310
+            return True
+    except urllib.error.HTTPError:
+        return True  # 503: a controller that is not ready still answers
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _local_store(state: str) -> bool:
+    prefix = "sqlite:///"
+    return state.startswith(prefix) and Path(state.removeprefix(prefix)).exists()
+
+
+def use_server(server: str | None, state: str) -> str | None:
+    """The API a reading verb asks, or None to read the state store ``state``.
+
+    A ``--server`` flag or ``$PIPECTL_SERVER`` always wins. A context's server gives way to an
+    explicit ``--state``/``$PIPECTL_STATE``, and to the context's own state store on this machine
+    when the controller does not answer (say, after ``make demo`` stopped it; a note says so)."""
+    if not server:
+        return None
+    if explicit("server"):
+        return server
+    if explicit("state"):
+        return None
+    if (server, state) not in _decided:  # one probe per command, however many reads it makes
+        _decided[(server, state)] = server
+        if from_context("server") and _local_store(state) and not reachable(server):
+            typer.echo(f"note: no controller answers at {server}; reading the state store {state}", err=True)
+            _decided[(server, state)] = None
+    return _decided[(server, state)]
+
+
+_decided: dict[tuple[str, str], str | None] = {}
+
+
 def _request(server: str, path: str, body: dict[str, Any] | None = None) -> Any:
     url = server.rstrip("/") + path
     data = json.dumps(body).encode() if body is not None else None
@@ -61,7 +89,9 @@ def _request(server: str, path: str, body: dict[str, Any] | None = None) -> Any:
     tok = api_token()
     if not tok:
         typer.echo(
-            "error: no API token: set PIPECTL_TOKEN (`pipectl token create --user NAME` prints one)", err=True
+            "error: no API token: set PIPECTL_TOKEN or the context's token-file "
+            "(`pipectl token create --user NAME` prints one)",
+            err=True,
         )
         raise typer.Exit(1)
     req.add_header("Authorization", f"Bearer {tok}")

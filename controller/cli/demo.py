@@ -14,8 +14,11 @@ Steps (each printed as it happens):
 6. print ``pipectl get releases`` and ``pipectl describe release host-metrics``; stop the
    controller, the producers and the streaming jobs (the stack stays up).
 
-The state is the default ``.pipectl/state.db`` of this checkout, so afterwards
-``.venv/bin/pipectl get release host-metrics -o json`` and ``pipectl history host-metrics`` show it.
+The state is the default ``.pipectl/state.db`` of this checkout. The demo writes the context
+``demo`` (the demo's repo, state and API address, and demo-alice's token) to the client config
+(``pipectl config get-contexts``) and makes it current, so afterwards every verb of the README's
+tour works as printed, from any directory: ``pipectl get release host-metrics -o json``,
+``pipectl backfill host-metrics --stage dev …`` (the demo repo), ``pipectl approve …`` (as alice).
 """
 
 from __future__ import annotations
@@ -54,6 +57,17 @@ STAGE_TOPICS = {
 }
 PIPECTL = [sys.executable, "-m", "controller.cli.main"]
 ORDER = ("dev", "staging", "canary", "prod")
+
+
+def write_context(token: str | None) -> None:
+    """The context ``demo``, current: verbs find the demo's repo, state and controller by default."""
+    from controller.cli.config import Context, upsert
+
+    ctx = Context(name="demo", server=f"http://{LISTEN}", repo=str(REPO), state=STATE, token=token)
+    ctx.written_by = "make demo"
+    cfg = upsert(ctx, make_current=True)
+    if token is None:
+        say(f"context demo written to {cfg.path} and made current (pipectl config get-contexts)")
 
 
 def say(msg: str) -> None:
@@ -316,10 +330,13 @@ def main() -> int:
     subprocess.run(["git", "init", "-q", "-b", "main", str(REPO)], check=True)
     git("add", "-A")
     git("commit", "-qm", "host-metrics 1.0.0")
+    write_context(None)
     say("committed host-metrics 1.0.0; starting the controller")
     ctl = start_controller()
     token = pipectl("token", "create", "--user", APPROVER).strip()
-    say(f"created an API token for {APPROVER}, prod's only approver (pipectl token create --user {APPROVER})")
+    write_context(token)
+    say(f"created an API token for {APPROVER}, prod's only approver (pipectl token create --user "
+        f"{APPROVER}); the context demo uses it")
     producers: dict[str, Any] = {}
     approved: set[str] = set()
     try:

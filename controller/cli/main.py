@@ -14,12 +14,13 @@ from typing import Any, NoReturn
 import typer
 
 from controller import __version__
+from controller.cli.output import output_option
 
 app = typer.Typer(
     name="pipectl",
     help="Declarative release controller for data pipelines (Kafka, Spark, Airflow, Hive, SQL).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 
@@ -32,11 +33,26 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    context: str | None = typer.Option(
+        None, "--context", help="Use this context of the config file instead of the current one."
+    ),
 ) -> None:
     """pipectl: ship Kafka topics, Spark jobs, Airflow DAGs, Hive tables and SQL transforms safely."""
+    from controller.cli.config import ConfigError, active, default_map, select
+
+    select(context)
+    if ctx.resilient_parsing or ctx.invoked_subcommand == "config":
+        return  # shell completion; `pipectl config` edits the file and may have to repair it
+    try:
+        current = active()
+    except ConfigError as e:
+        _fail(str(e))
+    if current is not None:
+        ctx.default_map = default_map(ctx.command, current)
 
 
 @app.command()
@@ -101,14 +117,15 @@ def _reused_since(paths: list[Path], ref: str) -> list[str]:
 # --- shared options ------------------------------------------------------------------------------
 
 DEFAULT_STATE = "sqlite:///.pipectl/state.db"
-REPO_OPT = typer.Option(".", "--repo", "-r", help="Manifest repo: a local dir or git URL.")
+REPO_OPT = typer.Option(
+    ".", "--repo", "-r", envvar="PIPECTL_REPO", help="Manifest repo: a local dir or git URL."
+)
 STATE_OPT = typer.Option(
     DEFAULT_STATE, "--state", envvar="PIPECTL_STATE", help="State store (SQLAlchemy URL)."
 )
 SERVER_OPT = typer.Option(
     None, "--server", envvar="PIPECTL_SERVER", help="Controller API (e.g. http://127.0.0.1:8700)."
 )
-OUTPUT_OPT = typer.Option("", "--output", "-o", help="json | yaml | wide")
 STAGE_OPT = typer.Option(..., "--stage", "-s", help="Stage (an Environment name).")
 BRANCH_OPT = typer.Option("main", "--branch", help="Git branch to follow.")
 
@@ -164,7 +181,10 @@ def _one_shot(release: str, stage: str, repo: str, state: str, branch: str, appl
         _fail(f"release {release!r} not found in {repo}")
     try:
         if apply:
-            return apply_stage(rt.reconciler, snap, release, stage)
+            from controller.cli.progress import journal_progress
+
+            with journal_progress(state, release, stage, f"applying {release} to {stage}"):
+                return apply_stage(rt.reconciler, snap, release, stage)
         return preview(rt.reconciler, snap, release, stage), None
     except PipectlError as e:
         _fail(str(e))
@@ -177,14 +197,16 @@ def plan(
     repo: str = REPO_OPT,
     state: str = STATE_OPT,
     branch: str = BRANCH_OPT,
-    output: str = OUTPUT_OPT,
+    output: str = output_option("table", "json", "yaml", "jsonpath", "custom-columns"),
 ) -> None:
     """Show the ordered actions that would converge a stage, with reasons; exit 1 if any is refused."""
-    from controller.cli.render import dump, render_plan
+    from controller.cli.output import parse_output, render
+    from controller.cli.render import render_plan
 
     p, _ = _one_shot(release, stage, repo, state, branch, apply=False)
-    if output in ("json", "yaml"):
-        typer.echo(dump(p.model_dump(mode="json"), output))
+    out = parse_output(output)
+    if out.structured:
+        typer.echo(render(p.model_dump(mode="json"), out))
     else:
         render_plan(p, _console())
     if p.refused:
@@ -267,6 +289,11 @@ def controller_run(
     policy_repo: str | None = typer.Option(None, "--policy-repo", help="Environments from this repo/URL."),
     policy_path: str | None = typer.Option(None, "--policy-path", help="Environments' dir in the policy."),
     policy_branch: str = typer.Option("main", "--policy-branch", help="Branch of --policy-repo."),
+    write_context: bool = typer.Option(
+        True, "--write-context/--no-write-context",
+        help="Record repo, state and API address as the context local-<port> (current if none is; "
+        "not for --listen HOST:0).",
+    ),
 ) -> None:
     """Run the reconciler: poll git (and wake on POST /hooks/git), converge, promote, roll back."""
     from controller.cli.access import AccessOptions, make_policy
@@ -289,7 +316,7 @@ def controller_run(
         kafka = (bootstrap, topic)
     code = run_controller(
         repo, branch, state, listen, _duration(interval), _duration(bake), log_format, workers=workers,
-        events_kafka=kafka, access=access, policy=policy,
+        events_kafka=kafka, access=access, policy=policy, write_context=write_context,
     )
     raise typer.Exit(code)
 
@@ -297,106 +324,10 @@ def controller_run(
 # --- status ----------------------------------------------------------------------------------------
 
 
-def _statuses(state: str, server: str | None) -> dict[str, dict[str, Any]]:
-    if server:
-        from controller.cli.client import api_get
+from controller.cli.get import get as _get  # noqa: E402
+from controller.cli.get import history as _history  # noqa: E402
 
-        data = api_get(server, "/api/v1/releases")
-        return {i["name"]: i["status"] for i in data["items"]}
-    return dict(_store(state).list_statuses())
-
-
-def _history(state: str, server: str | None, name: str) -> list[dict[str, Any]]:
-    if server:
-        from controller.cli.client import api_get
-
-        return list(api_get(server, f"/api/v1/releases/{name}/history")["history"])
-    return list(_store(state).history(name))
-
-
-def _release_rows(statuses: dict[str, dict[str, Any]], state: str, server: str | None, wide: bool) -> str:
-    from controller.cli.render import age, gates_summary, plain_table
-
-    stages: list[str] = []
-    for s in statuses.values():
-        for st in s.get("stages", {}):
-            if st not in stages:
-                stages.append(st)
-    headers = ["NAME", "VERSION", "STAGE", "PHASE", "READY", "GATES", "AGE"]
-    if wide:
-        headers += [st.upper() for st in stages] + ["COMMIT", "REASON", "MESSAGE"]
-    rows = []
-    for name, s in sorted(statuses.items()):
-        cur = s.get("currentStage") or "-"
-        stage_st = s.get("stages", {}).get(cur, {})
-        hist = _history(state, server, name)
-        first = hist[-1]["started_at"] if hist else None
-        ready: dict[str, Any] = next((c for c in s.get("conditions") or [] if c.get("type") == "Ready"), {})
-        row = [name, s.get("version") or "-", cur, s.get("phase") or "-", ready.get("status", "Unknown")]
-        row += [gates_summary(stage_st), age(first)]
-        if wide:
-            for st in stages:
-                x = s.get("stages", {}).get(st)
-                row.append(f"{x.get('version')}/{x.get('phase')}" if x else "-")
-            message = " ".join(str(ready.get("message") or "-").split())
-            row += [(s.get("observedCommit") or "-")[:12], ready.get("reason") or "-", message[:80]]
-        rows.append(row)
-    return plain_table(headers, rows)
-
-
-@app.command()
-def get(
-    kind: str = typer.Argument(..., help="releases | release"),
-    name: str | None = typer.Argument(None, help="Release name."),
-    output: str = OUTPUT_OPT,
-    watch: bool = typer.Option(False, "--watch", "-w", help="Keep printing changes."),
-    state: str = STATE_OPT,
-    server: str | None = SERVER_OPT,
-) -> None:
-    """List releases (NAME VERSION STAGE PHASE GATES AGE) or show one release's status."""
-    import time
-
-    from controller.cli.render import dump
-
-    if kind not in ("releases", "release", "pipelinereleases", "pipelinerelease", "pr"):
-        _fail(f"unknown resource type {kind!r} (try: releases)")
-    last = None
-    while True:
-        statuses = _statuses(state, server)
-        if name:
-            if name not in statuses:
-                _fail(f'release "{name}" not found')
-            statuses = {name: statuses[name]}
-        if output in ("json", "yaml"):
-            if name:
-                obj: Any = {
-                    "apiVersion": "pipectl.dev/v1alpha1",
-                    "kind": "PipelineRelease",
-                    "metadata": {"name": name},
-                    "status": statuses[name],
-                }
-            else:
-                obj = {
-                    "apiVersion": "pipectl.dev/v1alpha1",
-                    "kind": "PipelineReleaseList",
-                    "items": [{"metadata": {"name": n}, "status": s} for n, s in sorted(statuses.items())],
-                }
-            text = dump(obj, output)
-        else:
-            text = _release_rows(statuses, state, server, wide=output == "wide")
-        if not watch:
-            typer.echo(text)
-            return
-        if text != last:
-            if last is not None and output not in ("json", "yaml"):
-                text = "\n".join(text.splitlines()[1:])
-            typer.echo(text)
-            last = (
-                _release_rows(statuses, state, server, wide=output == "wide")
-                if output not in ("json", "yaml")
-                else text
-            )
-        time.sleep(2)
+app.command("get")(_get)
 
 
 @app.command()
@@ -411,10 +342,13 @@ def describe(
 
     if kind not in ("release", "releases", "pipelinerelease", "pr"):
         _fail(f"unknown resource type {kind!r} (try: release)")
-    if server:
-        from controller.cli.client import api_get
+    from controller.cli.client import use_server
 
-        data = api_get(server, f"/api/v1/releases/{name}")
+    server = use_server(server, state)
+    if server:
+        from controller.cli.client import api_get, release_path
+
+        data = api_get(server, release_path(name))
         status, events = data["status"], data.get("events", [])
         last_plans: dict[str, Any] = {}
     else:
@@ -432,16 +366,18 @@ def describe(
 @app.command()
 def history(
     name: str = typer.Argument(..., help="Release name."),
-    output: str = OUTPUT_OPT,
+    output: str = output_option("table", "json", "yaml", "jsonpath", "custom-columns"),
     state: str = STATE_OPT,
     server: str | None = SERVER_OPT,
 ) -> None:
     """Every attempt: version, stage, outcome, gates, commit, time."""
-    from controller.cli.render import dump, plain_table
+    from controller.cli.output import parse_output, render
+    from controller.cli.render import plain_table
 
     runs = _history(state, server, name)
-    if output in ("json", "yaml"):
-        typer.echo(dump(runs, output))
+    out = parse_output(output)
+    if out.structured:
+        typer.echo(render(runs, out))
         return
     rows = []
     for r in runs:
@@ -527,9 +463,14 @@ from controller.cli.capacity import plan_capacity as _plan_capacity  # noqa: E40
 app.command("plan-capacity")(_plan_capacity)
 
 
+from controller.cli.verbs import register as _register  # noqa: E402
+
+_register(app)  # config, version, wait, events, logs, suspend, resume, explain
+
+
 def main() -> None:
     try:
-        app()
+        app(prog_name="pipectl")
     except KeyboardInterrupt:
         sys.exit(130)
 

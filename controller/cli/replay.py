@@ -25,6 +25,8 @@ from typing import Any, NoReturn
 
 import typer
 
+from controller.cli.output import output_option
+
 DEFAULT_STATE = "sqlite:///.pipectl/state.db"
 
 
@@ -48,9 +50,11 @@ def replay(
     timeout: str = typer.Option("30m", "--timeout", help="How long --wait waits."),
     stop: bool = typer.Option(False, "--stop", help="Stop this replay (after its current batch)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; start nothing."),
-    repo: str = typer.Option(".", "--repo", "-r", help="Manifest repository (a local directory)."),
+    repo: str = typer.Option(
+        ".", "--repo", "-r", envvar="PIPECTL_REPO", help="Manifest repository (a local directory)."
+    ),
     state: str = typer.Option(DEFAULT_STATE, "--state", envvar="PIPECTL_STATE", help="State store URL."),
-    output: str = typer.Option("", "--output", "-o", help="json for machine-readable output"),
+    output: str = output_option("table", "json"),
 ) -> None:
     """Replay a streaming job from the Kafka offsets of a time into its own checkpoint and table."""
     """Replay a streaming job from the Kafka offsets of a time into its own checkpoint and table."""

@@ -35,6 +35,7 @@ def run_controller(
     events_kafka: tuple[str, str] | None = None,
     access: AccessOptions | None = None,
     policy: Policy | None = None,
+    write_context: bool = False,
 ) -> int:
     """Exit 0 after SIGTERM/SIGINT; non-zero only for fatal start-up errors (bad flags, an
     unreadable state store or git source at start). Errors after start never end the process."""
@@ -72,6 +73,8 @@ def run_controller(
         return 1
     api.start()
     log.info("api listening", address=f"{api.address[0]}:{api.address[1]}", workers=workers)
+    if write_context and not listen.endswith(":0"):  # a random port is nobody's context
+        _record_context(repo, state, api.address, log)
     emit = rt.reconciler.ops.emit
     emit(EventType.CONTROLLER, "", None, message="controller started", detail={"workers": workers})
     try:
@@ -81,6 +84,19 @@ def run_controller(
         api.stop()
         elector.release()
     return 0
+
+
+def _record_context(repo: str, state: str, address: tuple[str, int], log: Any) -> None:
+    """Remember this controller in the client config (``pipectl config get-contexts``); never fatal."""
+    from controller.cli.config import ConfigError, config_path, record_controller_context
+
+    try:
+        name = record_controller_context(repo, state, address[0], address[1])
+    except (OSError, ConfigError) as e:
+        log.warning("context not recorded", error=str(e), path=str(config_path()))
+        return
+    if name:
+        log.info("context recorded", context=name, path=str(config_path()))
 
 
 def _lead(elector: Any, stopping: threading.Event, log: Any) -> bool:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from controller.cli.output import output_option
+
 if TYPE_CHECKING:
     from controller.store.tokens import TokenStore
 
@@ -51,7 +53,7 @@ def create(
 
 @app.command("list")
 def list_tokens(
-    output: str = typer.Option("", "--output", "-o", help="json"),
+    output: str = output_option("table", "json"),
     state: str = STATE,
 ) -> None:
     """Every token's id, user, groups and state (never the token)."""

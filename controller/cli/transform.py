@@ -25,6 +25,8 @@ from typing import Any, NoReturn
 
 import typer
 
+from controller.cli.output import output_option
+
 app = typer.Typer(
     name="transform",
     help="SQL transforms: compile them for a stage, run scheduled materializations.",
@@ -33,7 +35,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-REPO_OPT = typer.Option(".", "--repo", "-r", help="Manifest repository (a local directory).")
+REPO_OPT = typer.Option(
+    ".", "--repo", "-r", envvar="PIPECTL_REPO", help="Manifest repository (a local directory)."
+)
 STAGE_OPT = typer.Option(..., "--stage", "-s", help="Stage (an Environment name).")
 
 
@@ -70,7 +74,7 @@ def compile_(
     release: str = typer.Argument(..., help="Release name."),
     stage: str = STAGE_OPT,
     repo: str = REPO_OPT,
-    output: str = typer.Option("", "--output", "-o", help="json for machine-readable output"),
+    output: str = output_option("table", "json"),
 ) -> None:
     """Print each transform compiled for the stage: SQL, digest, inputs, columns, lineage."""
     from controller.plan.transforms import TransformError, compile_release

@@ -4,6 +4,7 @@ messages, and a restore that verifies only because it was recorded."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "controller.cli.main", *args],
         cwd=cwd, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PIPECTL_CONFIG": os.environ["PIPECTL_CONFIG"]},
     )
 
 
