@@ -95,6 +95,22 @@ def _line_at(text: str, pos: int) -> int:
     return text.count("\n", 0, max(0, min(pos, len(text)))) + 1
 
 
+def _deepest_line(text: str) -> int:
+    """The line where parentheses nest deepest (strings and comments are not told apart)."""
+    depth = deepest = 0
+    line = at = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch == "(":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, line
+        elif ch == ")":
+            depth -= 1
+    return at
+
+
 def parse_sql(text: str, file: str, transform: int = 0) -> ParsedSql:
     """Template and syntax checks of one transform's SQL; never raises."""
     out = ParsedSql(file=file)
@@ -157,6 +173,9 @@ def _parse_query(sql: str, problem: Problem) -> exp.Query | None:
         desc = _friendly(str(first.get("description") or e).split("\n")[0])
         near = str(first.get("highlight") or "").strip()
         problem(line, f"SQL syntax error: {desc}" + (f" (near {near!r})" if near else ""))
+        return None
+    except RecursionError:  # sqlglot's parser recurses per nesting level
+        problem(_deepest_line(sql), "SQL nesting is too deep to parse")
         return None
     except TokenError as e:
         start = getattr(e, "start", None)

@@ -20,6 +20,8 @@ Path_ = tuple[str | int, ...]
 
 MAX_EXPANDED_NODES = 100_000
 MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 64
+"""Nesting levels a document may have (aliases expanded); a manifest needs fewer than ten."""
 
 
 @dataclass
@@ -59,32 +61,51 @@ class _LoadError(Exception):
         self.path = path
 
 
-def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+def _too_deep(node: yaml.Node) -> _LoadError:
+    return _LoadError(node.start_mark.line + 1, f"YAML nesting is deeper than {MAX_DEPTH} levels")
+
+
+def _expanded_size(
+    node: yaml.Node, memo: dict[int, tuple[int, int]], active: set[int], depth: int = 0
+) -> tuple[int, int]:
+    """(nodes, height) of ``node`` with aliases expanded; refuses recursion, bombs and deep nesting
+    at the line of the node where the limit is crossed."""
     key = id(node)
     if key in memo:
-        return memo[key]
+        size, height = memo[key]
+        if depth + height > MAX_DEPTH:  # an alias that puts a shared subtree too deep
+            raise _too_deep(node)
+        return size, height
     if key in active:
         raise _LoadError(node.start_mark.line + 1, "recursive alias is not allowed")
+    if depth > MAX_DEPTH:
+        raise _too_deep(node)
     active.add(key)
-    size = 1
+    size, height = 1, 0
+    children: list[yaml.Node] = []
     if isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            size += _expanded_size(child, memo, active)
-            if size > MAX_EXPANDED_NODES:
-                break
+        children = list(node.value)
     elif isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            size += _expanded_size(k, memo, active) + _expanded_size(v, memo, active)
-            if size > MAX_EXPANDED_NODES:
-                break
+        children = [n for kv in node.value for n in kv]
+    for child in children:
+        n, h = _expanded_size(child, memo, active, depth + 1)
+        size, height = size + n, max(height, h + 1)
+        if size > MAX_EXPANDED_NODES:
+            break
     active.discard(key)
     if size > MAX_EXPANDED_NODES:
         raise _LoadError(
             node.start_mark.line + 1,
             f"document expands to more than {MAX_EXPANDED_NODES} nodes through aliases; refusing to load it",
         )
-    memo[key] = size
-    return size
+    memo[key] = (size, height)
+    return size, height
+
+
+def _reader_line(text: str, position: int) -> int:
+    """The 1-based line of character ``position``, counting line breaks as YAML's reader does."""
+    head = text[:position].replace("\r\n", "\n")
+    return 1 + sum(head.count(c) for c in ("\n", "\r", "\x85", "\u2028", "\u2029"))
 
 
 class _Converter:
@@ -95,7 +116,7 @@ class _Converter:
     def convert(self, node: yaml.Node, path: Path_) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node, deep=True)
+            return self.scalar(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(child, (*path, i)) for i, child in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):
@@ -107,7 +128,7 @@ class _Converter:
                     )
                 if not isinstance(knode, yaml.ScalarNode):
                     raise _LoadError(knode.start_mark.line + 1, "mapping keys must be plain scalars", path)
-                key = self.loader.construct_object(knode, deep=True)
+                key = self.scalar(knode, path)
                 if not isinstance(key, str):
                     key = str(key)
                 if key in out:
@@ -120,6 +141,17 @@ class _Converter:
                 out[key] = self.convert(vnode, (*path, key))
             return out
         raise _LoadError(node.start_mark.line + 1, f"unsupported YAML node {type(node).__name__}", path)
+
+    def scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
+        """The value of a scalar; a tagged value that does not convert (``!!int 0xZZ``, an integer of
+        more digits than Python converts) is a problem on its line, not an exception."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, TypeError, AttributeError, OverflowError) as e:
+            value = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+            raise _LoadError(
+                node.start_mark.line + 1, f"cannot read {value!r} as {node.tag.rsplit(':', 1)[-1]}: {e}", path
+            ) from None
 
 
 def decode_utf8(raw: bytes, file: str) -> tuple[str | None, Problem | None]:
@@ -137,7 +169,11 @@ def decode_utf8(raw: bytes, file: str) -> tuple[str | None, Problem | None]:
 def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]:
     """Parse every document of a YAML stream. A syntax error stops the file (one Problem)."""
     docs: list[Document] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (checked for the whole text)
+        line = _reader_line(text, e.position)
+        return docs, [Problem(file, line, "", f"character {chr(e.character)!r} is not allowed in YAML")]
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -151,13 +187,14 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]
         return docs, [Problem(file, e.line, format_path(e.path), e.message)]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 0
+        line = (mark or loader.get_mark()).line + 1
         msg = "YAML syntax error: " + " ".join(p for p in (e.context, e.problem) if p)
         return docs, [Problem(file, line, "", msg)]
     except yaml.YAMLError as e:
-        return docs, [Problem(file, 0, "", f"YAML error: {e}")]
-    except RecursionError:
-        return docs, [Problem(file, 0, "", "YAML nesting is too deep")]
+        return docs, [Problem(file, loader.get_mark().line + 1, "", f"YAML error: {e}")]
+    except RecursionError:  # composing a deeply nested document: where the parser got to
+        line = loader.get_mark().line + 1
+        return docs, [Problem(file, line, "", f"YAML nesting is deeper than {MAX_DEPTH} levels")]
     finally:
         loader.dispose()
     return docs, []

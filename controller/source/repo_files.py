@@ -39,8 +39,11 @@ def check_python_file(full: Path, rel_path: str) -> str | None:
         return err
     try:
         ast.parse(text or "", filename=rel_path)
-    except SyntaxError as e:
-        return f"{rel_path}:{e.lineno}: Python syntax error: {e.msg}"
+    except SyntaxError as e:  # a NUL byte is a SyntaxError without a line
+        at = f":{e.lineno}" if e.lineno else ""
+        return f"{rel_path}{at}: Python syntax error: {e.msg}"
+    except (RecursionError, MemoryError, ValueError) as e:  # nesting past the parser's limits
+        return f"{rel_path}: Python file cannot be parsed: {type(e).__name__}: {e}"
     return None
 
 
@@ -54,6 +57,8 @@ def check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | Non
         data = json.loads(text or "")
     except json.JSONDecodeError as e:
         return f"{rel_path}:{e.lineno}: invalid JSON: {e.msg}"
+    except RecursionError:
+        return f"{rel_path}: invalid JSON: nested too deeply"
     if fmt is SchemaFormat.AVRO:
         import avro.errors
         import avro.schema
@@ -62,6 +67,8 @@ def check_schema_file(full: Path, fmt: SchemaFormat, rel_path: str) -> str | Non
             avro.schema.parse(json.dumps(data))
         except (avro.errors.AvroException, ValueError, TypeError, KeyError) as e:
             return f"{rel_path}: invalid Avro schema: {e}"
+        except RecursionError:
+            return f"{rel_path}: invalid Avro schema: nested too deeply"
     elif not isinstance(data, dict):
         return f"{rel_path}: a JSON schema must be an object"
     return None

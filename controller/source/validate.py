@@ -125,7 +125,7 @@ def parse_object(doc: Document) -> tuple[Any | None, list[Problem]]:
             else f"unsupported apiVersion {api!r} (expected {API_VERSION})"
         )
         return None, [Problem(doc.file, doc.line_of(("apiVersion",)), "apiVersion", msg)]
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a mapping or list as kind is unhashable
         msg = (
             "required field is missing"
             if kind is None
