@@ -44,6 +44,7 @@ from controller.plan.resources import (
     Resource,
     ResourceKind,
     StreamingJobResource,
+    TransformResource,
     ViewResource,
 )
 from controller.source.revision import revision
@@ -365,6 +366,20 @@ class FakeAirflow(FakeBackend):
         return action.desired.model_copy(update={"source": None})
 
 
+class FakeTransforms(FakeBackend):
+    """SQL transforms; a materialized one reports the physical table its serving view reads, and
+    (like the real adapter) not its compiled SQL."""
+
+    def __init__(self, clock: Clock):
+        super().__init__("transforms", {ResourceKind.TRANSFORM}, clock)
+
+    def live_form(self, action: Action) -> Resource:
+        assert isinstance(action.desired, TransformResource)
+        d = action.desired
+        table = f"{d.name}__{d.digest[:12]}" if d.materialized in ("table", "incremental") else None
+        return d.model_copy(update={"compiled_sql": None, "relation": table})
+
+
 class FakePresto:
     """``SqlPort``: every query answers ``rows``."""
 
@@ -387,11 +402,14 @@ class Installation:
     airflow: FakeAirflow
     spark: FakeSpark
     presto: FakePresto
+    transforms: FakeTransforms
 
     @classmethod
     def new(cls, clock: Clock) -> Installation:
         hive = FakeBackend("hive", {ResourceKind.DATABASE, ResourceKind.TABLE, ResourceKind.VIEW}, clock)
-        return cls(FakeKafka(clock), hive, FakeAirflow(clock), FakeSpark(clock), FakePresto())
+        return cls(
+            FakeKafka(clock), hive, FakeAirflow(clock), FakeSpark(clock), FakePresto(), FakeTransforms(clock)
+        )
 
     @property
     def adapters(self) -> Mapping[ResourceKind, Any]:
@@ -402,10 +420,11 @@ class Installation:
             ResourceKind.TOPIC: self.kafka,
             ResourceKind.DAG: self.airflow,
             ResourceKind.STREAMING_JOB: self.spark,
+            ResourceKind.TRANSFORM: self.transforms,
         }
 
     def backends(self) -> list[FakeBackend]:
-        return [self.kafka, self.hive, self.airflow, self.spark]
+        return [self.kafka, self.hive, self.airflow, self.spark, self.transforms]
 
     def objects(self) -> dict[Key, Resource]:
         """Every live object of the installation (a snapshot)."""
