@@ -377,3 +377,10 @@ def drop_everything(uid: str, databases: list[str], dags_folder: str, dag_glob: 
     if dag_glob:
         for f in Path(dags_folder).glob(dag_glob):
             f.unlink()
+
+
+def token_for(state: Path, user: str) -> str:
+    """A new API token of principal ``user`` in the controller's state store (printed once)."""
+    r = pipectl("token", "create", "--user", user, "--state", f"sqlite:///{state}")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()

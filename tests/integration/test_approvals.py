@@ -31,18 +31,13 @@ from ctlkit import (
     stage_env_yaml,
     stage_status,
     status,
+    token_for,
     wait_for,
 )
 
 
 def two_stage(name: str, version: str, retention: str) -> str:
     return release_yaml(name, version, retention, False, False).replace("stages: [dev]", "stages: [dev, prod]")
-
-
-def token_for(state: Path, user: str) -> str:
-    r = pipectl("token", "create", "--user", user, "--state", f"sqlite:///{state}")
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
 
 
 def call(port: int, path: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:

@@ -53,6 +53,7 @@ from ctlkit import (
     stage_is,
     stage_status,
     stop_spark_jobs,
+    token_for,
     topic_config,
     wait_for,
 )
@@ -327,8 +328,13 @@ def wait_for_alert_metrics(zd: Zd) -> dict[str, list[str]]:
     assert {"pipectl_event_freshness_seconds", "pipectl_streaming_lag_seconds", "pipectl_drift_resources"} <= need
     seen: dict[str, list[str]] = {}
 
+    token = token_for(zd.state, "it-prometheus")  # /metrics needs a principal, as Prometheus would be
+
     def complete() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{zd.ctl.port}/metrics", timeout=10) as r:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{zd.ctl.port}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
             text = r.read().decode()
         seen.clear()
         for line in text.splitlines():
