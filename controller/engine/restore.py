@@ -21,9 +21,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from controller.audit.ledger import GateVerdict
-from controller.audit.records import RunFacts
+from controller.audit.records import RunFacts, rollback_details
 from controller.engine.executor import ApplyReport
 from controller.engine.passes import Pass, StatusWriter
 from controller.engine.stage_ops import StageOps
@@ -70,6 +71,8 @@ class Attempt:
     problem: str = ""
     waiting: str = ""
     retry_after: float = WAIT_RETRY
+    proved: list[Any] | None = None
+    """Restored: the known good's resources at the stage, each proved live as it wants them."""
 
 
 @dataclass
@@ -107,7 +110,7 @@ class Restorer:
                 f"still waiting {waited:.0f}s after it started (deadline {self.deadline:g}s): "
                 + attempt.waiting
             )
-        self._end(p, stage, r, failed, to, problem)
+        self._end(p, stage, r, failed, to, problem, attempt.proved)
 
     def pending(self, p: Pass, stage: str) -> Plan | None:
         """What the restore under way at ``stage`` still has to change (``pipectl plan``/``diff``:
@@ -151,9 +154,17 @@ class Restorer:
             return Attempt(problem=str(e))
         if plan.refused:
             return Attempt(problem="refused: " + refusals(plan))
-        return _outcome(report) or Attempt(
-            problem=self._still_different(rel, stage, ctx, inputs, commit, failed_jobs)
-        )
+        done = _outcome(report)
+        if done is not None:
+            return done
+        problem = self._still_different(rel, stage, ctx, inputs, commit, failed_jobs)
+        if problem:
+            return Attempt(problem=problem)
+        # the rollback record lists what the proof covered: the plan it found empty was of these
+        try:
+            return Attempt(proved=self.ops.desired(rel, ctx, inputs, commit))
+        except PipectlError:  # proved all the same; only the record's list is lost
+            return Attempt()
 
     def _still_different(
         self,
@@ -174,7 +185,14 @@ class Restorer:
         return "still different after the restore: " + "; ".join(a.describe() for a in plan.actions)
 
     def _end(
-        self, p: Pass, stage: str, r: RestoreIntent, failed: PipelineRelease, to: str, problem: str
+        self,
+        p: Pass,
+        stage: str,
+        r: RestoreIntent,
+        failed: PipelineRelease,
+        to: str,
+        problem: str,
+        proved: list[Any] | None = None,
     ) -> None:
         """The restore's one outcome: status, event, rollback record, history row; then forget it."""
         if problem:
@@ -203,6 +221,9 @@ class Restorer:
         run = RunFacts("rollback", run_id, r.failed.commit, outcome, r.started_at, now, self.ops.instance)
         run.gates = [GateVerdict.model_validate(g) for g in r.gates]
         run.message, run.reason = msg, reason
+        run.details = rollback_details(
+            r.trigger, r.version, None if r.to is None else to, proved, [] if problem else r.failed_jobs
+        )
         self.ops.audit(failed, stage, run)
         if r.run_id is not None:
             rows = [{k: str(g.get(k, "")) for k in ("name", "type", "verdict", "message")} for g in r.gates]

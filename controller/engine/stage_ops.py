@@ -193,6 +193,23 @@ class StageOps:
                     live[(str(kind), n)] = r
         return live
 
+    def desired(
+        self,
+        rel: PipelineRelease,
+        ctx: StageContext,
+        rollout: RolloutInputs,
+        commit: str | None,
+        upstream: Sequence[PipelineRelease] = (),
+    ) -> list[Any]:
+        """What ``plan`` converges the stage to (nothing read live): ``rel``'s resources at ``ctx``.
+        A canary declares no topics once its target has a known good (they are the target's)."""
+        _root, read = self.reader_for(commit)
+        if ctx.canary_of is not None and self.store.known_good(rel.name, ctx.canary_of) is not None:
+            rollout = dataclasses.replace(rollout, declare_topics=False)
+        return list(
+            desired_resources(rel, ctx, read, self.checkpoint_root, rollout, upstream_releases=list(upstream))
+        )
+
     def plan(
         self,
         rel: PipelineRelease,
@@ -204,13 +221,9 @@ class StageOps:
         delete_jobs: Sequence[str] = (),
     ) -> tuple[Plan, StagePorts]:
         """The plan that converges ``stage`` to ``rel`` (nothing applied)."""
-        root, read = self.reader_for(commit)
+        root, _read = self.reader_for(commit)
         be = self.backends(ctx, root)
-        if ctx.canary_of is not None and self.store.known_good(rel.name, ctx.canary_of) is not None:
-            rollout = dataclasses.replace(rollout, declare_topics=False)
-        desired = desired_resources(
-            rel, ctx, read, self.checkpoint_root, rollout, upstream_releases=list(upstream)
-        )
+        desired = self.desired(rel, ctx, rollout, commit, upstream)
         live = self.observe(be, desired)
         prune: list[Any] = []
         if delete_jobs:
