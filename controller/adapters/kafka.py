@@ -8,8 +8,10 @@ defaults included; the rule compares only the keys a manifest sets.
 ``apply`` re-reads the topic before changing anything, so re-applying an action whose effect is
 present makes no changing call. After a change it waits (up to ``timeout``) until a read shows the
 effect, so the next observe of the pass sees it. It never deletes a topic unless the action is a
-DELETE, which the rule emits only for approved names. SDK errors become ``TransientBackendError``
-(retried with backoff) or ``PermanentBackendError``, raised from the original.
+DELETE, which the rule emits only for approved names, or an approved REPLACE (a partition
+decrease a person approved: ``controller.plan.approvals``): delete the topic, create it again.
+SDK errors become ``TransientBackendError`` (retried with backoff) or ``PermanentBackendError``,
+raised from the original.
 
 Offsets for gates and replays (``end_offsets``, ``offsets_for_times``) use the admin
 ``ListOffsets`` call: one batched request, and no consumer group is joined or committed to.
@@ -174,6 +176,8 @@ class KafkaAdapter:
             result = self._update(action)
         elif action.op is Op.DELETE:
             result = self._delete(action)
+        elif action.op is Op.REPLACE and action.approved_by:
+            result = self._recreate(action)
         else:
             raise PermanentBackendError(BACKEND, f"{action.id}: {action.op} is not supported for topics")
         log.info("kafka.apply", changed=result.changed, message=result.message)
@@ -269,6 +273,33 @@ class KafkaAdapter:
         self._delete_topic(name)
         self._await(name, lambda live: live is None)
         return ApplyResult(action_id=action.id, changed=True, message="deleted")
+
+    def _recreate(self, action: Action) -> ApplyResult:
+        """Delete the topic and create it with the desired spec (an approved partition decrease).
+        Idempotent: a topic that already has the desired partitions and factor is left alone."""
+        desired = _desired_topic(action)
+        live = self._observe([desired.name]).get(desired.name)
+        if live is not None and (live.partitions, live.replication_factor) == (
+            desired.partitions,
+            desired.replication_factor,
+        ):
+            return ApplyResult(action_id=action.id, changed=False, message="already recreated")
+        if live is not None:
+            self._delete_topic(desired.name)
+            self._await(desired.name, lambda now: now is None)
+        deadline = time.monotonic() + self._timeout
+        # A deleted topic may still be "marked for deletion" on a broker: creating it is refused
+        # (TOPIC_ALREADY_EXISTS) for a moment, while no read shows it.
+        while not self._create_topic(desired):
+            if self._describe_topics([desired.name]) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        self._await(desired.name, lambda now: now is not None and now.partitions == desired.partitions)
+        return ApplyResult(
+            action_id=action.id,
+            changed=True,
+            message=f"recreated with {desired.partitions} partitions (approved by {action.approved_by})",
+        )
 
     def _await(
         self, name: str, done: Callable[[TopicResource | None], bool], *, with_config: bool = False

@@ -8,6 +8,10 @@ as well, so an action interrupted mid-way is safe to run again.
 
 Waves: actions of the same kind rank run in parallel (bounded); a wave starts only when the one
 before it finished without error. A stop event is honoured between actions (graceful SIGTERM).
+
+Destructive actions awaiting approval (``Action.pending``) are never run; an approved one
+(``controller.plan.approvals``) is re-checked like any other: it is still needed while its rule
+finds anything to do for the resource (a refusal included — that is what the approval lifted).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from controller.model.errors import (
 )
 from controller.model.reasons import Reason
 from controller.obs import metrics
-from controller.plan.actions import Action, DiffContext, Op, Plan
+from controller.plan.actions import Action, Approval, DiffContext, Op, Plan
 from controller.plan.resources import KIND_ORDER, ResourceKind
 from controller.plan.rules import RULES
 from controller.store.db import Store
@@ -122,7 +126,7 @@ class Executor:
             raise PlanRefusedError("; ".join(a.describe() for a in plan.refused))
         ctx = ctx or DiffContext()
         report = ApplyReport()
-        for wave in waves(list(plan.actions)):
+        for wave in waves(plan.applicable):
             if self.stop.is_set():
                 report.interrupted = True
                 report.outcomes += [ActionOutcome(a, "not-run", "controller stopping") for a in wave]
@@ -147,6 +151,8 @@ class Executor:
         if action.op is Op.DELETE:
             return live is not None
         follow_up = rule(action.desired, live, ctx)
+        if action.approval is Approval.APPROVED:
+            return bool(follow_up)
         return any(a.op is not Op.REFUSE for a in follow_up)
 
     def _one(self, plan: Plan, action: Action, run_id: str, intent: str, ctx: DiffContext) -> ActionOutcome:

@@ -1,7 +1,9 @@
 """Pair desired with live resources, run the per-kind diff rules, and order the actions.
 
 Ordering follows gitops-engine's sync tasks: by kind order (dependencies first), then by name;
-deletes go in reverse kind order after everything else. The result is a ``Plan`` value.
+deletes go in reverse kind order after everything else. Destructive actions are settled against
+the approvals in the ``DiffContext`` (``controller.plan.approvals``): awaiting approval, each says
+how to approve it. The result is a ``Plan`` value.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from controller.plan.actions import Action, DiffContext, Op, Plan
+from controller.plan.actions import Action, DiffContext, Op, Plan, approval_hint
+from controller.plan.approvals import settle
 from controller.plan.resources import KIND_ORDER, ResourceKind
 from controller.plan.rules import RULES
 
@@ -25,11 +28,12 @@ def diff_resources(
     actions: list[Action] = []
     for d in desired:
         rule = RULES[ResourceKind(d.kind)]
-        actions.extend(rule(d, live.get(d.key), ctx))
+        have = live.get(d.key)
+        actions.extend(settle(rule(d, have, ctx), d, have, ctx))
     desired_keys = {d.key for d in desired}
     for extra in prune_candidates:
         if extra.key not in desired_keys:
-            actions.extend(RULES[ResourceKind(extra.kind)](None, extra, ctx))
+            actions.extend(settle(RULES[ResourceKind(extra.kind)](None, extra, ctx), None, extra, ctx))
     return order_actions(actions)
 
 
@@ -55,7 +59,12 @@ def make_plan(
     commit: str | None = None,
     prune_candidates: Sequence[Any] = (),
 ) -> Plan:
-    actions = diff_resources(desired, live, ctx or DiffContext(), prune_candidates)
+    actions = [
+        a.model_copy(update={"reason": f"{a.reason}; {approval_hint(release, stage, a.id)}"})
+        if a.pending
+        else a
+        for a in diff_resources(desired, live, ctx or DiffContext(), prune_candidates)
+    ]
     return Plan(
         release=release, version=version, stage=stage, commit=commit, generated_at=now, actions=actions
     )

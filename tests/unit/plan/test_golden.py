@@ -2,7 +2,9 @@
 
 desired.yaml and live.yaml are lists of resources (the ``controller.plan.resources`` models);
 expected.yaml is the ordered list of actions, each ``{op, kind, name}`` plus optionally
-``reason_code``, ``reversibility`` and ``changes`` (the rendered ``field: old → new`` strings).
+``reason_code``, ``reversibility``, ``changes`` (the rendered ``field: old → new`` strings),
+``approval`` (required | approved) and ``approved_by``. context.yaml may hold ``prune``,
+``allow_delete`` and ``grants`` (``{action_id, digest, approver}``: destructive approvals).
 An empty list means a no-op; such a case should say why in a ``# comment`` at the top.
 """
 
@@ -15,7 +17,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter
 
-from controller.plan.actions import Action, DiffContext
+from controller.plan.actions import Action, DiffContext, Grant
 from controller.plan.planner import diff_resources
 from controller.plan.resources import Resource
 
@@ -37,6 +39,10 @@ def _render(a: Action, expected: dict[str, Any]) -> dict[str, Any]:
         out["reversibility"] = str(a.reversibility)
     if "changes" in expected:
         out["changes"] = [str(c) for c in a.changes]
+    for key in ("approval", "approved_by"):
+        if key in expected:
+            value = getattr(a, key)
+            out[key] = str(value) if value is not None else None
     return out
 
 
@@ -51,7 +57,9 @@ def test_golden_plan(case: str) -> None:
     live_list = _resources.validate_python(_load(d / "live.yaml") or [])
     ctx_raw = _load(d / "context.yaml") or {}
     ctx = DiffContext(
-        allow_delete=frozenset(ctx_raw.get("allow_delete", [])), prune=bool(ctx_raw.get("prune", False))
+        allow_delete=frozenset(ctx_raw.get("allow_delete", [])),
+        prune=bool(ctx_raw.get("prune", False)),
+        grants=tuple(Grant.model_validate(g) for g in ctx_raw.get("grants", [])),
     )
     live = {r.key: r for r in live_list}
     prune = live_list if ctx.prune else []
