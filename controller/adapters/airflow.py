@@ -181,7 +181,7 @@ class AirflowAdapter:
     def apply(self, action: Action) -> ApplyResult:
         if action.kind is not ResourceKind.DAG:
             raise PermanentBackendError(BACKEND, f"cannot apply {action.kind} actions")
-        if action.op is Op.REFUSE:
+        if action.op is Op.REFUSE or action.pending:  # a refusal, or awaiting approval
             raise PermanentBackendError(BACKEND, f"refused action cannot be applied: {action.describe()}")
         if not isinstance(action.desired, DagResource):
             raise PermanentBackendError(BACKEND, f"{action.id}: action carries no DAG resource")

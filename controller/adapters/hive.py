@@ -185,7 +185,7 @@ class HiveAdapter(HiveThriftConnection):
     @retrying()
     def apply(self, action: Action) -> ApplyResult:
         """Apply one action after re-reading the resource; idempotent."""
-        if action.op is Op.REFUSE:
+        if action.op is Op.REFUSE or action.pending:  # a refusal, or awaiting approval
             raise PermanentBackendError(
                 BACKEND, f"refusing to apply refused action {action.id}: {action.reason}"
             )

@@ -165,7 +165,7 @@ class KafkaAdapter:
     def apply(self, action: Action) -> ApplyResult:
         self._check_kind(action.kind)
         log = _log.bind(action=action.id)
-        if action.op is Op.REFUSE:
+        if action.op is Op.REFUSE or action.pending:  # a refusal, or awaiting approval
             raise PermanentBackendError(
                 BACKEND,
                 f"{action.id} is a refusal ({action.reason_code}) and cannot be applied: {action.reason}",

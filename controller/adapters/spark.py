@@ -127,7 +127,7 @@ class SparkAdapter:
     def apply(self, action: Action) -> ApplyResult:
         if action.kind is not ResourceKind.STREAMING_JOB:
             raise PermanentBackendError(BACKEND, f"cannot apply {action.kind} actions")
-        if action.op is Op.REFUSE:
+        if action.op is Op.REFUSE or action.pending:  # a refusal, or awaiting approval
             raise PermanentBackendError(BACKEND, f"refused action cannot be applied: {action.describe()}")
         if action.op is Op.DELETE:
             return self._delete(action)

@@ -145,7 +145,7 @@ class TransformAdapter(TransformCatalog):
     @retrying()
     def apply(self, action: Action) -> ApplyResult:
         """Materialize (create/update/replace) or delete one transform; idempotent."""
-        if action.op is Op.REFUSE:
+        if action.op is Op.REFUSE or action.pending:  # a refusal, or awaiting approval
             raise PermanentBackendError(
                 BACKEND, f"refusing to apply refused action {action.id}: {action.reason}"
             )

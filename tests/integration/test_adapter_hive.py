@@ -441,8 +441,8 @@ def test_prune_deletes_only_with_approval(
     live = list(observe_all(adapter, desired).values())
 
     refused = diff_resources([], {}, DiffContext(prune=True), prune_candidates=live)
-    assert [(a.op, a.reason_code) for a in refused] == [(Op.REFUSE, "DeleteNotApproved")] * 3
-    for a in refused:
+    assert [(a.op, a.reason_code, a.pending) for a in refused] == [(Op.DELETE, "DeleteNotApproved", True)] * 3
+    for a in refused:  # awaiting approval: the adapter refuses to apply it
         with pytest.raises(PermanentBackendError):
             adapter.apply(a)
     assert len(observe_all(adapter, desired)) == 3
