@@ -8,7 +8,8 @@ never approves a 1.1.0 committed meanwhile, nor other content under the same ver
 
 ``check`` decides, in this order: the release exists at that commit (else 404), the stage is one
 of its ``spec.rollout.stages`` (400), the principal may approve that stage — the stage
-Environment's ``spec.approvers`` when set, anyone authenticated otherwise (403) — and the version
+Environment's ``spec.approvers`` when set, anyone authenticated otherwise (403; these three are
+``check_stage``, which destructive approvals and rollbacks use too) — and the version
 (and revision, when given) is the current one (409, naming the current version). ``approve``
 records it and writes an audit record naming the principal and the digest. The API
 (``controller.api``) and the operator path of ``pipectl approve`` both go through here.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from controller.audit.ledger import AuditRecord, Ledger
+from controller.model.manifest import PipelineRelease
 from controller.source.revision import revision
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
@@ -66,27 +68,35 @@ class Approval:
         }
 
 
-def check(snap: RepoSnapshot, req: ApprovalRequest, who: Principal) -> str:
-    """The current revision digest when ``who`` may approve ``req`` at ``snap``; else raises
-    ``ApprovalRefused``."""
+def check_stage(snap: RepoSnapshot, release: str, stage: str, who: Principal) -> PipelineRelease:
+    """The release when ``who`` may approve changes to ``stage`` of it at ``snap`` (a version, a
+    destructive action, a rollback); else raises ``ApprovalRefused`` (404, 409, 400, 403)."""
     at = (snap.commit or "the working tree")[:12]
-    if req.release not in snap.releases:
-        if req.release in snap.invalid_releases:
-            raise ApprovalRefused(409, "ReleaseInvalid", f"release {req.release!r} is invalid at {at}")
-        raise ApprovalRefused(404, "ReleaseNotFound", f"release {req.release!r} not found at {at}")
-    rel = snap.release(req.release)
+    if release not in snap.releases:
+        if release in snap.invalid_releases:
+            raise ApprovalRefused(409, "ReleaseInvalid", f"release {release!r} is invalid at {at}")
+        raise ApprovalRefused(404, "ReleaseNotFound", f"release {release!r} not found at {at}")
+    rel = snap.release(release)
     stages = rel.spec.rollout.stages
-    if req.stage not in stages:
+    if stage not in stages:
         raise ApprovalRefused(
-            400, "UnknownStage", f"stage {req.stage!r} is not a stage of {rel.name} ({', '.join(stages)})"
+            400, "UnknownStage", f"stage {stage!r} is not a stage of {rel.name} ({', '.join(stages)})"
         )
-    approvers = snap.environment(req.stage).spec.approvers if req.stage in snap.environments else None
+    approvers = snap.environment(stage).spec.approvers if stage in snap.environments else None
     if approvers is not None and not approvers.allows(who.user, who.groups):
         raise ApprovalRefused(
             403,
             "NotAnApprover",
-            f"{who.user} may not approve stage {req.stage} (see its Environment's approvers)",
+            f"{who.user} may not approve stage {stage} (see its Environment's approvers)",
         )
+    return rel
+
+
+def check(snap: RepoSnapshot, req: ApprovalRequest, who: Principal) -> str:
+    """The current revision digest when ``who`` may approve ``req`` at ``snap``; else raises
+    ``ApprovalRefused``."""
+    at = (snap.commit or "the working tree")[:12]
+    rel = check_stage(snap, req.release, req.stage, who)
     current = rel.spec.version
     if req.version != current:
         raise ApprovalRefused(

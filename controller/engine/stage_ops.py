@@ -23,13 +23,14 @@ import structlog
 from controller.adapters.base import Adapter
 from controller.audit.ledger import Ledger
 from controller.audit.records import RunFacts, build_record, manifest_digest
+from controller.engine import prune
 from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
 from controller.model.errors import PipectlError
 from controller.model.manifest import PipelineRelease
 from controller.model.status import StageStatus
 from controller.obs.events import EventSink, EventType, make_event
-from controller.plan.actions import DiffContext, Plan
+from controller.plan.actions import Action, DiffContext, Plan
 from controller.plan.desired import (
     VERSIONED_STRATEGIES,
     RolloutInputs,
@@ -43,6 +44,12 @@ from controller.store.db import Store
 from controller.store.rollout import RolloutStore, StageRollout
 
 log = structlog.get_logger(__name__)
+
+
+def _approved(action: Action) -> str:
+    """`` (approved by alice, sha256:…)`` for an approved destructive action, else ""."""
+    return f" (approved by {action.approved_by}, {action.approval_digest})" if action.approved_by else ""
+
 
 Reader = Callable[[str], bytes]
 ReaderFor = Callable[[str | None], tuple[Path, Reader]]
@@ -221,13 +228,28 @@ class StageOps:
         delete_jobs: Sequence[str] = (),
     ) -> tuple[Plan, StagePorts]:
         """The plan that converges ``stage`` to ``rel`` (nothing applied)."""
+        plan, be, _ = self._plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
+        return plan, be
+
+    def _plan(
+        self,
+        rel: PipelineRelease,
+        stage: str,
+        ctx: StageContext,
+        rollout: RolloutInputs,
+        commit: str | None,
+        upstream: Sequence[PipelineRelease],
+        delete_jobs: Sequence[str],
+    ) -> tuple[Plan, StagePorts, prune.StagePrune]:
+        """The plan, and its prune candidates and approvals (``engine.prune``)."""
         root, _read = self.reader_for(commit)
         be = self.backends(ctx, root)
         desired = self.desired(rel, ctx, rollout, commit, upstream)
         live = self.observe(be, desired)
-        prune: list[Any] = []
+        stopped: list[Any] = []
         if delete_jobs:
-            prune = list(be.spark.observe(ResourceKind.STREAMING_JOB, list(delete_jobs)).values())
+            stopped = list(be.spark.observe(ResourceKind.STREAMING_JOB, list(delete_jobs)).values())
+        sp = prune.gather(self.store, be, rel, stage, ctx, desired)
         plan = make_plan(
             rel.name,
             rel.spec.version,
@@ -235,12 +257,12 @@ class StageOps:
             desired,
             live,
             self.clock(),
-            DiffContext(allow_delete=frozenset(delete_jobs), prune=bool(delete_jobs)),
+            DiffContext(allow_delete=frozenset(delete_jobs), prune=bool(delete_jobs), grants=sp.grants),
             commit,
-            prune,
+            stopped + sp.candidates,
         )
         self.last_plans[(rel.name, stage)] = plan
-        return plan, be
+        return plan, be, sp
 
     def converge(
         self,
@@ -256,11 +278,12 @@ class StageOps:
         apply: bool = True,
     ) -> tuple[Plan, ApplyReport | None]:
         """Plan (and apply, journaled) one stage towards ``rel``; audit what changed."""
-        plan, be = self.plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
+        plan, be, sp = self._plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
         if not apply:
             return plan, None
         self.store.journal_settle(rel.name, stage, {a.id for a in plan.actions})
         if plan.is_noop or plan.refused:
+            prune.record(self.store, sp, plan, None, None)
             return plan, None
         state = self.rollouts.stage(rel.name, stage)
         state.last_plan = plan.model_dump_json()
@@ -278,6 +301,7 @@ class StageOps:
             + repr(rollout.view_segments),
         )
         report = self._executor(be).apply(plan, run_id, intent)
+        prune.record(self.store, sp, plan, report, run_id)
         outcome = "failed" if report.failed else ("interrupted" if report.interrupted else "succeeded")
         msg = "; ".join(f"{o.action.id}: {o.message}" for o in report.failed)
         self.store.run_end(run_id, outcome, "ApplyFailed" if report.failed else None, msg)
@@ -299,17 +323,12 @@ class StageOps:
                 },
             )
         _root, read = self.reader_for(commit)
-        actions = [f"{o.action.id}: {o.state}" for o in report.outcomes]
-        self.audit(
-            rel,
-            stage,
-            RunFacts(
-                kind, run_id, commit, outcome, started, self.clock(), self.instance, plan, actions, (), msg
-            ),
-            ctx,
-            read,
-            upstream,
-        )
+        actions = [f"{o.action.id}: {o.state}{_approved(o.action)}" for o in report.outcomes]
+        now = self.clock()
+        run = RunFacts(kind, run_id, commit, outcome, started, now, self.instance, plan, actions, (), msg)
+        if prune.approved_note(plan):
+            run.details["destructiveApprovals"] = prune.approved_note(plan)
+        self.audit(rel, stage, run, ctx, read, upstream)
         return plan, report
 
     def delete_jobs(
