@@ -20,7 +20,8 @@ def json_schema(kind: str) -> dict[str, Any]:
     model = KIND_MODELS[kind]
     schema = model.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://pipectl.dev/schemas/{kind.lower()}.schema.json"
+    # relative: it resolves against wherever the file is read from (schemas/ in the repository)
+    schema["$id"] = f"{kind.lower()}.schema.json"
     schema["title"] = kind
     return schema
 
