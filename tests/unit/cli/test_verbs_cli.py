@@ -62,6 +62,10 @@ def test_version_client_and_server(api: tuple[str, ApiWorld]) -> None:
     assert data["serverVersion"]["version"] == __version__ and data["clientVersion"]["version"] == __version__
     r = invoke("version", "--server", "http://127.0.0.1:9", env={"PIPECTL_TOKEN": w.bob})
     assert r.exit_code == 1 and r.stdout.startswith("Client Version:") and "cannot reach" in r.stderr
+    # the context's controller may be stopped (after `make demo`): the client's version and a note
+    assert invoke("config", "set-context", "c", "--server", "http://127.0.0.1:9").exit_code == 0
+    r = invoke("version")
+    assert r.exit_code == 0 and "no controller answers at http://127.0.0.1:9" in r.stderr
 
 
 def test_wait_met_and_timing_out(state: str) -> None:
