@@ -11,6 +11,8 @@
 - ``POST /hooks/git`` — wake the controller (generic, GitHub and GitLab push payloads); the webhook
   secret only (``controller.api.auth``)
 - ``GET /api/v1/version``, ``POST /api/v1/releases/NAME/suspend|resume`` — ``controller.api.extras``
+- ``POST /api/v1/releases/NAME/destructive-approvals``, ``POST /api/v1/releases/NAME/rollback``,
+  ``GET /api/v1/releases/NAME/rollback/ID`` — ``controller.api.operations``
 - ``GET /openapi.json`` — the API's description
 
 Principals are per-user tokens (``pipectl token create``) or a trusted proxy's identity header;
@@ -40,6 +42,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.api.auth import TrustedProxy, principal_of, webhook_authorized
 from controller.api.limits import MAX_BODY, BodyLimit, error_body
+from controller.api.operations import Operations
+from controller.api.operations import register as register_operations
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest
 from controller.obs.logging import redact
 from controller.store.db import Store
@@ -67,6 +71,8 @@ class ApiState:
     """Check and record an approval; raises ``ApprovalRefused``."""
     trusted: TrustedProxy | None = None
     max_body: int = MAX_BODY
+    operations: Operations | None = None
+    """Destructive approvals and rollbacks (``controller.api.operations``)."""
 
 
 class ApproveBody(BaseModel):
@@ -113,6 +119,7 @@ def create_app(state: ApiState) -> FastAPI:
     from controller.api.extras import register  # version, suspend, resume
 
     register(app, state)
+    register_operations(app, state)  # destructive approvals, rollbacks
     app.add_middleware(BodyLimit, max_body=state.max_body)
     return app
 

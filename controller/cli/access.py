@@ -7,6 +7,9 @@
   the GitHub HMAC key and GitLab's token; it is never a user's token.
 - Approvals through the API are checked against the release at the controller's current commit
   (``controller.audit.approvals``) and recorded for the authenticated principal.
+- Destructive approvals are checked against the stage's plan computed now, at that commit
+  (``controller.audit.destructive``); manual rollbacks are queued on the controller's request slot
+  (``controller.engine.requests``) for the release's worker. Both by an approver of the stage.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ from typing import Any
 import structlog
 
 from controller.api.auth import TrustedProxy
+from controller.api.operations import Operations, RollbackAsk
 from controller.api.server import ApiState
-from controller.audit.approvals import ApprovalRefused, ApprovalRequest, approve
+from controller.audit.approvals import ApprovalRefused, ApprovalRequest, approve, check_stage
+from controller.audit.destructive import DestructiveRequest, approve_destructive
 from controller.engine.controller import Controller
+from controller.engine.manual import preview
+from controller.engine.requests import RequestConflict
+from controller.model.errors import PipectlError
 from controller.obs import metrics
 from controller.source.policy import ENVIRONMENTS, Policy
 from controller.source.validate import RepoSnapshot, load_repo
@@ -84,6 +92,53 @@ def approver(rt: Runtime, ctl: Controller) -> Callable[[ApprovalRequest, Princip
     return do
 
 
+def _current(rt: Runtime, ctl: Controller) -> RepoSnapshot:
+    commit = ctl.last_commit
+    if rt.source.is_git and commit is None:
+        raise ApprovalRefused(503, "NotReady", "the controller has not read its git repository yet")
+    return snapshot_at(rt, commit)
+
+
+def destructive_approver(
+    rt: Runtime, ctl: Controller
+) -> Callable[[DestructiveRequest, Principal], dict[str, Any]]:
+    """Destructive approvals checked against the stage's plan at the controller's commit."""
+
+    def do(req: DestructiveRequest, who: Principal) -> dict[str, Any]:
+        snap = _current(rt, ctl)
+        check_stage(snap, req.release, req.stage, who)  # 404/400/403 before any backend is asked
+        try:
+            plan = preview(rt.reconciler, snap, req.release, req.stage)
+        except PipectlError as e:
+            raise ApprovalRefused(
+                503, "PlanUnavailable", f"the plan of {req.stage} is not available: {e}"
+            ) from e
+        return approve_destructive(rt.store, snap, plan, req, who)
+
+    return do
+
+
+def operations(rt: Runtime, ctl: Controller) -> Operations:
+    def rollback(ask: RollbackAsk, who: Principal) -> dict[str, Any]:
+        check_stage(_current(rt, ctl), ask.release, ask.stage, who)
+        if rt.store.get_status(ask.release) is None:
+            raise ApprovalRefused(
+                404, "ReleaseNotFound", f'release "{ask.release}" not found in the state store'
+            )
+        try:
+            req = ctl.rollbacks.submit(ask.release, ask.stage, ask.to_version, who.user)
+        except RequestConflict as e:
+            raise ApprovalRefused(409, "RollbackInProgress", str(e)) from None
+        ctl.trigger(ask.release)
+        return req.as_dict()
+
+    def status(release: str, request_id: str) -> dict[str, Any] | None:
+        req = ctl.rollbacks.get(release, request_id)
+        return req.as_dict() if req is not None else None
+
+    return Operations(destructive_approver(rt, ctl), rollback, status)
+
+
 def api_state(
     rt: Runtime, ctl: Controller, health: Callable[[], dict[str, Any]], opts: AccessOptions, state_dir: Path
 ) -> ApiState:
@@ -106,6 +161,7 @@ def api_state(
         metrics=metrics.render,
         approve=approver(rt, ctl),
         trusted=opts.trusted(),
+        operations=operations(rt, ctl),
     )
 
 

@@ -6,6 +6,10 @@ token's principal, never a claimed name. The request names the version (default:
 controller shows now) and optionally the revision digest that was looked at; a newer commit
 makes it 409.
 
+``--destructive ACTION_ID`` approves one destructive action the stage's plan shows as awaiting
+approval (``pipectl plan`` prints the command), bound to its digest (``--digest`` names the one
+that was looked at; default: the plan's current one) — through the API only.
+
 The operator path, for someone on the controller host with the state store: ``--state URL
 --user`` checks the approval against the release at the commit the controller last observed
 (``--repo``, and ``--policy-repo``/``--policy-path`` when the controller uses a policy repo) and
@@ -35,6 +39,10 @@ REPO = typer.Option(".", "--repo", "-r", help="Operator path: the controller's m
 BRANCH = typer.Option("main", "--branch", help="Operator path: the branch the controller follows.")
 POLICY_REPO = typer.Option(None, "--policy-repo", help="Operator path: the controller's policy repo.")
 POLICY_PATH = typer.Option(None, "--policy-path", help="Operator path: Environments' path in the policy.")
+DESTRUCTIVE = typer.Option(
+    None, "--destructive", help="Approve this destructive action of the stage's plan (its id, as shown)."
+)
+DIGEST = typer.Option(None, "--digest", help="With --destructive: the action's digest that was looked at.")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -63,9 +71,15 @@ def approve(
     branch: str = BRANCH,
     policy_repo: str | None = POLICY_REPO,
     policy_path: str | None = POLICY_PATH,
+    destructive: str | None = DESTRUCTIVE,
+    digest: str | None = DIGEST,
 ) -> None:
-    """Approve promotion of a release's version into a stage, as your token's principal (audited)."""
+    """Approve promotion of a release's version into a stage, or one destructive action of the
+    stage's plan (--destructive), as your token's principal (audited)."""
     _no_claimed_names(claimed)
+    if destructive is not None or digest is not None:
+        _destructive(release, stage, destructive, digest, server, local_user or bool(version or revision))
+        return
     if local_user:
         out = _local(release, stage, version, revision, state, repo, branch, policy_repo, policy_path)
     else:
@@ -107,6 +121,32 @@ def _remote(release: str, stage: str, version: str | None, revision: str | None,
     if revision:
         body["revision"] = revision
     return api_post(url, release_path(release, "/approve"), body)
+
+
+def _destructive(
+    release: str, stage: str, action_id: str | None, digest: str | None, server: str | None, mixed: bool
+) -> None:
+    from controller.cli.client import api_post, release_path, server_or_context
+
+    if action_id is None:
+        _fail("--digest goes with --destructive ACTION_ID")
+    if mixed:
+        _fail("--destructive approves one action of the plan: not with --version, --revision or --user")
+    url = server_or_context(server)
+    if not url:
+        _fail(
+            "destructive approvals go through the controller's API with your own token: pass --server "
+            "URL (or set PIPECTL_SERVER) and PIPECTL_TOKEN"
+        )
+    body: dict[str, Any] = {"stage": stage, "actionId": action_id}
+    if digest:
+        body["digest"] = digest
+    out = api_post(url, release_path(release, "/destructive-approvals"), body)
+    again = "" if out.get("new", True) else " (already approved)"
+    typer.echo(
+        f"approved destructive action {out['action']} ({out['digest']}) of {release} at {stage} "
+        f"as {out['principal']}{again}; the controller applies it in its next pass"
+    )
 
 
 def _local(

@@ -224,7 +224,7 @@ def diff(
 ) -> None:
     """Print drift per field; exit 0 = no change, 2 = changes or drift, 1 = error."""
     p, _ = _one_shot(release, stage, repo, state, branch, apply=False)
-    if p.is_noop:
+    if not p.actions:  # a delete awaiting approval is drift too
         typer.echo("no changes")
         raise typer.Exit(0)
     for a in p.actions:
@@ -420,31 +420,9 @@ app.command("promote")(_promote)
 app.add_typer(_token_app, name="token")
 
 
-@app.command()
-def rollback(
-    release: str = typer.Argument(..., help="Release name."),
-    stage: str = STAGE_OPT,
-    to_version: str | None = typer.Option(
-        None, "--to-version", help="Version to restore (default: last good)."
-    ),
-    repo: str = REPO_OPT,
-    state: str = STATE_OPT,
-    branch: str = BRANCH_OPT,
-    actor: str = typer.Option(None, "--as", envvar="PIPECTL_USER", help="Who rolls back (default: $USER)."),
-) -> None:
-    """Restore an earlier version at a stage now and hold the current one there until a new commit."""
-    import getpass
+from controller.cli.rollback import rollback as _rollback  # noqa: E402
 
-    from controller.cli.people import manual_rollback
-    from controller.model.errors import PipectlError
-    from controller.wiring import build_runtime
-
-    try:
-        rt = build_runtime(repo, state, branch=branch)
-        msg = manual_rollback(rt, release, stage, to_version, actor or getpass.getuser())
-    except PipectlError as e:
-        _fail(str(e))
-    typer.echo(msg)
+app.command("rollback")(_rollback)
 
 
 from controller.cli.transform import app as _transform_app  # noqa: E402

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from controller.plan.actions import Op, Plan
+from controller.plan.actions import Approval, Op, Plan
 
 
 def age(ts: Any, now: datetime | None = None) -> str:
@@ -57,8 +57,9 @@ _SYMBOL = {Op.CREATE: "+", Op.UPDATE: "~", Op.REPLACE: "-/+", Op.DELETE: "-", Op
 
 
 def render_plan(plan: Plan, console: Console) -> None:
-    """Terraform-like: one line per action with its reason, then the field changes."""
-    if plan.is_noop:
+    """Terraform-like: one line per action with its reason, then the field changes, then the
+    destructive actions awaiting approval with the command that approves each (bound to its digest)."""
+    if not plan.actions:
         console.print(f"No changes. {plan.release} {plan.version} at {plan.stage} matches live state.")
         return
     console.print(f"Plan: {plan.release} {plan.version} → {plan.stage}" + (f" (commit {plan.commit[:12]})"
@@ -71,7 +72,17 @@ def render_plan(plan: Plan, console: Console) -> None:
     for a in plan.actions:
         for c in a.changes:
             console.print(f"  {a.kind.lower()} {a.name} {c}", markup=False)
+    for a in plan.actions:
+        if a.approval is Approval.APPROVED:
+            console.print(f"  {a.id}: approved by {a.approved_by} ({a.approval_digest})", markup=False)
+    for a in plan.pending:
+        console.print(
+            f"  {a.id} needs approval: pipectl approve {plan.release} --stage {plan.stage} "
+            f"--destructive {a.id} --digest {a.approval_digest}",
+            markup=False,
+        )
     counts: dict[str, int] = {}
     for a in plan.actions:
         counts[str(a.op)] = counts.get(str(a.op), 0) + 1
-    console.print("Plan: " + ", ".join(f"{n} to {op}" for op, n in counts.items()))
+    waiting = f" ({len(plan.pending)} awaiting approval, not applied)" if plan.pending else ""
+    console.print("Plan: " + ", ".join(f"{n} to {op}" for op, n in counts.items()) + waiting)

@@ -4,7 +4,9 @@ reconcile releases from a rate-limited work queue with N workers (default 4; ``-
 
 - a pass returns ``requeue_after``; a failed pass is retried with exponential backoff per release;
 - at most one pass per release runs at a time, so one slow release never holds up another;
-- a release whose pass changed something makes its ``dependsOn`` dependents due at once.
+- a release whose pass changed something makes its ``dependsOn`` dependents due at once;
+- a manual rollback asked through the API (``requests.RollbackRequests``) is run by the release's
+  worker at the start of its pass, so it never runs beside a pass of the same release.
 
 SIGTERM sets the stop event: each worker finishes the action in flight and exits.
 """
@@ -20,10 +22,14 @@ from pathlib import Path
 
 import structlog
 
+from controller.engine.manual import rollback_stage
 from controller.engine.passes import Result
 from controller.engine.reconciler import Reconciler
+from controller.engine.requests import RollbackRequest, RollbackRequests
 from controller.engine.workqueue import WorkQueue
+from controller.model.errors import PipectlError
 from controller.obs import metrics
+from controller.obs.logging import redact
 from controller.source.git import GitSource
 from controller.source.validate import RepoSnapshot, load_repo
 
@@ -90,6 +96,7 @@ class Controller:
     clock: Callable[[], float] = time.monotonic
     on_pass: Callable[[RepoSnapshot, dict[str, float]], None] | None = None
     queue: WorkQueue = field(default_factory=WorkQueue)
+    rollbacks: RollbackRequests = field(default_factory=RollbackRequests)
     last_commit: str | None = None
     last_error: str | None = None
     _snap: RepoSnapshot | None = None
@@ -142,6 +149,9 @@ class Controller:
     def process(self, name: str) -> float:
         """One pass over ``name`` with its bookkeeping (requeue, backoff, dependents); seconds taken."""
         snap = self._snap
+        req = self.rollbacks.take(name)
+        if req is not None:
+            self.rollback(snap, req)
         if snap is None or name not in self._prints:
             return 0.0
         t0 = time.monotonic()
@@ -163,6 +173,26 @@ class Controller:
         if self.on_pass:
             self.on_pass(snap, {name: took})
         return took
+
+    def rollback(self, snap: RepoSnapshot | None, req: RollbackRequest) -> None:
+        """Run a manual rollback asked through the API (the release's worker, before its pass)."""
+        try:
+            if snap is None:
+                raise PipectlError("the controller has not read its git repository yet")
+            msg = rollback_stage(self.reconciler, snap, req.release, req.stage, req.to_version, req.actor)
+        except Exception as e:
+            msg = redact(str(e) if isinstance(e, PipectlError) else f"{type(e).__name__}: {e}")
+            log.error("manual rollback failed", release=req.release, stage=req.stage, error=msg)
+            self.rollbacks.finish(req.id, False, msg)
+            try:
+                self.reconciler.store.add_event(
+                    req.release, req.stage, "Warning", "ManualRollbackFailed", f"{req.actor}: {msg}"
+                )
+            except Exception as store_error:  # the request's own state says it failed already
+                log.warning("event not recorded", error=str(store_error))
+            return
+        log.info("manual rollback", release=req.release, stage=req.stage, actor=req.actor, message=msg)
+        self.rollbacks.finish(req.id, True, msg)
 
     def run_once(self) -> float:
         """Refresh, then run every due release's pass in this thread, dependencies first; returns
