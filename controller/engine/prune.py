@@ -2,9 +2,10 @@
 ``converge``, so the controller's pass and every CLI verb see the same).
 
 - ``gather``, before planning: the stage's inventory entries the release no longer declares
-  (``controller.plan.inventory``) that are still live and still the release's become prune
-  candidates; people's unused approvals (``controller.store.destructive``) become the plan's
-  grants. When nothing was left over no backend is asked anything.
+  (``controller.plan.inventory``) that are still live, still the release's and in no other
+  release's inventory at the stage (a topic moved to another release) become prune candidates;
+  people's unused approvals (``controller.store.destructive``) become the plan's grants. When
+  nothing was left over no backend is asked anything.
 - ``record``, after a converge that applied its plan or had nothing to apply: the inventory gains
   what the plan declared and loses what is gone (absent, another release's, or deleted now);
   approvals whose action was applied are marked used by the run; an action newly awaiting
@@ -47,10 +48,17 @@ class StagePrune:
 def gather(
     store: Store, be: StagePorts, rel: PipelineRelease, stage: str, ctx: StageContext, desired: Sequence[Any]
 ) -> StagePrune:
-    doc = Inventory(store).get(rel.name, stage)
+    inventory = Inventory(store)
+    doc = inventory.get(rel.name, stage)
     out = StagePrune(rel.name, stage, doc, entries(rel, ctx, desired))
+    left = leftovers(doc.entries, out.current)
+    if left:
+        taken = inventory.claimed_by_others(rel.name, stage)
+        out.gone |= {k for k in left if k in taken}
     by_kind: dict[ResourceKind, list[str]] = {}
-    for key in leftovers(doc.entries, out.current):
+    for key in left:
+        if key in out.gone:
+            continue
         kind, name = split_key(key)
         by_kind.setdefault(kind, []).append(name)
     for kind, names in by_kind.items():

@@ -60,6 +60,16 @@ class Inventory:
     def put(self, release: str, stage: str, doc: InventoryDoc) -> None:
         self.store.kv_put(_inventory_key(release, stage), doc.model_dump_json())
 
+    def claimed_by_others(self, release: str, stage: str) -> set[str]:
+        """Every entry of the other releases' inventories at ``stage`` (a resource that moved to
+        another release is never pruned on behalf of the one it left)."""
+        out: set[str] = set()
+        for key, raw in self.store.kv_prefix("inventory/").items():
+            _, other, other_stage = key.split("/", 2)
+            if other != release and other_stage == stage:
+                out |= set(InventoryDoc.model_validate_json(raw).entries)
+        return out
+
 
 class DestructiveApprovals:
     def __init__(self, store: Store):

@@ -137,3 +137,18 @@ def test_an_action_not_in_the_plan_or_not_awaiting_approval_is_refused(world: Wo
             world.store, world.snap, plan, DestructiveRequest(RELEASE, "qa", ACTION), Principal("bob")
         )
     assert refused.value.status == 400
+
+
+def test_a_topic_another_release_declares_now_is_never_a_candidate(world: World) -> None:
+    from controller.store.destructive import InventoryDoc
+
+    claimed = f"Topic/{GONE}"
+    Inventory(world.store).put("other", "dev", InventoryDoc(entries={claimed: claimed}))
+    assert world.snap is not None
+    assert not preview(world.reconciler, world.snap, RELEASE, "dev").pending
+    passes(world, 1)
+    assert claimed not in Inventory(world.store).get(RELEASE, "dev").entries  # ours no more
+    assert GONE in topics(world, "dev")
+    assert [a.id for a in preview(world.reconciler, world.snap, RELEASE, "staging").pending] == [
+        "Topic/staging.telemetry.extra/delete"
+    ]
