@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from controller.cli.options import SERVER_OPT, STATE_OPT, fail
+from controller.cli.options import SERVER_OPT, STATE_OPT, complete_release, fail
 from controller.cli.output import output_option, parse_output, render
 
 
@@ -51,7 +51,9 @@ def _table(events: list[dict[str, Any]]) -> str:
 
 
 def events(
-    release: str | None = typer.Argument(None, help="Release name (default: every release)."),
+    release: str | None = typer.Argument(
+        None, help="Release name (default: every release).", autocompletion=complete_release
+    ),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="How many of the newest to show."),
     types: str = typer.Option("", "--types", help="Only these types, e.g. Warning (comma-separated)."),
     output: str = output_option("table", "json", "yaml", "jsonpath", "custom-columns"),

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from controller.cli.options import BRANCH_OPT, REPO_OPT, SERVER_OPT, STATE_OPT, fail
+from controller.cli.options import BRANCH_OPT, REPO_OPT, SERVER_OPT, STATE_OPT, complete_release, fail
 from controller.cli.output import ALL, Output, parse_output, render
 
 API_VERSION = "pipectl.dev/v1alpha1"
@@ -113,7 +113,9 @@ def _releases_text(name: str | None, out: Output, state: str, server: str | None
 
 def get(
     kind: str = typer.Argument(..., help="releases | release | environments"),
-    name: str | None = typer.Argument(None, help="Release or Environment name."),
+    name: str | None = typer.Argument(
+        None, help="Release or Environment name.", autocompletion=complete_release
+    ),
     output: str = typer.Option("", "--output", "-o", help="table | wide | json | yaml | name | "
                                "jsonpath=TEMPLATE | custom-columns=SPEC"),
     watch: bool = typer.Option(False, "--watch", "-w", help="Keep printing changes (releases)."),

@@ -14,7 +14,7 @@ import getpass
 
 import typer
 
-from controller.cli.options import SERVER_OPT, STATE_OPT, fail
+from controller.cli.options import RELEASE_ARG, SERVER_OPT, STATE_OPT, fail
 
 
 def _set(release: str, suspended: bool, reason: str, state: str, server: str | None) -> None:
@@ -44,7 +44,7 @@ def _set(release: str, suspended: bool, reason: str, state: str, server: str | N
 
 
 def suspend(
-    release: str = typer.Argument(..., help="Release name."),
+    release: str = RELEASE_ARG,
     reason: str = typer.Option("", "--reason", help="Why (shown in the Ready condition's message)."),
     state: str = STATE_OPT,
     server: str | None = SERVER_OPT,
@@ -54,7 +54,7 @@ def suspend(
 
 
 def resume(
-    release: str = typer.Argument(..., help="Release name."),
+    release: str = RELEASE_ARG,
     state: str = STATE_OPT,
     server: str | None = SERVER_OPT,
 ) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from controller.cli.options import SERVER_OPT, STATE_OPT, fail
+from controller.cli.options import RELEASE_ARG, SERVER_OPT, STATE_OPT, fail
 
 KEYS = ("stage", "phase", "version", "condition")
 
@@ -106,7 +106,7 @@ def summary(status: dict[str, Any] | None) -> str:
 
 def wait(
     kind: str = typer.Argument(..., help="release"),
-    name: str = typer.Argument(..., help="Release name."),
+    name: str = RELEASE_ARG,
     for_: str = typer.Option(..., "--for", help="stage=S[,phase=P][,version=V] | phase=P | condition=Ready"),
     timeout: str = typer.Option("5m", "--timeout", help="Give up after this long (exit 1)."),
     interval: str = typer.Option("2s", "--interval", help="Poll interval."),

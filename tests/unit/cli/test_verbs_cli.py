@@ -236,3 +236,11 @@ def test_completion_completes_verbs() -> None:
     r = subprocess.run([sys.executable, "-m", "controller.cli.main"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60, env=env)
     assert r.returncode == 0 and r.stdout.split() == ["events"]
+
+
+def test_completion_completes_release_names(state: str) -> None:
+    env = {**os.environ, "_PIPECTL_COMPLETE": "complete_bash", "COMP_WORDS": "pipectl suspend al",
+           "COMP_CWORD": "2", "PIPECTL_STATE": state}
+    r = subprocess.run([sys.executable, "-m", "controller.cli.main"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0 and r.stdout.split() == ["alpha"], r.stderr
