@@ -61,11 +61,15 @@ ORDER = ("dev", "staging", "canary", "prod")
 
 def write_context(token: str | None) -> None:
     """The context ``demo``, current: verbs find the demo's repo, state and controller by default."""
-    from controller.cli.config import Context, upsert
+    from controller.cli.config import ConfigError, Context, config_path, upsert
 
     ctx = Context(name="demo", server=f"http://{LISTEN}", repo=str(REPO), state=STATE, token=token)
     ctx.written_by = "make demo"
-    cfg = upsert(ctx, make_current=True)
+    try:
+        cfg = upsert(ctx, make_current=True)
+    except (OSError, ConfigError) as e:  # the demo goes on; the tour then needs --repo/--state flags
+        say(f"warning: could not write the context demo to {config_path()}: {e}")
+        return
     if token is None:
         say(f"context demo written to {cfg.path} and made current (pipectl config get-contexts)")
 
