@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # has no default passwords, so the stack, the demo and the tests get it from here explicitly.
 export PIPECTL_AIRFLOW_PASSWORD ?= admin
 
-.PHONY: install generate lint test test-unit test-integration demo bench stack-up stack-down stack-status clean
+.PHONY: install generate lint test test-unit test-integration demo bench fuzz stack-up stack-down stack-status clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -52,6 +52,11 @@ demo: install stack-up
 
 bench: install stack-up
 	@for b in bench/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+# Fuzz the manifest loader and validator (hypothesis; no stack needed). FUZZ_MINUTES=0.5 for a quick look.
+FUZZ_MINUTES ?= 10
+fuzz: install
+	$(VPY) bench/fuzz_manifests.py --minutes $(FUZZ_MINUTES)
 
 clean:
 	rm -rf .pipectl .pytest_cache .mypy_cache .ruff_cache
