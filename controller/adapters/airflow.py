@@ -216,6 +216,11 @@ class AirflowAdapter:
             if (write_py or write_meta) and before is not None and before.file_token:
                 self._request_reparse(str(before.file_token))
             baseline = before.last_parsed_time if (write_py or write_meta) and before is not None else None
+            if write_py or write_meta:
+                # a new deployment waits afresh: an earlier wait for the same (DAG, source, version)
+                # may never have been closed here (a later pass saw the DAG in place and planned no
+                # action), and a rollback deploys exactly such a version again
+                self._pickups.pop((d.name, d.source_digest, d.version), None)
             started = time.monotonic()
             dag = self._await_pickup(d, baseline, err_before)
             notes.append(f"Airflow reports version {d.version} after {time.monotonic() - started:.1f}s")

@@ -91,3 +91,52 @@ def test_refused_action_is_not_applied(tmp_path: Path) -> None:
         adapter.apply(refuse)
     assert adapter.stats.total == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_version_deployed_again_waits_afresh_for_its_pickup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1.0.0 deployed with requeued waits, seen in place by a later pass (no more applies), 2.0.0
+    deployed, then 1.0.0 again minutes later (a rollback): its pickup wait starts now; the first
+    wait's expired deadline used to fail it at once ("not picked up within 60s")."""
+    from types import SimpleNamespace
+
+    from controller.adapters import airflow as mod
+    from controller.model.errors import NotReadyYet
+
+    clock = [1000.0]
+    monkeypatch.setattr(mod.time, "monotonic", lambda: clock[0])
+    adapter = AirflowAdapter("http://127.0.0.1:1", "u", "p", LocalFolderDeployer(tmp_path), pickup_timeout=60)
+    adapter.requeue_waits = True
+    live: list[object] = [None]
+    monkeypatch.setattr(adapter, "_get_dag", lambda dag_id, only_active=True: live[0])
+    monkeypatch.setattr(adapter, "_import_error", lambda file_name: None)
+    monkeypatch.setattr(adapter, "list_runs", lambda dag_id, states=None: [])
+    monkeypatch.setattr(adapter, "_request_reparse", lambda token: None)
+
+    def parsed(d: DagResource) -> object:
+        tags = [SimpleNamespace(name=t) for t in json.loads(render_meta(d))["tags"]]
+        return SimpleNamespace(is_active=True, tags=tags, last_parsed_time=None, file_token=None, is_paused=False)
+
+    def deploy(d: DagResource) -> str:
+        action = Action(op=Op.UPDATE, kind=ResourceKind.DAG, name=d.name, reason="r", desired=d)
+        return adapter.apply(action).message
+
+    v1 = _dag("1.0.0")
+    src2 = "print('dag v2')\n"
+    v2 = v1.model_copy(update={"version": "2.0.0", "source": src2, "source_digest": digest(src2.encode())})
+    with pytest.raises(NotReadyYet):
+        deploy(v1)  # written; Airflow has not parsed it yet: the pass requeues
+    live[0] = parsed(v1)  # parsed: the next pass sees it in place and plans nothing for it
+    clock[0] += 300
+    live[0] = None
+    with pytest.raises(NotReadyYet):
+        deploy(v2)
+    live[0] = parsed(v2)
+    assert deploy(v2) == "converged"
+    clock[0] += 300
+    with pytest.raises(NotReadyYet):  # 1.0.0 again: a fresh 60 s wait, not the expired one
+        deploy(v1)
+    clock[0] += 30
+    live[0] = parsed(v1)
+    assert deploy(v1) == "converged"
