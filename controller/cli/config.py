@@ -234,8 +234,11 @@ def server_url(host: str, port: int) -> str:
 
 def record_controller_context(repo: str, state: str, host: str, port: int) -> str | None:
     """``pipectl controller run``: remember its repo, state and API as ``local-<port>`` unless a
-    context already points at the same three; make it current only when none is. Returns the name
-    written, or None (nothing to write, or a context of that name the user made is kept)."""
+    context already points at the same three, or its repo or state is under the temporary
+    directory (tests, benchmarks); make it current only when none is. Returns the name written, or
+    None (nothing to write, or a context of that name the user made is kept)."""
+    if _temporary(repo) or _temporary(state.removeprefix("sqlite:///")):
+        return None  # a test's or a benchmark's controller: gone soon, nobody's context
     cfg = Config.load()
     new = Context(
         name=f"local-{port}",
@@ -257,6 +260,16 @@ def record_controller_context(repo: str, state: str, host: str, port: int) -> st
         cfg.current = new.name
     cfg.save()
     return new.name
+
+
+def _temporary(path: str) -> bool:
+    """Is ``path`` (a local path, not a URL) under the system's temporary directory?"""
+    import tempfile
+
+    if "://" in path:
+        return False
+    tmp = Path(tempfile.gettempdir()).resolve()
+    return Path(path).expanduser().resolve().is_relative_to(tmp)
 
 
 def upsert(ctx: Context, *, make_current: bool) -> Config:

@@ -139,6 +139,10 @@ def test_controller_run_records_its_context_without_taking_over(tmp_path: Path, 
                                                                  config_file: Path) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "repo").mkdir()
+    # tests' and benchmarks' controllers run on temporary repos and stores: nobody's context
+    assert config.record_controller_context("repo", "sqlite:///.pipectl/state.db", "0.0.0.0", 8711) is None
+    assert not config_file.exists()
+    monkeypatch.setattr(config, "_temporary", lambda path: False)  # as if tmp_path were a home
     name = config.record_controller_context("repo", "sqlite:///.pipectl/state.db", "0.0.0.0", 8711)
     assert name == "local-8711"
     cfg = config.Config.load()
