@@ -83,7 +83,16 @@ def hs2_check(host: str, port: int, timeout: float = 30.0) -> str:
     rows = thriftmini.hs2_query(host, port, "SELECT 1", timeout)
     if rows != [[1]]:
         raise ProbeError(f"SELECT 1 returned {rows!r}")
-    return "SELECT 1 ok"
+    # The error path too: Spark reads its error classes once per JVM, and a read that races another
+    # (two sessions failing at once right after a start) leaves every later error, so every query
+    # naming a missing database or table, failing with NoClassDefFoundError SparkThrowableHelper.
+    try:
+        thriftmini.hs2_query(host, port, "SHOW TABLES IN pipectl_probe_no_such_db", timeout)
+    except thriftmini.ThriftError as e:
+        if "NoClassDefFoundError" in str(e) or "Could not initialize class" in str(e):
+            raise ProbeError(f"the server cannot report errors (restart it): {str(e)[:200]}") from None
+        return "SELECT 1 ok, errors ok"
+    raise ProbeError("SHOW TABLES IN a missing database did not fail")
 
 
 # --- HTTP helpers ------------------------------------------------------------------------------
