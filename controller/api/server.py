@@ -45,6 +45,7 @@ from controller.api.limits import MAX_BODY, BodyLimit, error_body
 from controller.api.operations import Operations
 from controller.api.operations import register as register_operations
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest
+from controller.model.errors import ErrorClass, error_class
 from controller.obs.logging import redact
 from controller.store.db import Store
 from controller.store.tokens import Principal, TokenStore
@@ -143,6 +144,13 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, e: Exception) -> JSONResponse:  # a bug answers 500, JSON
+        if error_class(e) is ErrorClass.TRANSIENT:  # e.g. the state store is down: not a bug, retry
+            driver = type(e).__module__.split(".")[0]
+            what = "state store" if driver in ("sqlalchemy", "psycopg", "sqlite3") else "backend"
+            log.warning("api handler: unavailable", path=request.url.path, error=repr(e)[:300])
+            message = f"{what} unavailable ({type(e).__name__}); retry later"
+            body = error_body(503, message, "BackendUnavailable")
+            return JSONResponse(body, 503, headers={"Retry-After": "10"})
         log.error("api handler failed", path=request.url.path, error=repr(e))
         return JSONResponse(error_body(500, "internal error"), 500)
 

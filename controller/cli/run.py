@@ -127,11 +127,12 @@ def _health(elector: Any, ctl: Controller) -> Callable[[], dict[str, Any]]:
     """Liveness; the API shows callers without a token only ``ok`` and ``leader``."""
 
     def health() -> dict[str, Any]:
+        store_error = ctl.reconciler.store_error  # the last pass could not read or write the store
         return {
-            "ok": elector.is_leader and ctl.last_error is None,
+            "ok": elector.is_leader and ctl.last_error is None and store_error is None,
             "leader": elector.is_leader,
             "commit": ctl.last_commit,
-            "error": ctl.last_error,
+            "error": ctl.last_error or store_error,
         }
 
     return health

@@ -78,6 +78,9 @@ class Reconciler:
         self.clock = clock
         self.stop = threading.Event()
         self.on_status = on_status
+        self.store_error: str | None = None
+        """Why the state store could not be used by the last pass that tried, until one writes again."""
+        self._last: dict[str, ReleaseStatus] = {}
         self.verify_interval = verify_interval
         self.ops = StageOps(
             store,
@@ -114,8 +117,14 @@ class Reconciler:
 
     def reconcile(self, snap: RepoSnapshot, name: str) -> Result:
         result = Result()
-        status = self.load_status(name)
-        held = suspension(self.store, name)
+        try:
+            status = self.load_status(name)
+            held = suspension(self.store, name)
+        except Exception as e:
+            if not _store_outage(e):
+                raise
+            self._store_unavailable(name, snap.commit, result, e, self._last.get(name) or ReleaseStatus())
+            return result
         if held is not None:  # `pipectl suspend`: no plan, apply, gate or promotion until resumed
             self._ready(status, False, Reason.SUSPENDED, suspended_message(held, name))
             self._write_status(name, status)
@@ -136,8 +145,36 @@ class Reconciler:
         except Exception as e:
             self._failed(name, snap, status, result, e)
         finally:
-            self._write_status(name, status)
+            self._save(name, snap.commit, result, status)
         return result
+
+    def _save(self, name: str, commit: str | None, result: Result, status: ReleaseStatus) -> None:
+        try:
+            self._write_status(name, status)
+        except Exception as e:
+            if not _store_outage(e):
+                raise
+            self._store_unavailable(name, commit, result, e, status)
+
+    def _store_unavailable(
+        self, name: str, commit: str | None, result: Result, e: Exception, status: ReleaseStatus
+    ) -> None:
+        """The state store cannot be reached: nothing of the release can be read or recorded. The
+        release is Ready=False (BackendUnavailable) where it can still be seen — the status hook
+        (metrics, the Kubernetes mirror), /healthz, the event stream, the log — and retried."""
+        msg = f"state store unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        self.store_error = msg
+        metrics.set_backend_up(metrics.STATE_BACKEND, False)
+        metrics.record_reconcile_error(name, Reason.BACKEND_UNAVAILABLE)
+        log.error("reconcile failed", release=name, commit=commit, error=msg, error_class="transient")
+        self.ops.emit(EventType.CONTROLLER, name, None, reason=Reason.BACKEND_UNAVAILABLE, message=msg,
+                      git_commit=commit, detail={"error_class": "transient", "error_type": type(e).__name__})
+        self._ready(status, False, Reason.BACKEND_UNAVAILABLE, msg)
+        self._last[name] = status
+        if self.on_status:
+            self.on_status(name, status)
+        result.errors.append(msg)
+        result.requeue(ERROR_RETRY)
 
     def _failed(
         self, name: str, snap: RepoSnapshot, status: ReleaseStatus, result: Result, e: Exception
@@ -154,6 +191,9 @@ class Reconciler:
         if isinstance(e, BackendError):
             metrics.set_backend_up(e.backend.split(".")[0], False)
             reason = Reason.BACKEND_UNAVAILABLE if cls is ErrorClass.TRANSIENT else Reason.APPLY_FAILED
+        elif _store_outage(e):  # the state store went away during the pass (journal, rollout state)
+            metrics.set_backend_up(metrics.STATE_BACKEND, False)
+            reason = Reason.BACKEND_UNAVAILABLE
         elif cls is ErrorClass.CONFIGURATION:
             reason = Reason.CONFIGURATION_ERROR
         elif isinstance(e, PipectlError):
@@ -187,10 +227,12 @@ class Reconciler:
         try:
             self.store.put_status(name, status.model_dump(mode="json", by_alias=True))
             metrics.set_backend_up(metrics.STATE_BACKEND, True)
+            self.store_error = None
         except Exception:
             metrics.set_backend_up(metrics.STATE_BACKEND, False)
             raise
         finally:
+            self._last[name] = status
             if self.on_status:
                 self.on_status(name, status)
 
@@ -317,6 +359,12 @@ class Reconciler:
             return False
         st = raw.get("stages", {}).get(stage)
         return bool(st and st.get("phase") == Phase.SUCCEEDED)
+
+
+def _store_outage(e: Exception) -> bool:
+    """A transient error of the state store's database driver (SQLAlchemy, psycopg, sqlite3)."""
+    driver = (type(e).__module__ or "").split(".")[0]
+    return error_class(e) is ErrorClass.TRANSIENT and driver in ("sqlalchemy", "psycopg", "sqlite3")
 
 
 __all__ = ["GateRequest", "GateRunner", "Path", "Reconciler", "Result"]

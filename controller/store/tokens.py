@@ -7,6 +7,11 @@ tokens stay listed (``pipectl token list``) so the audit trail can still name th
 
 The table lives in the state store's metadata (``controller.store.db``); it is created on first use
 so an existing store gains it without a migration.
+
+While the store cannot be reached, a token this process verified in the last ``RECENT_SECONDS`` is
+still accepted (nothing can be revoked meanwhile: revoking writes to the store), so Prometheus keeps
+scraping /metrics and sees ``pipectl_backend_up{backend="state"} 0`` instead of a dead target.
+Every lookup asks the store first; a token the store says is unknown or revoked is forgotten.
 """
 
 from __future__ import annotations
@@ -15,16 +20,22 @@ import hashlib
 import json
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, DateTime, String, Table, Text, func, select, update
 
+from controller.model.errors import ErrorClass, error_class
 from controller.store.db import Store, _aware, metadata, utcnow
 
 TOKEN_PREFIX = "pct_"  # noqa: S105 - a prefix, not a secret
 _USER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 _GROUP = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+RECENT_SECONDS = 300.0
+"""How long a verified token is accepted while the state store cannot be reached."""
 
 api_tokens = Table(
     "api_tokens",
@@ -73,8 +84,11 @@ def token_digest(token: str) -> str:
 class TokenStore:
     """Create, list, revoke and look up API tokens in the state store."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic):
         self.store = store
+        self.clock = clock
+        self._recent: dict[str, tuple[Principal, float]] = {}  # token sha256 -> (principal, verified at)
+        self._lock = threading.Lock()
         api_tokens.create(store.engine, checkfirst=True)
 
     def create(
@@ -128,11 +142,24 @@ class TokenStore:
         """The principal of a presented token, or None (unknown, revoked, or not a token at all)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 256:
             return None
+        digest = token_digest(token)
         q = select(api_tokens.c.id, api_tokens.c.user, api_tokens.c.groups, api_tokens.c.revoked_at).where(
-            api_tokens.c.token_sha256 == token_digest(token)
+            api_tokens.c.token_sha256 == digest
         )
-        with self.store.tx() as c:
-            row = c.execute(q).first()
-        if row is None or row.revoked_at is not None:
-            return None
-        return Principal(user=row.user, groups=tuple(json.loads(row.groups)), via=f"token:{row.id}")
+        try:
+            with self.store.tx() as c:
+                row = c.execute(q).first()
+        except Exception as e:  # the store is down: a token verified a moment ago is still good
+            with self._lock:
+                hit = self._recent.get(digest)
+            recent = hit is not None and self.clock() - hit[1] <= RECENT_SECONDS
+            if hit is None or not recent or error_class(e) is not ErrorClass.TRANSIENT:
+                raise
+            return hit[0]
+        with self._lock:
+            if row is None or row.revoked_at is not None:
+                self._recent.pop(digest, None)
+                return None
+            who = Principal(user=row.user, groups=tuple(json.loads(row.groups)), via=f"token:{row.id}")
+            self._recent[digest] = (who, self.clock())
+            return who
