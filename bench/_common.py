@@ -232,8 +232,11 @@ def free_port() -> int:
 class ControllerProcess:
     """``pipectl controller run`` on a repo and a SQLite state, API on a free loopback port."""
 
-    def __init__(self, repo: Path, state: Path, log: Path, interval: str = "1h"):
+    def __init__(
+        self, repo: Path, state: Path, log: Path, interval: str = "1h", extra_args: Sequence[str] = ()
+    ):
         self.repo, self.state, self.log, self.interval = repo, state, log, interval
+        self.extra_args = list(extra_args)  # e.g. ["--bake", "10m"]
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.read_token: str | None = None
@@ -259,6 +262,7 @@ class ControllerProcess:
                     "--state", f"sqlite:///{self.state}",
                     "--listen", f"127.0.0.1:{self.port}",
                     "--interval", self.interval,
+                    *self.extra_args,
                 ],
                 cwd=ROOT,
                 env=env,
