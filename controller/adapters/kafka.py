@@ -93,11 +93,19 @@ def _code(exc: KafkaException) -> int | None:
     return err.code() if isinstance(err, KafkaError) else None
 
 
+def _fenced(err: KafkaError) -> bool:
+    """A KRaft broker that has just (re)started is fenced until it has caught up with the metadata
+    log; meanwhile the controller refuses to place replicas on it with INVALID_REPLICATION_FACTOR
+    "All brokers are currently fenced" — a state that passes, unlike a replication factor larger
+    than the cluster ("… cannot be reached because only 1 broker(s) are registered")."""
+    return err.code() == KafkaError.INVALID_REPLICATION_FACTOR and "fenced" in (err.str() or "").lower()
+
+
 def _classify(op: str, exc: KafkaException) -> BackendError:
     err = exc.args[0] if exc.args else None
     if isinstance(err, KafkaError):
         text = f"{op}: {err.name()}: {err.str()}"
-        if err.retriable() or err.code() in _TRANSIENT_CODES:
+        if err.retriable() or err.code() in _TRANSIENT_CODES or _fenced(err):
             return TransientBackendError(BACKEND, text)
         return PermanentBackendError(BACKEND, text)
     return PermanentBackendError(BACKEND, f"{op}: {exc}")

@@ -66,3 +66,22 @@ def test_closed_adapter_refuses_calls(offline: KafkaAdapter) -> None:
     offline.close()  # idempotent
     with pytest.raises(PermanentBackendError, match="closed"):
         offline.observe(ResourceKind.TOPIC, ["dev.x"])
+
+
+def test_fenced_brokers_are_transient_a_too_large_replication_factor_is_not() -> None:
+    # seen right after `devstack up --only kafka` in tests/faults/test_outage.py[kafka]: the stage
+    # ended Failed (a halting phase: no retry until a new version) on a state that passes in seconds
+    from confluent_kafka import KafkaError, KafkaException
+
+    from controller.adapters.kafka import _classify
+
+    fenced = KafkaError(
+        KafkaError.INVALID_REPLICATION_FACTOR,
+        "Unable to replicate the partition 1 time(s): All brokers are currently fenced.",
+    )
+    too_big = KafkaError(
+        KafkaError.INVALID_REPLICATION_FACTOR,
+        "The target replication factor of 3 cannot be reached because only 1 broker(s) are registered.",
+    )
+    assert isinstance(_classify("create_topics", KafkaException(fenced)), TransientBackendError)
+    assert isinstance(_classify("create_topics", KafkaException(too_big)), PermanentBackendError)
