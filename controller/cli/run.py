@@ -138,6 +138,29 @@ def _health(elector: Any, ctl: Controller) -> Callable[[], dict[str, Any]]:
     return health
 
 
+STORE_PING_SECONDS = 10.0
+
+
+def _check_store(rt: Runtime, log: Any) -> None:
+    """Ask the state store for ``SELECT 1``: /healthz and ``pipectl_backend_up{backend="state"}``
+    follow the store even while every pass is held up elsewhere (with the stack's shared PostgreSQL
+    down, the Hive metastore hangs too, and a pass waits on a Hive call, not on the store)."""
+    try:
+        rt.store.ping()
+    except Exception as e:
+        text = str(e).splitlines()[0] if str(e) else ""
+        msg = f"state store unavailable: {type(e).__name__}: {text}"
+        if rt.reconciler.store_error is None:
+            log.error("state store unavailable", error=msg)
+        rt.reconciler.store_error = msg
+        metrics.set_backend_up(metrics.STATE_BACKEND, False)
+        return
+    if rt.reconciler.store_error is not None:
+        log.info("state store reachable again")
+    rt.reconciler.store_error = None
+    metrics.set_backend_up(metrics.STATE_BACKEND, True)
+
+
 def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.Event, log: Any) -> None:
     """Run the controller until a signal or lost leadership; verify the audit chain every 5 min."""
 
@@ -154,10 +177,13 @@ def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.E
     worker = threading.Thread(target=ctl.run, name="pipectl-controller")
     worker.start()
     try:
-        next_verify = 0.0
+        next_verify = next_ping = 0.0
         while worker.is_alive():
             if stopping.is_set():
                 halt()
+            if time.monotonic() >= next_ping:
+                next_ping = time.monotonic() + STORE_PING_SECONDS
+                _check_store(rt, log)
             if time.monotonic() >= next_verify:
                 next_verify = time.monotonic() + 300
                 try:

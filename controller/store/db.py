@@ -189,6 +189,11 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """One round trip (``SELECT 1``); raises what the driver raises when the store is down."""
+        with self.tx() as c:
+            c.execute(select(1))
+
     # --- release status ----------------------------------------------------------------------
 
     def get_status(self, release: str) -> dict[str, Any] | None:

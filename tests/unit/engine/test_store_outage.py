@@ -157,3 +157,24 @@ def test_healthz_is_not_ok_while_the_store_is_unavailable() -> None:
     assert health()["ok"] is True
     ctl.reconciler.store_error = "state store unavailable: OperationalError: connection refused"
     assert health() == {"ok": False, "leader": True, "commit": "abc", "error": ctl.reconciler.store_error}
+
+
+def test_the_supervisor_pings_the_store_while_passes_are_held_up_elsewhere(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from controller.cli.run import _check_store
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    rt = SimpleNamespace(store=store, reconciler=SimpleNamespace(store_error=None))
+    log = structlog.get_logger("test")
+    _check_store(rt, log)  # type: ignore[arg-type]
+    assert rt.reconciler.store_error is None and _state_up() == 1.0
+
+    store.ping = _raise  # type: ignore[method-assign]
+    _check_store(rt, log)  # type: ignore[arg-type]
+    assert rt.reconciler.store_error.startswith("state store unavailable: OperationalError: ")
+    assert _state_up() == 0.0
+
+    del store.ping  # back
+    _check_store(rt, log)  # type: ignore[arg-type]
+    assert rt.reconciler.store_error is None and _state_up() == 1.0
