@@ -341,7 +341,11 @@ def test_rollback_at_prod(world: World) -> None:
     ]
     assert w.dag_version("prod") == "1.0.0"
     assert stage_is(w.state, w.name, "prod", "3.0.0", "RolledBack")
-    assert stage_is(w.state, w.name, "canary", "3.0.0", "Succeeded")
+    # the canary stands down with its target: 3.0.0 stopped there, prod's known good 1.0.0 held
+    wait_for(lambda: stage_is(w.state, w.name, "canary", "3.0.0", "RolledBack"), 60, "canary stands down", w.ctl.log)
+    canary = stage_status(w.state, w.name, "canary")
+    assert canary["reason"] == "TargetRolledBack", canary
+    assert "holding prod's known good 1.0.0" in canary["message"], canary["message"]
     w.ctl.stop()
     verify = pipectl("audit", "verify", "--state", w.url)
     assert verify.returncode == 0, verify.stderr
