@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from controller.obs import logging as obs_logging
+
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 MODELINE = "# yaml-language-server: $schema="
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets registered for redaction are process-wide (a controller resolves each once); a test
+    that resolved one (say "admin" from a password file) must not redact the next test's output.
+    Nor does the caller's environment: `make test` exports PIPECTL_AIRFLOW_PASSWORD for the stack,
+    and a unit test that expects "admin" in a log line would see it redacted."""
+    monkeypatch.setattr(obs_logging, "_REGISTERED", set())
+    for name in list(os.environ):
+        if obs_logging._SECRET_ENV.fullmatch(name) and not obs_logging._NOT_SECRET_ENV.fullmatch(name):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
