@@ -13,7 +13,9 @@
 - ``GET /api/v1/version``, ``POST /api/v1/releases/NAME/suspend|resume`` — ``controller.api.extras``
 - ``POST /api/v1/releases/NAME/destructive-approvals``, ``POST /api/v1/releases/NAME/rollback``,
   ``GET /api/v1/releases/NAME/rollback/ID`` — ``controller.api.operations``
-- ``GET /openapi.json`` — the API's description
+- ``GET /`` (the release board), ``GET /api/v1/stream`` (server-sent events),
+  ``GET /api/v1/releases/NAME/audit|lineage`` — ``controller.api.board``
+- ``GET /openapi.json`` — the API's description, error statuses included (``controller.api.openapi``)
 
 Principals are per-user tokens (``pipectl token create``) or a trusted proxy's identity header;
 there are no open reads, from loopback or elsewhere (``/healthz`` and ``/openapi.json`` aside).
@@ -42,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.api.auth import TrustedProxy, principal_of, webhook_authorized
 from controller.api.limits import MAX_BODY, BodyLimit, error_body
+from controller.api.openapi import document
 from controller.api.operations import Operations
 from controller.api.operations import register as register_operations
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest
@@ -121,7 +124,11 @@ def create_app(state: ApiState) -> FastAPI:
 
     register(app, state)
     register_operations(app, state)  # destructive approvals, rollbacks
+    from controller.api.board import register as register_board  # the board, its stream and reads
+
+    register_board(app, state)
     app.add_middleware(BodyLimit, max_body=state.max_body)
+    app.openapi = lambda: document(app)  # type: ignore[method-assign]  # error statuses, bearer
     return app
 
 
