@@ -13,6 +13,8 @@
 - ``GET /api/v1/version``, ``POST /api/v1/releases/NAME/suspend|resume`` — ``controller.api.extras``
 - ``POST /api/v1/releases/NAME/destructive-approvals``, ``POST /api/v1/releases/NAME/rollback``,
   ``GET /api/v1/releases/NAME/rollback/ID`` — ``controller.api.operations``
+- ``GET /`` (the release board), ``GET /api/v1/stream`` (server-sent events),
+  ``GET /api/v1/releases/NAME/audit|lineage`` — ``controller.api.board``
 - ``GET /openapi.json`` — the API's description, error statuses included (``controller.api.openapi``)
 
 Principals are per-user tokens (``pipectl token create``) or a trusted proxy's identity header;
@@ -122,6 +124,9 @@ def create_app(state: ApiState) -> FastAPI:
 
     register(app, state)
     register_operations(app, state)  # destructive approvals, rollbacks
+    from controller.api.board import register as register_board  # the board, its stream and reads
+
+    register_board(app, state)
     app.add_middleware(BodyLimit, max_body=state.max_body)
     app.openapi = lambda: document(app)  # type: ignore[method-assign]  # error statuses, bearer
     return app
