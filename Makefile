@@ -17,7 +17,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-install: $(VENV)/.installed
+# The release board (controller/board): npm ci into its ignored node_modules, vite build into its
+# ignored dist/, which the controller serves at / (controller/api/board.py).
+BOARD := controller/board
+$(BOARD)/dist/index.html: $(BOARD)/package.json $(BOARD)/package-lock.json $(BOARD)/index.html \
+		$(BOARD)/vite.config.ts $(BOARD)/tsconfig.json $(wildcard $(BOARD)/src/*)
+	@command -v npm >/dev/null || { echo "npm (Node 18+) is needed to build the board: apt-get install nodejs npm"; exit 1; }
+	cd $(BOARD) && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+install: $(VENV)/.installed $(BOARD)/dist/index.html
 
 generate: install
 	$(VPY) -m controller.cli.generate
