@@ -5,8 +5,11 @@ Audit records carry dataset lineage (``lineage.inputs``/``outputs``: ``kafka:top
 the actions they ran (``Kind/name/verb: state``). The graph joins them, for the newest version
 recorded at the stage:
 
-- nodes: topics (``kafka:`` datasets), streaming jobs, tables, views, transforms and DAGs (the
-  resources the actions name, less those whose last action deleted them, plus every dataset);
+- nodes: topics (``kafka:`` datasets), streaming jobs, tables, views, transforms and DAGs: the
+  resources the stage's actions named over all its records, less those whose last action deleted
+  them and the versioned tables and jobs of other versions, plus the version's datasets. A canary
+  runs in its target's installation: what the canary stage created (a topic, say) shows under the
+  canary stage, not the target's;
 - topic -> job: every topic the records read feeds every job of the version (exact with one job;
   ``inferred`` when there are several, the records do not say which job reads which topic);
 - job -> table: a job writes the physical tables of its own version (``…-v1-2-0`` writes
@@ -63,18 +66,26 @@ def _add_edge(edges: dict[tuple[str, str], dict[str, Any]], src: str, dst: str, 
 Record = Mapping[str, Any]
 
 
-def _stage_records(records: Sequence[Record], stage: str) -> tuple[str | None, list[Record]]:
+def _stage_records(records: Sequence[Record], stage: str) -> tuple[str | None, list[Record], list[Record]]:
+    """(the newest version recorded at ``stage``, every record of the stage, that version's records)."""
     at_stage = [r for r in records if r.get("stage") == stage]
     if not at_stage:
-        return None, []
+        return None, [], []
     version = at_stage[-1].get("version")
-    return version, [r for r in at_stage if r.get("version") == version]
+    return version, at_stage, [r for r in at_stage if r.get("version") == version]
+
+
+def _other_version(name: str, kind: str, version: str | None) -> bool:
+    """A versioned table or job of another version than ``version`` (kept for rollback, not serving)."""
+    suffix = (version or "").replace(".", "_")
+    m = _VERSIONED.match(name) if kind == "table" else _JOB_VERSION.search(name) if kind == "job" else None
+    return m is not None and m["v"].replace("-", "_") != suffix
 
 
 def lineage_graph(records: Sequence[Mapping[str, Any]], stage: str) -> dict[str, Any]:
     """The graph of ``stage`` from ``records`` (oldest first): see the module's rules."""
-    version, mine = _stage_records(records, stage)
-    resources = _resources(mine)
+    version, every, mine = _stage_records(records, stage)
+    resources = {n: k for n, k in _resources(every).items() if not _other_version(n, k, version)}
     nodes: dict[str, dict[str, Any]] = {}
 
     def node(kind: str, name: str) -> str:
@@ -85,11 +96,12 @@ def lineage_graph(records: Sequence[Mapping[str, Any]], stage: str) -> dict[str,
     for name, kind in resources.items():
         node(kind, name)
     columns: dict[str, list[str]] = {}
+    for rec in every:  # column lineage as last recorded (a version that kept a transform records none)
+        columns.update((rec.get("lineage") or {}).get("columns") or {})
     for rec in mine:
         lin = rec.get("lineage") or {}
         for urn in [*(lin.get("inputs") or []), *(lin.get("outputs") or [])]:
             node(*_dataset(str(urn), resources))
-        columns.update(lin.get("columns") or {})
     edges: dict[tuple[str, str], dict[str, Any]] = {}
     jobs = [n for n in nodes.values() if n["kind"] == "job"]
     for topic in [n for n in nodes.values() if n["kind"] == "topic"]:
@@ -109,6 +121,8 @@ def lineage_graph(records: Sequence[Mapping[str, Any]], stage: str) -> dict[str,
             _add_edge(edges, n["id"], view, inferred=view != named)
     for out_col, in_cols in columns.items():
         out_kind, out = _dataset(out_col.rsplit(".", 1)[0], resources)
+        if f"{out_kind}:{out}" not in nodes:  # a transform since removed
+            continue
         for in_col in in_cols:
             in_kind, src = _dataset(in_col.rsplit(".", 1)[0], resources)
             _add_edge(edges, node(in_kind, src), node(out_kind, out), column=out_col.rsplit(".", 1)[1]

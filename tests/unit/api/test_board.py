@@ -123,11 +123,14 @@ def test_lineage_endpoint_draws_the_newest_version_of_the_stage(world: World) ->
         _append(world, rec)
     g = world.client.get("/api/v1/releases/host-metrics/lineage?stage=dev", headers=auth(world.bob)).json()
     assert g["version"] == "1.1.0"
+    # what 1.0.0 created and 1.1.0 kept (topic, transform, DAG) is there; 1.0.0's job and table are not
     assert {n["id"] for n in g["nodes"]} == {
-        "topic:dev.t", "job:dev-r-agg-v1-1-0", "table:dev_db.agg__v1_1_0", "view:dev_db.agg"}
+        "topic:dev.t", "job:dev-r-agg-v1-1-0", "table:dev_db.agg__v1_1_0", "view:dev_db.agg",
+        "transform:dev_db.daily", "dag:daily__dev"}
     assert {(e["from"], e["to"]) for e in g["edges"]} == {
         ("topic:dev.t", "job:dev-r-agg-v1-1-0"), ("job:dev-r-agg-v1-1-0", "table:dev_db.agg__v1_1_0"),
-        ("table:dev_db.agg__v1_1_0", "view:dev_db.agg")}
+        ("table:dev_db.agg__v1_1_0", "view:dev_db.agg"), ("view:dev_db.agg", "transform:dev_db.daily"),
+        ("transform:dev_db.daily", "dag:daily__dev")}
     r = world.client.get("/api/v1/releases/host-metrics/lineage", headers=auth(world.bob))
     assert r.status_code == 400
 
