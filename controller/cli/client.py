@@ -21,11 +21,12 @@ import typer
 from controller.cli.config import ConfigError, active, explicit, from_context
 
 
-def context() -> dict[str, str]:
-    """The context in use: its ``server`` and ``token`` (empty when there is none)."""
+def context(with_token: bool = False) -> dict[str, str]:
+    """The context in use: its ``server`` (and ``token`` when asked: a token-file is read only
+    then, so an unreadable or empty one fails the verbs that send it, not local reads)."""
     try:
         ctx = active()
-        token = ctx.api_token() if ctx else None
+        token = ctx.api_token() if ctx and with_token else None
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
@@ -35,7 +36,7 @@ def context() -> dict[str, str]:
 
 
 def api_token() -> str | None:
-    return os.environ.get("PIPECTL_TOKEN") or context().get("token")
+    return os.environ.get("PIPECTL_TOKEN") or context(with_token=True).get("token")
 
 
 def server_or_context(server: str | None) -> str | None:

@@ -11,7 +11,8 @@ The file is ``$PIPECTL_CONFIG``, else ``$XDG_CONFIG_HOME/pipectl/config.yaml``, 
         server: http://127.0.0.1:8700          # the controller's API
         repo: /home/me/pipectl/demo-work/repo  # the manifest repo the controller follows
         state: sqlite:////home/me/pipectl/.pipectl/state.db
-        token: pct_…                           # or token-file: /path/to/token (read when used)
+        token: pct_…                           # or token-file: /path/to/token (read when used;
+                                               #   empty or unreadable: an error, nothing sent)
 
 Every verb's ``--repo``, ``--state`` and ``--server`` default from the current context (or the one
 named by ``pipectl --context NAME``); a flag or an environment variable (``PIPECTL_REPO``,
@@ -87,10 +88,13 @@ class Context:
             return self.token
         if self.token_file:
             try:
-                return Path(self.token_file).expanduser().read_text().strip() or None
+                token = Path(self.token_file).expanduser().read_text().strip()
             except OSError as e:
                 why = f"token-file {self.token_file}: {e.strerror}"
                 raise ConfigError(f"context {self.name!r}: {why}") from None
+            if not token:  # refused, never a request without a credential
+                raise ConfigError(f"context {self.name!r}: token-file {self.token_file} is empty")
+            return token
         return None
 
 

@@ -61,6 +61,8 @@ def set_context(
         path = token_file.expanduser().resolve()
         if not path.is_file():
             _fail(f"--token-file {token_file}: no such file")
+        if not path.read_text(errors="replace").strip():
+            _fail(f"--token-file {token_file}: the file is empty (`pipectl token create` prints a token)")
         ctx.token_file, ctx.token = str(path), None
     ctx.written_by = None  # the user's own now: pipectl controller run leaves it alone
     cfg.contexts[name] = ctx
