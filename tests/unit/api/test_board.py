@@ -139,3 +139,23 @@ def test_the_board_reads_are_documented_and_the_endless_stream_is_not(world: Wor
     paths = world.client.get("/openapi.json").json()["paths"]
     assert "/api/v1/releases/{name}/audit" in paths and "/api/v1/releases/{name}/lineage" in paths
     assert "/api/v1/stream" not in paths and "/" not in paths
+
+
+def test_an_idle_stream_keeps_alive_and_a_revoked_token_ends_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(board, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(board, "KEEPALIVE_SECONDS", 0.1)
+    monkeypatch.setattr(board, "RECHECK_SECONDS", 0.2)
+    token_id, token = world.tokens.create("dave")
+    with world.client.stream("GET", "/api/v1/stream", headers=auth(token)) as r:
+        chunks = r.iter_text()
+        (kind, _), = _events(chunks, 1)
+        assert kind == "releases"
+        seen = ""
+        while ": keep-alive" not in seen:  # nothing changed: a comment line, no event
+            seen += next(chunks)
+        assert "event:" not in seen
+        assert world.tokens.revoke(token_id)
+        rest = list(_events(chunks, 5))  # the stream ends after one last event
+    assert rest == [("unauthorized", {"error": "the token is no longer valid"})]
