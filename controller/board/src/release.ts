@@ -38,7 +38,7 @@ function timeline(rows: AuditRow[]): HTMLElement {
       h("span", { class: "tl-outcome" }, rec.outcome ?? ""),
       h("span", { class: "tl-commit", title: rec.git_commit ?? "" }, short(rec.git_commit)),
       h("span", { class: "tl-who" }, principal(rec)),
-      h("span", { class: "tl-msg" }, `${rec.message ?? ""}${extra}`));
+      h("span", { class: "tl-msg" }, [rec.message, extra.trim()].filter(Boolean).join(" · ")));
   });
   return h("ol", { id: "audit-timeline", class: "timeline" }, ...items);
 }
