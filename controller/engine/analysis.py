@@ -101,7 +101,7 @@ class Analysis:
             version=p.version,
             failed=PromotedVersion(commit=p.commit, manifest=p.rel.model_dump_json(by_alias=True)),
             to=w.previous,
-            failed_jobs=self.ops.versioned_jobs(p.rel, ctx, p.version),
+            failed_jobs=self.ops.rollback_jobs(p.rel, ctx, p.version),
             started_at=self.clock(),
             trigger="postPromotion",
             message=message,

@@ -6,7 +6,9 @@
 - ``apply_stage``: the one-shot ``pipectl apply`` (converge one stage to the release's version,
   no gates), with the inputs the controller's deploy step uses.
 - ``rollback_stage``: ``pipectl rollback`` (converge a stage to an earlier promoted version and
-  hold the current one there), keeping the stage's view segments.
+  hold the current one there), keeping the stage's view segments; in-place jobs restart on a fresh
+  checkpoint from where the current version started (``StageOps.pin_restarts``). Refused while an
+  automatic rollback's restore is under way at the stage (its end would overwrite the manual one).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from controller.model.status import StageStatus
 from controller.plan.actions import Plan
 from controller.rollout.stages import Step, plan_steps
 from controller.source.validate import RepoSnapshot
+from controller.store.rollout import RestoreIntent
 
 
 def _pass(rec: Reconciler, snap: RepoSnapshot, name: str, stage: str) -> Pass:
@@ -104,6 +107,9 @@ def rollback_stage(
     status = rec.load_status(name)
     if not status.stages and status.version is None:
         raise NotFoundError(f'release "{name}" not found in the state store')
+    state = rec.ops.rollouts.stage(name, stage)
+    if state.restoring is not None:
+        raise PipectlError(_restore_under_way(name, stage, state.restoring))
     current = status.version
     version = _target(rec, name, stage, current, to_version)
     entry = rec.ops.rollouts.history(name).versions[version]
@@ -111,6 +117,8 @@ def rollback_stage(
     ctx = Pass.of(snap, good, status, Result()).ctx(stage)
     started = rec.clock()
     failed = rec.ops.versioned_jobs(good, ctx, current) if current and current != version else []
+    if current and current != version and rec.ops.pin_restarts(good, ctx, state, current):
+        rec.ops.rollouts.put_stage(name, stage, state)  # in-place jobs: fresh checkpoint, recorded first
     inputs = rec.ops.hold_inputs(good, stage, ctx)
     plan, report = rec.ops.converge(good, stage, ctx, inputs, entry.commit, "rollback", delete_jobs=failed)
     if plan.refused or (report and report.failed):
@@ -127,6 +135,20 @@ def rollback_stage(
     rec.store.add_event(name, stage, "Warning", "ManualRollback", st.message)
     _audit_rollback(rec, good, stage, entry.commit, plan, started, actor, current)
     return f"rolled back {name} at {stage} to {version}; {current} is held there until a new version"
+
+
+def _restore_under_way(name: str, stage: str, r: RestoreIntent) -> str:
+    """Why a manual rollback is refused while an automatic one restores the stage: the restore's
+    end would overwrite it (status, known good, live state), so it goes first."""
+    to = "nothing (first version)"
+    if r.to is not None:
+        to = PipelineRelease.model_validate_json(r.to.manifest).spec.version
+    return (
+        f"{name} at {stage}: an automatic rollback of {r.version} to {to} is under way "
+        f"({r.trigger}, started {r.started_at:%Y-%m-%dT%H:%M:%SZ}); a manual rollback now would be "
+        "overwritten when it ends. Wait until the stage is RolledBack or RollbackFailed "
+        f"(pipectl describe release {name}), then roll back again if you still need to"
+    )
 
 
 def _audit_rollback(

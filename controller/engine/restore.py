@@ -83,9 +83,14 @@ class Restorer:
     deadline: float = RESTORE_DEADLINE
 
     def start(self, p: Pass, stage: str, intent: RestoreIntent) -> None:
-        """Record the restore (intent first: a crash after this resumes it), then attempt it."""
+        """Record the restore (intent first: a crash after this resumes it), then attempt it.
+        In-place jobs whose failed version's start was recorded move, in the same write, to a fresh
+        checkpoint from those offsets (``StageOps.pin_restarts``)."""
         state = self.ops.rollouts.stage(p.name, stage)
         state.restoring = intent
+        if intent.to is not None:
+            good = PipelineRelease.model_validate_json(intent.to.manifest)
+            self.ops.pin_restarts(good, p.ctx(stage), state, intent.version)
         self.ops.rollouts.put_stage(p.name, stage, state)
         self.resume(p, stage)
 

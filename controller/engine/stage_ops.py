@@ -27,7 +27,7 @@ from controller.engine import prune
 from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
 from controller.model.errors import PipectlError
-from controller.model.manifest import PipelineRelease
+from controller.model.manifest import PipelineRelease, StreamingJobSpec
 from controller.model.status import StageStatus
 from controller.obs.events import EventSink, EventType, make_event
 from controller.plan.actions import Action, DiffContext, Plan
@@ -40,8 +40,9 @@ from controller.plan.desired import (
 )
 from controller.plan.planner import make_plan
 from controller.plan.resources import Resource, ResourceKind
+from controller.rollout import inplace
 from controller.store.db import Store
-from controller.store.rollout import RolloutStore, StageRollout
+from controller.store.rollout import PinnedCheckpoint, RolloutStore, StageRollout
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +131,37 @@ class StageOps:
                 out[job.name] = pos.offsets
         return out
 
+    def inplace_jobs(self, rel: PipelineRelease, ctx: StageContext) -> dict[str, StreamingJobSpec]:
+        """Physical name → spec of ``rel``'s in-place jobs at the stage (one name per stage)."""
+        return {
+            job_name(ctx, rel.name, j, rel.spec.version): j
+            for j in rel.spec.streaming_jobs
+            if j.strategy not in VERSIONED_STRATEGIES
+        }
+
+    def rollback_jobs(self, rel: PipelineRelease, ctx: StageContext, version: str) -> list[str]:
+        """The jobs a rollback of ``version`` stops: its blue/green ones, and its in-place ones (a
+        canary's shadow job too), which the known good then restarts under the same name."""
+        return self.versioned_jobs(rel, ctx, version) + list(self.inplace_jobs(rel, ctx))
+
+    def pin_restarts(
+        self, rel: PipelineRelease, ctx: StageContext, state: StageRollout, failed_version: str
+    ) -> list[str]:
+        """Move ``rel``'s in-place jobs whose ``failed_version`` start was recorded to a fresh
+        checkpoint from those offsets (in ``state``, which the caller writes before any side
+        effect); the pinned job names."""
+        pinned = []
+        for name in self.inplace_jobs(rel, ctx):
+            rec = state.inplace_starts.get(name)
+            if rec is None or rec.version != failed_version:
+                continue
+            fresh = inplace.fresh_checkpoint(rec.checkpoint, failed_version, rec.offsets)
+            state.checkpoints[name] = PinnedCheckpoint(
+                checkpoint=fresh, offsets=rec.offsets, after=failed_version
+            )
+            pinned.append(name)
+        return pinned
+
     def baseline(self, rel: PipelineRelease, stage: str, ctx: StageContext) -> Baseline:
         base_stage = ctx.canary_of or stage
         kg = self.known_good(rel.name, base_stage)
@@ -144,12 +176,7 @@ class StageOps:
         self, rel: PipelineRelease, stage: str, ctx: StageContext, st: StageStatus, bake_seconds: float
     ) -> tuple[RolloutInputs, list[str], bool]:
         """An in-sync stage: (inputs, blue jobs whose bake is over and may stop, bake still running)."""
-        state = self.rollouts.stage(rel.name, stage)
-        inputs = RolloutInputs(
-            serving_version=rel.spec.version,
-            view_segments=state.segments,
-            start_offsets=self.start_offsets(rel, ctx, state),
-        )
+        inputs = self.inputs(rel, stage, ctx, rel.spec.version)
         if not (st.previous_version and not ctx.is_canary and st.switched_at is not None):
             return inputs, [], False
         if (self.clock() - st.switched_at).total_seconds() >= bake_seconds:
@@ -160,22 +187,35 @@ class StageOps:
         self, rel: PipelineRelease, stage: str, ctx: StageContext, base: Baseline
     ) -> RolloutInputs:
         """The active stage: the new version beside blue (serving view still on blue) or in place."""
-        state = self.rollouts.stage(rel.name, stage)
-        serving = base.version if base.blue_green else rel.spec.version
-        return RolloutInputs(
-            serving_version=serving,
-            view_segments=state.segments,
-            start_offsets=self.start_offsets(rel, ctx, state),
-        )
+        return self.inputs(rel, stage, ctx, base.version if base.blue_green else rel.spec.version)
 
     def hold_inputs(self, good: PipelineRelease, stage: str, ctx: StageContext) -> RolloutInputs:
         """A stage kept on (or restored to) its known good version."""
-        state = self.rollouts.stage(good.name, stage)
+        return self.inputs(good, stage, ctx, good.spec.version)
+
+    def inputs(
+        self, rel: PipelineRelease, stage: str, ctx: StageContext, serving: str | None
+    ) -> RolloutInputs:
+        """The stage's recorded rollout inputs for ``rel``: view segments, green start offsets, and
+        the fresh checkpoint (with its start offsets) of each in-place job a rollback moved."""
+        state = self.rollouts.stage(rel.name, stage)
+        offsets = self.start_offsets(rel, ctx, state)
+        checkpoints = {}
+        for name, job in self.inplace_jobs(rel, ctx).items():
+            pin = state.checkpoints.get(name)
+            if pin is not None:
+                offsets[job.name], checkpoints[job.name] = pin.offsets, pin.checkpoint
         return RolloutInputs(
-            serving_version=good.spec.version,
+            serving_version=serving,
             view_segments=state.segments,
-            start_offsets=self.start_offsets(good, ctx, state),
+            start_offsets=offsets,
+            checkpoints=checkpoints,
         )
+
+    def moved_jobs(self, rel: PipelineRelease, ctx: StageContext, rollout: RolloutInputs) -> frozenset[str]:
+        """``rel``'s in-place jobs that ``rollout`` moves to a fresh checkpoint (a restart from
+        recorded offsets, which the in-place diff rule would otherwise refuse)."""
+        return frozenset(n for n, j in self.inplace_jobs(rel, ctx).items() if j.name in rollout.checkpoints)
 
     # --- converge ------------------------------------------------------------------------------
 
@@ -257,7 +297,12 @@ class StageOps:
             desired,
             live,
             self.clock(),
-            DiffContext(allow_delete=frozenset(delete_jobs), prune=bool(delete_jobs), grants=sp.grants),
+            DiffContext(
+                allow_delete=frozenset(delete_jobs),
+                prune=bool(delete_jobs),
+                grants=sp.grants,
+                new_checkpoints=self.moved_jobs(rel, ctx, rollout),
+            ),
             commit,
             stopped + sp.candidates,
         )
@@ -297,10 +342,12 @@ class StageOps:
             rel.spec.version,
             manifest_digest(rel)
             + json.dumps(rollout.start_offsets, sort_keys=True)
+            + json.dumps(rollout.checkpoints, sort_keys=True)
             + str(rollout.serving_version)
             + repr(rollout.view_segments),
         )
-        report = self._executor(be).apply(plan, run_id, intent)
+        moved = DiffContext(new_checkpoints=self.moved_jobs(rel, ctx, rollout))  # the re-check's rule too
+        report = self._executor(be).apply(plan, run_id, intent, moved)
         prune.record(self.store, sp, plan, report, run_id)
         outcome = "failed" if report.failed else ("interrupted" if report.interrupted else "succeeded")
         msg = "; ".join(f"{o.action.id}: {o.message}" for o in report.failed)

@@ -29,10 +29,11 @@ from controller.model.reasons import Phase, Reason
 from controller.obs import metrics
 from controller.plan.actions import Plan
 from controller.plan.desired import VERSIONED_STRATEGIES, StageContext, job_name, topic_name
-from controller.rollout import bluegreen
+from controller.plan.resources import ResourceKind, StreamingJobResource
+from controller.rollout import bluegreen, inplace
 from controller.rollout.health import soak_wait
 from controller.source.revision import revision
-from controller.store.rollout import RecordedRevision, StartPosition
+from controller.store.rollout import InPlaceStart, RecordedRevision, StartPosition
 
 TRANSIENT_RETRY = 15.0
 TERMINAL_RETRY = 60.0
@@ -157,6 +158,7 @@ class Steps:
         be = self.ops.backends(ctx, root)
         if base.blue_green and base.version is not None:
             self.record_green_starts(p.rel, stage, ctx, be, base.version)
+        self.record_inplace_starts(p.rel, stage, ctx, be)
         metrics.set_drift(p.name, stage, 0)  # the active stage's changes are the rollout, not drift
         inputs = self.ops.deploy_inputs(p.rel, stage, ctx, base)
         plan, report = self.ops.converge(p.rel, stage, ctx, inputs, p.commit, "apply", upstream=p.upstream)
@@ -227,6 +229,37 @@ class Steps:
             added = True
         if added:
             self.ops.rollouts.put_stage(rel.name, doc, state)
+
+    def record_inplace_starts(
+        self, rel: PipelineRelease, stage: str, ctx: StageContext, be: StagePorts
+    ) -> None:
+        """Persist, before the new version replaces an in-place job that runs another version,
+        where the new version starts reading (``rollout.inplace.start_offsets``): the old job's
+        committed position. Once per (job, version); a job not live yet has nothing to restore."""
+        state = self.ops.rollouts.stage(rel.name, stage)
+        todo = {
+            n: j
+            for n, j in self.ops.inplace_jobs(rel, ctx).items()
+            if (rec := state.inplace_starts.get(n)) is None or rec.version != rel.spec.version
+        }
+        if not todo:
+            return
+        live = be.spark.observe(ResourceKind.STREAMING_JOB, list(todo))
+        added = False
+        for name, job in todo.items():
+            old = live.get(name)
+            if not isinstance(old, StreamingJobResource) or old.version == rel.spec.version:
+                continue
+            progress = progress_view(be.spark.progress(name))
+            committed = progress.source_end_offsets if progress is not None else {}
+            ends = {t: be.kafka.end_offsets(t) for t in (topic_name(ctx, s.topic) for s in job.sources)}
+            offsets = _compact(inplace.start_offsets(committed, ends))
+            state.inplace_starts[name] = InPlaceStart(
+                version=rel.spec.version, offsets=offsets, checkpoint=old.checkpoint, recorded_at=self.clock()
+            )
+            added = True
+        if added:
+            self.ops.rollouts.put_stage(rel.name, stage, state)
 
     def soaking(self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline) -> str:
         """Why gates should wait: a new job that has not run a few batches with input yet, or (blue/

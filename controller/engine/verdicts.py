@@ -274,7 +274,7 @@ class Verdicts:
             version=p.version,
             failed=PromotedVersion(commit=p.commit, manifest=p.rel.model_dump_json(by_alias=True)),
             to=to,
-            failed_jobs=self.ops.versioned_jobs(p.rel, ctx, p.version),
+            failed_jobs=self.ops.rollback_jobs(p.rel, ctx, p.version),
             started_at=self.clock(),
             trigger="gate",
             message=message,

@@ -137,6 +137,10 @@ class DiffContext(BaseModel):
     )
     prune: bool = False
     grants: tuple[Grant, ...] = ()
+    new_checkpoints: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="In-place jobs the rollout moves to a fresh checkpoint from recorded offsets.",
+    )
 
     def grant(self, action_id: str, digest: str) -> Grant | None:
         return next((g for g in self.grants if g.action_id == action_id and g.digest == digest), None)

@@ -82,6 +82,9 @@ class RolloutInputs:
     serving_version: str | None = None
     view_segments: dict[str, list[ViewSegment]] = field(default_factory=dict)
     start_offsets: dict[str, str] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    """Job name → the checkpoint an in-place job runs on instead of its stage's own (after a
+    rollback: the known good restarted from recorded offsets, ``controller.rollout.inplace``)."""
     declare_topics: bool = True
     """A canary stage sets this False once its target has a known-good release: the topics are
     the target's, and only the target's own rollout may change their spec."""
@@ -277,7 +280,9 @@ def _streaming_jobs(
         if override:
             conf.update(override.conf)
         name = job_name(ctx, release.name, job, version)
-        ckpt = checkpoint_dir(ctx, release.name, job, version, checkpoint_root)
+        ckpt = rollout.checkpoints.get(job.name) or checkpoint_dir(
+            ctx, release.name, job, version, checkpoint_root
+        )
         args = [
             "--bootstrap-servers",
             ctx.spec.kafka.bootstrap_servers if ctx.spec.kafka else "",

@@ -3,7 +3,9 @@ release, instead of string keys spelled in several modules (kopf's ``progress.py
 
 - ``StageRollout`` (key ``rollout/<release>/<stage>``): the serving view's segments, where each
   green job started (offsets + the time they stand for), which new jobs have soaked, the last
-  applied plan of the stage, and a rollback's restore while it is under way (``RestoreIntent``).
+  applied plan of the stage, a rollback's restore while it is under way (``RestoreIntent``), and
+  for in-place jobs where the newest version started reading and the checkpoint a rollback moved
+  the job to.
 - ``ReleaseHistory`` (key ``history/<release>``): every promoted version's manifest and commit,
   and the schema texts it shipped (the schema-compatibility gate compares against them).
 
@@ -33,6 +35,29 @@ class StartPosition(_Doc):
     offsets: str
     start_time: datetime
     blue: str
+
+
+class InPlaceStart(_Doc):
+    """Where a new version of an in-place job starts reading (recorded before it replaces the old
+    one; ``controller.rollout.inplace.start_offsets``): a rollback restarts the known good here."""
+
+    version: str
+    """The new version."""
+    offsets: str
+    """Per-topic offsets (JSON, as Spark's ``startingOffsets``)."""
+    checkpoint: str
+    """The checkpoint the old job ran on, which the new version resumes from."""
+    recorded_at: datetime
+
+
+class PinnedCheckpoint(_Doc):
+    """An in-place job's checkpoint other than its stage's own: after a rollback, the known good
+    restarted from ``offsets`` on ``checkpoint``; the job stays there (later versions too)."""
+
+    checkpoint: str
+    offsets: str
+    after: str
+    """The version whose rollback moved the job here."""
 
 
 class PromotedVersion(_Doc):
@@ -88,6 +113,10 @@ class StageRollout(_Doc):
     """Set when a version is promoted at the last stage: what post-promotion analysis restores."""
     restoring: RestoreIntent | None = None
     """A rollback's restore under way (cleared when it ends: RolledBack or RollbackFailed)."""
+    inplace_starts: dict[str, InPlaceStart] = Field(default_factory=dict)
+    """Physical name of an in-place job → where its newest version started reading."""
+    checkpoints: dict[str, PinnedCheckpoint] = Field(default_factory=dict)
+    """Physical name of an in-place job → the checkpoint a rollback moved it to."""
 
 
 class RecordedRevision(_Doc):

@@ -22,7 +22,9 @@ watermark/window) is not allowed on the same checkpoint. What pipectl can see of
 
 - ``--topic`` changed (different subscription) — refused;
 - ``--table`` changed (different sink) — refused;
-- ``--checkpoint`` arg or the ``checkpoint`` field changed (that is not "in place") — refused;
+- ``--checkpoint`` arg or the ``checkpoint`` field changed (that is not "in place") — refused,
+  unless the job is in ``ctx.new_checkpoints``: the rollout restarts it on a fresh checkpoint from
+  offsets it recorded (``controller.rollout.inplace``, a rollback of an in-place job);
 - ``conf.spark.sql.shuffle.partitions`` changed: the state store's partitioning is fixed by the
   checkpoint and Spark silently keeps the checkpoint's value — refused;
 - code (entrypoint digest) changed: allowed, with the reason saying that resuming requires
@@ -58,6 +60,8 @@ _INCOMPATIBLE: dict[str, str] = {
         "spark.sql.shuffle.partitions is fixed by the checkpoint's state store (Spark keeps the old value)"
     ),
 }
+
+_CHECKPOINT = {"checkpoint", "args.--checkpoint"}
 
 CODE_CHANGED_NOTE = (
     "code changed; resuming from the same checkpoint requires compatible state — "
@@ -183,7 +187,8 @@ def diff_job(
         ]
 
     if desired.strategy == IN_PLACE:
-        bad = [c for c in changes if c.field in _INCOMPATIBLE]
+        moved = desired.name in ctx.new_checkpoints  # a decided restart from recorded offsets
+        bad = [c for c in changes if c.field in _INCOMPATIBLE and not (moved and c.field in _CHECKPOINT)]
         if bad:
             why = "; ".join(dict.fromkeys(f"{c.field}: {_INCOMPATIBLE[c.field]}" for c in bad))
             return [

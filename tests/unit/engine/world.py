@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.adapters.base import ApplyResult, CallStats
-from controller.adapters.spark_records import JobProgress
+from controller.adapters.spark_records import JobProgress, SourceProgress
 from controller.audit.ledger import GateVerdict, Ledger
 from controller.engine.gate_request import GateRequest
 from controller.engine.passes import Result
@@ -317,6 +317,8 @@ class FakeSpark(FakeBackend):
         self.started_at: dict[str, datetime] = {}
         self.starts: dict[str, int] = {}
         """Job name → how many times it was (re)started: a restart is a new run on its checkpoint."""
+        self.committed: dict[str, dict[str, dict[int, int]]] = {}
+        """Job name → topic → partition → the offset its last batch processed up to (scripted)."""
 
     def live_form(self, action: Action) -> Resource:
         assert isinstance(action.desired, StreamingJobResource)
@@ -349,6 +351,7 @@ class FakeSpark(FakeBackend):
             batch_duration_ms=1000,
             watermark=now.isoformat(),
             timestamp=now,
+            sources=[SourceProgress(description="kafka", end_offsets=self.committed.get(name, {}))],
         )
 
     def running(self) -> set[str]:
