@@ -244,10 +244,17 @@ def apply(
     state: str = STATE_OPT,
     branch: str = BRANCH_OPT,
 ) -> None:
-    """Apply the plan to one stage now (no gates); re-running on a converged stage changes nothing."""
+    """Apply the plan to one stage now (no gates); re-running on a converged stage changes nothing.
+    Runs under the controller's leader lock: refused while a controller (or another apply) holds it."""
+    from controller.cli.lock import leader_lock
     from controller.cli.render import render_plan
 
-    p, report = _one_shot(release, stage, repo, state, branch, apply=True)
+    hint = (
+        "a running controller (or another pipectl apply) is changing stages of this state store; "
+        "commit the change and let the controller apply it, or run apply when it has stopped"
+    )
+    with leader_lock(state, "apply", hint):
+        p, report = _one_shot(release, stage, repo, state, branch, apply=True)
     render_plan(p, _console())
     if p.refused:
         _fail(f"the plan holds {len(p.refused)} refused change(s); nothing was applied")
