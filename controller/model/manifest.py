@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from controller.model import identifiers as ids
+from controller.model.analysis import AnalysisTemplate, CanaryGateFields
 from controller.model.base import Spec as Spec
 from controller.model.endpoints import AirflowEndpoint as AirflowEndpoint
 from controller.model.endpoints import HiveEndpoint as HiveEndpoint
@@ -369,11 +370,10 @@ class StreamingHealthGate(GateBase):
     window: str = "1m"
 
 
-class CanaryComparisonGate(GateBase):
+class CanaryComparisonGate(GateBase, CanaryGateFields):
+    """Canary vs baseline (``controller.rollout.canary``); fields in ``analysis.CanaryGateFields``."""
+
     type: Literal["canaryComparison"]
-    tolerance: float = Field(default=0.02, ge=0, le=1)
-    alpha: float = Field(default=0.01, gt=0, lt=1)
-    min_closed_windows: int = Field(default=3, gt=0)
 
 
 class ApprovalGate(GateBase):
@@ -506,6 +506,9 @@ class EnvironmentSpec(Spec):
     )
     canary_of: str | None = Field(
         default=None, description="This stage runs beside that stage's installation, on its inputs."
+    )
+    analysis_templates: list[AnalysisTemplate] = Field(
+        default_factory=list, description="Templates of canaryComparison gates (canary stages: the target's)."
     )
 
     @model_validator(mode="after")

@@ -1,5 +1,9 @@
 """canaryComparison: canary vs baseline outputs over the same closed event-time windows.
 
+The settings come from the gate (inline, or its ``template`` from the stage Environment's
+``analysisTemplates``; an unknown template fails) and the columns from ``canary_query``
+(declared, the default profile, or inferred from both tables' live columns).
+
 For every table mapped in both ``ctx.canary_tables`` and ``ctx.baseline_tables`` (no baseline
 mapped — no known-good version yet, e.g. a release's first rollout — passes: nothing to compare):
 
@@ -7,19 +11,17 @@ mapped — no known-good version yet, e.g. a release's first rollout — passes:
    ``ctx.jobs``, baseline: ``ctx.baseline_jobs``), its progress watermark is used; without one yet
    the verdict is inconclusive. A table no mapped job writes (a batch output) uses its own data:
    the end of its newest window, so only that newest window counts as open.
-2. **Windows.** Per-window sample totals of both tables are read (bounded by
-   ``CanaryColumns.lookback``). A window is compared when it is closed on both sides
+2. **Windows.** Per-window row counts and sums of both tables are read (bounded by
+   ``canary_query.LOOKBACK``). A window is compared when it is closed on both sides
    (``window_start < min(watermarks) - window``) and not before the canary's first *complete*
    window (its first window may have started mid-way, so it is skipped). A window present on one
    side only counts as zero on the other: a canary that loses whole windows is caught.
-3. **Soak in data.** Fewer than ``min_closed_windows`` such windows → inconclusive.
-4. **Counts.** ``|canary - baseline| / baseline`` of the total samples above ``tolerance`` → fail.
-5. **Distributions.** Per (key, window) the sample-weighted value mean is read from both tables
-   and a two-sided Mann-Whitney U test (``scipy.stats.mannwhitneyu``) compares the two sets;
-   ``p < alpha`` → fail. Fewer than 3 values on a side skip the test (noted in the evidence).
+3. **Soak in data.** Fewer than ``minClosedWindows`` such windows → inconclusive.
+4. **Metrics.** Per metric, its statistic (``statistics``): ``relativeTotal`` over the per-window
+   sums, the distribution statistics over the per-(keys, window) means. The table's verdict is the
+   worst metric's; each metric's statistic, value, threshold and sample sizes are in the evidence.
 
-SQL is built here, with checked and quoted physical names and column names only; timestamps in
-it are formatted from parsed datetimes. ``window_start`` values are read as UTC.
+Window starts are read as UTC.
 """
 
 from __future__ import annotations
@@ -29,26 +31,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scipy.stats import mannwhitneyu
-
-from controller.model import identifiers as ids
+from controller.model.analysis import CanaryAnalysis, Statistic, TemplateError
 from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.manifest import CanaryComparisonGate
 from controller.model.reasons import Verdict
-from controller.rollout.context import (
+from controller.rollout.canary_query import (
+    LOOKBACK,
     CanaryColumns,
-    GateContext,
-    GateData,
-    GateVerdict,
-    JobNotFound,
-    as_utc,
-    worst,
+    ColumnsError,
+    live_columns_sql,
+    needs_live_columns,
+    parse_live_columns,
+    per_key_sql,
+    per_window_sql,
+    resolve_columns,
 )
-from controller.rollout.sqlrewrite import SqlRefused, quoted_table
+from controller.rollout.context import GateContext, GateData, GateVerdict, JobNotFound, as_utc, worst
+from controller.rollout.sqlrewrite import SqlRefused
+from controller.rollout.statistics import MetricOutcome, judge, threshold_of
 
-__all__ = ["CanaryColumns", "evaluate_canary", "per_key_sql", "per_window_sql"]
+__all__ = ["evaluate_canary", "parse_timestamp"]
 
-MIN_TEST_VALUES = 3
 MAX_WINDOWS_IN_EVIDENCE = 120
 
 
@@ -67,7 +70,8 @@ class _Side:
     table: str
     watermark: datetime | None = None
     watermark_source: str = ""
-    windows: dict[datetime, int] | None = None
+    windows: dict[datetime, tuple[float, ...]] | None = None
+    """window start → (rows, sum of each total column)."""
 
 
 def evaluate_canary(gate: CanaryComparisonGate, ctx: GateContext, data: GateData) -> GateVerdict:
@@ -88,31 +92,16 @@ def evaluate_canary(gate: CanaryComparisonGate, ctx: GateContext, data: GateData
             "no table is mapped for both the canary and the baseline",
             {"canary_tables": dict(ctx.canary_tables), "baseline_tables": dict(ctx.baseline_tables)},
         )
-    cols = ctx.canary_columns
-    specs = {t.name: t for t in ctx.release.spec.tables}
-    results: list[tuple[Verdict, str, dict[str, Any]]] = []
-    skipped: dict[str, str] = {}
-    for name in logical:
-        spec = specs.get(name)
-        if spec is not None:
-            have = {c.name for c in spec.columns}
-            missing = [c for c in cols.all_columns if c not in have]
-            if missing:
-                skipped[name] = f"lacks column(s) {', '.join(missing)}"
-                continue
-        results.append(_compare_table(gate, ctx, data, name))
-    if not results:
-        return _verdict(
-            gate,
-            Verdict.FAIL,
-            "no mapped table has the compared columns " + ", ".join(cols.all_columns),
-            {"skipped": skipped},
-        )
+    try:
+        analysis = gate.analysis(ctx.stage_ctx.spec.analysis_templates)
+    except TemplateError as e:
+        return _verdict(gate, Verdict.FAIL, f"template: {e}", {})
+    results = [_compare_table(gate, analysis, ctx, data, name) for name in logical]
     verdict = worst([r[0] for r in results])
     messages = [r[1] for r in results if r[0] is verdict]
     evidence: dict[str, Any] = {"tables": [r[2] for r in results]}
-    if skipped:
-        evidence["skipped"] = skipped
+    if gate.template is not None:
+        evidence["template"] = gate.template.model_dump(mode="json")
     return _verdict(gate, verdict, "; ".join(messages), evidence)
 
 
@@ -126,47 +115,36 @@ def _verdict(
 
 
 def _compare_table(
-    gate: CanaryComparisonGate, ctx: GateContext, data: GateData, logical: str
+    gate: CanaryComparisonGate, analysis: CanaryAnalysis, ctx: GateContext, data: GateData, logical: str
 ) -> tuple[Verdict, str, dict[str, Any]]:
-    cols = ctx.canary_columns
     canary = _Side("canary", ctx.canary_tables[logical])
     baseline = _Side("baseline", ctx.baseline_tables[logical])
     ev: dict[str, Any] = {"table": logical, "canary_table": canary.table, "baseline_table": baseline.table}
     try:
-        _read_windows(ctx, data, logical, canary, baseline, ev)
-        windows = _closed_windows(gate, cols, logical, canary, baseline, ev)
-        c_total, b_total, rel = _compare_counts(gate, logical, canary, baseline, windows, ev)
-
-        values: dict[str, list[float]] = {}
+        cols = _columns(analysis, data, canary, baseline, ev)
+        _read_windows(ctx, cols, data, logical, canary, baseline, ev)
+        windows = _closed_windows(analysis, cols, logical, canary, baseline, ev)
+        _per_window_evidence(cols, canary, baseline, windows, ev)
+        values: dict[str, list[tuple[float | None, ...]]] = {}
         for side in (canary, baseline):
             sql = per_key_sql(side.table, cols, windows[0], windows[-1])
             ev[f"{side.label}_keys_sql"] = sql
-            values[side.label] = _key_values(_run(data, sql), len(cols.keys), set(windows))
-        mw = _mann_whitney(values["canary"], values["baseline"], gate.alpha)
-        ev["mann_whitney"] = mw
-
-        if abs(rel) > gate.tolerance:
-            raise _Stop(
-                Verdict.FAIL,
-                f"{logical}: canary samples differ from the baseline by {rel:+.2%} over {len(windows)} "
-                f"closed windows ({c_total} vs {b_total}; tolerance {gate.tolerance:.2%})",
+            values[side.label] = _key_values(data.query(sql), len(cols.keys), set(windows))
+        outcomes = _judge_metrics(analysis, cols, canary, baseline, windows, values)
+        ev["metrics"] = [o.evidence() for o in outcomes]
+        verdict = worst([o.verdict for o in outcomes])
+        shown = [o for o in outcomes if o.verdict is verdict]
+        if verdict is Verdict.PASS:
+            summary = ", ".join(_describe(o) for o in shown)
+            return (
+                verdict,
+                f"{logical}: canary matches the baseline over {len(windows)} closed windows ({summary})",
+                ev,
             )
-        p = mw.get("p_value")
-        if isinstance(p, float) and p < gate.alpha:
-            raise _Stop(
-                Verdict.FAIL,
-                f"{logical}: per-key {cols.value} distributions differ (Mann-Whitney U={mw['u']:.1f}, "
-                f"p={p:.3g} < alpha {gate.alpha})",
-            )
-        return (
-            Verdict.PASS,
-            f"{logical}: canary matches the baseline over {len(windows)} closed windows "
-            f"(samples {rel:+.2%}, Mann-Whitney p={_fmt_p(p)})",
-            ev,
-        )
+        return verdict, f"{logical}: " + "; ".join(_describe(o) for o in shown), ev
     except _Stop as stop:
         return stop.verdict, stop.message, ev
-    except SqlRefused as e:
+    except (SqlRefused, ColumnsError) as e:
         return Verdict.FAIL, f"{logical}: {e}", ev
     except TransientBackendError as e:
         return Verdict.INCONCLUSIVE, f"{logical}: {e}", ev
@@ -174,21 +152,98 @@ def _compare_table(
         return Verdict.FAIL, f"{logical}: {e}", ev
 
 
+def _columns(
+    analysis: CanaryAnalysis, data: GateData, canary: _Side, baseline: _Side, ev: dict[str, Any]
+) -> CanaryColumns:
+    """The compared columns: declared ones as they are; otherwise read both tables' live columns."""
+    live = {}
+    if needs_live_columns(analysis):
+        for side in (canary, baseline):
+            live[side.label] = parse_live_columns(data.query(live_columns_sql(side.table)))
+            if not live[side.label]:
+                raise _Stop(Verdict.INCONCLUSIVE, f"the {side.label}'s table {side.table} has no columns yet")
+    cols = resolve_columns(analysis, live.get("canary"), live.get("baseline"))
+    ev["columns"] = {
+        "keys": list(cols.keys),
+        "window": {"column": cols.window_column, "seconds": cols.window.total_seconds()},
+        "metrics": [m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in cols.metrics],
+        "origin": dict(cols.origin),
+    }
+    return cols
+
+
+def _describe(o: MetricOutcome) -> str:
+    name = f"{o.column} {o.statistic}"
+    if o.value is None:
+        return f"{name}: {o.note} ({o.n_canary} canary, {o.n_baseline} baseline)"
+    if o.statistic == Statistic.RELATIVE_TOTAL.value:
+        shown = f"{o.value:+.2%} (tolerance {o.threshold:.2%})"
+        if o.detail:
+            shown = (
+                f"{o.value:+.2%}, {_num(o.detail['canary_total'])} vs {_num(o.detail['baseline_total'])} "
+                f"(tolerance {o.threshold:.2%})"
+            )
+    elif o.statistic == Statistic.QUANTILE_SHIFT.value:
+        shown = f"p{o.detail['quantile'] * 100:g} shift {o.value:+.2%} (threshold {o.threshold:.2%})"
+    elif o.detail.get("criterion") == "d":
+        shown = f"D={o.value:.3g} (threshold {o.threshold:g}, p={o.detail['p_value']:.3g})"
+    else:
+        shown = f"p={o.value:.3g} (alpha {o.threshold:g})"
+    return f"{name} {shown}"
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.6g}"
+
+
+def _judge_metrics(
+    analysis: CanaryAnalysis,
+    cols: CanaryColumns,
+    canary: _Side,
+    baseline: _Side,
+    windows: list[datetime],
+    values: dict[str, list[tuple[float | None, ...]]],
+) -> list[MetricOutcome]:
+    assert canary.windows is not None and baseline.windows is not None
+    out = []
+    pairs = list(cols.value_columns)
+    totals = list(cols.total_columns)
+    for m in cols.metrics:
+        i = pairs.index((m.column, m.weight))
+        c_vals = [x for v in values["canary"] if (x := v[i]) is not None]
+        b_vals = [x for v in values["baseline"] if (x := v[i]) is not None]
+        sums = None
+        if m.statistic is Statistic.RELATIVE_TOTAL:
+            j = 1 + totals.index(m.column)
+            zero = (0.0,) * (1 + len(totals))
+            sums = (
+                math.fsum(canary.windows.get(w, zero)[j] for w in windows),
+                math.fsum(baseline.windows.get(w, zero)[j] for w in windows),
+            )
+        out.append(judge(m, threshold_of(m, analysis.tolerance, analysis.alpha), c_vals, b_vals, sums))
+    return out
+
+
 def _read_windows(
-    ctx: GateContext, data: GateData, logical: str, canary: _Side, baseline: _Side, ev: dict[str, Any]
+    ctx: GateContext,
+    cols: CanaryColumns,
+    data: GateData,
+    logical: str,
+    canary: _Side,
+    baseline: _Side,
+    ev: dict[str, Any],
 ) -> None:
     """Steps 1 and 2: each side's watermark (its writer job's, else the end of its newest window)
-    and its per-window sample totals."""
-    cols = ctx.canary_columns
+    and its per-window row counts and sums."""
     writer = _writer_job(ctx, logical)
     for side, jobs in ((canary, ctx.jobs), (baseline, ctx.baseline_jobs)):
         if writer is not None and writer in jobs:
             _job_watermark(side, jobs[writer], data)
-    since = ctx.now_utc - cols.lookback
+    since = ctx.now_utc - LOOKBACK
     for side in (canary, baseline):
         sql = per_window_sql(side.table, cols, since)
         ev[f"{side.label}_windows_sql"] = sql
-        side.windows = _window_totals(_run(data, sql))
+        side.windows = _window_totals(data.query(sql))
         if not side.windows:
             raise _Stop(Verdict.INCONCLUSIVE, f"{logical}: the {side.label} has written no windows yet")
         if side.watermark is None:
@@ -197,7 +252,7 @@ def _read_windows(
 
 
 def _closed_windows(
-    gate: CanaryComparisonGate,
+    analysis: CanaryAnalysis,
     cols: CanaryColumns,
     logical: str,
     canary: _Side,
@@ -219,47 +274,38 @@ def _closed_windows(
     )
     ev["windows"] = {
         "count": len(windows),
-        "required": gate.min_closed_windows,
+        "required": analysis.min_closed_windows,
         "first": windows[0].isoformat() if windows else None,
         "last": windows[-1].isoformat() if windows else None,
         "closed_before": closed_before.isoformat(),
         "canary_first_complete": first_complete.isoformat(),
     }
-    if len(windows) < gate.min_closed_windows:
+    if len(windows) < analysis.min_closed_windows:
         raise _Stop(
             Verdict.INCONCLUSIVE,
-            f"{logical}: soaking, {len(windows)} of {gate.min_closed_windows} closed windows compared",
+            f"{logical}: soaking, {len(windows)} of {analysis.min_closed_windows} closed windows compared",
         )
     return windows
 
 
-def _compare_counts(
-    gate: CanaryComparisonGate,
-    logical: str,
-    canary: _Side,
-    baseline: _Side,
-    windows: list[datetime],
-    ev: dict[str, Any],
-) -> tuple[int, int, float]:
-    """Step 4's figures: (canary samples, baseline samples, relative difference) over ``windows``;
-    a baseline without samples stops the comparison here."""
+def _per_window_evidence(
+    cols: CanaryColumns, canary: _Side, baseline: _Side, windows: list[datetime], ev: dict[str, Any]
+) -> None:
+    """The newest compared windows: [start, canary rows, baseline rows, then per total column the
+    canary's and the baseline's sums]."""
     assert canary.windows is not None and baseline.windows is not None
-    c_total = sum(canary.windows.get(w, 0) for w in windows)
-    b_total = sum(baseline.windows.get(w, 0) for w in windows)
-    ev["per_window"] = [
-        [w.isoformat(), canary.windows.get(w, 0), baseline.windows.get(w, 0)]
-        for w in windows[-MAX_WINDOWS_IN_EVIDENCE:]
+    zero = (0.0,) * (1 + len(cols.total_columns))
+    ev["per_window_columns"] = ["window", "canary_rows", "baseline_rows"] + [
+        f"{side}_{c}" for c in cols.total_columns for side in ("canary", "baseline")
     ]
-    ev["canary_samples"] = c_total
-    ev["baseline_samples"] = b_total
-    ev["tolerance"] = gate.tolerance
-    if b_total == 0:
-        if c_total == 0:
-            raise _Stop(Verdict.INCONCLUSIVE, f"{logical}: no samples in {len(windows)} closed windows")
-        raise _Stop(Verdict.FAIL, f"{logical}: the baseline has no samples but the canary has {c_total}")
-    rel = (c_total - b_total) / b_total
-    ev["relative_difference"] = rel
-    return c_total, b_total, rel
+    rows = []
+    for w in windows[-MAX_WINDOWS_IN_EVIDENCE:]:
+        c, b = canary.windows.get(w, zero), baseline.windows.get(w, zero)
+        row: list[Any] = [w.isoformat(), int(c[0]), int(b[0])]
+        for j in range(1, len(zero)):
+            row += [c[j], b[j]]
+        rows.append(row)
+    ev["per_window"] = rows
 
 
 def _writer_job(ctx: GateContext, logical: str) -> str | None:
@@ -280,53 +326,6 @@ def _job_watermark(side: _Side, job: str, data: GateData) -> None:
     side.watermark_source = f"job {job}"
 
 
-def _run(data: GateData, sql: str) -> list[tuple[Any, ...]]:
-    return data.query(sql)
-
-
-def _fmt_p(p: object) -> str:
-    return f"{p:.3g}" if isinstance(p, float) else "n/a"
-
-
-# --- SQL ------------------------------------------------------------------------------------
-
-
-def _col(name: str) -> str:
-    try:
-        return ids.quote_presto(name)
-    except ids.IdentifierError as e:
-        raise SqlRefused(f"invalid column name in the canary comparison settings: {e}") from None
-
-
-def timestamp_literal(t: datetime) -> str:
-    """A Presto ``TIMESTAMP '…'`` literal of a datetime, in UTC (millisecond precision)."""
-    naive = as_utc(t).replace(tzinfo=None)
-    return "TIMESTAMP '" + naive.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "'"
-
-
-def per_window_sql(table: str, cols: CanaryColumns, since: datetime) -> str:
-    """Total samples per window start, from ``since`` on."""
-    ws, samples = _col(cols.window_start), _col(cols.samples)
-    # every name is a checked, quoted identifier and the literal is formatted from a datetime
-    return (
-        f"SELECT {ws}, sum({samples}) FROM {quoted_table(table)} "  # noqa: S608
-        f"WHERE {ws} >= {timestamp_literal(since)} GROUP BY {ws}"
-    )
-
-
-def per_key_sql(table: str, cols: CanaryColumns, first: datetime, last: datetime) -> str:
-    """Per (keys…, window start): total samples and the sample-weighted mean of the value column."""
-    keys = ", ".join(_col(k) for k in cols.keys)
-    ws, samples, value = _col(cols.window_start), _col(cols.samples), _col(cols.value)
-    # every name is a checked, quoted identifier and the literals are formatted from datetimes
-    return (
-        f"SELECT {keys}, {ws}, sum({samples}), sum({value} * {samples}) / nullif(sum({samples}), 0) "  # noqa: S608
-        f"FROM {quoted_table(table)} "
-        f"WHERE {ws} >= {timestamp_literal(first)} AND {ws} <= {timestamp_literal(last)} "
-        f"GROUP BY {keys}, {ws}"
-    )
-
-
 # --- results --------------------------------------------------------------------------------
 
 
@@ -342,36 +341,33 @@ def parse_timestamp(v: object) -> datetime:
     raise _Stop(Verdict.FAIL, f"unexpected window start value {v!r} (expected a timestamp)")
 
 
-def _window_totals(rows: list[tuple[Any, ...]]) -> dict[datetime, int]:
-    out: dict[datetime, int] = {}
+def _number(v: object) -> float | None:
+    if v is None:
+        return None
+    f = float(v)  # type: ignore[arg-type]  # Presto gives int, float, Decimal or numeric text
+    return None if math.isnan(f) else f
+
+
+def _window_totals(rows: list[tuple[Any, ...]]) -> dict[datetime, tuple[float, ...]]:
+    out: dict[datetime, tuple[float, ...]] = {}
     for row in rows:
         if row[0] is None:
             continue
         w = parse_timestamp(row[0])
-        out[w] = out.get(w, 0) + int(row[1] or 0)
+        figures = tuple(_number(x) or 0.0 for x in row[1:])
+        prev = out.get(w)
+        out[w] = figures if prev is None else tuple(a + b for a, b in zip(prev, figures, strict=True))
     return out
 
 
-def _key_values(rows: list[tuple[Any, ...]], n_keys: int, windows: set[datetime]) -> list[float]:
-    out: list[float] = []
+def _key_values(
+    rows: list[tuple[Any, ...]], n_keys: int, windows: set[datetime]
+) -> list[tuple[float | None, ...]]:
+    """Per (keys, window) row of a closed window: the value columns' means (None where NULL/NaN)."""
+    out = []
     for row in rows:
-        w, value = row[n_keys], row[n_keys + 2]
-        if w is None or value is None or parse_timestamp(w) not in windows:
+        w = row[n_keys]
+        if w is None or parse_timestamp(w) not in windows:
             continue
-        f = float(value)
-        if not math.isnan(f):
-            out.append(f)
+        out.append(tuple(_number(v) for v in row[n_keys + 1 :]))
     return out
-
-
-def _mann_whitney(canary: list[float], baseline: list[float], alpha: float) -> dict[str, Any]:
-    ev: dict[str, Any] = {"n_canary": len(canary), "n_baseline": len(baseline), "alpha": alpha}
-    if len(canary) < MIN_TEST_VALUES or len(baseline) < MIN_TEST_VALUES:
-        ev["skipped"] = f"fewer than {MIN_TEST_VALUES} per-key values on a side"
-        return ev
-    res = mannwhitneyu(canary, baseline, alternative="two-sided")
-    u, p = float(res.statistic), float(res.pvalue)
-    ev["u"] = u
-    # identical constant samples give NaN in some scipy versions: no evidence of a difference
-    ev["p_value"] = 1.0 if math.isnan(p) else p
-    return ev

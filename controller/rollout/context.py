@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,26 +85,6 @@ class GateData(Protocol):
 
 
 @dataclass(frozen=True)
-class CanaryColumns:
-    """Column names and windowing the canary comparison reads (defaults: ``host_metrics_1m``).
-
-    ``window`` is the length of one aggregation window; ``lookback`` bounds how far back the
-    per-window totals are read (at most this much history is compared).
-    """
-
-    window_start: str = "window_start"
-    samples: str = "samples"
-    value: str = "avg_value"
-    keys: tuple[str, ...] = ("host", "metric")
-    window: timedelta = timedelta(minutes=1)
-    lookback: timedelta = timedelta(hours=6)
-
-    @property
-    def all_columns(self) -> tuple[str, ...]:
-        return (*self.keys, self.window_start, self.samples, self.value)
-
-
-@dataclass(frozen=True)
 class GateContext:
     """Where and when a gate is evaluated, and the physical names of the stage's resources.
 
@@ -125,7 +105,6 @@ class GateContext:
     baseline_tables: Mapping[str, str] = field(default_factory=dict)
     baseline_jobs: Mapping[str, str] = field(default_factory=dict)
     canary_tables: Mapping[str, str] = field(default_factory=dict)
-    canary_columns: CanaryColumns = field(default_factory=CanaryColumns)
     revision: str | None = None
     """The digest of the release's revision (``controller.source.revision``) being judged."""
 

@@ -12,7 +12,8 @@ promotes nor rolls back meanwhile. ``evaluate`` does not raise for conditions of
   Presto; its single numeric cell is compared with ``expect``.
 - ``streamingHealth`` — per streaming job: consumer lag (records and seconds), batch duration,
   processing rate against input rate, from the job's latest progress and Kafka's end offsets.
-- ``canaryComparison`` — canary vs baseline outputs over the same closed windows (``canary``).
+- ``canaryComparison`` — canary vs baseline outputs over the same closed windows, per metric a
+  statistic (``canary``, ``canary_query``, ``statistics``).
 - ``approval`` — a principal's ``pipectl approve`` recorded for this release, stage, version and
   revision digest.
 """
@@ -43,7 +44,6 @@ from controller.plan.desired import topic_name
 from controller.rollout import schema_compat
 from controller.rollout.canary import evaluate_canary
 from controller.rollout.context import (
-    CanaryColumns,
     GateContext,
     GateData,
     GateVerdict,
@@ -59,7 +59,6 @@ from controller.rollout.schema_compat import SchemaParseError, ordering
 from controller.rollout.sqlrewrite import SqlRefused, rewrite_tables
 
 __all__ = [
-    "CanaryColumns",
     "GateContext",
     "GateData",
     "GateVerdict",

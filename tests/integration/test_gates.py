@@ -174,16 +174,17 @@ def test_canary_matching_the_baseline_passes(db: str, presto_conn: Callable[...,
     # windows from the canary's second (first complete) up to, not including, the newest (open)
     assert ev["windows"]["count"] == 18
     assert ev["windows"]["first"] == (CANARY_START + timedelta(minutes=1)).isoformat()
-    assert ev["canary_samples"] == ev["baseline_samples"] == 18 * HOSTS * len(METRICS) * SAMPLES
-    assert ev["relative_difference"] == 0.0
-    assert ev["mann_whitney"]["p_value"] == pytest.approx(1.0)
+    samples, avg = ev["metrics"]  # the example table's default profile
+    assert samples["canary_total"] == samples["baseline_total"] == 18 * HOSTS * len(METRICS) * SAMPLES
+    assert samples["statistic"] == "relativeTotal" and samples["value"] == 0.0
+    assert avg["statistic"] == "mannWhitneyU" and avg["p_value"] == pytest.approx(1.0)
 
 
 def test_canary_dropping_five_percent_fails(db: str, presto_conn: Callable[..., Any]) -> None:
     v = evaluate(CANARY, canary_context(db, "host_metrics_1m__v1_1_1"), PrestoGateData(presto_conn))
     assert v.verdict is Verdict.FAIL
     ev = v.evidence["tables"][0]
-    assert ev["relative_difference"] == pytest.approx(-0.05)
+    assert ev["metrics"][0]["value"] == pytest.approx(-0.05)
     assert "-5.00%" in v.message
 
 

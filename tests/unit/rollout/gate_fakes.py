@@ -8,6 +8,7 @@ which SQLite compares in time order.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,8 @@ MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 METRIC_COLUMNS = ("host", "metric", "window_start", "samples", "avg_value", "max_value")
+METRIC_TYPES = ("varchar", "varchar", "timestamp", "bigint", "double", "double")
+_COLUMNS_QUERY = re.compile(r"information_schema\.columns WHERE table_schema = '(\w+)' AND table_name = '(\w+)'")
 
 
 def load_release(**spec_updates: Any) -> PipelineRelease:
@@ -68,13 +71,20 @@ class FakeData:
     def __post_init__(self) -> None:
         self.db = sqlite3.connect(":memory:")
         self._dbs: set[str] = set()
+        self.column_types: dict[str, list[tuple[str, str, str | None]]] = {}
+        """db.table → Presto's information_schema.columns rows (name, type, extra_info)."""
 
     # --- setup ----------------------------------------------------------------------------
 
     def table(
-        self, name: str, rows: list[tuple[Any, ...]], columns: tuple[str, ...] = METRIC_COLUMNS
+        self,
+        name: str,
+        rows: list[tuple[Any, ...]],
+        columns: tuple[str, ...] = METRIC_COLUMNS,
+        types: tuple[str, ...] = METRIC_TYPES,
     ) -> None:
         db, table = name.split(".")
+        self.column_types[name] = [(c, t, None) for c, t in zip(columns, types, strict=True)]
         if db not in self._dbs:
             self.db.execute(f"ATTACH DATABASE ':memory:' AS \"{db}\"")
             self._dbs.add(db)
@@ -90,6 +100,9 @@ class FakeData:
         self.queries.append(sql)
         if self.raise_on_query is not None:
             raise self.raise_on_query
+        m = _COLUMNS_QUERY.search(sql)
+        if m:  # SQLite has no information_schema: the columns the test declared, as Presto types them
+            return list(self.column_types.get(f"{m.group(1)}.{m.group(2)}", []))
         lite = sqlglot.transpile(sql, read="presto", write="sqlite")[0]
         return [tuple(r) for r in self.db.execute(lite).fetchall()]
 

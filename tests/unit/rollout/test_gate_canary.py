@@ -79,10 +79,16 @@ def test_identical_outputs_pass() -> None:
     assert ev["windows"]["count"] == 8
     assert ev["windows"]["first"] == (C0 + MINUTE).isoformat()
     assert ev["windows"]["last"] == (NOW - timedelta(minutes=12)).isoformat()
-    assert ev["canary_samples"] == ev["baseline_samples"] == 8 * 8 * 100
-    assert ev["relative_difference"] == 0.0
-    assert ev["mann_whitney"]["p_value"] == pytest.approx(1.0)
-    assert ev["mann_whitney"]["n_canary"] == ev["mann_whitney"]["n_baseline"] == 64
+    samples, avg = metric(ev, "samples"), metric(ev, "avg_value")
+    assert samples["canary_total"] == samples["baseline_total"] == 8 * 8 * 100
+    assert samples["statistic"] == "relativeTotal" and samples["value"] == 0.0
+    assert samples["threshold"] == 0.02
+    assert avg["statistic"] == "mannWhitneyU" and avg["p_value"] == pytest.approx(1.0)
+    assert avg["samples"] == {"canary": 64, "baseline": 64}
+    assert avg["threshold"] == 0.01
+    # the example table gets the default profile: the comparison from before templates
+    assert ev["columns"]["origin"] == dict.fromkeys(("keys", "window", "metrics"), "default profile")
+    assert ev["columns"]["keys"] == ["host", "metric"]
     assert ev["watermarks"]["canary"]["source"] == f"job {CANARY_JOB}"
     assert "matches the baseline over 8 closed windows" in v.message
 
@@ -92,8 +98,9 @@ def test_a_five_percent_drop_fails() -> None:
     assert v.verdict is Verdict.FAIL
     assert "-5.00%" in v.message and "tolerance 2.00%" in v.message
     ev = v.evidence["tables"][0]
-    assert ev["relative_difference"] == pytest.approx(-0.05)
-    assert ev["per_window"][0] == [(C0 + MINUTE).isoformat(), 95 * 8, 100 * 8]
+    assert metric(ev, "samples")["value"] == pytest.approx(-0.05)
+    assert ev["per_window_columns"][3:] == ["canary_samples", "baseline_samples"]
+    assert ev["per_window"][0] == [(C0 + MINUTE).isoformat(), 8, 8, 95 * 8, 100 * 8]
 
 
 def test_a_drop_within_tolerance_passes() -> None:
@@ -104,8 +111,8 @@ def test_a_drop_within_tolerance_passes() -> None:
 def test_shifted_values_fail_the_mann_whitney_test() -> None:
     v = evaluate(GATE, CTX, world(canary_rows(value=80.0)))
     assert v.verdict is Verdict.FAIL
-    assert "Mann-Whitney" in v.message
-    mw = v.evidence["tables"][0]["mann_whitney"]
+    assert "avg_value mannWhitneyU p=" in v.message
+    mw = metric(v.evidence["tables"][0], "avg_value")
     assert mw["p_value"] < 0.01
     assert mw["u"] == 64 * 64  # every canary value is above every baseline value
 
@@ -115,7 +122,7 @@ def test_a_lost_window_counts_as_zero() -> None:
     rows = [r for r in canary_rows() if r[2] != lost]
     v = evaluate(GATE, CTX, world(rows))
     assert v.verdict is Verdict.FAIL
-    assert [lost.isoformat(), 0, 800] in v.evidence["tables"][0]["per_window"]
+    assert [lost.isoformat(), 0, 8, 0, 800] in v.evidence["tables"][0]["per_window"]
 
 
 def test_too_few_closed_windows_is_inconclusive() -> None:
@@ -175,14 +182,21 @@ def test_mapping_without_common_tables_fails() -> None:
     assert v.verdict is Verdict.FAIL
 
 
-def test_columns_are_configurable() -> None:
-    from controller.rollout.gates import CanaryColumns
-
-    cols = CanaryColumns(keys=("host",))
-    v = evaluate(GATE, canary_ctx(canary_columns=cols), world(canary_rows()))
-    assert v.verdict is Verdict.PASS
-    assert 'GROUP BY "host", "window_start"' in v.evidence["tables"][0]["canary_keys_sql"]
-    bad = CanaryColumns(keys=("region",))
-    v = evaluate(GATE, canary_ctx(canary_columns=bad), world(canary_rows()))
+def test_declared_columns_are_used() -> None:
+    gate = GATE.model_copy(update={"keys": ["host"]})
+    v = evaluate(gate, CTX, world(canary_rows()))
+    assert v.verdict is Verdict.PASS, v.message
+    ev = v.evidence["tables"][0]
+    assert 'GROUP BY "host", "window_start"' in ev["canary_keys_sql"]
+    # keys declared: window and metrics inferred (the partition-less fake: every numeric column)
+    assert ev["columns"]["origin"] == {"keys": "declared", "window": "inferred", "metrics": "inferred"}
+    assert [m["column"] for m in ev["metrics"]] == ["samples", "avg_value", "max_value"]
+    bad = GATE.model_copy(update={"keys": ["region"]})
+    v = evaluate(bad, CTX, world(canary_rows()))
     assert v.verdict is Verdict.FAIL
-    assert "region" in v.evidence["skipped"][LOGICAL]
+    assert "lacks column(s) region" in v.message
+
+
+def metric(table_ev: dict[str, Any], column: str) -> dict[str, Any]:
+    (found,) = [m for m in table_ev["metrics"] if m["column"] == column]
+    return dict(found)
