@@ -24,6 +24,7 @@ from controller.model.manifest import (
 from controller.source.loader import Document, decode_utf8, format_path, iter_yaml_files, load_documents
 from controller.source.repo_files import check_python_file, check_schema_file, safe_path
 from controller.source.secrets_policy import check_environment as check_secret_refs
+from controller.source.validate_analysis import check_environment_templates, check_gate_templates
 
 MANIFEST_DIRS = ("releases", "environments")
 
@@ -236,6 +237,7 @@ def _check_environments(snap: RepoSnapshot) -> None:
         env = loaded.obj
         assert isinstance(env, Environment)
         snap.problems.extend(check_secret_refs(loaded))  # allow-listed variables, the secrets dir
+        snap.problems.extend(check_environment_templates(env, loaded.file, loaded.line))
         target = env.spec.canary_of
         if target is None:
             continue
@@ -301,6 +303,7 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
     _check_files(snap, rel, add)
     _check_references(snap, rel, add)
     _check_stages(snap, rel, add)
+    check_gate_templates(snap.environments, rel, add)
     if rel.spec.transforms:
         _check_transform_sql(snap, rel, add)
 

@@ -1,0 +1,76 @@
+"""Validation of canary analysis templates: an Environment's ``analysisTemplates`` and the
+canaryComparison gates that reference them (``template: {name, args}``).
+
+A gate's template is looked up, at every stage the gate runs at, in that stage's Environment (a
+canary stage: its target's, as ``plan.desired.stage_context`` does for endpoints). An unknown
+template, a missing or unknown argument, or arguments that make the template invalid are reported
+at the gate's ``template`` field; templates declared on a canary Environment (never used) at theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from controller.model.analysis import TemplateError
+from controller.model.errors import Problem
+from controller.model.manifest import CanaryComparisonGate, Environment, PipelineRelease
+
+Add = Callable[[tuple[str | int, ...], str], None]
+
+
+def check_environment_templates(env: Environment, file: str, line: Callable[..., int]) -> list[Problem]:
+    """Templates on a canary Environment would be ignored: it uses its target's."""
+    if env.spec.canary_of is None or not env.spec.analysis_templates:
+        return []
+    path = ("spec", "analysisTemplates")
+    return [
+        Problem(
+            file,
+            line(*path),
+            "spec.analysisTemplates",
+            f"a canary stage uses the analysisTemplates of its target {env.spec.canary_of!r}; "
+            "declare them there",
+        )
+    ]
+
+
+def check_gate_templates(environments: dict[str, Any], rel: PipelineRelease, add: Add) -> None:
+    """Every template reference resolves at every stage its gate runs at.
+
+    ``environments`` maps names to loaded objects whose ``obj`` is the ``Environment``.
+    """
+    stages = rel.spec.rollout.stages
+    for i, gate in enumerate(rel.spec.rollout.gates):
+        if not isinstance(gate, CanaryComparisonGate) or gate.template is None:
+            continue
+        seen: set[str] = set()
+        for stage in gate.stages or stages:
+            env = _effective(environments, stage)
+            if env is None or env.name in seen:
+                continue
+            seen.add(env.name)
+            try:
+                gate.analysis(env.spec.analysis_templates)
+            except TemplateError as e:
+                where = "Environment " + env.name + (f" (stage {stage})" if env.name != stage else "")
+                add(("spec", "rollout", "gates", i, "template", *_path(e.field)), f"{e} in {where}")
+
+
+def _effective(environments: dict[str, Any], stage: str) -> Environment | None:
+    loaded = environments.get(stage)
+    env = getattr(loaded, "obj", None)
+    if not isinstance(env, Environment):
+        return None
+    if env.spec.canary_of is not None:
+        target = getattr(environments.get(env.spec.canary_of), "obj", None)
+        return target if isinstance(target, Environment) else None
+    return env
+
+
+def _path(field: str) -> tuple[str, ...]:
+    # "name", "args", "args.metric"; a field inside the template body is reported at "args"
+    head, _, rest = field.partition(".")
+    if head in ("name", "args"):
+        return (head, rest) if head == "args" and rest else (head,)
+    return ("args",)
