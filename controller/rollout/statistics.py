@@ -8,7 +8,7 @@ against, the sample sizes and the figures behind it (the evidence the audit ledg
 - ``mann_whitney`` — two-sided Mann-Whitney U (``scipy.stats.mannwhitneyu``); ``p < threshold`` fails.
 - ``kolmogorov_smirnov`` — two-sample KS (``scipy.stats.ks_2samp``, exact where scipy can); with
   criterion ``pValue`` ``p < threshold`` fails, with ``d`` ``D > threshold`` fails.
-- ``quantile_shift`` — relative shift of a quantile (``numpy.quantile``, linear interpolation),
+- ``quantile_shift`` — relative shift of a quantile (``scipy.stats.scoreatpercentile``, linear),
   ``(q(canary) - q(baseline)) / |q(baseline)|``; ``|value| > threshold`` fails.
 
 Fewer values than ``min_samples`` on a side (``relative_total``: on the baseline) is inconclusive.
@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from scipy.stats import ks_2samp, mannwhitneyu
+from scipy.stats import ks_2samp, mannwhitneyu, scoreatpercentile
 
 from controller.model.analysis import CanaryMetric, KsCriterion, Statistic
 from controller.model.reasons import Verdict
@@ -221,8 +220,8 @@ def quantile_shift(
     few = _too_few(column, Statistic.QUANTILE_SHIFT, threshold, len(canary), len(baseline), min_samples)
     if few is not None:
         return few
-    qc = float(np.quantile(np.asarray(canary, dtype=float), quantile))
-    qb = float(np.quantile(np.asarray(baseline, dtype=float), quantile))
+    qc = float(scoreatpercentile(list(canary), quantile * 100))  # linear interpolation
+    qb = float(scoreatpercentile(list(baseline), quantile * 100))
     if qb == 0:
         shift = 0.0 if qc == 0 else math.inf
     else:
