@@ -172,6 +172,7 @@ class Wiring:
                 (repo_root or self.repo_root).resolve(),
                 spark_process_env(),
                 master=spec.spark.master,
+                deploy_mode=spec.spark.deploy_mode,
             )
             spark = SparkAdapter(runner)
             spark.requeue_waits = self.requeue_waits

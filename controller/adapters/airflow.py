@@ -21,6 +21,11 @@ Airflow reports is the version pipectl deployed (Airflow ignores non-``.py`` fil
     with DAG(dag_id=_FILE.stem, tags=PIPECTL["tags"], ...):
         ...
 
+When the manifest sets ``dags[].schedule``, the sidecar also carries ``"schedule"`` (null: triggered
+runs only) and the DAG file passes ``PIPECTL.get("schedule")`` to ``DAG(schedule=...)``; the deploy
+is picked up only when Airflow reports that schedule, and a file that keeps its own fails permanently
+at the pickup timeout, naming both schedules.
+
 (A generated header prepended to the source was the alternative; it changes the file's digest and
 breaks any DAG that starts with ``from __future__ import ...``.) The ``.py`` is written before the
 sidecar, so once Airflow reports the new ``version:`` tag it has parsed the new code too.
@@ -174,6 +179,7 @@ class AirflowAdapter:
             source_digest=self.deployer.read_digest(file_name) or "",
             version=version or "",
             paused=bool(dag.is_paused),
+            schedule=_schedule(dag),
         )
 
     # --- apply ---------------------------------------------------------------------------------
@@ -273,6 +279,8 @@ class AirflowAdapter:
                 self._check_import_error(d, w)
                 if time.monotonic() >= w.deadline:
                     self._pickups.pop(key, None)
+                    if _ready(dag, d, w.baseline, check_schedule=False):
+                        raise PermanentBackendError(BACKEND, _schedule_ignored(d, dag))
                     raise TransientBackendError(BACKEND, _not_picked_up(d, dag, self.pickup_timeout))
                 if self.requeue_waits:
                     msg = f"DAG {d.name}: waiting for Airflow to report version {d.version}"
@@ -507,11 +515,32 @@ def _not_picked_up(d: DagResource, dag: Any, timeout: float) -> str:
     )
 
 
-def _ready(dag: Any, d: DagResource, baseline: datetime | None) -> bool:
-    """Airflow reports the DAG active at the desired version, parsed after ``baseline`` if given."""
+def _schedule(dag: Any) -> str | None:
+    """The schedule Airflow reports: a CronExpression's text (presets stay as written), None for a
+    DAG without one; a timedelta schedule (not expressible in a manifest) as its repr."""
+    si = dag.get("schedule_interval") if hasattr(dag, "get") else getattr(dag, "schedule_interval", None)
+    if si is None:
+        return None
+    value = si.get("value") if hasattr(si, "get") else getattr(si, "value", None)
+    return str(value) if isinstance(value, str) else repr(si)
+
+
+def _schedule_ignored(d: DagResource, dag: Any) -> str:
+    return (
+        f"DAG {d.name}: Airflow reports schedule {_schedule(dag)!r}, the manifest says {d.schedule!r}; "
+        f"{d.file_name} must pass PIPECTL.get('schedule') (from its .pipectl.json sidecar) to "
+        "DAG(schedule=...), or the manifest must leave dags[].schedule unset"
+    )
+
+
+def _ready(dag: Any, d: DagResource, baseline: datetime | None, *, check_schedule: bool = True) -> bool:
+    """Airflow reports the DAG active at the desired version (and schedule, when the manifest sets
+    it), parsed after ``baseline`` if given."""
     if dag is None or not dag.is_active or tag_value(_tags(dag), "version") != d.version:
         return False
     if d.source_digest and tag_value(_tags(dag), "source") != source_tag(d.source_digest):
+        return False
+    if check_schedule and d.schedule_managed and _schedule(dag) != d.schedule:
         return False
     if baseline is not None:
         parsed = dag.last_parsed_time

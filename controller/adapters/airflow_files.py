@@ -105,12 +105,15 @@ def source_tag(source_digest: str) -> str:
 def render_meta(dag: DagResource, extra: dict[str, Any] | None = None) -> str:
     """The sidecar's content; deterministic, so its digest tells whether it must be rewritten.
 
-    ``extra`` carries the deployer's facts about the runtime (``pipectl``: the interpreter and
+    ``schedule`` is there only when the manifest sets ``dags[].schedule`` (null: triggered runs
+    only). ``extra`` carries the deployer's facts about the runtime (``pipectl``: the interpreter and
     repo a task uses to call ``pipectl transform run``); pipectl's own keys win on a clash.
     """
     release = dag.owner.release if dag.owner else None
     tags = dag_tags(release, dag.version, dag.source_digest or None)
     body = {**(extra or {}), "dag_id": dag.name, "release": release, "version": dag.version, "tags": tags}
+    if dag.schedule_managed:
+        body["schedule"] = dag.schedule  # the DAG file passes PIPECTL.get("schedule") to DAG(...)
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 

@@ -22,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from controller.adapters.spark_records import BACKEND, JobRecord, JobState, check_job_name
+from controller.model.endpoints import SPARK_DEPLOY_MODES
 from controller.model.errors import PermanentBackendError
 from controller.model.identifiers import IdentifierError, check_spark_conf_key
 from controller.plan.desired import digest
@@ -107,6 +108,7 @@ class LocalRunner:
         env: dict[str, str],
         master: str = "local[2]",
         *,
+        deploy_mode: str = "client",
         driver_memory: str = "512m",
         term_grace: float = 15.0,
         startup_grace: float = 2.0,
@@ -114,7 +116,11 @@ class LocalRunner:
         self.state_dir = Path(state_dir).resolve()
         self.jobs_dir = self.state_dir / "jobs"
         self.repo_root = Path(repo_root).resolve()
+        if deploy_mode not in SPARK_DEPLOY_MODES:
+            # The runner supervises the driver as its own child process: only client mode does that.
+            raise PermanentBackendError(BACKEND, f"deploy mode {deploy_mode!r}: LocalRunner runs client only")
         self.master = master
+        self.deploy_mode = deploy_mode
         self.driver_memory = driver_memory
         self.term_grace = term_grace
         self.startup_grace = startup_grace
@@ -222,6 +228,7 @@ class LocalRunner:
         argv = [
             str(self.spark_home / "bin" / "spark-submit"),
             "--master", self.master,
+            "--deploy-mode", self.deploy_mode,
             "--name", job.name,
             "--driver-memory", self.driver_memory,
         ]

@@ -11,6 +11,7 @@ they cannot honour (e.g. Hive ``KERBEROS``) is refused here rather than failing 
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -161,8 +162,66 @@ class AirflowEndpoint(Spec):
         return v
 
 
+SPARK_DEPLOY_MODES = ("client",)
+"""What ``LocalRunner`` can run: the driver is the spark-submit process it supervises. ``cluster``
+needs a cluster manager (YARN, Kubernetes, standalone) and a runner that tracks its driver."""
+
+
 class SparkEndpoint(Spec):
-    master: str = "local[2]"
-    deploy_mode: Literal["client", "cluster"] = "client"
-    conf: dict[str, str] = Field(default_factory=dict)
-    checkpoint_root: str | None = None
+    master: str = Field(default="local[2]", description="spark-submit --master.")
+    deploy_mode: str = Field(
+        default="client",
+        description="spark-submit --deploy-mode; only client is supported (no cluster manager yet).",
+        json_schema_extra={"enum": list(SPARK_DEPLOY_MODES)},
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Spark conf for every streaming job of this environment; a job's own conf and the "
+        "stage's rollout.overrides conf win over it.",
+    )
+    checkpoint_root: str | None = Field(
+        default=None,
+        description="Absolute path or URI (e.g. hdfs://nn/ckpt) under which each job gets "
+        "<root>/<stage>/<release>/<job>[/<version>]; default: the controller's state directory.",
+    )
+
+    @field_validator("deploy_mode")
+    @classmethod
+    def _deploy_mode(cls, v: str) -> str:
+        if v not in SPARK_DEPLOY_MODES:
+            raise ValueError(
+                f"deployMode {v!r} is not supported: pipectl runs streaming jobs with spark-submit "
+                f"--deploy-mode {', '.join(SPARK_DEPLOY_MODES)} (cluster mode needs a cluster manager "
+                "pipectl does not drive yet)"
+            )
+        return v
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_values(cls, v: object) -> object:
+        if isinstance(v, dict):
+            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
+        return v
+
+    @field_validator("conf")
+    @classmethod
+    def _conf_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            try:
+                ids.check_spark_conf_key(k)
+            except ids.IdentifierError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("checkpoint_root")
+    @classmethod
+    def _checkpoint_root(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not (v.startswith("/") or re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", v)) or any(
+            ord(c) < 32 for c in v
+        ):
+            raise ValueError(
+                f"checkpointRoot {v!r} must be an absolute path or a URI such as hdfs://namenode/checkpoints"
+            )
+        return v.rstrip("/") or "/"

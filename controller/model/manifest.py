@@ -22,6 +22,9 @@ from controller.model.endpoints import HiveEndpoint as HiveEndpoint
 from controller.model.endpoints import KafkaEndpoint as KafkaEndpoint
 from controller.model.endpoints import PrestoEndpoint as PrestoEndpoint
 from controller.model.endpoints import SparkEndpoint as SparkEndpoint
+from controller.model.overrides import StageOverride as StageOverride
+from controller.model.overrides import TopicOverride as TopicOverride
+from controller.model.schedule import normalize_schedule
 
 API_VERSION = "pipectl.dev/v1alpha1"
 
@@ -276,13 +279,30 @@ class StreamingJobSpec(Spec):
 class DagSpec(Spec):
     id: str
     path: str = Field(description="DAG file, relative to the repository root.")
-    schedule: str | None = None
+    schedule: str | None = Field(
+        default=None,
+        description="When Airflow runs the DAG: a 5-field cron expression, an Airflow preset (@hourly, "
+        "@daily, @weekly, @monthly, @quarterly, @yearly, @once, @continuous) or null for triggered runs "
+        "only. pipectl writes it into the DAG's sidecar (schedule), the DAG file passes "
+        "PIPECTL.get('schedule') to DAG(schedule=...), and a deploy fails when Airflow reports another "
+        "schedule. Omitted: the DAG file's own schedule, not checked.",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
         return str(_check(ids.check_dag_id, v))
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        return normalize_schedule(v)
+
+    @property
+    def schedule_managed(self) -> bool:
+        """The manifest sets the schedule (``schedule: null`` too): pipectl deploys and checks it."""
+        return "schedule" in self.model_fields_set
 
 
 class Materialization(StrEnum):
@@ -297,7 +317,6 @@ class TransformSpec(Spec):
     materialized: Materialization = Materialization.VIEW
     partition_by: list[str] = Field(default_factory=list)
     columns: list[ColumnSpec] | None = Field(default=None, description="Declared output contract.")
-    schedule: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -399,14 +418,16 @@ def parse_expectation(text: str) -> tuple[str, float]:
 
 class RollbackSpec(Spec):
     automatic: bool = True
-    git_revert: bool = Field(default=False, description="Also commit a revert on a branch of the repo.")
 
 
-class StageOverride(Spec):
-    """Per-stage overrides of a release (partitions, retention, resources)."""
-
-    topics: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    conf: dict[str, str] = Field(default_factory=dict)
+REMOVED_FIELDS: dict[tuple[str | int, ...], str] = {
+    ("spec", "transforms", "*", "schedule"): "removed: a transform runs when a DAG calls `pipectl transform "
+    "run`; set the schedule on that DAG (dags[].schedule)",
+    ("spec", "rollout", "rollback", "gitRevert"): "removed: pipectl does not commit reverts to the "
+    "manifest repository; revert the failed change in git yourself (the rollback record names it)",
+}
+"""Fields older manifests may still carry, with what to do instead (``controller.source.validate``
+reports them at their line instead of a bare "unknown field"); ``*`` stands for a list index."""
 
 
 class AnalysisSpec(Spec):

@@ -224,9 +224,9 @@ def _topics(
         partitions, rf, config = t.partitions, t.replication_factor, dict(t.config)
         if topic_override and t.name in topic_override.topics:
             o = topic_override.topics[t.name]
-            partitions = int(o.get("partitions", partitions))
-            rf = int(o.get("replicationFactor", rf))
-            config.update({k: str(v) for k, v in (o.get("config") or {}).items()})
+            partitions = o.partitions or partitions
+            rf = o.replication_factor or rf
+            config.update(o.config)
         out.append(
             TopicResource(
                 name=topic_name(ctx, t.name),
@@ -273,15 +273,21 @@ def _streaming_jobs(
     spec = release.spec
     version = spec.version
     override = spec.rollout.overrides.get(ctx.stage)
+    spark = ctx.spec.spark
+    # The environment's checkpointRoot (absolute or a URI, checked by the model) wins over the
+    # controller's default under its state directory.
+    root = spark.checkpoint_root if spark and spark.checkpoint_root else checkpoint_root
     out: list[StreamingJobResource] = []
     for job in spec.streaming_jobs:
         code = read(job.entrypoint)
-        conf = dict(job.conf)
+        # Least to most specific: the environment's spark.conf, the job's conf, the stage override.
+        conf = dict(spark.conf) if spark else {}
+        conf.update(job.conf)
         if override:
             conf.update(override.conf)
         name = job_name(ctx, release.name, job, version)
         ckpt = rollout.checkpoints.get(job.name) or checkpoint_dir(
-            ctx, release.name, job, version, checkpoint_root
+            ctx, release.name, job, version, root
         )
         args = [
             "--bootstrap-servers",
@@ -334,7 +340,7 @@ def _views(
 
 
 def _dags(release: PipelineRelease, ctx: StageContext, read: Reader, owner: Owner) -> list[DagResource]:
-    """The release's Airflow DAGs, one DAG id per stage."""
+    """The release's Airflow DAGs, one DAG id per stage, with the manifest's schedule if it sets one."""
     out: list[DagResource] = []
     for d in release.spec.dags:
         src = read(d.path)
@@ -347,6 +353,8 @@ def _dags(release: PipelineRelease, ctx: StageContext, read: Reader, owner: Owne
                 version=release.spec.version,
                 paused=False,
                 source=src.decode("utf-8"),
+                schedule_managed=d.schedule_managed,
+                schedule=d.schedule,
             )
         )
     return out

@@ -120,6 +120,12 @@ class DagResource(_Res):
     version: str
     paused: bool = False
     source: str | None = Field(default=None, description="File content (desired side) for the deployer.")
+    schedule_managed: bool = Field(
+        default=False, description="Desired: the manifest sets the schedule; pipectl deploys and checks it."
+    )
+    schedule: str | None = Field(
+        default=None, description="Cron expression or preset as Airflow reports it; None: triggered runs."
+    )
 
 
 class StreamingJobResource(_Res):

@@ -18,6 +18,7 @@ from controller.model.manifest import (
     API_VERSION,
     GATE_TYPES,
     KINDS,
+    REMOVED_FIELDS,
     Environment,
     PipelineRelease,
 )
@@ -110,7 +111,11 @@ def problems_from_validation(exc: ValidationError, doc: Document) -> list[Proble
     out = []
     for err in exc.errors():
         path = _loc_path(err["loc"])
-        out.append(Problem(doc.file, doc.line_of(path), format_path(path), _message(err)))
+        message = _message(err)
+        if err["type"] == "extra_forbidden":
+            pattern = tuple("*" if isinstance(p, int) else p for p in path)
+            message = REMOVED_FIELDS.get(pattern, message)
+        out.append(Problem(doc.file, doc.line_of(path), format_path(path), message))
     return out
 
 
@@ -417,9 +422,17 @@ def _check_stages(snap: RepoSnapshot, rel: PipelineRelease, add: _Add) -> None:
         for j, st in enumerate(g.stages or []):
             if st not in stages:
                 add(("spec", "rollout", "gates", i, "stages", j), f"stage {st!r} is not in rollout.stages")
-    for st in s.rollout.overrides:
+    topics = {t.name for t in s.topics}
+    for st, ov in s.rollout.overrides.items():
         if st not in stages:
             add(("spec", "rollout", "overrides", st), f"stage {st!r} is not in rollout.stages")
+        target = snap.environment(st).spec.canary_of if st in snap.environments else None
+        for name in ov.topics:
+            where = ("spec", "rollout", "overrides", st, "topics", name)
+            if name not in topics:
+                add(where, f"unknown topic {name!r} (not in spec.topics)")
+            elif target is not None:
+                add(where, f"canary stage {st!r} uses {target!r}'s topics: override them under {target!r}")
     for i, st in enumerate(stages):
         if st in snap.environments:
             target = snap.environment(st).spec.canary_of

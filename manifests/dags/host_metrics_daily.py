@@ -3,7 +3,8 @@
 pipectl deploys this file byte for byte per stage as ``host_metrics_daily__<stage>.py`` beside a
 ``host_metrics_daily__<stage>.pipectl.json`` sidecar (see ``controller.adapters.airflow``): the
 dag_id is the file name, the tags (``pipectl``, ``release:…``, ``version:…``) come from the
-sidecar, and so does how to call pipectl (``pipectl.python``, ``pipectl.repo``).
+sidecar, and so do the schedule (the manifest's ``dags[].schedule``) and how to call pipectl
+(``pipectl.python``, ``pipectl.repo``).
 
 The task runs ``pipectl transform run host-metrics --stage <stage> --transform
 telemetry.host_metrics_daily --partition <ds>`` (an argv list, never a shell string): the
@@ -68,7 +69,7 @@ def materialize(**context: Any) -> dict[str, Any]:
 with DAG(
     dag_id=DAG_ID,
     description="Daily per-host/metric aggregates from the 1-minute table (pipectl release host-metrics)",
-    schedule="@daily",
+    schedule=PIPECTL.get("schedule", "@daily"),  # the manifest's dags[].schedule, via the sidecar
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,

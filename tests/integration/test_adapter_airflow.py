@@ -50,7 +50,7 @@ PIPECTL = json.loads(_META.read_text()) if _META.exists() else {"tags": []}
 with DAG(
     dag_id=_FILE.stem,
     tags=PIPECTL["tags"],
-    schedule=None,
+    schedule=PIPECTL.get("schedule"),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
 ):
@@ -198,6 +198,17 @@ def test_new_source_and_version_are_picked_up(
     assert adapter.apply(actions[0]).changed
     assert "echo three" in sdk.get_dag_source(sdk.get_dag(name).file_token).content
     assert plan(adapter, d3) == []
+
+    # The manifest's dags[].schedule: through the sidecar, as Airflow's API reports it; then another.
+    for schedule, old, description in (("*/30 * * * *", None, "Every 30 minutes"), ("@hourly", "*/30 * * * *", "")):
+        d4 = d3.model_copy(update={"schedule_managed": True, "schedule": schedule})
+        actions = plan(adapter, d4)
+        assert [(c.field, c.old, c.new) for c in actions[0].changes] == [("schedule", old, schedule)]
+        assert adapter.apply(actions[0]).changed
+        dag = sdk.get_dag(name)
+        assert (dag.schedule_interval["type"], dag.schedule_interval["value"]) == ("CronExpression", schedule)
+        assert description in str(dag.timetable_description)
+        assert plan(adapter, d4) == []
 
 
 def test_drift_outside_pipectl_is_detected_and_repaired(

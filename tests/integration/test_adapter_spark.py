@@ -159,7 +159,7 @@ def kafka_job(name: str, topic: str, tmp: Path, version: str, **kw: Any) -> Stre
 
 def rate_job(name: str, tmp: Path, version: str, **kw: Any) -> StreamingJobResource:
     entry = "jobs/rate_to_parquet.py"
-    ck = str(tmp / "ck" / name)
+    ck = str(kw.pop("ck_root", tmp / "ck") / name)
     if kw.get("strategy") in ("blueGreen", "canary"):
         ck += f"/v{version}"  # as plan.desired.checkpoint_dir does: one checkpoint per version
     args = [
@@ -281,12 +281,23 @@ def test_rate_job_blue_green_stop_and_kill(
 ) -> None:
     name = safe_name("it-spark-rate")
     adapter = SparkAdapter(make_runner(), stop_timeout=90)
-    v1 = rate_job(name, tmp_path, "1.0.0", strategy="blueGreen")
+    # As the plan builds it for an environment with spark.checkpointRoot and spark.conf (merged under
+    # the job's own conf: tests/unit/plan/test_overrides.py).
+    ck_root = tmp_path / "checkpoint-root"
+    conf = {"spark.sql.session.timeZone": "America/Chicago", "spark.sql.shuffle.partitions": "2"}
+    v1 = rate_job(name, tmp_path, "1.0.0", strategy="blueGreen", ck_root=ck_root, conf=conf)
     ck1 = Path(v1.checkpoint)
 
     assert adapter.apply(plan(adapter, v1)[0]).changed
     p1 = wait_for("progress of 1.0.0", lambda: progress_at_least(adapter, name, 1))
-    assert batch_ids(ck1, "commits")
+    assert ck1.is_relative_to(ck_root) and batch_ids(ck1, "commits"), "Spark commits under checkpointRoot"
+    # The running driver (the spark-submit JVM) was given the deploy mode and every conf entry.
+    cmdline = Path(f"/proc/{registry_entry(tmp_path / 'state', name)['pid']}/cmdline").read_bytes().split(b"\0")
+    args = [a.decode() for a in cmdline]
+    assert args[args.index("--deploy-mode") + 1] == "client"
+    confs = {args[i + 1] for i, a in enumerate(args) if a == "--conf"}
+    assert {"spark.sql.session.timeZone=America/Chicago", "spark.sql.shuffle.partitions=2"} <= confs
+    assert args[args.index("--checkpoint") + 1] == str(ck1)
 
     # blueGreen: a new version runs on its own checkpoint (fresh state, new query id).
     v2 = rate_job(name, tmp_path, "2.0.0", strategy="blueGreen")

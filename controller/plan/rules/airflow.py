@@ -1,7 +1,8 @@
 """Diff rule for Airflow DAGs.
 
 A DAG is converged when its deployed file has the desired digest, Airflow reports the desired
-``version:<v>`` tag, and its paused state matches. Any of those differing is one reversible UPDATE
+``version:<v>`` tag, its paused state matches and, when the manifest sets ``dags[].schedule``,
+Airflow reports that schedule (the sidecar carries it). Any of those differing is one reversible UPDATE
 (redeploy and/or re-pause; deploying the previous file restores the previous version). A live DAG
 that belongs to another release, or whose dag_id is defined by another file, is refused (NotOwned):
 deploying ours would clash with it. A live DAG no longer desired is deleted only when approved.
@@ -51,6 +52,8 @@ def diff_dag(desired: DagResource | None, live: DagResource | None, ctx: DiffCon
         )
     if live.version != desired.version:
         changes.append(FieldChange(field="version", old=live.version or None, new=desired.version))
+    if desired.schedule_managed and live.schedule != desired.schedule:
+        changes.append(FieldChange(field="schedule", old=live.schedule, new=desired.schedule))
     if live.paused != desired.paused:
         changes.append(FieldChange(field="paused", old=live.paused, new=desired.paused))
     if not changes:

@@ -140,3 +140,62 @@ def test_a_version_deployed_again_waits_afresh_for_its_pickup(
     clock[0] += 30
     live[0] = parsed(v1)
     assert deploy(v1) == "converged"
+
+
+def test_the_manifest_schedule_goes_into_the_sidecar_only_when_set() -> None:
+    assert "schedule" not in json.loads(render_meta(_dag()))
+    managed = _dag().model_copy(update={"schedule_managed": True, "schedule": "*/15 * * * *"})
+    assert json.loads(render_meta(managed))["schedule"] == "*/15 * * * *"
+    manual = _dag().model_copy(update={"schedule_managed": True, "schedule": None})
+    assert json.loads(render_meta(manual))["schedule"] is None
+
+
+def test_a_dag_file_that_ignores_the_manifest_schedule_fails_at_the_pickup_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow reports the new version but the file's own schedule: not picked up (requeue) until the
+    deadline, then a permanent error naming both schedules and the fix; once Airflow reports the
+    manifest's schedule the deploy converges and observe returns it (what the diff compares)."""
+    from types import SimpleNamespace
+
+    from controller.adapters import airflow as mod
+    from controller.model.errors import NotReadyYet
+
+    clock = [1000.0]
+    monkeypatch.setattr(mod.time, "monotonic", lambda: clock[0])
+    adapter = AirflowAdapter("http://127.0.0.1:1", "u", "p", LocalFolderDeployer(tmp_path), pickup_timeout=60)
+    adapter.requeue_waits = True
+    live: list[object] = [None]
+    monkeypatch.setattr(adapter, "_get_dag", lambda dag_id, only_active=True: live[0])
+    monkeypatch.setattr(adapter, "_import_error", lambda file_name: None)
+    monkeypatch.setattr(adapter, "list_runs", lambda dag_id, states=None: [])
+
+    d = _dag().model_copy(update={"schedule_managed": True, "schedule": "0 6 * * *"})
+
+    def parsed(schedule: str | None) -> object:
+        tags = [SimpleNamespace(name=t) for t in json.loads(render_meta(d))["tags"]]
+        interval = None if schedule is None else SimpleNamespace(type="CronExpression", value=schedule)
+        return SimpleNamespace(
+            is_active=True, tags=tags, last_parsed_time=None, file_token=None, is_paused=False,
+            schedule_interval=interval, dag_id=d.name, fileloc=f"/dags/{d.file_name}",
+        )
+
+    action = Action(op=Op.CREATE, kind=ResourceKind.DAG, name=d.name, reason="r", desired=d)
+    with pytest.raises(NotReadyYet):
+        adapter.apply(action)
+    assert json.loads((tmp_path / meta_file_name(d.file_name)).read_text())["schedule"] == "0 6 * * *"
+    live[0] = parsed("@daily")  # the file kept its own schedule
+    with pytest.raises(NotReadyYet):
+        adapter.apply(action)
+    clock[0] += 61
+    with pytest.raises(PermanentBackendError) as err:
+        adapter.apply(action)
+    assert str(err.value).endswith(
+        "DAG daily__dev: Airflow reports schedule '@daily', the manifest says '0 6 * * *'; daily__dev.py "
+        "must pass PIPECTL.get('schedule') (from its .pipectl.json sidecar) to DAG(schedule=...), or the "
+        "manifest must leave dags[].schedule unset"
+    )
+    live[0] = parsed("0 6 * * *")
+    assert adapter.apply(action).message == "converged"
+    assert adapter._live(live[0]).schedule == "0 6 * * *"
+    assert adapter._live(parsed(None)).schedule is None

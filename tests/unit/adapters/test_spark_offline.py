@@ -375,3 +375,35 @@ def test_the_adapter_requeues_a_stop_in_the_controller(tmp_path: Path, spark_hom
         except NotReadyYet:
             time.sleep(0.2)
     assert not adapter.runner.list()["dev-r-j"].alive
+
+
+def test_submit_command_carries_deploy_mode_conf_and_checkpoint(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    """What spark-submit gets: --master, --deploy-mode client, every conf entry (the environment's
+    spark.conf merged in by the plan), and the planned checkpoint (under checkpointRoot)."""
+    env = {"SPARK_HOME": str(spark_home), "STUB_MODE": "graceful"}
+    runner = LocalRunner(tmp_path / "state", repo, env, master="local[1]", startup_grace=0.3)
+    ckpt = "/data/ckpt/dev/r/j"
+    desired = job(
+        conf={"spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "2"},
+        args=["--topic", "dev.t", "--checkpoint", ckpt], checkpoint=ckpt,
+    )
+    runner.start(desired)
+    try:
+        argv = json.loads((tmp_path / "state" / "jobs" / desired.name / "argv.json").read_text())
+        assert record(tmp_path).argv[1:9] == [
+            "--master", "local[1]", "--deploy-mode", "client", "--name", "dev-r-j", "--driver-memory", "512m",
+        ]
+        confs = [record(tmp_path).argv[i + 1] for i, a in enumerate(record(tmp_path).argv) if a == "--conf"]
+        assert confs == [
+            "spark.ui.enabled=false", "spark.ui.showConsoleProgress=false",
+            "spark.sql.session.timeZone=UTC", "spark.sql.shuffle.partitions=2",
+        ]
+        assert argv[argv.index("--checkpoint") + 1] == ckpt
+        assert record(tmp_path).effective_checkpoint == ckpt
+    finally:
+        assert runner.stop("dev-r-j", timeout=5)
+
+
+def test_runner_refuses_cluster_deploy_mode(tmp_path: Path, spark_home: Path, repo: Path) -> None:
+    with pytest.raises(PermanentBackendError, match="deploy mode 'cluster': LocalRunner runs client only"):
+        LocalRunner(tmp_path / "state", repo, {"SPARK_HOME": str(spark_home)}, deploy_mode="cluster")
