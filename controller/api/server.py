@@ -47,6 +47,7 @@ from controller.api.limits import MAX_BODY, BodyLimit, error_body
 from controller.api.openapi import document
 from controller.api.operations import Operations
 from controller.api.operations import register as register_operations
+from controller.api.wire import JsonH11Protocol
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest
 from controller.model.errors import ErrorClass, error_class
 from controller.obs.logging import redact
@@ -282,7 +283,7 @@ class ApiServer:
         self.sock = _bind(listen)
         config = uvicorn.Config(
             create_app(state),
-            http="h11",
+            http=JsonH11Protocol,  # a request h11 refuses gets the JSON error body
             loop="asyncio",
             lifespan="off",
             log_config=None,

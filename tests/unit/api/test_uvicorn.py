@@ -73,7 +73,7 @@ def test_a_huge_content_length_is_refused_before_the_body(api: tuple[World, ApiS
     w, srv = api
     t0 = time.monotonic()
     code, body = raw(srv.address, post_head(APPROVE, length, f"Authorization: Bearer {w.alice}\r\n".encode()))
-    if len(length) > 20:  # h11 refuses a length of that many digits itself (400, plain text)
+    if len(length) > 20:  # h11 refuses a length of that many digits itself (400, controller.api.wire)
         assert code == 400
     else:
         assert code == 413 and json.loads(body)["code"] == 413
