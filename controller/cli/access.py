@@ -57,6 +57,8 @@ def webhook_secret(state_dir: Path, path: Path | None = None) -> str:
     """``$PIPECTL_WEBHOOK_SECRET``, else the secret file (created 0600 when missing)."""
     env = os.environ.get("PIPECTL_WEBHOOK_SECRET")
     if env:
+        if not env.strip():  # a blank secret would refuse every webhook without saying why
+            raise ValueError("PIPECTL_WEBHOOK_SECRET is blank")
         return env.strip()
     path = path or state_dir / "webhook-secret"
     if path.exists():
