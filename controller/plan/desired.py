@@ -35,6 +35,10 @@ from controller.plan.resources import (
 )
 
 CANARY_SUFFIX = "__canary"
+TAKEOVER = ["--takeover-table"]
+"""Given to an in-place job the rollout moved to a fresh checkpoint: the job kit's sink writes a
+table from one checkpoint only and takes it over from another only when told to
+(``controller.jobkit.sink``), and the move is the controller's explicit decision."""
 Reader = Callable[[str], bytes]
 
 
@@ -306,6 +310,7 @@ def _streaming_jobs(
             name,
             "--version",
             version,
+            *(TAKEOVER if job.name in rollout.checkpoints else []),
             *job.args,
         ]
         out.append(

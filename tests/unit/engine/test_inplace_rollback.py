@@ -89,6 +89,8 @@ def test_the_known_good_restarts_from_the_recorded_offsets_on_a_fresh_checkpoint
     assert (restored.version, restored.running) == ("1.0.0", True)
     assert restored.checkpoint == pin.checkpoint == option(restored.args, "--checkpoint")
     assert json.loads(option(restored.args, "--starting-offsets") or "") == want
+    # the job kit's sink hands the table to the new checkpoint only when told to
+    assert "--takeover-table" in restored.args and "--takeover-table" not in job(w, "staging", f"staging-{RELEASE}-agg").args
 
     [rb] = w.audit("rollback")
     assert rb["details"]["stopped"] == [DEV_JOB]
