@@ -447,7 +447,11 @@ class RolloutSpec(Spec):
     gates: list[Gate] = Field(default_factory=list)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
-    overrides: dict[str, StageOverride] = Field(default_factory=dict)
+    overrides: dict[str, StageOverride] = Field(
+        default_factory=dict,
+        description="By stage name: what that stage changes of the release (topics' partitions, "
+        "replicationFactor and config; Spark conf of its streaming jobs).",
+    )
 
 
 # --- the release ----------------------------------------------------------------------------
