@@ -56,7 +56,8 @@ def preview(rec: Reconciler, snap: RepoSnapshot, name: str, stage: str) -> Plan:
     step = step_of(rec, p, stage)
     if step is Step.IN_SYNC:
         inputs, stop_blue, _ = ops.sync_inputs(p.rel, stage, ctx, p.stage(stage), rec.steps.bake_seconds)
-        return ops.plan(p.rel, stage, ctx, inputs, p.commit, p.upstream, stop_blue)[0]
+        upstream = ops.served_upstream(p.upstream, stage)
+        return ops.plan(p.rel, stage, ctx, inputs, p.commit, upstream, stop_blue)[0]
     restoring = rec.restorer.pending(p, stage) if step is Step.RESTORING else None
     if restoring is not None:  # what the restore under way still has to change
         return restoring
@@ -71,7 +72,8 @@ def preview(rec: Reconciler, snap: RepoSnapshot, name: str, stage: str) -> Plan:
                 stop = ops.versioned_jobs(p.rel, ctx, stop_version)
             return ops.plan(good, stage, ctx, ops.hold_inputs(good, stage, ctx), commit, (), stop)[0]
     base = ops.baseline(p.rel, stage, ctx)
-    return ops.plan(p.rel, stage, ctx, ops.deploy_inputs(p.rel, stage, ctx, base), p.commit, p.upstream)[0]
+    inputs = ops.deploy_inputs(p.rel, stage, ctx, base)
+    return ops.plan(p.rel, stage, ctx, inputs, p.commit, ops.served_upstream(p.upstream, stage))[0]
 
 
 def apply_stage(
@@ -81,7 +83,8 @@ def apply_stage(
     p = _pass(rec, snap, name, stage)
     ops, ctx = rec.ops, p.ctx(stage)
     inputs = ops.deploy_inputs(p.rel, stage, ctx, ops.baseline(p.rel, stage, ctx))
-    return ops.converge(p.rel, stage, ctx, inputs, p.commit, "apply", upstream=p.upstream)
+    upstream = ops.served_upstream(p.upstream, stage)
+    return ops.converge(p.rel, stage, ctx, inputs, p.commit, "apply", upstream=upstream)
 
 
 def _target(rec: Reconciler, name: str, stage: str, current: str | None, to_version: str | None) -> str:

@@ -28,7 +28,7 @@ from controller.engine.backends import BackendsFactory, BatchObserver, StagePort
 from controller.engine.executor import ApplyReport, Executor, intent_digest
 from controller.model.errors import PipectlError
 from controller.model.manifest import PipelineRelease, StreamingJobSpec
-from controller.model.status import StageStatus
+from controller.model.status import ReleaseStatus, StageStatus
 from controller.obs.events import EventSink, EventType, make_event
 from controller.plan.actions import Action, DiffContext, Plan
 from controller.plan.desired import (
@@ -41,6 +41,7 @@ from controller.plan.desired import (
 from controller.plan.planner import make_plan
 from controller.plan.resources import Resource, ResourceKind
 from controller.rollout import inplace
+from controller.rollout.upstream import served_version
 from controller.store.db import Store
 from controller.store.rollout import PinnedCheckpoint, RolloutStore, StageRollout
 
@@ -161,6 +162,27 @@ class StageOps:
             )
             pinned.append(name)
         return pinned
+
+    def served_upstream(self, upstream: Sequence[PipelineRelease], stage: str) -> list[PipelineRelease]:
+        """Each ``dependsOn`` release as ``stage`` serves it (``rollout.upstream.served_version``):
+        the committed manifest when the stage serves that version, else the served version's
+        recorded one (the stage's known good, or the release's promoted history)."""
+        out = []
+        for u in upstream:
+            raw = self.store.get_status(u.name)
+            st = ReleaseStatus.model_validate(raw).stages.get(stage) if raw else None
+            kg = self.store.known_good(u.name, stage)
+            good = kg["version"] if kg else None
+            v = served_version(st.phase if st else None, st.version if st else None, good)
+            if v is None or v == u.spec.version:
+                out.append(u)
+            elif kg is not None and good == v:
+                out.append(PipelineRelease.model_validate_json(kg["manifest"]))
+            elif (entry := self.rollouts.history(u.name).versions.get(v)) is not None:
+                out.append(PipelineRelease.model_validate_json(entry.manifest))
+            else:
+                out.append(u)
+        return out
 
     def baseline(self, rel: PipelineRelease, stage: str, ctx: StageContext) -> Baseline:
         base_stage = ctx.canary_of or stage

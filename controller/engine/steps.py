@@ -63,7 +63,14 @@ class Steps:
         if baking:
             p.result.requeue(5.0)
         plan, report = self.ops.converge(
-            p.rel, stage, ctx, inputs, p.commit, "reconcile", upstream=p.upstream, delete_jobs=stop_blue
+            p.rel,
+            stage,
+            ctx,
+            inputs,
+            p.commit,
+            "reconcile",
+            upstream=self.ops.served_upstream(p.upstream, stage),
+            delete_jobs=stop_blue,
         )
         # drift: what the live state of a stage already at its version differs in (repaired now)
         metrics.set_drift(p.name, stage, len([a for a in plan.actions if a.name not in stop_blue]))
@@ -161,7 +168,8 @@ class Steps:
         self.record_inplace_starts(p.rel, stage, ctx, be)
         metrics.set_drift(p.name, stage, 0)  # the active stage's changes are the rollout, not drift
         inputs = self.ops.deploy_inputs(p.rel, stage, ctx, base)
-        plan, report = self.ops.converge(p.rel, stage, ctx, inputs, p.commit, "apply", upstream=p.upstream)
+        upstream = self.ops.served_upstream(p.upstream, stage)
+        plan, report = self.ops.converge(p.rel, stage, ctx, inputs, p.commit, "apply", upstream=upstream)
         if plan.refused:
             self.verdicts.refused(p, stage, plan)
             return

@@ -134,7 +134,7 @@ class Verdicts:
             "gate", run_id, p.commit, "passed" if passed else "failed", now, now, self.ops.instance
         )
         run.gates = verdicts
-        self.ops.audit(p.rel, stage, run, ctx, upstream=p.upstream)
+        self.ops.audit(p.rel, stage, run, ctx, upstream=self.ops.served_upstream(p.upstream, stage))
         restoring = False
         if passed:
             self.promote(p, stage, ctx, base, outcome.message)
@@ -241,7 +241,8 @@ class Verdicts:
         )
         self.ops.rollouts.put_stage(rel.name, stage, state)
         inputs = self.ops.hold_inputs(rel, stage, ctx)
-        _, report = self.ops.converge(rel, stage, ctx, inputs, p.commit, "promotion", upstream=p.upstream)
+        upstream = self.ops.served_upstream(p.upstream, stage)
+        _, report = self.ops.converge(rel, stage, ctx, inputs, p.commit, "promotion", upstream=upstream)
         if report is not None and (report.failed or report.waiting):
             bad = report.failed or report.waiting
             msg = "view switch failed: " + "; ".join(o.message for o in bad)
