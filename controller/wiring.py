@@ -222,8 +222,11 @@ def build_runtime(
     worktree: bool = False,
     requeue_waits: bool = False,
     events_kafka: tuple[str, str] | None = None,
+    share_live_state: bool = False,
 ) -> Runtime:
-    """Compose store, ledger (+OpenLineage and event sinks), git source, adapters and reconciler."""
+    """Compose store, ledger (+OpenLineage and event sinks), git source, adapters and reconciler.
+    ``share_live_state``: every plan reads live state from one pass-wide snapshot (the controller;
+    ``controller.engine.snapshot``)."""
     import socket
 
     from controller.audit.lineage import OpenLineageSink
@@ -267,6 +270,8 @@ def build_runtime(
         events=events,
         pin=source.pin,
     )
+    if share_live_state:
+        reconciler.ops.share_live_state()
     return Runtime(store, ledger, source, wiring, reconciler)
 
 

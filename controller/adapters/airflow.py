@@ -153,6 +153,16 @@ class AirflowAdapter:
         dags = self._list_dags(dag_id_pattern=id_pattern(sorted(wanted)))
         return {d.dag_id: self._live(d) for d in dags if d.dag_id in wanted}
 
+    def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
+        """Every DAG is read in one scope (``engine.snapshot``)."""
+        return "dags" if kind is ResourceKind.DAG else None
+
+    def observe_scope(self, scope: str) -> dict[tuple[ResourceKind, str], Resource]:
+        """Every active DAG, in one paged list (one call per 100 DAGs)."""
+        if scope != "dags":
+            raise ValueError(f"no Airflow scope {scope!r}")
+        return {(ResourceKind.DAG, str(d.dag_id)): self._live(d) for d in self._list_dags()}
+
     def observe_owned(self, release: str) -> dict[str, DagResource]:
         """Every active DAG tagged ``release:<release>`` (prune candidates), in one paged call."""
         return {d.dag_id: self._live(d) for d in self._list_dags(tags=[f"release:{release}"])}

@@ -182,6 +182,31 @@ class HiveAdapter(HiveThriftConnection):
             out[ResourceKind.VIEW] = dict(self._views_from(extended, views, known))
         return out
 
+    def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
+        """Scopes of ``engine.snapshot``: the database list, and each database's tables and views."""
+        if kind is ResourceKind.DATABASE:
+            return "databases"
+        return f"db:{split_qualified(name)[0]}" if kind in (ResourceKind.TABLE, ResourceKind.VIEW) else None
+
+    @retrying()
+    def observe_scope(self, scope: str) -> dict[tuple[ResourceKind, str], Resource]:
+        """``databases``: 1 ``SHOW DATABASES``. ``db:<name>``: every table and view of the database
+        in 1 ``GetColumns`` + 1 ``SHOW TABLE EXTENDED`` (+ 1 ``GetColumns`` when an all-column view
+        reads a table of another database), the same resources ``observe_kinds`` reads one by one."""
+        if scope == "databases":
+            rows = self._query("SHOW DATABASES", "show_databases")
+            return {(ResourceKind.DATABASE, str(r[0])): DatabaseResource(name=str(r[0])) for r in rows}
+        db = check_hive_ident(scope.removeprefix("db:"), "database")
+        columns = {k: v for k, v in self._get_columns([(db, "%")], exact=False).items() if k[0] == db}
+        extended = self._show_extended({(db, "*")}, missing_ok=True, every=True)
+        out: dict[tuple[ResourceKind, str], Resource] = {}
+        for name, t in self._tables_from(extended, columns).items():
+            out[(ResourceKind.TABLE, name)] = t
+        views = {k for k, v in extended.items() if v.type == "VIEW"}
+        for name, v in self._views_from(extended, views, columns).items():
+            out[(ResourceKind.VIEW, name)] = v
+        return out
+
     @retrying()
     def apply(self, action: Action) -> ApplyResult:
         """Apply one action after re-reading the resource; idempotent."""
@@ -276,9 +301,10 @@ class HiveAdapter(HiveThriftConnection):
         return out
 
     def _show_extended(
-        self, tables: set[tuple[str, str]], *, missing_ok: bool = False
+        self, tables: set[tuple[str, str]], *, missing_ok: bool = False, every: bool = False
     ) -> dict[tuple[str, str], TableInfo]:
-        """``SHOW TABLE EXTENDED`` for the given tables/views: one call per database."""
+        """``SHOW TABLE EXTENDED`` for the given tables/views (``every``: the names are patterns,
+        keep every row): one call per database."""
         out: dict[tuple[str, str], TableInfo] = {}
         for db in sorted({d for d, _ in tables}):
             names = sorted(t for d, t in tables if d == db)
@@ -292,13 +318,18 @@ class HiveAdapter(HiveThriftConnection):
                     continue
                 raise
             for row in rows:
+                if every and str(row[0]) != db:  # a session's temporary view (no database)
+                    continue
                 # LIKE patterns are regular expressions to Spark: keep exact names only.
-                if (db, str(row[1])) in tables:
+                if every or (db, str(row[1])) in tables:
                     out[(db, str(row[1]))] = parse_table_info(str(row[3]))
         return out
 
-    def _get_columns(self, tables: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Column]]:
-        """Columns (partition columns last) of the given tables, in one GetColumns call."""
+    def _get_columns(
+        self, tables: Iterable[tuple[str, str]], *, exact: bool = True
+    ) -> dict[tuple[str, str], list[Column]]:
+        """Columns (partition columns last) of the given tables, in one GetColumns call (``exact``
+        False: the names are JDBC patterns, keep every row)."""
         tables = set(tables)
         dbs = "|".join(sorted({d for d, _ in tables}))
         names = "|".join(sorted({t for _, t in tables}))
@@ -307,7 +338,7 @@ class HiveAdapter(HiveThriftConnection):
         for schema, table, column, type_name, position in rows:
             key = (schema, table)
             # GetColumns patterns are JDBC patterns ('_' matches any character): keep exact names.
-            if key in tables:
+            if key in tables or not exact:
                 found.setdefault(key, []).append((position, Column(name=column, type=hive_type(type_name))))
         return {k: [c for _, c in sorted(v, key=lambda p: p[0])] for k, v in found.items()}
 

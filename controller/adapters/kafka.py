@@ -170,6 +170,19 @@ class KafkaAdapter:
         self._check_kind(kind)
         return dict(self._observe(names))
 
+    def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
+        """Every topic is read in one scope (``engine.snapshot``)."""
+        return "topics" if kind is ResourceKind.TOPIC else None
+
+    def observe_scope(self, scope: str) -> dict[tuple[ResourceKind, str], Resource]:
+        """Every (non-internal) topic of the cluster: one metadata read (partitions and replicas of
+        all topics), then one config read over all of them."""
+        if scope != "topics":
+            raise PermanentBackendError(BACKEND, f"no Kafka scope {scope!r}")
+        meta = self._describe_all()
+        configs = self._describe_configs(sorted(meta)) if meta else {}
+        return {(ResourceKind.TOPIC, n): m.resource(n, configs[n]) for n, m in meta.items() if n in configs}
+
     def apply(self, action: Action) -> ApplyResult:
         self._check_kind(action.kind)
         log = _log.bind(action=action.id)
@@ -377,6 +390,21 @@ class KafkaAdapter:
                     raise
                 # Sensitive values come back as None; they cannot be compared and are left out.
                 out[res.name] = {k: e.value for k, e in entries.items() if e.value is not None}
+        return out
+
+    @retrying()
+    def _describe_all(self) -> dict[str, _TopicMeta]:
+        """Partitions and replication factor of every non-internal topic, from one metadata read."""
+        self.stats.count("describe_topics")
+        with self._sdk_errors("describe_topics"):
+            topics = self._admin.list_topics(timeout=self._timeout).topics
+        out: dict[str, _TopicMeta] = {}
+        for name, t in topics.items():
+            if name.startswith("__") or t.error is not None:
+                continue
+            parts = sorted(t.partitions.values(), key=lambda p: p.id)
+            rf = max((len(p.replicas) for p in parts), default=0)
+            out[name] = _TopicMeta(partitions=tuple(p.id for p in parts), replication_factor=rf)
         return out
 
     @retrying()

@@ -106,6 +106,16 @@ class SparkAdapter:
             raise ValueError(f"SparkAdapter does not observe {kind}")
         return {n: s.record.resource(running=s.alive) for n, s in self._list(list(names)).items()}
 
+    def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
+        """The runner's registry is one scope (``engine.snapshot``)."""
+        return "jobs" if kind is ResourceKind.STREAMING_JOB else None
+
+    def observe_scope(self, scope: str) -> dict[tuple[ResourceKind, str], Resource]:
+        """Every registered job, from one registry read."""
+        if scope != "jobs":
+            raise ValueError(f"no Spark scope {scope!r}")
+        return {(ResourceKind.STREAMING_JOB, n): r for n, r in self.observe_all().items()}
+
     def observe_all(self) -> dict[str, StreamingJobResource]:
         """Every registered job (prune candidates)."""
         return {n: s.record.resource(running=s.alive) for n, s in self._list(None).items()}

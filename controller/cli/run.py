@@ -55,7 +55,13 @@ def run_controller(
         return 0
     try:
         rt = build_runtime(
-            repo, state, branch=branch, bake_seconds=bake, requeue_waits=True, events_kafka=events_kafka
+            repo,
+            state,
+            branch=branch,
+            bake_seconds=bake,
+            requeue_waits=True,
+            events_kafka=events_kafka,
+            share_live_state=True,
         )
     except Exception as e:
         log.error("cannot start", error=str(e), error_type=type(e).__name__)

@@ -136,7 +136,11 @@ class Controller:
         return snap
 
     def refresh(self) -> RepoSnapshot | None:
-        """Read git (a new commit enqueues what it changed); None when the source failed."""
+        """Read git (a new commit enqueues what it changed); None when the source failed. Starts a
+        new pass-wide live-state snapshot (``engine.snapshot``): passes after it read afresh."""
+        live = getattr(getattr(self.reconciler, "ops", None), "live", None)  # test doubles have none
+        if live is not None:
+            live.clear()
         try:
             snap = self.snapshot()
         except Exception as e:

@@ -26,6 +26,8 @@ from controller.audit.records import RunFacts, build_record, manifest_digest
 from controller.engine import prune
 from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
+from controller.engine.fastpath import FastPath, digest, live_digest
+from controller.engine.snapshot import LiveSnapshot, LiveView, invalidating
 from controller.model.errors import PipectlError
 from controller.model.manifest import PipelineRelease, StreamingJobSpec
 from controller.model.status import ReleaseStatus, StageStatus
@@ -43,6 +45,7 @@ from controller.plan.resources import Resource, ResourceKind
 from controller.rollout import inplace
 from controller.rollout.upstream import served_version
 from controller.store.db import Store
+from controller.store.destructive import Inventory
 from controller.store.rollout import PinnedCheckpoint, RolloutStore, StageRollout
 
 log = structlog.get_logger(__name__)
@@ -86,12 +89,22 @@ class StageOps:
     events: EventSink | None = None
     pin: Callable[[str, str | None], None] | None = None
     """Keeps a known-good commit reachable in git (``GitSource.pin``)."""
+    live: LiveView | None = None
+    """The pass-wide live-state snapshot (``engine.snapshot``); None: each plan observes itself."""
 
     def __post_init__(self) -> None:
         self.checkpoint_root = str(Path(self.checkpoint_root).resolve())
         self.rollouts = RolloutStore(self.store)
         self.last_plans: dict[tuple[str, str], Plan] = {}
         """(release, stage) → the latest plan computed in this process (benchmarks read it)."""
+        self.fast = FastPath()
+        """Converged no-op passes: the same inputs again skip planning (``engine.fastpath``)."""
+
+    def share_live_state(self) -> LiveSnapshot:
+        """Answer every plan's observe from one pass-wide snapshot (the controller does this)."""
+        snap = LiveSnapshot(self.clock, self.observe_adapters)
+        self.live = snap
+        return snap
 
     # --- facts ---------------------------------------------------------------------------------
 
@@ -245,10 +258,16 @@ class StageOps:
     def observe(be: StagePorts, desired: Sequence[Resource]) -> dict[tuple[str, str], Any]:
         """Live state of ``desired``: one observe per adapter (an adapter serving several kinds may
         read them together, as Hive does for tables and views)."""
+        return StageOps.observe_adapters(be.adapters, desired)
+
+    @staticmethod
+    def observe_adapters(
+        adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource]
+    ) -> dict[tuple[str, str], Any]:
         by_adapter: dict[int, tuple[Adapter, dict[ResourceKind, list[str]]]] = {}
         for d in desired:
             kind = ResourceKind(d.kind)
-            adapter = be.adapters[kind]
+            adapter = adapters[kind]
             by_adapter.setdefault(id(adapter), (adapter, {}))[1].setdefault(kind, []).append(d.name)
         live: dict[tuple[str, str], Any] = {}
         for adapter, requests in by_adapter.values():
@@ -290,7 +309,7 @@ class StageOps:
         delete_jobs: Sequence[str] = (),
     ) -> tuple[Plan, StagePorts]:
         """The plan that converges ``stage`` to ``rel`` (nothing applied)."""
-        plan, be, _ = self._plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
+        plan, be, _, _ = self._plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
         return plan, be
 
     def _plan(
@@ -302,12 +321,12 @@ class StageOps:
         commit: str | None,
         upstream: Sequence[PipelineRelease],
         delete_jobs: Sequence[str],
-    ) -> tuple[Plan, StagePorts, prune.StagePrune]:
-        """The plan, and its prune candidates and approvals (``engine.prune``)."""
+    ) -> tuple[Plan, StagePorts, prune.StagePrune, tuple[list[Any], dict[tuple[str, str], Any]]]:
+        """The plan, its prune candidates and approvals (``engine.prune``), and (desired, live)."""
         root, _read = self.reader_for(commit)
         be = self.backends(ctx, root)
         desired = self.desired(rel, ctx, rollout, commit, upstream)
-        live = self.observe(be, desired)
+        live = self.live.observe(be.adapters, desired) if self.live is not None else self.observe(be, desired)
         stopped: list[Any] = []
         if delete_jobs:
             stopped = list(be.spark.observe(ResourceKind.STREAMING_JOB, list(delete_jobs)).values())
@@ -329,7 +348,7 @@ class StageOps:
             stopped + sp.candidates,
         )
         self.last_plans[(rel.name, stage)] = plan
-        return plan, be, sp
+        return plan, be, sp, (desired, live)
 
     def converge(
         self,
@@ -344,14 +363,24 @@ class StageOps:
         delete_jobs: Sequence[str] = (),
         apply: bool = True,
     ) -> tuple[Plan, ApplyReport | None]:
-        """Plan (and apply, journaled) one stage towards ``rel``; audit what changed."""
-        plan, be, sp = self._plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
+        """Plan (and apply, journaled) one stage towards ``rel``; audit what changed. The same
+        inputs as the last converged no-op pass skip planning (``engine.fastpath``)."""
+        inputs = None
+        if apply and commit is not None and not delete_jobs:
+            inputs = self._noop_inputs(rel, stage, ctx, rollout, commit, upstream)
+            fast = self._fast_noop(rel, stage, ctx, commit, inputs)
+            if fast is not None:
+                return fast, None
+        plan, be, sp, (desired, live) = self._plan(rel, stage, ctx, rollout, commit, upstream, delete_jobs)
         if not apply:
             return plan, None
         self.store.journal_settle(rel.name, stage, {a.id for a in plan.actions})
         if plan.is_noop or plan.refused:
             prune.record(self.store, sp, plan, None, None)
+            if inputs is not None:
+                self.fast.remember(rel.name, stage, inputs, desired, live_digest(live), plan)
             return plan, None
+        self.fast.forget(rel.name, stage)
         state = self.rollouts.stage(rel.name, stage)
         state.last_plan = plan.model_dump_json()
         self.rollouts.put_stage(rel.name, stage, state)
@@ -370,6 +399,7 @@ class StageOps:
         )
         moved = DiffContext(new_checkpoints=self.moved_jobs(rel, ctx, rollout))  # the re-check's rule too
         report = self._executor(be).apply(plan, run_id, intent, moved)
+        self._drop_written(be, plan)
         prune.record(self.store, sp, plan, report, run_id)
         outcome = "failed" if report.failed else ("interrupted" if report.interrupted else "succeeded")
         msg = "; ".join(f"{o.action.id}: {o.message}" for o in report.failed)
@@ -400,6 +430,54 @@ class StageOps:
         self.audit(rel, stage, run, ctx, read, upstream)
         return plan, report
 
+    def _drop_written(self, be: StagePorts, plan: Plan) -> None:
+        """Drop the snapshot's entries of every adapter the plan wrote through (also when an
+        injected executor did not go through ``snapshot.invalidating``)."""
+        if self.live is not None:
+            for a in plan.actions:
+                self.live.invalidate(be.adapters[a.kind])
+
+    def _noop_inputs(
+        self,
+        rel: PipelineRelease,
+        stage: str,
+        ctx: StageContext,
+        rollout: RolloutInputs,
+        commit: str,
+        upstream: Sequence[PipelineRelease],
+    ) -> str:
+        """Everything but live state that a plan of ``stage`` depends on, as one digest."""
+        canary_declares = ctx.canary_of is not None and self.store.known_good(rel.name, ctx.canary_of) is None
+        return digest(
+            manifest_digest(rel),
+            stage,
+            repr(ctx),
+            repr(rollout),
+            commit,
+            [manifest_digest(u) for u in upstream],
+            canary_declares,
+            Inventory(self.store).get(rel.name, stage),
+        )
+
+    def _fast_noop(
+        self, rel: PipelineRelease, stage: str, ctx: StageContext, commit: str, inputs: str
+    ) -> Plan | None:
+        """The last converged no-op plan, when inputs and the live state it saw are unchanged."""
+        key = self.fast.candidate(rel.name, stage, inputs)
+        if key is None:
+            return None
+        root, _read = self.reader_for(commit)
+        be = self.backends(ctx, root)
+        desired = list(key.desired)
+        live = self.live.observe(be.adapters, desired) if self.live is not None else self.observe(be, desired)
+        remembered = self.fast.confirm(rel.name, stage, key, live_digest(live))
+        if remembered is None:
+            return None
+        plan = remembered.model_copy(update={"generated_at": self.clock()})
+        self.last_plans[(rel.name, stage)] = plan
+        self.store.journal_settle(rel.name, stage, set())
+        return plan
+
     def delete_jobs(
         self, rel: PipelineRelease, stage: str, ctx: StageContext, names: list[str]
     ) -> ApplyReport | None:
@@ -426,7 +504,8 @@ class StageOps:
     def _executor(self, be: StagePorts) -> Executor:
         if self.executor_factory is not None:
             return self.executor_factory(be)
-        return Executor(self.store, be.adapters, stop=self.stop)
+        adapters = be.adapters if self.live is None else invalidating(be.adapters, self.live)
+        return Executor(self.store, adapters, stop=self.stop)
 
     # --- records -------------------------------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""A short-lived live-state snapshot shared by every release the controller reconciles (issue #17).
+
+Without it each release-stage observes its own resources, so a no-op pass costs a few backend
+calls per release. With it an adapter that can read a whole *scope* at once (``ScopedObserver``:
+Kafka every topic, Hive the database list or one database's tables and views, Airflow every DAG,
+Spark the runner's registry) is read once per scope, and every release's ``observe`` is answered
+from that read: calls per pass no longer grow with the number of releases.
+
+Rules that keep it honest:
+
+- an entry lives at most ``ttl`` on the injected clock (a pass, not longer);
+- a write through the executor (``InvalidatingAdapter``) drops every entry of the adapter it
+  goes through, both before and after the change; a read that was in flight while a write started
+  or ended is returned to its caller but never stored, so no later reader sees a state older
+  than the write;
+- concurrent misses of one scope wait for one load instead of each reading the backend;
+- kinds whose adapter is not a ``ScopedObserver`` (transforms) are observed as before.
+
+The executor's re-observe right before an apply (the journal's crash check) goes to the adapter
+itself, never to the snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from controller.adapters.base import Adapter, ApplyResult, CallStats
+from controller.plan.actions import Action
+from controller.plan.resources import Resource, ResourceKind
+
+DEFAULT_TTL = timedelta(seconds=10)
+
+
+@runtime_checkable
+class ScopedObserver(Protocol):
+    """An adapter that reads every resource of a scope (all topics, one Hive database…) at once."""
+
+    def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
+        """The scope holding ``kind``/``name``; None when that kind is not read by scope."""
+        ...
+
+    def observe_scope(self, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
+        """Every live resource of ``scope``, keyed by (kind, name)."""
+        ...
+
+
+class LiveView(Protocol):
+    """How the engine reads live state: ``StageOps`` asks it instead of the adapters."""
+
+    def observe(
+        self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource]
+    ) -> dict[tuple[str, str], Any]: ...
+
+    def invalidate(self, adapter: object) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Entry:
+    loaded_at: datetime
+    data: Mapping[tuple[ResourceKind, str], Resource]
+
+
+Direct = Callable[[Mapping[ResourceKind, Adapter], Sequence[Resource]], dict[tuple[str, str], Any]]
+
+
+class LiveSnapshot:
+    """Thread-safe, per-adapter scope cache; ``direct`` observes what is not read by scope."""
+
+    def __init__(self, clock: Callable[[], datetime], direct: Direct, ttl: timedelta = DEFAULT_TTL):
+        self.clock = clock
+        self.direct = direct
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[int, str], _Entry] = {}
+        self._generation: dict[int, int] = {}
+        self._loading: dict[tuple[int, str], threading.Lock] = {}
+        self._keep: dict[int, object] = {}  # ids stay valid while their adapter is referenced here
+
+    def observe(
+        self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource]
+    ) -> dict[tuple[str, str], Any]:
+        """Live state of ``desired``, as ``StageOps.observe`` would return it."""
+        live: dict[tuple[str, str], Any] = {}
+        rest: list[Resource] = []
+        for d in desired:
+            kind = ResourceKind(d.kind)
+            adapter = adapters[kind]
+            scope = adapter.snapshot_scope(kind, d.name) if isinstance(adapter, ScopedObserver) else None
+            if scope is None or not isinstance(adapter, ScopedObserver):
+                rest.append(d)
+                continue
+            found = self._scope(adapter, scope).get((kind, d.name))
+            if found is not None:
+                live[(str(kind), d.name)] = found
+        if rest:
+            live.update(self.direct(adapters, rest))
+        return live
+
+    def invalidate(self, adapter: object) -> None:
+        """Forget everything read through ``adapter``; loads in flight are not stored."""
+        key = id(adapter)
+        with self._lock:
+            self._generation[key] = self._generation.get(key, 0) + 1
+            for k in [k for k in self._entries if k[0] == key]:
+                del self._entries[k]
+
+    def clear(self) -> None:
+        """Forget every entry (a new pass); loads in flight are not stored."""
+        with self._lock:
+            for key in list(self._keep):
+                self._generation[key] = self._generation.get(key, 0) + 1
+            self._entries.clear()
+
+    def _fresh(self, key: tuple[int, str]) -> _Entry | None:
+        e = self._entries.get(key)
+        if e is None:
+            return None
+        age = self.clock() - e.loaded_at
+        return e if timedelta(0) <= age < self.ttl else None
+
+    def _scope(self, adapter: ScopedObserver, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
+        key = (id(adapter), scope)
+        with self._lock:
+            self._keep[id(adapter)] = adapter
+            e = self._fresh(key)
+            if e is not None:
+                return e.data
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per scope; the others wait for it and then read the entry
+            with self._lock:
+                e = self._fresh(key)
+                if e is not None:
+                    return e.data
+                generation = self._generation.get(key[0], 0)
+                started = self.clock()
+            data = dict(adapter.observe_scope(scope))
+            with self._lock:
+                if self._generation.get(key[0], 0) == generation:
+                    self._entries[key] = _Entry(started, data)
+        return data
+
+
+class InvalidatingAdapter:
+    """An adapter whose ``apply`` drops the snapshot's entries of the adapter before and after
+    the change (given to the executor); ``observe`` is the adapter's own, uncached."""
+
+    def __init__(self, inner: Adapter, snapshot: LiveView):
+        self.inner = inner
+        self.snapshot = snapshot
+        self.kinds = inner.kinds
+        self.stats: CallStats = inner.stats
+
+    def observe(self, kind: ResourceKind, names: Sequence[str]) -> dict[str, Resource]:
+        return self.inner.observe(kind, names)
+
+    def apply(self, action: Action) -> ApplyResult:
+        self.snapshot.invalidate(self.inner)
+        try:
+            return self.inner.apply(action)
+        finally:
+            self.snapshot.invalidate(self.inner)
+
+
+def invalidating(adapters: Mapping[ResourceKind, Adapter], snapshot: LiveView) -> dict[ResourceKind, Adapter]:
+    """``adapters`` with every apply reported to ``snapshot``."""
+    return {k: InvalidatingAdapter(a, snapshot) for k, a in adapters.items()}

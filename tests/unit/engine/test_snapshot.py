@@ -1,0 +1,162 @@
+"""The pass-wide live-state snapshot (``controller.engine.snapshot``): one read per scope whatever
+the number of releases, answers equal to per-release reads, and never a state older than a write."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+
+from controller.engine.snapshot import InvalidatingAdapter, LiveSnapshot
+from controller.engine.stage_ops import StageOps
+from controller.plan.actions import Action, Op
+from controller.plan.resources import (
+    DagResource,
+    DatabaseResource,
+    Resource,
+    ResourceKind,
+    TableResource,
+    TopicResource,
+    TransformResource,
+)
+from tests.unit.engine.world import Clock, FakeBackend
+
+K = ResourceKind
+
+
+class ScopedBackend(FakeBackend):
+    """A FakeBackend that also implements ``ScopedObserver`` (Hive-like scopes per database)."""
+
+    load_hook: object = None
+
+    def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
+        if kind in (K.TABLE, K.VIEW):
+            return "db:" + name.split(".")[0]
+        return None if kind is K.TRANSFORM else str(kind)
+
+    def observe_scope(self, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
+        self._read("observe_scope")
+        if callable(self.load_hook):
+            self.load_hook()
+        return {k: v for k, v in self.live.items() if self.snapshot_scope(*k) == scope}
+
+
+def _world(n: int, clock: Clock) -> tuple[dict[ResourceKind, FakeBackend], list[list[Resource]]]:
+    """``n`` releases, each with a topic, a database (3 shared ones), a table and a DAG."""
+    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
+    hive = ScopedBackend("hive", {K.DATABASE, K.TABLE}, clock)
+    airflow = ScopedBackend("airflow", {K.DAG}, clock)
+    transforms = FakeBackend("transforms", {K.TRANSFORM}, clock)
+    releases = []
+    for i in range(n):
+        db = f"db{i % 3}"
+        res: list[Resource] = [
+            TopicResource(name=f"t{i}", partitions=1 + i % 4, replication_factor=1),
+            DatabaseResource(name=db),
+            TableResource(name=f"{db}.tab{i}", columns=[]),
+            DagResource(name=f"dag{i}", file_name=f"dag{i}.py", source_digest="d", version="1.0.0"),
+        ]
+        for r in res[:3] if i % 5 else res[:2]:  # some tables and DAGs are missing: absent from both reads
+            (kafka if r.kind == K.TOPIC else hive).live[(K(r.kind), r.name)] = r
+        airflow.live[(K.DAG, f"dag{i}")] = res[3]
+        releases.append(res)
+    adapters: dict[ResourceKind, FakeBackend] = {
+        K.TOPIC: kafka, K.DATABASE: hive, K.TABLE: hive, K.DAG: airflow, K.TRANSFORM: transforms
+    }
+    return adapters, releases
+
+
+def _calls(adapters: Mapping[ResourceKind, FakeBackend]) -> dict[str, int]:
+    return {a.backend: a.stats.total for a in {id(a): a for a in adapters.values()}.values()}
+
+
+def test_calls_per_pass_do_not_grow_with_releases_and_equal_per_release_reads() -> None:
+    per_n = {}
+    for n in (10, 100):
+        clock = Clock()
+        adapters, releases = _world(n, clock)
+        snap = LiveSnapshot(clock, StageOps.observe_adapters)
+        batched = [snap.observe(adapters, desired) for desired in releases]
+        per_n[n] = _calls(adapters)
+        direct = [StageOps.observe_adapters(adapters, desired) for desired in releases]
+        assert batched == direct
+        assert sum(len(b) for b in batched) > 3 * n  # the comparison compared something
+    # Kafka 1, Airflow 1, Hive 1 (databases) + 1 per database (3)
+    assert per_n[10] == per_n[100] == {"kafka": 1, "hive": 4, "airflow": 1, "transforms": 0}
+
+
+def test_a_kind_without_scopes_is_observed_directly() -> None:
+    clock = Clock()
+    adapters, _ = _world(1, clock)
+    t = TransformResource(name="tr", materialized="table", compiled_sql_digest="x")
+    adapters[K.TRANSFORM].live[(K.TRANSFORM, "tr")] = t
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    assert snap.observe(adapters, [t, t.model_copy()]) == {("Transform", "tr"): t}
+    assert adapters[K.TRANSFORM].stats.calls == {"observe": 1}
+
+
+def test_a_write_through_the_executor_drops_the_adapters_entries() -> None:
+    clock = Clock()
+    adapters, releases = _world(3, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    snap.observe(adapters, releases[1])
+    kafka = adapters[K.TOPIC]
+    bigger = TopicResource(name="t1", partitions=9, replication_factor=1)
+    action = Action(kind=K.TOPIC, name="t1", op=Op.UPDATE, desired=bigger, reason="more partitions")
+    InvalidatingAdapter(kafka, snap).apply(action)
+    assert snap.observe(adapters, releases[1])[("Topic", "t1")] == bigger
+    assert kafka.stats.calls["observe_scope"] == 2
+    assert adapters[K.DAG].stats.calls["observe_scope"] == 1  # other adapters keep their entries
+
+
+def test_a_read_in_flight_during_a_write_is_not_kept() -> None:
+    clock = Clock()
+    adapters, releases = _world(3, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    kafka = adapters[K.TOPIC]
+    assert isinstance(kafka, ScopedBackend)
+    # a write of another worker lands while this read is in flight
+    kafka.load_hook = lambda: snap.invalidate(kafka)
+    snap.observe(adapters, releases[0])
+    kafka.load_hook = None
+    snap.observe(adapters, releases[0])
+    snap.observe(adapters, releases[0])
+    assert kafka.stats.calls["observe_scope"] == 2  # the racing read was not stored; the next one is
+
+
+def test_entries_expire_after_the_ttl_on_the_injected_clock() -> None:
+    clock = Clock()
+    adapters, releases = _world(3, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters, ttl=timedelta(seconds=5))
+    snap.observe(adapters, releases[0])
+    clock.advance(4.9)
+    snap.observe(adapters, releases[0])
+    assert adapters[K.TOPIC].stats.calls["observe_scope"] == 1
+    clock.advance(0.2)
+    snap.observe(adapters, releases[0])
+    assert adapters[K.TOPIC].stats.calls["observe_scope"] == 2
+    clock.advance(-60)  # a clock that went back never serves an entry "from the future"
+    snap.observe(adapters, releases[0])
+    assert adapters[K.TOPIC].stats.calls["observe_scope"] == 3
+
+
+def test_concurrent_workers_share_one_load_per_scope() -> None:
+    clock = Clock()
+    adapters, releases = _world(20, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    kafka = adapters[K.TOPIC]
+    assert isinstance(kafka, ScopedBackend)
+    kafka.load_hook = lambda: time.sleep(0.05)  # a slow backend: the other workers arrive meanwhile
+    results: dict[int, object] = {}
+
+    def worker(i: int) -> None:
+        results[i] = snap.observe(adapters, releases[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert kafka.stats.calls["observe_scope"] == 1
+    assert results == {i: StageOps.observe_adapters(adapters, releases[i]) for i in range(20)}
