@@ -127,6 +127,7 @@ def time_round_trips(be: Any, timers: Timers) -> None:
         (be.hive, "_run", lambda sql, op, **_: f"hive.{op}"),
         (be.hive, "_metadata_columns", lambda *a, **_: "hive.get_columns"),
         (be.kafka, "_describe_topics", lambda *a, **_: "kafka.describe_topics"),
+        (be.kafka, "_describe_all", lambda *a, **_: "kafka.describe_topics"),
         (be.kafka, "_describe_configs", lambda *a, **_: "kafka.describe_configs"),
         (be.airflow, "_call", lambda op, *a, **_: f"airflow.{op}"),
     ]
@@ -176,7 +177,9 @@ def run(tmp: Path, uid: str, name: str, dag_logical: str, dags_folder: str, star
     (repo / "dags" / f"{dag_logical}.py").write_text(DAG_SOURCE)
     git_init(repo)
 
-    rt = build_runtime(str(repo), f"sqlite:///{tmp / 'state' / 'state.db'}", bake_seconds=0)
+    # the controller's configuration: one pass-wide live-state snapshot (controller/engine/snapshot.py)
+    state_url = f"sqlite:///{tmp / 'state' / 'state.db'}"
+    rt = build_runtime(str(repo), state_url, bake_seconds=0, share_live_state=True)
     ctl = Controller(rt.source, rt.reconciler, interval=3600)
     snap = ctl.snapshot()
     envs = {n: snap.environment(n) for n in snap.environments}
@@ -189,6 +192,8 @@ def run(tmp: Path, uid: str, name: str, dag_logical: str, dags_folder: str, star
         adapter.observe = timers.wrap(bname, adapter.observe)
         if hasattr(adapter, "observe_kinds"):  # the reconciler reads Hive's kinds together
             adapter.observe_kinds = timers.wrap(bname, adapter.observe_kinds)
+        if hasattr(adapter, "observe_scope"):  # the snapshot reads whole scopes
+            adapter.observe_scope = timers.wrap(bname, adapter.observe_scope)
     ops = Timers()
     time_round_trips(be, ops)
     store_t: dict[str, float] = {"n": 0, "s": 0.0}
