@@ -14,6 +14,11 @@
   oldest first), each ``{"seq", "ts", "kind", "record"}`` — the timeline and the gate evidence.
 - ``GET /api/v1/releases/NAME/lineage?stage=S`` — the lineage graph of the stage
   (``controller.api.lineage_graph``).
+- ``GET /api/v1/releases/NAME/permissions`` — for each stage awaiting approval
+  (``controller.audit.approvals.awaiting_approval`` over the stored status), whether the caller may
+  approve it now: ``controller.audit.approvals.permission``, which runs the approve endpoint's own
+  ``check`` on the version and revision digest at the controller's commit. The page shows an
+  approve button only where ``canApprove`` is true, and posts exactly that version and digest.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 from starlette.staticfiles import StaticFiles
 
 from controller.api.lineage_graph import lineage_graph
+from controller.audit.approvals import ApprovalRefused, awaiting_approval, permission
 
 if TYPE_CHECKING:
     from controller.api.server import ApiState
@@ -43,6 +51,28 @@ AUDIT_LIMIT = 500
 # element styles from script, which style-src does not govern, and the SVG text uses attributes).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+class StagePermissionOut(BaseModel):
+    """May the caller approve this stage now; the version and digest an approval must name."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    stage: str
+    version: str = Field(description="The release's version at the controller's commit (to approve).")
+    revision: str = Field(description="Its revision digest (sha256:…), bound into the approval.")
+    can_approve: bool = Field(description="POST .../approve with this version and revision is accepted.")
+    reason: str | None = Field(default=None, description="Why not, as the approve endpoint would say it.")
+    refusal: str | None = Field(default=None, description="The refusal's name, e.g. NotAnApprover.")
+
+
+class PermissionsOut(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    name: str
+    principal: str = Field(description="Who asked (the token's user).")
+    commit: str | None = Field(description="The commit the answer was computed at.")
+    stages: list[StagePermissionOut] = Field(description="One entry per stage awaiting approval.")
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -104,6 +134,27 @@ def register(app: FastAPI, state: ApiState, board_dir: Path = BOARD_DIR) -> None
     ) -> dict[str, Any]:
         _require(state, request)
         return {"name": name, **lineage_graph([r["record"] for r in records(name)], stage)}
+
+    @app.get("/api/v1/releases/{name}/permissions", response_model=PermissionsOut,
+             summary="What the caller may approve on a release: each stage awaiting approval")
+    def permissions(name: str, request: Request) -> PermissionsOut:
+        who = _require(state, request)
+        status = state.store.get_status(_release_name(name))
+        if status is None:
+            raise ApiError(404, f"release {name!r} not found", "ReleaseNotFound")
+        if state.snapshot is None:
+            raise ApiError(501, "this API server does not run a controller", "NotImplemented")
+        try:
+            snap = state.snapshot()
+            out = [permission(snap, name, stage, who) for stage in awaiting_approval(status)]
+        except ApprovalRefused as e:
+            raise ApiError(e.status, e.message, e.reason) from None
+        stages = [
+            StagePermissionOut(stage=p.stage, version=p.version, revision=p.revision,
+                               can_approve=p.can_approve, reason=p.reason, refusal=p.refusal)
+            for p in out
+        ]
+        return PermissionsOut(name=name, principal=who.user, commit=snap.commit, stages=stages)
 
     _static(app, board_dir)
 

@@ -10,6 +10,7 @@ the 422s and lists, per operation, the error statuses its code can return:
 - a path with ``{name}``: 404 (unknown release)
 - approvals and rollbacks: 403 (not an approver), 409 (not the current version, one in flight)
 - destructive approvals and rollbacks: 501 (an API server without a controller, as in unit tests)
+- ``GET .../permissions``: 409 (the release is invalid at the controller's commit), 501 (as above)
 
 and the bearer security scheme (per-user tokens; the webhook's secret for ``/hooks/git``).
 ``tests/integration/test_api_schemathesis.py`` checks the live API against it.
@@ -25,7 +26,7 @@ from pydantic import BaseModel, Field
 
 OPEN = {("get", "/healthz")}
 APPROVALS = {"/approve", "/destructive-approvals", "/rollback"}
-NEED_CONTROLLER = ("/destructive-approvals", "/rollback")
+NEED_CONTROLLER = ("/destructive-approvals", "/rollback", "/permissions")
 
 
 class ErrorBody(BaseModel):
@@ -41,7 +42,7 @@ DESCRIPTIONS = {
     401: "No valid API token (Authorization: Bearer <token>)",
     403: "The principal may not do this at this stage",
     404: "No such release (or request)",
-    409: "Conflict: not the current version, or one already in flight",
+    409: "Conflict: not the current version, one already in flight, or the release is invalid",
     413: "Request body too large",
     501: "This API server does not run a controller",
     503: "A backend or the state store is unavailable; retry later (Retry-After)",
@@ -57,6 +58,8 @@ def error_statuses(method: str, path: str) -> list[int]:
         codes.add(404)
     if any(path.endswith(s) or f"{s}/" in path for s in APPROVALS) and method == "post":
         codes |= {403, 409}
+    if path.endswith("/permissions"):
+        codes.add(409)
     if any(s in path for s in NEED_CONTROLLER):
         codes.add(501)
     return sorted(codes)

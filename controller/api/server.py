@@ -14,7 +14,7 @@
 - ``POST /api/v1/releases/NAME/destructive-approvals``, ``POST /api/v1/releases/NAME/rollback``,
   ``GET /api/v1/releases/NAME/rollback/ID`` — ``controller.api.operations``
 - ``GET /`` (the release board), ``GET /api/v1/stream`` (server-sent events),
-  ``GET /api/v1/releases/NAME/audit|lineage`` — ``controller.api.board``
+  ``GET /api/v1/releases/NAME/audit|lineage|permissions`` — ``controller.api.board``
 - ``GET /openapi.json`` — the API's description, error statuses included (``controller.api.openapi``)
 
 Principals are per-user tokens (``pipectl token create``) or a trusted proxy's identity header;
@@ -51,6 +51,7 @@ from controller.api.wire import JsonH11Protocol
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest
 from controller.model.errors import ErrorClass, error_class
 from controller.obs.logging import redact
+from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
 from controller.store.tokens import Principal, TokenStore
 
@@ -78,6 +79,9 @@ class ApiState:
     max_body: int = MAX_BODY
     operations: Operations | None = None
     """Destructive approvals and rollbacks (``controller.api.operations``)."""
+    snapshot: Callable[[], RepoSnapshot] | None = None
+    """The repo at the commit the controller works from (what approvals are checked against):
+    ``GET .../permissions`` asks ``controller.audit.approvals.permission`` over it."""
 
 
 class ApproveBody(BaseModel):

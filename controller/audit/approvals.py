@@ -13,16 +13,24 @@ Environment's ``spec.approvers`` when set, anyone authenticated otherwise (403; 
 (and revision, when given) is the current one (409, naming the current version). ``approve``
 records it and writes an audit record naming the principal and the digest. The API
 (``controller.api``) and the operator path of ``pipectl approve`` both go through here.
+
+``permission`` answers "may this principal approve this stage now?" for the release board
+(``GET /api/v1/releases/NAME/permissions``) by running ``check`` itself on the current version and
+digest, so the page's answer and the approve endpoint's refusal cannot disagree.
+``awaiting_approval`` reads which stages of a stored status wait for an approval.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from controller.audit.ledger import AuditRecord, Ledger
 from controller.model.manifest import PipelineRelease
+from controller.model.reasons import Reason, Verdict
 from controller.source.revision import revision
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
@@ -113,6 +121,56 @@ def check(snap: RepoSnapshot, req: ApprovalRequest, who: Principal) -> str:
             f"{rel.name} {current} is revision {digest} at commit {at}, not {req.revision}",
         )
     return digest
+
+
+@dataclass(frozen=True)
+class StagePermission:
+    """Whether a principal may approve ``version`` (at ``revision``) for ``stage`` now, and if not, why."""
+
+    stage: str
+    version: str
+    revision: str
+    can_approve: bool
+    reason: str | None = None
+    """``check``'s refusal message (None when allowed)."""
+    refusal: str | None = None
+    """``check``'s reason name, e.g. ``NotAnApprover`` (None when allowed)."""
+
+
+def permission(snap: RepoSnapshot, release: str, stage: str, who: Principal) -> StagePermission:
+    """Whether ``who`` may approve the current version and digest of ``release`` for ``stage`` at
+    ``snap``: ``check``, exactly as an approval runs it. Raises ``ApprovalRefused`` when the release
+    itself is unknown (404) or invalid (409) at ``snap``; a stage-level refusal is the answer."""
+    if release not in snap.releases:
+        check_stage(snap, release, stage, who)  # raises the 404 or 409
+    rel = snap.release(release)
+    version, digest = rel.spec.version, revision(rel, snap.root).digest
+    try:
+        check(snap, ApprovalRequest(release, stage, version, digest), who)
+    except ApprovalRefused as e:
+        return StagePermission(stage, version, digest, False, e.message, e.reason)
+    return StagePermission(stage, version, digest, True)
+
+
+def awaiting_approval(status: Mapping[str, Any]) -> list[str]:
+    """The stages of a stored release status (``ReleaseStatus`` as JSON) that wait for an approval:
+    promotion into them is held (reason ``AwaitingApproval``), or an ``approval`` gate of the
+    version deployed there is still inconclusive while it verifies."""
+    out: list[str] = []
+    stages = status.get("stages")
+    for stage, st in (stages if isinstance(stages, Mapping) else {}).items():
+        if not isinstance(st, Mapping):
+            continue
+        gates = st.get("gates")
+        gate_waits = st.get("phase") == "Verifying" and any(
+            isinstance(g, Mapping)
+            and g.get("type") == "approval"
+            and g.get("verdict") == Verdict.INCONCLUSIVE
+            for g in (gates if isinstance(gates, list) else [])
+        )
+        if st.get("reason") == Reason.AWAITING_APPROVAL or gate_waits:
+            out.append(str(stage))
+    return out
 
 
 def approve(store: Store, snap: RepoSnapshot, req: ApprovalRequest, who: Principal) -> Approval:

@@ -164,6 +164,7 @@ def api_state(
         approve=approver(rt, ctl),
         trusted=opts.trusted(),
         operations=operations(rt, ctl),
+        snapshot=lambda: _current(rt, ctl),  # the approver's commit: the board's answers match approvals
     )
 
 

@@ -43,6 +43,7 @@ class World:
             metrics=lambda: b"pipectl_up 1\n",
             approve=self.approve,
             max_body=4096,
+            snapshot=lambda: load_repo(self.repo),
         )
         self.client = TestClient(create_app(self.state))
 
