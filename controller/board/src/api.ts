@@ -19,6 +19,12 @@ export interface AuditRecord {
 export interface LineageNode { id: string; kind: string; name: string }
 export interface LineageEdge { from: string; to: string; inferred: boolean; columns: string[] }
 export interface Lineage { stage: string; version: string | null; nodes: LineageNode[]; edges: LineageEdge[] }
+// GET /api/v1/releases/NAME/permissions (controller/api/board.py): one entry per stage awaiting approval
+export interface StagePermission {
+  stage: string; version: string; revision: string; canApprove: boolean; reason: string | null; refusal: string | null;
+}
+export interface Permissions { name: string; principal: string; commit: string | null; stages: StagePermission[] }
+export interface Answer { status: number; body: Record<string, unknown> }
 
 export class Unauthorized extends Error {}
 
@@ -40,6 +46,16 @@ export async function get<T>(path: string): Promise<T> {
     throw new Error(`${path}: ${r.status} ${body.error ?? r.statusText}`);
   }
   return (await r.json()) as T;
+}
+
+/** POST a JSON body; any answer but 401 is returned with its status (a 4xx body is the API's error). */
+export async function post(path: string, body: unknown): Promise<Answer> {
+  const r = await fetch(path, {
+    method: "POST", cache: "no-store", body: JSON.stringify(body),
+    headers: { ...headers(), "Content-Type": "application/json" },
+  });
+  if (r.status === 401) throw new Unauthorized("the token was refused");
+  return { status: r.status, body: (await r.json().catch(() => ({}))) as Record<string, unknown> };
 }
 
 /** Follow /api/v1/stream until `signal` aborts; reconnect after a pause when it ends. */

@@ -1,6 +1,8 @@
-// A release page: stages and gates, the gate evidence charts, the lineage graph of a stage and the
-// audit timeline. Kept current by the overview's stream: a status change refetches the records.
-import { get, type AuditRow, type Lineage, type Release } from "./api";
+// A release page: stages and gates, approving where the caller may, the gate evidence charts, the
+// lineage graph of a stage and the audit timeline. Kept current by the overview's stream: a status
+// change refetches the records and the caller's permissions.
+import { Unauthorized, get, type AuditRow, type Lineage, type Permissions, type Release } from "./api";
+import { approvals } from "./approve";
 import { canaryEvidence, lagChart } from "./charts";
 import { age, h, short } from "./dom";
 import { lineageGraph } from "./lineage";
@@ -48,6 +50,8 @@ export class ReleasePage {
   private stage: string;
   private rows: AuditRow[] = [];
   private readonly head = h("div");
+  private readonly approve = h("div", { id: "approvals" });
+  private readonly approveResult = h("p", { id: "approve-result", class: "approve-result", role: "status" });
   private readonly evidence = h("div");
   private readonly lag = h("div");
   private readonly graph = h("div");
@@ -60,11 +64,11 @@ export class ReleasePage {
     root.replaceChildren(
       h("p", {}, h("a", { href: "#/" }, "← all releases")),
       h("h1", {}, name), this.head,
+      h("h2", {}, "Approvals"), this.approve, this.approveResult,
       h("h2", {}, "Gate evidence"), this.evidence,
       h("h2", {}, "Lineage and streaming health"), this.stagePick, this.graph, this.lag,
       h("h2", {}, "Audit timeline"),
-      h("p", { class: "hint" }, "Runs, approvals and rollbacks from the hash-chained audit ledger, newest first. " +
-        "Approving is not offered here: the API does not yet say whether you may approve; use pipectl approve."),
+      h("p", { class: "hint" }, "Runs, approvals and rollbacks from the hash-chained audit ledger, newest first."),
       this.history);
   }
 
@@ -92,6 +96,7 @@ export class ReleasePage {
     const [audit, lineage] = await Promise.all([
       get<{ records: AuditRow[] }>(`${base}/audit`),
       get<Lineage>(`${base}/lineage?stage=${encodeURIComponent(this.stage)}`),
+      this.refreshApprovals(base),
     ]);
     this.rows = audit.records;
     const width = Math.max(360, Math.min(900, this.root.clientWidth - 40));
@@ -99,5 +104,17 @@ export class ReleasePage {
     this.graph.replaceChildren(h("h3", {}, `Lineage at ${lineage.stage} (${lineage.version ?? "no version yet"})`), lineageGraph(lineage));
     this.lag.replaceChildren(lagChart(this.rows, this.stage, width));
     this.history.replaceChildren(timeline(this.rows));
+  }
+
+  // A failure here (e.g. 503 before the controller has read git) is shown in the section and leaves
+  // the rest of the page drawn; after an approval, ask again (the stage waits until the next pass).
+  private async refreshApprovals(base: string): Promise<void> {
+    try {
+      const perm = await get<Permissions>(`${base}/permissions`);
+      this.approve.replaceChildren(approvals(perm, this.approveResult, () => { this.refresh().catch(this.fail); }, this.fail));
+    } catch (e) {
+      if (e instanceof Unauthorized) throw e;
+      this.approve.replaceChildren(h("p", { class: "error" }, `approvals unavailable: ${e instanceof Error ? e.message : String(e)}`));
+    }
   }
 }
