@@ -71,7 +71,7 @@ class PermissionsOut(BaseModel):
 
     name: str
     principal: str = Field(description="Who asked (the token's user).")
-    commit: str | None = Field(description="The commit the answer was computed at.")
+    commit: str | None = Field(description="The commit the answer was computed at (null: nothing awaits).")
     stages: list[StagePermissionOut] = Field(description="One entry per stage awaiting approval.")
 
 
@@ -144,9 +144,12 @@ def register(app: FastAPI, state: ApiState, board_dir: Path = BOARD_DIR) -> None
             raise ApiError(404, f"release {name!r} not found", "ReleaseNotFound")
         if state.snapshot is None:
             raise ApiError(501, "this API server does not run a controller", "NotImplemented")
+        waiting = awaiting_approval(status)
+        if not waiting:  # no repo snapshot (a checkout) for the common answer on every page refresh
+            return PermissionsOut(name=name, principal=who.user, commit=None, stages=[])
         try:
             snap = state.snapshot()
-            out = [permission(snap, name, stage, who) for stage in awaiting_approval(status)]
+            out = [permission(snap, name, stage, who) for stage in waiting]
         except ApprovalRefused as e:
             raise ApiError(e.status, e.message, e.reason) from None
         stages = [

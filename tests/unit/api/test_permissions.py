@@ -109,7 +109,8 @@ def test_unknown_release_is_404_and_no_token_is_401(world: World) -> None:
 
 def test_nothing_awaiting_approval_is_an_empty_list(world: World) -> None:
     world.store.put_status("host-metrics", {"version": "1.0.0", "stages": {"dev": {"phase": "Succeeded"}}})
-    assert world.client.get(PERMISSIONS, headers=auth(world.alice)).json()["stages"] == []
+    body = world.client.get(PERMISSIONS, headers=auth(world.alice)).json()
+    assert body["stages"] == [] and body["commit"] is None
 
 
 def test_without_a_controller_it_is_501(world: World) -> None:
