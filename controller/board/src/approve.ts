@@ -20,7 +20,7 @@ export function approvals(perm: Permissions, result: HTMLElement, done: () => vo
   const items = perm.stages.map((p) => {
     if (!p.canApprove) {
       return h("li", { "data-approval-stage": p.stage, class: "may-not" },
-        `${p.stage} awaits approval of ${p.version}; ${perm.principal} may not approve it: ${p.reason ?? "refused"}`);
+        `${p.stage} awaits approval of ${p.version}: ${p.reason ?? `${perm.principal} may not approve it`}`);
     }
     const button = h("button", { type: "button", "data-approve": p.stage }, `Approve ${p.version} for ${p.stage}`);
     button.addEventListener("click", () => {
