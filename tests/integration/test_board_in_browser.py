@@ -2,8 +2,10 @@
 playwright, against a real controller on a throwaway git repo and the local stack.
 
 The release has a topic, a table in the layout of ``host_metrics_1m``, a serving view and a
-dataQuality gate; stages dev -> canary (of prod) -> prod. 1.0.0 goes through all three; the test
-then writes per-minute rows into prod's table and into the canary's shadow table with a quarter of
+dataQuality gate; stages dev -> canary (of prod) -> prod, where promotion into prod needs an
+approval by alice (prod's only approver). With 1.0.0 waiting at prod, bob (not an approver) opens the
+release page and finds no approve button but the API's reason; alice finds "Approve 1.0.0 for prod",
+clicks it, sees the approval confirmed, and 1.0.0 reaches prod. The test then writes per-minute rows into prod's table and into the canary's shadow table with a quarter of
 the samples missing, and commits 1.1.0, whose canary-only dataQuality gate wants every window
 complete. With the board open the whole time, the dev lane shows 1.1.0 and the canary lane 1.1.0
 RolledBack without a page load.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,7 +153,8 @@ def world(tmp_path: Path, stack: dict[str, Any], unique_name: str) -> Iterator[d
     files = {
         "environments/dev.yaml": stage_env_yaml("dev", f"it{uid}dev.", f"it{uid}dev_", folder),
         "environments/canary.yaml": canary_env_yaml("canary", "prod"),
-        "environments/prod.yaml": stage_env_yaml("prod", f"it{uid}prd.", f"it{uid}prd_", folder),
+        "environments/prod.yaml": stage_env_yaml("prod", f"it{uid}prd.", f"it{uid}prd_", folder, "approval")
+        + "  approvers: {users: [alice]}\n",
     }
     name = f"board-{uid}"
     files["releases/rc.yaml"] = release(name, "1.0.0", [READABLE])
@@ -180,17 +183,51 @@ def card(name: str, lane: str, version: str, phase: str | None = None) -> str:
     return sel + (f'[data-phase="{phase}"]' if phase else "")
 
 
+def login(page: Any, url: str, token: str) -> None:
+    page.goto(url)
+    page.fill("#token", token)
+    page.click("#login button[type=submit]")
+
+
+def approve_in_browser(w: dict[str, Any], browser: Any, watch: Callable[[Any], None]) -> Any:
+    """Bob sees why he may not approve prod (no button); alice approves 1.0.0 for prod with the button.
+    Returns alice's page, back on the overview."""
+    name, url = w["name"], f"http://127.0.0.1:{w['ctl'].port}/#/release/{w['name']}"
+    bob = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    watch(bob)
+    login(bob, url, token_for(w["state"], "bob"))
+    refused = bob.wait_for_selector('#approvals [data-approval-stage="prod"].may-not', timeout=20_000).inner_text()
+    assert "bob may not approve stage prod" in refused and "1.0.0" in refused, refused
+    assert bob.locator("#approvals [data-approve]").count() == 0
+    bob.screenshot(path=str(ARTIFACTS / "release-not-an-approver.png"), full_page=True)
+    bob.context.close()
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    watch(page)
+    login(page, url, w["token"])
+    button = page.wait_for_selector('#approvals button[data-approve="prod"]', timeout=20_000)
+    assert button.inner_text() == "Approve 1.0.0 for prod"
+    page.screenshot(path=str(ARTIFACTS / "release-approver.png"), full_page=True)
+    button.click()
+    result = page.wait_for_selector("#approve-result.ok", timeout=20_000).inner_text()
+    assert result.startswith("Approved 1.0.0 for prod as alice (revision sha256:"), result
+    page.click('a[href="#/"]')
+    page.wait_for_selector(card(name, "prod", "1.0.0", "Succeeded"), timeout=150_000)
+    return page
+
+
 def test_board_in_browser(world: dict[str, Any]) -> None:
     from playwright.sync_api import ConsoleMessage, sync_playwright
 
     w, ctl, name = world, world["ctl"], world["name"]
     ctl.start()
     t0 = time.time()
-    for stage in STAGES:
+    for stage in STAGES[:2]:
         wait_stage(w, stage, "1.0.0", "Succeeded", 150)
-    print(f"1.0.0 Succeeded at dev, canary, prod in {time.time() - t0:.0f}s")
-    insert_windows(f"it{w['uid']}prd_rc")
-    token = token_for(w["state"], "alice")
+    wait_for(lambda: stage_status(w["state"], name, "prod").get("reason") == "AwaitingApproval", 60,
+             "prod AwaitingApproval", ctl.log)
+    print(f"1.0.0 Succeeded at dev, canary and awaits approval at prod in {time.time() - t0:.0f}s")
+    w["token"] = token_for(w["state"], "alice")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
 
@@ -202,12 +239,12 @@ def test_board_in_browser(world: dict[str, Any]) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                      args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("console", console)
-            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            page.goto(f"http://127.0.0.1:{ctl.port}/")
-            page.fill("#token", token)
-            page.click("#login button[type=submit]")
+            def watch(p: Any) -> None:
+                p.on("console", console)
+                p.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+
+            page = approve_in_browser(w, browser, watch)
+            insert_windows(f"it{w['uid']}prd_rc")
             for stage in STAGES:
                 page.wait_for_selector(card(name, stage, "1.0.0", "Succeeded"), timeout=20_000)
             page.wait_for_selector("#live.on", timeout=10_000)
