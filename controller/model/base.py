@@ -3,11 +3,45 @@ camelCase aliases, unknown fields forbidden, immutable."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic.alias_generators import to_camel
+
+from controller.model import identifiers as ids
 
 
 class Spec(BaseModel):
     """Base for every manifest model: camelCase aliases, unknown fields forbidden, immutable."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def string_values(v: Any) -> Any:
+    """YAML gives numbers and booleans for unquoted values; Kafka configs and Spark conf are strings."""
+    if isinstance(v, dict):
+        return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
+    return v
+
+
+def _checked_keys(check: Callable[[str], object]) -> Callable[[dict[str, str]], dict[str, str]]:
+    def run(v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            try:
+                check(k)
+            except ids.IdentifierError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    return run
+
+
+# A Spark conf map (a job's, the Environment's, a stage override's) and a Kafka topic config map (a
+# stage override's): values as strings, keys checked.
+SparkConf = Annotated[
+    dict[str, str], BeforeValidator(string_values), AfterValidator(_checked_keys(ids.check_spark_conf_key))
+]
+KafkaConfig = Annotated[
+    dict[str, str], BeforeValidator(string_values), AfterValidator(_checked_keys(ids.check_kafka_config_key))
+]

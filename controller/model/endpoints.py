@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from controller.model import identifiers as ids
-from controller.model.base import Spec
+from controller.model.base import SparkConf, Spec
 
 REF_HELP = "A secret reference: env:VAR or file:PATH (never the secret itself)."
 
@@ -174,7 +174,7 @@ class SparkEndpoint(Spec):
         description="spark-submit --deploy-mode; only client is supported (no cluster manager yet).",
         json_schema_extra={"enum": list(SPARK_DEPLOY_MODES)},
     )
-    conf: dict[str, str] = Field(
+    conf: SparkConf = Field(
         default_factory=dict,
         description="Spark conf for every streaming job of this environment; a job's own conf and the "
         "stage's rollout.overrides conf win over it.",
@@ -194,23 +194,6 @@ class SparkEndpoint(Spec):
                 f"--deploy-mode {', '.join(SPARK_DEPLOY_MODES)} (cluster mode needs a cluster manager "
                 "pipectl does not drive yet)"
             )
-        return v
-
-    @field_validator("conf", mode="before")
-    @classmethod
-    def _conf_values(cls, v: object) -> object:
-        if isinstance(v, dict):
-            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
-        return v
-
-    @field_validator("conf")
-    @classmethod
-    def _conf_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            try:
-                ids.check_spark_conf_key(k)
-            except ids.IdentifierError as e:
-                raise ValueError(str(e)) from None
         return v
 
     @field_validator("checkpoint_root")

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from controller.model import identifiers as ids
 from controller.model.analysis import AnalysisTemplate, CanaryGateFields
+from controller.model.base import SparkConf
 from controller.model.base import Spec as Spec
 from controller.model.endpoints import AirflowEndpoint as AirflowEndpoint
 from controller.model.endpoints import HiveEndpoint as HiveEndpoint
@@ -243,7 +244,7 @@ class StreamingJobSpec(Spec):
     sinks: list[SinkRef] = Field(min_length=1)
     trigger: str = "10s"
     strategy: Strategy = Strategy.IN_PLACE
-    conf: dict[str, str] = Field(default_factory=dict)
+    conf: SparkConf = Field(default_factory=dict)
     args: list[str] = Field(default_factory=list, description="Extra arguments passed to the entrypoint.")
     replay_window: str = Field(default="5m", description="Blue/green: green starts this far behind blue.")
 
@@ -258,19 +259,6 @@ class StreamingJobSpec(Spec):
         parse_duration(v)
         return v
 
-    @field_validator("conf", mode="before")
-    @classmethod
-    def _conf_values(cls, v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
-        return v
-
-    @field_validator("conf")
-    @classmethod
-    def _conf_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            _check(ids.check_spark_conf_key, k)
-        return v
 
 
 # --- DAGs and transforms --------------------------------------------------------------------

@@ -6,28 +6,9 @@ Tests: ``tests/unit/plan/test_overrides.py``.
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
-from pydantic import Field, field_validator
-
-from controller.model import identifiers as ids
-from controller.model.base import Spec
-
-
-def _strings(v: Any) -> Any:
-    # YAML gives numbers and booleans for unquoted values; Kafka configs and Spark conf are strings.
-    if isinstance(v, dict):
-        return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
-    return v
-
-
-def _keys(v: dict[str, str], check: Any) -> dict[str, str]:
-    for k in v:
-        try:
-            check(k)
-        except ids.IdentifierError as e:
-            raise ValueError(str(e)) from None
-    return v
+from controller.model.base import KafkaConfig, SparkConf, Spec
 
 
 class TopicOverride(Spec):
@@ -35,17 +16,7 @@ class TopicOverride(Spec):
 
     partitions: int | None = Field(default=None, gt=0, le=100_000)
     replication_factor: int | None = Field(default=None, gt=0, le=32)
-    config: dict[str, str] = Field(default_factory=dict, description="Merged over the topic's config.")
-
-    @field_validator("config", mode="before")
-    @classmethod
-    def _config_values(cls, v: Any) -> Any:
-        return _strings(v)
-
-    @field_validator("config")
-    @classmethod
-    def _config_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        return _keys(v, ids.check_kafka_config_key)
+    config: KafkaConfig = Field(default_factory=dict, description="Merged over the topic's config.")
 
 
 class StageOverride(Spec):
@@ -56,16 +27,6 @@ class StageOverride(Spec):
     topics: dict[str, TopicOverride] = Field(
         default_factory=dict, description="By topic name (as in spec.topics, without the stage prefix)."
     )
-    conf: dict[str, str] = Field(
+    conf: SparkConf = Field(
         default_factory=dict, description="Spark conf merged over each streaming job's conf at this stage."
     )
-
-    @field_validator("conf", mode="before")
-    @classmethod
-    def _conf_values(cls, v: Any) -> Any:
-        return _strings(v)
-
-    @field_validator("conf")
-    @classmethod
-    def _conf_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        return _keys(v, ids.check_spark_conf_key)
