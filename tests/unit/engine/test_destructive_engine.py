@@ -5,11 +5,9 @@ action id and digest by a principal deletes it at that stage only, audited with 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from controller.audit.approvals import ApprovalRefused
 from controller.audit.destructive import DestructiveRequest, approve_destructive
@@ -30,12 +28,7 @@ def with_extra(version: str) -> str:
     return release_yaml(version).replace("  tables:\n", EXTRA + "  tables:\n", 1)
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ offsets on a fresh checkpoint, never on the checkpoint the failed version advanc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from controller.engine.manual import rollback_stage
 from controller.model.reasons import Phase, Reason, Verdict
@@ -32,12 +30,7 @@ def inplace_release(version: str) -> dict[str, str]:
     return {f"releases/{RELEASE}.yaml": text, "jobs/metrics_agg.py": f"print('aggregate {version}')\n"}
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ ends as it would have, and a manual rollback after it is accepted."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from controller.engine.controller import Controller
 from controller.engine.manual import rollback_stage
@@ -18,13 +16,7 @@ from controller.model.errors import PipectlError
 from controller.model.reasons import Phase, Reason, Verdict
 from tests.unit.engine.world import RELEASE, World, release_yaml, repo_files
 
-
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 @pytest.fixture

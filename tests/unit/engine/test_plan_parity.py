@@ -20,13 +20,11 @@ and checkout).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import structlog
 from typer.testing import CliRunner
 
 from controller import wiring
@@ -35,7 +33,18 @@ from controller.engine.manual import preview
 from controller.model.reasons import Phase, Reason, Verdict
 from controller.plan.actions import Op, Plan
 from controller.plan.resources import ResourceKind, TransformResource
-from tests.unit.engine.world import RELEASE, STAGES, World, job, release_yaml, repo_files, view
+from tests.unit.engine.world import (
+    DAILY,
+    DAILY_SQL,
+    DAILY_YAML,
+    RELEASE,
+    STAGES,
+    World,
+    job,
+    release_yaml,
+    repo_files,
+    view,
+)
 
 TOPIC_CONFIG = "replicationFactor: 1\n      config: {retention.ms: '86400000'}\n      valueSchema: event"
 
@@ -44,37 +53,10 @@ def with_topic_config(version: str) -> str:
     return release_yaml(version).replace("replicationFactor: 1\n      valueSchema: event", TOPIC_CONFIG)
 
 
-DAILY = "daily"
 DAILY_TRANSFORM = "reports.metrics_daily"
-DAILY_YAML = """\
-apiVersion: pipectl.dev/v1alpha1
-kind: PipelineRelease
-metadata:
-  name: daily
-spec:
-  version: 1.0.0
-  owner: analytics
-  dependsOn: [metrics]
-  transforms:
-    - name: reports.metrics_daily
-      sql: transforms/metrics_daily.sql
-      materialized: table
-  rollout:
-    stages: [dev, staging, canary, prod]
-"""
-DAILY_SQL = """\
-SELECT host, SUM(samples) AS samples, dt
-FROM {{ ref('telemetry.metrics_1m') }}
-GROUP BY host, dt
-"""
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 # --- the pass's plans and the preview's ---------------------------------------------------------

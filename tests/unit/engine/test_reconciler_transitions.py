@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from controller.engine.passes import Result
 from controller.engine.reconciler import ERROR_RETRY
@@ -72,13 +71,7 @@ def assert_serves(w: World, inst: str, version: str, dag_source: str) -> None:
     assert (d.version, d.source_digest) == (version, digest(dag_source.encode()))
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    """No log rendering: the console renderer's rich tracebacks of a pass's locals take seconds."""
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ when the restore does not happen (real ``Reconciler`` over the fakes of ``world.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from controller.model.errors import PermanentBackendError
 from controller.model.reasons import Phase, Verdict
@@ -19,12 +17,7 @@ V2_FILES = {"jobs/metrics_agg.py": "print('aggregate v2')\n", "dags/metrics_dail
 POST_GATES = "      - {name: prod-errors, type: dataQuality, stages: [prod], query: 'SELECT 1', expect: '== 1', postPromotion: true}\n"
 
 
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 @pytest.fixture(scope="module")

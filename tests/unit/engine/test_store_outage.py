@@ -8,7 +8,6 @@ error" — Prometheus could not scrape, so PipectlStateStoreUnavailable could ne
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,7 @@ from controller.store.db import Store
 from controller.store.tokens import RECENT_SECONDS, TokenStore
 from tests.unit.engine.world import RELEASE, World, repo_files
 
-
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 def _raise(*_a: Any, **_k: Any) -> Any:

@@ -3,23 +3,15 @@ planned or applied) and converges it again once resumed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from controller.model.reasons import Reason
 from controller.store.suspend import set_suspended, suspended_releases, suspension
 from tests.unit.engine.world import RELEASE, World, repo_files
 
-
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 def test_a_suspended_release_is_skipped_until_resumed(tmp_path: Path) -> None:

@@ -5,47 +5,16 @@ preview agreeing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from controller.engine.manual import preview
 from controller.model.reasons import Phase
 from controller.plan.resources import ResourceKind, TransformResource
-from tests.unit.engine.world import RELEASE, World, release_yaml, repo_files
+from tests.unit.engine.world import DAILY, DAILY_SQL, DAILY_YAML, RELEASE, World, release_yaml, repo_files
 
-DAILY = "daily"
-DAILY_YAML = """\
-apiVersion: pipectl.dev/v1alpha1
-kind: PipelineRelease
-metadata:
-  name: daily
-spec:
-  version: 1.0.0
-  owner: analytics
-  dependsOn: [metrics]
-  transforms:
-    - name: reports.metrics_daily
-      sql: transforms/metrics_daily.sql
-      materialized: table
-  rollout:
-    stages: [dev, staging, canary, prod]
-"""
-DAILY_SQL = """\
-SELECT host, SUM(samples) AS samples, dt
-FROM {{ ref('telemetry.metrics_1m') }}
-GROUP BY host, dt
-"""
-
-
-@pytest.fixture(autouse=True)
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    structlog.configure(processors=[], logger_factory=structlog.ReturnLoggerFactory())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 def live_upstream(w: World, inst: str) -> list[str]:

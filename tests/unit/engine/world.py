@@ -655,3 +655,29 @@ def view(stage: str, name: str = RELEASE) -> str:
 
 def dag(stage: str, name: str = RELEASE) -> str:
     return f"{name.replace('-', '_')}_daily__{stage}"
+
+
+# A release of another owner whose transform reads `metrics`' table (``dependsOn``): tests of upstream
+# resolution through the real Reconciler.
+DAILY = "daily"
+DAILY_YAML = """\
+apiVersion: pipectl.dev/v1alpha1
+kind: PipelineRelease
+metadata:
+  name: daily
+spec:
+  version: 1.0.0
+  owner: analytics
+  dependsOn: [metrics]
+  transforms:
+    - name: reports.metrics_daily
+      sql: transforms/metrics_daily.sql
+      materialized: table
+  rollout:
+    stages: [dev, staging, canary, prod]
+"""
+DAILY_SQL = """\
+SELECT host, SUM(samples) AS samples, dt
+FROM {{ ref('telemetry.metrics_1m') }}
+GROUP BY host, dt
+"""
