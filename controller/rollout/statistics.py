@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from scipy.stats import ks_2samp, mannwhitneyu, scoreatpercentile
@@ -114,47 +115,19 @@ def relative_total(
     n_baseline: int,
     min_samples: int = 1,
 ) -> MetricOutcome:
-    stat = Statistic.RELATIVE_TOTAL.value
     detail = {"canary_total": canary_total, "baseline_total": baseline_total}
+    outcome = partial(
+        MetricOutcome, column, Statistic.RELATIVE_TOTAL.value, threshold=threshold,
+        n_canary=n_canary, n_baseline=n_baseline, detail=detail,
+    )  # fmt: skip
     if n_baseline < min_samples:
-        return MetricOutcome(
-            column,
-            stat,
-            Verdict.INCONCLUSIVE,
-            None,
-            threshold,
-            n_canary,
-            n_baseline,
-            detail,
-            f"fewer than {min_samples} baseline values",
-        )
+        return outcome(Verdict.INCONCLUSIVE, None, note=f"fewer than {min_samples} baseline values")
     if baseline_total == 0:
         if canary_total == 0:
-            return MetricOutcome(
-                column,
-                stat,
-                Verdict.INCONCLUSIVE,
-                None,
-                threshold,
-                n_canary,
-                n_baseline,
-                detail,
-                "both totals are zero",
-            )
-        return MetricOutcome(
-            column,
-            stat,
-            Verdict.FAIL,
-            math.inf,
-            threshold,
-            n_canary,
-            n_baseline,
-            detail,
-            "the baseline's total is zero",
-        )
+            return outcome(Verdict.INCONCLUSIVE, None, note="both totals are zero")
+        return outcome(Verdict.FAIL, math.inf, note="the baseline's total is zero")
     rel = (canary_total - baseline_total) / abs(baseline_total)
-    verdict = Verdict.FAIL if abs(rel) > threshold else Verdict.PASS
-    return MetricOutcome(column, stat, verdict, rel, threshold, n_canary, n_baseline, detail)
+    return outcome(Verdict.FAIL if abs(rel) > threshold else Verdict.PASS, rel)
 
 
 def mann_whitney(
