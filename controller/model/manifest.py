@@ -18,6 +18,7 @@ from controller.model import identifiers as ids
 from controller.model.analysis import AnalysisTemplate, CanaryGateFields
 from controller.model.base import SparkConf
 from controller.model.base import Spec as Spec
+from controller.model.canary_keys import CanaryKeys
 from controller.model.endpoints import AirflowEndpoint as AirflowEndpoint
 from controller.model.endpoints import HiveEndpoint as HiveEndpoint
 from controller.model.endpoints import KafkaEndpoint as KafkaEndpoint
@@ -247,11 +248,22 @@ class StreamingJobSpec(Spec):
     conf: SparkConf = Field(default_factory=dict)
     args: list[str] = Field(default_factory=list, description="Extra arguments passed to the entrypoint.")
     replay_window: str = Field(default="5m", description="Blue/green: green starts this far behind blue.")
+    keys: CanaryKeys | None = Field(
+        default=None,
+        description="Canary only: serve the new version to a growing hash range of keys (steps), gates "
+        "between steps. Omitted: canary behaves as blueGreen (one switch of the whole view).",
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return str(_check(ids.check_resource_name, v))
+
+    @model_validator(mode="after")
+    def _keys_need_canary(self) -> StreamingJobSpec:
+        if self.keys is not None and self.strategy is not Strategy.CANARY:
+            raise ValueError(f"keys needs strategy canary (this job's strategy is {self.strategy.value})")
+        return self
 
     @field_validator("trigger", "replay_window")
     @classmethod

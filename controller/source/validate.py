@@ -26,6 +26,7 @@ from controller.source.loader import Document, decode_utf8, format_path, iter_ya
 from controller.source.repo_files import check_python_file, check_schema_file, safe_path
 from controller.source.secrets_policy import check_environment as check_secret_refs
 from controller.source.validate_analysis import check_environment_templates, check_gate_templates
+from controller.source.validate_keys import check_key_columns
 
 MANIFEST_DIRS = ("releases", "environments")
 
@@ -309,6 +310,7 @@ def _check_release(snap: RepoSnapshot, loaded: Loaded) -> None:
     _check_references(snap, rel, add)
     _check_stages(snap, rel, add)
     check_gate_templates(snap.environments, rel, add)
+    check_key_columns(rel, add)
     if rel.spec.transforms:
         _check_transform_sql(snap, rel, add)
 
