@@ -94,13 +94,16 @@ def test_objects_match_the_kubernetes_schema() -> None:
         )
 
 
-def test_kustomization_lists_every_manifest_and_the_generated_crd() -> None:
+def test_kustomization_lists_every_manifest_and_the_crd_base() -> None:
     kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert kust["kind"] == "Kustomization"
-    assert set(kust["resources"]) == {*FILES, "../../../crds/pipelinerelease.yaml"}
+    assert set(kust["resources"]) == {*FILES, "../../../crds"}
     for res in kust["resources"]:
         assert (K8S / res).resolve().exists(), res
-    crd = yaml.safe_load((K8S / "../../../crds/pipelinerelease.yaml").read_text())
+    # crds/ is a base of its own (so no LoadRestrictionsNone) listing the generated CRD only
+    base = yaml.safe_load((ROOT / "crds" / "kustomization.yaml").read_text())
+    assert base["resources"] == ["pipelinerelease.yaml"]
+    crd = yaml.safe_load((ROOT / "crds" / "pipelinerelease.yaml").read_text())
     assert crd["spec"]["group"] == "pipectl.dev" and crd["spec"]["names"]["plural"] == "pipelinereleases"
 
 
@@ -116,16 +119,22 @@ def _grants(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
     return verbs
 
 
-def test_rbac_grants_what_the_controller_uses() -> None:
-    rules = _rules("Role") + _rules("ClusterRole")
-    assert {"get", "create", "update"} <= _grants(rules, "coordination.k8s.io", "leases")
-    assert {"get", "list", "watch"} <= _grants(rules, "pipectl.dev", "pipelinereleases")
-    assert {"get", "update", "patch"} <= _grants(rules, "pipectl.dev", "pipelinereleases/status")
-    assert "create" in _grants(rules, "", "events")
-    # and no more than that: no wildcards, no writes to the spec, no secrets
+def test_rbac_grants_what_the_controller_uses_and_no_more() -> None:
+    assert not of_kind("ClusterRole") and not of_kind("ClusterRoleBinding")
+    rules = _rules("Role")
+    leases = [r for r in rules if r["resources"] == ["leases"]]
+    # get/update only on the Lease the Deployment names; create cannot be limited by name
+    named = [r for r in leases if r.get("resourceNames")]
+    env = {e["name"]: e for e in container()["env"]}
+    assert [(r["resourceNames"], sorted(r["verbs"])) for r in named] == [
+        ([env["PIPECTL_LEASE_NAME"]["value"]], ["get", "update"])
+    ]
+    assert [r["verbs"] for r in leases if not r.get("resourceNames")] == [["create"]]
+    assert _grants(rules, "pipectl.dev", "pipelinereleases/status") == {"patch"}
+    assert not _grants(rules, "pipectl.dev", "pipelinereleases")
+    assert not _grants(rules, "", "events") and not _grants(rules, "events.k8s.io", "events")
     for r in rules:
         assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
-    assert not _grants(rules, "pipectl.dev", "pipelinereleases") & {"update", "patch", "delete", "create"}
     assert not _grants(rules, "", "secrets")
 
 
@@ -210,7 +219,7 @@ def test_leader_election_and_status_mirror_are_configured() -> None:
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not on PATH")
 def test_kustomize_builds() -> None:
     out = subprocess.run(
-        ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(K8S)],
+        ["kubectl", "kustomize", str(K8S)],  # no --load-restrictor: plain `apply -k` must work
         capture_output=True,
         text=True,
     )
