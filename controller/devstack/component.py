@@ -28,6 +28,10 @@ class Context:
     kafka_jars: list[Path] = field(default_factory=list)
     metastore_jars: list[Path] = field(default_factory=list)
     spark_jars: list[Path] = field(default_factory=list)
+    # on the driver's own classpath (spark.driver.extraClassPath), not spark.jars: the Thrift
+    # Server runs statements on threads whose class loader does not see spark.jars, so a catalog
+    # plugin from there is "Cannot find catalog plugin class"
+    spark_classpath: list[Path] = field(default_factory=list)
     spark_kafka_version: str = ""
     presto_home: Path | None = None
     airflow_venv: Path | None = None

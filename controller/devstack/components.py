@@ -252,7 +252,8 @@ class Kafka(Component):
 def write_spark_conf(ctx: Context) -> None:
     conf = ctx.layout.spark_conf
     values = dict(host=HOST, metastore_port=port("metastore"), warehouse_uri=ctx.layout.warehouse_uri,
-                  conf_dir=conf, jars=",".join(str(p) for p in ctx.spark_jars))
+                  conf_dir=conf, jars=",".join(str(p) for p in ctx.spark_jars),
+                  classpath=os.pathsep.join(str(p) for p in ctx.spark_classpath))
     write_if_changed(conf / "spark-defaults.conf", render("spark-defaults.conf.tmpl", **values))
     write_if_changed(conf / "hive-site.xml", render("spark-hive-site.xml.tmpl", **values))
     write_if_changed(conf / "log4j2.properties", (CONF_DIR / "spark-log4j2.properties").read_text())
@@ -324,6 +325,9 @@ class Presto(Component):
         write_if_changed(etc / "log.properties", (CONF_DIR / "presto-log.properties").read_text())
         write_if_changed(etc / "catalog" / "hive.properties", render(
             "presto-hive.properties.tmpl", host=HOST, metastore_port=port("metastore")))
+        # Apache Iceberg tables (manifest `format: iceberg`) registered in the same metastore
+        write_if_changed(etc / "catalog" / "iceberg.properties", render(
+            "presto-iceberg.properties.tmpl", host=HOST, metastore_port=port("metastore")))
         # pipectl's operational event stream on Kafka (controller run --events-kafka …/pipectl.events)
         # as the table kafka.ops.pipectl_events
         write_if_changed(etc / "kafka" / "pipectl_events.json",
@@ -353,7 +357,7 @@ class Presto(Component):
 
     def info(self) -> dict[str, Any]:
         return {"url": f"http://{HOST}:{self.port}", "catalog": "hive",
-                "events_table": "kafka.ops.pipectl_events"}
+                "iceberg_catalog": "iceberg", "events_table": "kafka.ops.pipectl_events"}
 
 
 # --- Airflow ---------------------------------------------------------------------------------------

@@ -212,12 +212,15 @@ def stack_jar_groups(spark_kafka_version: str) -> list[JarGroup]:
                  include=("spark-sql-kafka-0-10_2.12", "spark-token-provider-kafka-0-10_2.12",
                           "kafka-clients", "commons-pool2", "spark-avro_2.12")),
         JarGroup("presto-asm", tuple(f"org.ow2.asm:{a}:{PRESTO_ASM_VERSION}" for a in _ASM_ARTIFACTS)),
+        # Iceberg's Spark runtime is one shaded jar; every Spark process gets it (driver classpath) with
+        # the catalog `iceberg` on the shared metastore (conf/spark-defaults.conf.tmpl).
+        JarGroup("iceberg", (ICEBERG_SPARK_RUNTIME,), include=("iceberg-spark-runtime-3.5_2.12",)),
     ]
 
 
 # --- Presto --------------------------------------------------------------------------------------
 
-PRESTO_PLUGINS = ("hive-hadoop2", "kafka")
+PRESTO_PLUGINS = ("hive-hadoop2", "iceberg", "kafka")
 # Presto 0.287 ships ASM 9.0, which cannot read Java 17 class files (major version 61) when the
 # drift codec generator computes stack frames: "Unsupported class file major version 61".
 # ASM keeps its API stable within 9.x, so the jars are swapped for a release that knows Java 17.

@@ -146,7 +146,7 @@ class Stack:
             groups = install.resolve_jar_groups(lay, ctx.java_home,
                                                 install.stack_jar_groups(ctx.spark_kafka_version))
             ctx.metastore_jars, ctx.kafka_jars = groups["metastore"], groups["kafka"]
-            ctx.spark_jars = groups["spark"]
+            ctx.spark_jars, ctx.spark_classpath = groups["spark"], groups["iceberg"]
             C.write_spark_conf(ctx)
             return (f"metastore {len(ctx.metastore_jars)}, kafka {len(ctx.kafka_jars)}, spark "
                     f"{len(ctx.spark_jars)} (connector {ctx.spark_kafka_version}) jars")
@@ -299,6 +299,7 @@ class Stack:
             "thrift_host": HOST, "thrift_port": port("thrift"), "thrift_auth": "NOSASL",
             "presto_url": f"http://{HOST}:{port('presto')}",
             "presto_host": HOST, "presto_port": port("presto"), "presto_catalog": "hive",
+            "presto_iceberg_catalog": "iceberg", "spark_iceberg_catalog": "iceberg",
             "spark_conf_dir": str(lay.spark_conf),
             "spark_home": str(ctx.spark_home),
             "spark_version": ctx.spark_version,
