@@ -15,6 +15,8 @@
   ``GET /api/v1/releases/NAME/rollback/ID`` — ``controller.api.operations``
 - ``GET /`` (the release board), ``GET /api/v1/stream`` (server-sent events),
   ``GET /api/v1/releases/NAME/audit|lineage|permissions`` — ``controller.api.board``
+- ``/schema-registry/…`` — the schemas from git over the Confluent Schema Registry REST API,
+  read-only (``controller.api.schema_registry``)
 - ``GET /openapi.json`` — the API's description, error statuses included (``controller.api.openapi``)
 
 Principals are per-user tokens (``pipectl token create``) or a trusted proxy's identity header;
@@ -51,6 +53,7 @@ from controller.api.wire import JsonH11Protocol
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest
 from controller.model.errors import ErrorClass, error_class
 from controller.obs.logging import redact
+from controller.rollout.schema_registry import Registry
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
 from controller.store.tokens import Principal, TokenStore
@@ -82,6 +85,8 @@ class ApiState:
     snapshot: Callable[[], RepoSnapshot] | None = None
     """The repo at the commit the controller works from (what approvals are checked against):
     ``GET .../permissions`` asks ``controller.audit.approvals.permission`` over it."""
+    schema_registry: Callable[[], Registry] | None = None
+    """The schema registry at the controller's commit (``controller.api.schema_registry``)."""
 
 
 class ApproveBody(BaseModel):
@@ -132,6 +137,9 @@ def create_app(state: ApiState) -> FastAPI:
     from controller.api.board import register as register_board  # the board, its stream and reads
 
     register_board(app, state)
+    from controller.api.schema_registry import register as register_registry  # Confluent's REST API
+
+    register_registry(app, state)
     app.add_middleware(BodyLimit, max_body=state.max_body)
     app.openapi = lambda: document(app)  # type: ignore[method-assign]  # error statuses, bearer
     return app

@@ -10,6 +10,8 @@
 - Destructive approvals are checked against the stage's plan computed now, at that commit
   (``controller.audit.destructive``); manual rollbacks are queued on the controller's request slot
   (``controller.engine.requests``) for the release's worker. Both by an approver of the stage.
+- The schema registry (``/schema-registry``) answers at the controller's commit
+  (``controller.engine.registry_sync``).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from controller.audit.approvals import ApprovalRefused, ApprovalRequest, approve
 from controller.audit.destructive import DestructiveRequest, approve_destructive
 from controller.engine.controller import Controller
 from controller.engine.manual import preview
+from controller.engine.registry_sync import RegistrySync
 from controller.engine.requests import RequestConflict
 from controller.model.errors import PipectlError
 from controller.obs import metrics
+from controller.rollout.schema_registry import Registry, RegistryError
 from controller.source.policy import ENVIRONMENTS, Policy
 from controller.source.validate import RepoSnapshot, load_repo
 from controller.store.tokens import Principal, TokenStore
@@ -141,6 +145,19 @@ def operations(rt: Runtime, ctl: Controller) -> Operations:
     return Operations(destructive_approver(rt, ctl), rollback, status)
 
 
+def schema_registry(rt: Runtime, ctl: Controller) -> Callable[[], Registry]:
+    """The schema registry at the commit the controller works from now."""
+    sync = RegistrySync(rt.store, rt.source, lambda commit: snapshot_at(rt, commit))
+
+    def current() -> Registry:
+        commit = ctl.last_commit
+        if rt.source.is_git and commit is None:
+            raise RegistryError(503, 50003, "the controller has not read its git repository yet")
+        return sync.at(commit)
+
+    return current
+
+
 def api_state(
     rt: Runtime, ctl: Controller, health: Callable[[], dict[str, Any]], opts: AccessOptions, state_dir: Path
 ) -> ApiState:
@@ -165,6 +182,7 @@ def api_state(
         trusted=opts.trusted(),
         operations=operations(rt, ctl),
         snapshot=lambda: _current(rt, ctl),  # the approver's commit: the board's answers match approvals
+        schema_registry=schema_registry(rt, ctl),
     )
 
 

@@ -151,6 +151,35 @@ class GitSource:
             return
         _git("update-ref", f"refs/pipectl/{ref}", commit, cwd=self._git_dir())
 
+    # --- history (pipectl's schema registry rebuilds its versions and ids from it) ---------
+
+    def first_parent(self, head: str, since: str | None = None) -> list[str]:
+        """Commits on ``head``'s first-parent line, oldest first (after ``since`` when given)."""
+        if self._plain_dir is not None:
+            return []
+        out = _git("rev-list", "--first-parent", "--reverse", f"{since}..{head}" if since else head,
+                   cwd=self._git_dir())
+        return out.decode().split()
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Whether ``old`` is on ``new``'s history (False after a force-push took it away)."""
+        if self._plain_dir is not None:
+            return False
+        r = subprocess.run(["git", "merge-base", "--is-ancestor", old, new], cwd=self._git_dir(),
+                           capture_output=True, check=False)
+        return r.returncode == 0
+
+    def files_at(self, commit: str, under: str) -> list[str]:
+        """Paths (relative to the repo root) of the files below ``under`` in ``commit``'s tree."""
+        out = _git("ls-tree", "-r", "-z", "--name-only", commit, "--", under, cwd=self._git_dir())
+        return [p for p in out.decode("utf-8", "replace").split("\0") if p]
+
+    def read_at(self, commit: str, path: str) -> bytes | None:
+        """The content of ``path`` (relative to the repo root) in ``commit``, or None if absent."""
+        r = subprocess.run(["git", "cat-file", "blob", f"{commit}:{path}"], cwd=self._git_dir(),
+                           capture_output=True, check=False)
+        return r.stdout if r.returncode == 0 else None
+
     def _extract(self, commit: str, dest: Path) -> None:
         src = self._git_dir()
         probe = subprocess.run(
