@@ -100,6 +100,7 @@ from controller.plan.actions import Action, DiffContext, Op
 from controller.plan.resources import (
     Column,
     DatabaseResource,
+    KeySplit,
     Resource,
     ResourceKind,
     TableResource,
@@ -231,7 +232,6 @@ class HiveAdapter(HiveThriftConnection):
         log.info("hive apply", action=action.id, changed=changed, message=message)
         return ApplyResult(action_id=action.id, changed=changed, message=message)
 
-
     # --- observe ----------------------------------------------------------------------------------
 
     def _observe_databases(self, names: Sequence[str]) -> dict[str, DatabaseResource]:
@@ -276,7 +276,9 @@ class HiveAdapter(HiveThriftConnection):
         found = {k: v for k, v in extended.items() if k in wanted and v.type == "VIEW"}
         parsed = {k: parse_presto_view(v.view_text or "") for k, v in found.items()}
         # All-column views report [] only while their listed columns still match their tables.
-        tables = {split_qualified(t) for v in parsed.values() if v and v.all_columns for t, _ in v.segments}
+        tables = {
+            split_qualified(t) for v in parsed.values() if v and v.all_columns for t, _ in _all_segments(v)
+        }
         missing = tables - set(known)
         current = {**known, **(self._get_columns(missing) if missing else {})}
         out: dict[str, ViewResource] = {}
@@ -288,7 +290,7 @@ class HiveAdapter(HiveThriftConnection):
                 continue
             cols = view.columns
             if view.all_columns:
-                now = common_columns([current.get(split_qualified(t), []) for t, _ in view.segments])
+                now = common_columns([current.get(split_qualified(t), []) for t, _ in _all_segments(view)])
                 cols = [] if now == view.columns else view.columns
             plain = len(view.segments) == 1 and view.segments[0][1] is None
             out[full] = ViewResource(
@@ -297,6 +299,7 @@ class HiveAdapter(HiveThriftConnection):
                 columns=cols,
                 segments=[] if plain else [ViewSegment(table=t, since=since) for t, since in view.segments],
                 time_column=view.time_column or ViewResource.model_fields["time_column"].default,
+                key_split=view.split,
             )
         return out
 
@@ -475,10 +478,12 @@ class HiveAdapter(HiveThriftConnection):
                 BACKEND, f"{desired.name} is a view created by Spark; Presto cannot replace it: drop it first"
             )
         segments = view_segments(desired)
+        split = desired.key_split
         if desired.columns:
             cols, all_columns = list(desired.columns), False
         else:
-            tables = [split_qualified(t) for t, _ in segments]
+            canary = [(s.table, s.since) for s in split.segments] if split else []
+            tables = list(dict.fromkeys(split_qualified(t) for t, _ in segments + canary))
             current = self._get_columns(set(tables))
             missing = [f"{d}.{t}" for d, t in tables if (d, t) not in current]
             if missing:
@@ -486,18 +491,32 @@ class HiveAdapter(HiveThriftConnection):
             cols, all_columns = common_columns([current[k] for k in tables]), True
         vdb, vname = split_qualified(desired.name)
         sql = f"CREATE OR REPLACE VIEW {self._presto_name(vdb, vname)} AS " + self._view_query(
-            segments, cols, all_columns, desired.time_column
+            segments, cols, all_columns, desired.time_column, split
         )
         presto = self._need_presto("create views")
         self.stats.count("presto.create_view")
         presto.execute(sql, op="hive.create_view")
-        return True, "view now serves " + ", ".join(t if s is None else f"{t} from {s}" for t, s in segments)
+        serves = ", ".join(t if s is None else f"{t} from {s}" for t, s in segments)
+        if split is not None and 0 < split.percent:
+            canary = ", ".join(
+                s.table if s.since is None else f"{s.table} from {s.since}" for s in split.segments
+            )
+            serves = (
+                f"{split.percent}% of keys ({', '.join(split.columns)}) from {canary}, the rest from {serves}"
+            )
+        return True, "view now serves " + serves
 
     def _view_query(
-        self, segments: list[tuple[str, str | None]], cols: list[str], all_columns: bool, time_column: str
+        self,
+        segments: list[tuple[str, str | None]],
+        cols: list[str],
+        all_columns: bool,
+        time_column: str,
+        split: KeySplit | None = None,
     ) -> str:
-        """``SELECT cols FROM t [pipectl_all] [WHERE since <= time < next since]``, UNION ALL per segment."""
-        return view_query(segments, cols, all_columns, time_column, self._presto_name)
+        """``SELECT cols FROM t [pipectl_all] [WHERE since <= time < next since]``, UNION ALL per segment
+        (and per side of a key split)."""
+        return view_query(segments, cols, all_columns, time_column, self._presto_name, split)
 
     def _drop_view(self, action: Action) -> tuple[bool, str]:
         vdb, vname = split_qualified(action.name)
@@ -525,3 +544,9 @@ def _desired(action: Action, model: type[Any]) -> Any:
     if not isinstance(action.desired, model):
         raise PermanentBackendError(BACKEND, f"action {action.id} carries no desired {model.__name__}")
     return action.desired
+
+
+def _all_segments(view: ParsedView) -> list[tuple[str, str | None]]:
+    """Every (table, since) a parsed view reads, both sides of a key split."""
+    canary = [(s.table, s.since) for s in view.split.segments] if view.split else []
+    return view.segments + canary

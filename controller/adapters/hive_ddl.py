@@ -22,7 +22,8 @@ from controller.model.identifiers import (
     split_qualified,
 )
 from controller.plan.actions import FieldChange
-from controller.plan.resources import TableResource
+from controller.plan.keysplit import BUCKETS, canary_predicate, stable_predicate
+from controller.plan.resources import KeySplit, TableResource
 
 _STORED_AS = {"parquet": "PARQUET", "orc": "ORC", "avro": "AVRO", "textfile": "TEXTFILE"}
 _TIMESTAMP = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?\Z")
@@ -63,9 +64,35 @@ def view_query(
     all_columns: bool,
     time_column: str,
     presto_name: Callable[[str, str], str],
+    split: KeySplit | None = None,
 ) -> str:
     """``SELECT cols FROM t [pipectl_all] [WHERE since <= time < next since]``, UNION ALL per segment;
-    ``presto_name`` quotes a (database, table) pair as Presto addresses it."""
+    ``presto_name`` quotes a (database, table) pair as Presto addresses it. With ``split`` (key-subset
+    canary) the segments serve the keys outside the split's bucket range and the split's segments,
+    after them, the keys inside it (``controller.plan.keysplit``)."""
+    if split is None or split.percent == 0:
+        return _segments_query(segments, cols, all_columns, time_column, presto_name, None)
+    canary = [(s.table, s.since) for s in split.segments]
+    if split.percent >= BUCKETS:
+        return _segments_query(canary, cols, all_columns, time_column, presto_name, None)
+    stable_only = stable_predicate(split.columns, split.percent)
+    canary_only = canary_predicate(split.columns, split.percent)
+    return " UNION ALL ".join(
+        [
+            _segments_query(segments, cols, all_columns, time_column, presto_name, stable_only),
+            _segments_query(canary, cols, all_columns, time_column, presto_name, canary_only),
+        ]
+    )
+
+
+def _segments_query(
+    segments: list[tuple[str, str | None]],
+    cols: list[str],
+    all_columns: bool,
+    time_column: str,
+    presto_name: Callable[[str, str], str],
+    keys: str | None,
+) -> str:
     select = ", ".join(quote_presto(c) for c in cols)
     alias = f" {quote_presto(ALL_COLUMNS_ALIAS)}" if all_columns else ""
     tcol = quote_presto(check_hive_ident(time_column, "column"))
@@ -75,8 +102,11 @@ def view_query(
         bounds = [f"{tcol} >= TIMESTAMP {presto_string_literal(check_timestamp(since))}"] if since else []
         if until:
             bounds.append(f"{tcol} < TIMESTAMP {presto_string_literal(check_timestamp(until))}")
+        if keys:
+            bounds.append(keys)
         where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
-        # every identifier is checked and quoted (quote_presto), timestamps checked (check_timestamp)
+        # every identifier is checked and quoted (quote_presto), timestamps checked (check_timestamp),
+        # the key predicate built from quoted identifiers and an integer (controller.plan.keysplit)
         parts.append(f"SELECT {select} FROM {presto_name(*split_qualified(table))}{alias}{where}")  # noqa: S608
     return " UNION ALL ".join(parts)
 

@@ -16,7 +16,8 @@ import sqlglot
 from sqlglot import exp
 
 from controller.model.identifiers import normalize_hive_type
-from controller.plan.resources import Column, Owner, TableResource
+from controller.plan.keysplit import bucket_sql
+from controller.plan.resources import Column, KeySplit, Owner, TableResource, ViewSegment
 from controller.plan.rules.hive import OWNER_PROPERTY, VERSION_PROPERTY
 
 BACKEND = "hive"
@@ -130,6 +131,8 @@ class ParsedView:
     columns: list[str]
     all_columns: bool
     time_column: str | None = None
+    split: KeySplit | None = None
+    """Key-subset canary: the keys below ``split.percent`` come from ``split.segments``."""
 
 
 _PRESTO_VIEW = re.compile(r"/\* Presto View: ([A-Za-z0-9+/=]+) \*/")
@@ -170,24 +173,49 @@ def parse_view_sql(sql: str, default_schema: str = "") -> ParsedView | None:
     time_columns = {p[3] for p in ok if p[3]}
     if any(p[1] != cols or p[2] != alias for p in ok) or len(time_columns) > 1:
         return None
-    segments: list[tuple[str, str | None]] = []
-    for i, (table, _, _, _, since, until) in enumerate(ok):
-        next_since = ok[i + 1][4] if i + 1 < len(ok) else None
-        if until != next_since or (i > 0 and since is None):
-            return None  # not contiguous stretches: not a view pipectl wrote
-        segments.append((table, since))
+    keyed = {p[6][:2] for p in ok if p[6] is not None}
+    stable = [p for p in ok if p[6] is None or not p[6][2]]
+    canary = [p for p in ok if p[6] is not None and p[6][2]]
+    if len(keyed) > 1 or (keyed and (not canary or any(p[6] is None for p in stable))):
+        return None  # one split, with both sides, or none
+    segments, canary_segments = _contiguous(stable), _contiguous(canary)
+    if segments is None or canary_segments is None or not segments:
+        return None  # not contiguous stretches: not a view pipectl wrote
+    split = None
+    if keyed:
+        key_columns, percent = next(iter(keyed))
+        split = KeySplit(
+            columns=list(key_columns),
+            percent=percent,
+            segments=[ViewSegment(table=t, since=since) for t, since in canary_segments],
+        )
     return ParsedView(
         segments=segments,
         columns=cols,
         all_columns=alias == ALL_COLUMNS_ALIAS,
         time_column=next(iter(time_columns), None),
+        split=split,
     )
 
 
-def _parse_select(
-    tree: Any, default_schema: str
-) -> tuple[str, list[str], str, str | None, str | None, str | None] | None:
-    """(table, columns, alias, time column, since, until) of ``SELECT c… FROM t [a] [WHERE …]``."""
+_Select = tuple[
+    str, list[str], str, str | None, str | None, str | None, tuple[tuple[str, ...], int, bool] | None
+]
+
+
+def _contiguous(ok: list[_Select]) -> list[tuple[str, str | None]] | None:
+    segments: list[tuple[str, str | None]] = []
+    for i, (table, _, _, _, since, until, _) in enumerate(ok):
+        next_since = ok[i + 1][4] if i + 1 < len(ok) else None
+        if until != next_since or (i > 0 and since is None):
+            return None
+        segments.append((table, since))
+    return segments
+
+
+def _parse_select(tree: Any, default_schema: str) -> _Select | None:
+    """(table, columns, alias, time column, since, until, key predicate) of ``SELECT c… FROM t [a]
+    [WHERE …]``; the key predicate is (key columns, percent, canary side) (``plan.keysplit``)."""
     if not isinstance(tree, exp.Select):
         return None
     if any(tree.args.get(k) for k in ("joins", "group", "having", "order", "limit", "distinct", "with")):
@@ -202,20 +230,58 @@ def _parse_select(
         cols.append(e.name)
     t = tables[0]
     time_column = since = until = None
+    keys: tuple[tuple[str, ...], int, bool] | None = None
     where = tree.args.get("where")
-    if where is not None:
-        for cond in _conjuncts(where.this):
-            if not isinstance(cond, exp.GTE | exp.LT) or not isinstance(cond.this, exp.Column):
-                return None
-            value = _timestamp_literal(cond.expression)
-            if value is None or (time_column and cond.this.name != time_column):
-                return None
-            time_column = cond.this.name
-            if isinstance(cond, exp.GTE):
-                since = value
-            else:
-                until = value
-    return f"{t.db or default_schema}.{t.name}", cols, t.alias, time_column, since, until
+    for cond in _conjuncts(where.this) if where is not None else []:
+        key = _key_predicate(cond)
+        if key is not None and keys is None:
+            keys = key
+            continue
+        if not isinstance(cond, exp.GTE | exp.LT) or not isinstance(cond.this, exp.Column):
+            return None
+        value = _timestamp_literal(cond.expression)
+        if value is None or (time_column and cond.this.name != time_column):
+            return None
+        time_column = cond.this.name
+        if isinstance(cond, exp.GTE):
+            since = value
+        else:
+            until = value
+    return f"{t.db or default_schema}.{t.name}", cols, t.alias, time_column, since, until, keys
+
+
+def _unparen(e: Any) -> Any:
+    """A copy of ``e`` without parentheses (Presto stores the view SQL it formats, with more)."""
+    e = e.copy()
+    while isinstance(e, exp.Paren):
+        e = e.this
+    for p in list(e.find_all(exp.Paren)):
+        p.replace(p.this)
+    return e
+
+
+def _key_predicate(cond: Any) -> tuple[tuple[str, ...], int, bool] | None:
+    """``bucket(k…) < p`` → ((k…), p, True); ``NOT (bucket(k…) < p)`` → ((k…), p, False); else None.
+    The bucket must be exactly ``keysplit.bucket_sql`` of its columns (compared as parsed SQL)."""
+    cond = _unparen(cond)
+    canary = not isinstance(cond, exp.Not)
+    if not canary:
+        cond = cond.this
+    if (
+        not isinstance(cond, exp.LT)
+        or not isinstance(cond.expression, exp.Literal)
+        or cond.expression.is_string
+    ):
+        return None
+    columns = tuple(c.name for c in cond.this.find_all(exp.Column))
+    try:
+        percent = int(str(cond.expression.this))
+        want = _unparen(sqlglot.parse_one(bucket_sql(columns), read="presto"))
+    except (ValueError, sqlglot.errors.SqlglotError):
+        return None
+    if want.sql(dialect="presto") != cond.this.sql(dialect="presto"):
+        return None
+    return columns, percent, canary
 
 
 def _conjuncts(e: Any) -> list[Any]:
@@ -252,4 +318,3 @@ def hive_type(type_name: str) -> str:
         return normalize_hive_type(type_name)
     except ValueError:
         return type_name.strip().lower()
-

@@ -24,6 +24,7 @@ from controller.plan.resources import (
     Column,
     DagResource,
     DatabaseResource,
+    KeySplit,
     Migration,
     Owner,
     StreamingJobResource,
@@ -89,6 +90,8 @@ class RolloutInputs:
     checkpoints: dict[str, str] = field(default_factory=dict)
     """Job name → the checkpoint an in-place job runs on instead of its stage's own (after a
     rollback: the known good restarted from recorded offsets, ``controller.rollout.inplace``)."""
+    key_splits: dict[str, KeySplit] = field(default_factory=dict)
+    """Logical view → the keys a key-subset canary serves from the new version (``rollout.keysteps``)."""
     declare_topics: bool = True
     """A canary stage sets this False once its target has a known-good release: the topics are
     the target's, and only the target's own rollout may change their spec."""
@@ -339,6 +342,7 @@ def _views(
             owner=owner,
             target=physical_table(ctx, release, v.table, serving),
             segments=rollout.view_segments.get(v.name, []),
+            key_split=rollout.key_splits.get(v.name),
         )
         for v in release.spec.views
     ]

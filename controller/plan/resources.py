@@ -96,6 +96,17 @@ class ViewSegment(BaseModel):
     )
 
 
+class KeySplit(BaseModel):
+    """Key-subset canary serving of a view: keys whose bucket (``controller.plan.keysplit``) is below
+    ``percent`` are served by ``segments`` (the canary side), all other keys by the view's own
+    segments (the stable side)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    columns: list[str]
+    percent: int = Field(ge=0, le=100)
+    segments: list[ViewSegment]
+
+
 class ViewResource(_Res):
     """A serving view; ``target`` is the ``db.table`` it selects from.
 
@@ -109,6 +120,9 @@ class ViewResource(_Res):
     columns: list[str] = Field(default_factory=list, description="Selected columns; empty means *.")
     segments: list[ViewSegment] = Field(default_factory=list)
     time_column: str = "window_start"
+    key_split: KeySplit | None = Field(
+        default=None, description="Key-subset canary: the keys below a bucket percent from other segments."
+    )
 
 
 class DagResource(_Res):

@@ -30,6 +30,7 @@
 - new columns at the end → UPDATE (reversible); desired property keys whose live value differs →
   UPDATE (reversible). Only keys the desired table sets are compared, so properties Hive and Spark
   add themselves (``transient_lastDdlTime``, ``spark.sql.*``) are never drift;
+- both Iceberg (``format: iceberg``): columns and partition transforms by ``rules.iceberg`` instead;
 - live but not desired (a prune candidate) → DELETE (destructive) if approved, else REFUSE
   ``DeleteNotApproved``.
 
@@ -461,9 +462,11 @@ def _worst(tags: list[Reversibility]) -> Reversibility:
 def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: DiffContext) -> list[Action]:
     if desired is None:
         return [_prune(ResourceKind.VIEW, live, ctx, Reversibility.REVERSIBLE)] if live else []
-    want = view_segments(desired)
+    want = _served(desired)
     if live is None:
         changes = [_segments_change(None, want)]
+        if (split := served_split(desired)) is not None:
+            changes.append(FieldChange(field="key_split", new=_split_text(split)))
         if len(want) > 1 or want[0][1] is not None:
             changes.append(FieldChange(field="time_column", new=desired.time_column))
         if desired.columns:
@@ -478,9 +481,14 @@ def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: Diff
                 desired=desired,
             )
         ]
-    have = view_segments(live)
+    have = _served(live)
     changes = []
     reasons: list[str] = []
+    if served_split(live) != served_split(desired):
+        # a key split at 0 % is the stable side alone, at 100 % the canary side alone
+        old_split, new_split = _split_text(served_split(live)), _split_text(served_split(desired))
+        changes.append(FieldChange(field="key_split", old=old_split, new=new_split))
+        reasons.append("the keys each version serves change")
     if have != want:
         changes.append(_segments_change(have, want))
         reasons.append("the view selects from other tables")
@@ -507,6 +515,31 @@ def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: Diff
             desired=desired,
         )
     ]
+
+
+def served_split(view: ViewResource) -> tuple[tuple[str, ...], int, list[tuple[str, str | None]]] | None:
+    """A view's key split as it serves: None at 0 % and 100 % (one side serves every key)."""
+    s = view.key_split
+    if s is None or s.percent <= 0 or s.percent >= 100:
+        return None
+    return tuple(s.columns), s.percent, [(g.table, g.since) for g in s.segments]
+
+
+def _served(view: ViewResource) -> list[tuple[str, str | None]]:
+    """The (table, since) stretches serving the keys outside any split (all keys at 100 %: the
+    canary side's)."""
+    s = view.key_split
+    if s is not None and s.percent >= 100:
+        return [(g.table, g.since) for g in s.segments]
+    return view_segments(view)
+
+
+def _split_text(split: tuple[tuple[str, ...], int, list[tuple[str, str | None]]] | None) -> str | None:
+    if split is None:
+        return None
+    columns, percent, segs = split
+    tables = ", ".join(t if since is None else f"{t} from {since}" for t, since in segs)
+    return f"keys ({', '.join(columns)}) with bucket < {percent} from {tables}"
 
 
 def view_segments(view: ViewResource) -> list[tuple[str, str | None]]:
