@@ -498,11 +498,11 @@ class HiveAdapter(HiveThriftConnection):
         presto.execute(sql, op="hive.create_view")
         serves = ", ".join(t if s is None else f"{t} from {s}" for t, s in segments)
         if split is not None and 0 < split.percent:
-            canary = ", ".join(
+            side = ", ".join(
                 s.table if s.since is None else f"{s.table} from {s.since}" for s in split.segments
             )
             serves = (
-                f"{split.percent}% of keys ({', '.join(split.columns)}) from {canary}, the rest from {serves}"
+                f"{split.percent}% of keys ({', '.join(split.columns)}) from {side}, the rest from {serves}"
             )
         return True, "view now serves " + serves
 
