@@ -89,13 +89,13 @@ def _locked(release: str, stage: str, to_version: str | None, repo: str, state: 
     """The rollback in this process, holding the controller's leader lock."""
     from controller.cli.people import manual_rollback
     from controller.engine.controller import state_dir_of
-    from controller.engine.leader import FileLockElector, elector_from_env
+    from controller.engine.leader import elector_from_env
     from controller.model.errors import PipectlError
     from controller.wiring import build_runtime
 
-    elector = elector_from_env(state_dir_of(state))
+    elector = elector_from_env(state_dir_of(state), state)
     if not elector.acquire():
-        holder = elector.holder() if isinstance(elector, FileLockElector) else None
+        holder = elector.holder() if hasattr(elector, "holder") else None
         _fail(
             "a controller holds the leader lock"
             + (f" ({holder})" if holder else "")

@@ -1,4 +1,10 @@
-"""``pipectl controller run``: wire everything, take the lock, serve the API, loop until SIGTERM."""
+"""``pipectl controller run``: take the lock, wire everything, serve the API, loop until SIGTERM.
+
+An instance that finds another leader serves the standby API (``controller.api.standby``: /healthz
+200, /readyz 503, nothing else) while it waits, so a second replica passes its startup and liveness
+probes without leading; the full API replaces it on the same address once this instance leads and
+is wired. An instance that leads at once serves only the full API, as before.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,11 @@ from typing import Any
 import structlog
 
 from controller.api.server import ApiServer
+from controller.api.standby import create_standby_app
 from controller.cli.access import AccessOptions, api_state
 from controller.engine.controller import Controller, state_dir_of
 from controller.engine.k8s_status import StatusMirror
-from controller.engine.leader import FileLockElector, LeadershipKeeper, elector_from_env
+from controller.engine.leader import LeadershipKeeper, elector_from_env
 from controller.obs import metrics
 from controller.obs.events import EventType
 from controller.obs.logging import configure_logging
@@ -42,7 +49,11 @@ def run_controller(
     configure_logging(json=log_format == "json")
     log = structlog.get_logger("pipectl.controller")
     state_dir = state_dir_of(state)
-    elector = elector_from_env(state_dir)
+    try:
+        elector = elector_from_env(state_dir, state)
+    except ValueError as e:
+        log.error("cannot start", error=str(e), error_type=type(e).__name__)
+        return 1
     stopping = threading.Event()
 
     def stop(signum: int, _frame: Any) -> None:
@@ -51,7 +62,18 @@ def run_controller(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    standby = None
+    if not elector.acquire():
+        try:
+            standby = ApiServer(listen, None, app=create_standby_app())
+            standby.start()
+        except (OSError, ValueError, RuntimeError) as e:
+            log.error("cannot start the API", error=str(e), error_type=type(e).__name__)
+            return 1
+        log.info("standby api listening", address=f"{standby.address[0]}:{standby.address[1]}")
+    stop_standby = standby.stop if standby is not None else (lambda: None)
     if not _lead(elector, stopping, log):
+        stop_standby()
         return 0
     try:
         rt = build_runtime(
@@ -65,16 +87,20 @@ def run_controller(
         )
     except Exception as e:
         log.error("cannot start", error=str(e), error_type=type(e).__name__)
+        stop_standby()
         elector.release()
         return 1
+    rt.store.fencing_token = elector.fencing_token  # journal writes check it (controller/store/fencing.py)
     rt.source.policy = policy  # environments from the policy repo (controller/source/policy.py)
     ctl = Controller(rt.source, rt.reconciler, interval=interval, workers=workers, stop=rt.reconciler.stop)
     _observe_status(rt)
     try:
         api_st = api_state(rt, ctl, _health(elector, ctl), access or AccessOptions(), state_dir)
+        stop_standby()  # the full API takes its address over
         api = ApiServer(listen, api_st)
     except (OSError, ValueError) as e:
         log.error("cannot start the API", error=str(e), error_type=type(e).__name__)
+        stop_standby()
         elector.release()
         return 1
     api.start()
@@ -110,7 +136,7 @@ def _lead(elector: Any, stopping: threading.Event, log: Any) -> bool:
     waited = False
     while not elector.acquire():
         if not waited:
-            holder = elector.holder() if isinstance(elector, FileLockElector) else None
+            holder = elector.holder() if hasattr(elector, "holder") else None
             log.info("another instance is leader; standing by", holder=holder)
             waited = True
         if stopping.wait(timeout=2.0):

@@ -9,6 +9,10 @@ as well, so an action interrupted mid-way is safe to run again.
 Waves: actions of the same kind rank run in parallel (bounded); a wave starts only when the one
 before it finished without error. A stop event is honoured between actions (graceful SIGTERM).
 
+Fencing: with a fencing token on the store (``Store.fencing_token``, the PostgreSQL elector's epoch)
+the journal refuses the writes of a controller that no longer leads (``FencedOut``); the executor
+then runs nothing more and sets its stop event (tests: ``tests/unit/engine/test_executor_fencing.py``).
+
 Destructive actions awaiting approval (``Action.pending``) are never run; an approved one
 (``controller.plan.approvals``) is re-checked like any other: it is still needed while its rule
 finds anything to do for the resource (a refusal included — that is what the approval lifted).
@@ -42,6 +46,7 @@ from controller.plan.actions import Action, Approval, DiffContext, Op, Plan
 from controller.plan.resources import KIND_ORDER, ResourceKind
 from controller.plan.rules import RULES
 from controller.store.db import Store
+from controller.store.fencing import FencedOut
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +61,8 @@ class ActionOutcome:
     error_class: ErrorClass | None = None
     retry_after: float | None = None
     """``waiting``: applied, not visible in the backend yet; look again after this many seconds."""
+    fenced: FencedOut | None = None
+    """``not-run``: the journal refused this controller's fencing token (it no longer leads)."""
 
 
 @dataclass
@@ -141,6 +148,7 @@ class Executor:
                 with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(wave))) as pool:
                     outs = list(pool.map(lambda a: self._one(plan, a, run_id, intent, ctx), wave))
             report.outcomes += outs
+            report.interrupted |= any(isinstance(o.fenced, FencedOut) for o in outs)
         return report
 
     def _still_needed(self, action: Action, ctx: DiffContext) -> bool:
@@ -180,6 +188,12 @@ class Executor:
             bound.info("action applied", changed=result.changed, message=result.message)
             metrics.record_action(str(action.kind), "done")
             return ActionOutcome(action, "done", result.message, time.monotonic() - t0)
+        except FencedOut as e:
+            # Another controller leads now: write nothing more (not even this row's end: the row is
+            # the new leader's) and stop this controller.
+            self.stop.set()
+            bound.error("journal write fenced out; stopping", error=str(e), error_type="FencedOut")
+            return ActionOutcome(action, "not-run", str(e), time.monotonic() - t0, fenced=e)
         except NotReadyYet as e:
             # Applied, but the backend does not show it yet: the next pass re-checks live state (and
             # skips the action once it is visible).

@@ -73,6 +73,11 @@ class LeaderElector(Protocol):
     @property
     def is_leader(self) -> bool: ...
 
+    @property
+    def fencing_token(self) -> int | None:
+        """The epoch every journal write must still be current at (None: writes are not fenced)."""
+        ...
+
 
 def default_identity() -> str:
     """``<hostname>-<pid>``: unique per process, readable in ``kubectl get lease``."""
@@ -95,6 +100,10 @@ class FileLockElector:
     @property
     def is_leader(self) -> bool:
         return self._fd is not None
+
+    @property
+    def fencing_token(self) -> int | None:
+        return None  # one host: the kernel's lock is the only fence
 
     def acquire(self) -> bool:
         if self._fd is not None:
@@ -250,6 +259,10 @@ class LeaseElector:
     @property
     def is_leader(self) -> bool:
         return self._is_leader
+
+    @property
+    def fencing_token(self) -> int | None:
+        return None  # the Lease is checked on every renewal, not in the journal write
 
     @property
     def api(self) -> Any:
@@ -435,16 +448,42 @@ def in_cluster_namespace() -> str:
         return "default"
 
 
-def elector_from_env(state_dir: str | Path) -> LeaderElector:
-    """The elector the environment asks for.
+def elector_from_env(state_dir: str | Path, state_url: str | None = None) -> LeaderElector:
+    """The elector the environment asks for (``PIPECTL_LEADER_ELECTION``).
 
-    ``PIPECTL_LEADER_ELECTION=lease`` (set by ``manifests/platform/kubernetes/deployment.yaml``)
-    selects a Lease named ``PIPECTL_LEASE_NAME`` (default ``pipectl-controller``) with identity
-    ``POD_NAME``; anything else, a file lock at ``<state_dir>/controller.lock``.
+    * ``lease`` (set by ``manifests/platform/kubernetes/deployment.yaml``): a Lease named
+      ``PIPECTL_LEASE_NAME`` (default ``pipectl-controller``) with identity ``POD_NAME``;
+    * ``postgres``: ``PgAdvisoryElector`` on the PostgreSQL state store ``state_url``, lock timeout
+      ``PIPECTL_LEADER_LOCK_SECONDS`` (default 15); the default when ``state_url`` is PostgreSQL;
+    * ``file``: a file lock at ``<state_dir>/controller.lock``; the default otherwise.
     """
-    if os.environ.get("PIPECTL_LEADER_ELECTION", "file").lower() == "lease":
+    asked = os.environ.get("PIPECTL_LEADER_ELECTION", "").strip().lower()
+    if asked == "lease":
         return LeaseElector.in_cluster(
             os.environ.get("PIPECTL_LEASE_NAME", "pipectl-controller"),
             identity=os.environ.get("POD_NAME") or None,
         )
+    on_pg = bool(state_url) and str(state_url).startswith(("postgresql", "postgres:"))
+    if asked == "postgres" or (not asked and on_pg):
+        if not on_pg:
+            why = f"needs a PostgreSQL state store (--state), not {state_url!r}"
+            raise ValueError(f"PIPECTL_LEADER_ELECTION=postgres {why}")
+        from controller.engine.leader_pg import PgAdvisoryElector
+
+        return PgAdvisoryElector(
+            str(state_url), os.environ.get("POD_NAME") or default_identity(), idle_seconds=_lock_seconds()
+        )
+    if asked not in ("", "file"):
+        raise ValueError(f"PIPECTL_LEADER_ELECTION={asked!r}: expected lease, postgres or file")
     return FileLockElector(Path(state_dir) / "controller.lock")
+
+
+def _lock_seconds() -> float:
+    raw = os.environ.get("PIPECTL_LEADER_LOCK_SECONDS", "").strip() or "15"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"PIPECTL_LEADER_LOCK_SECONDS={raw!r} is not a number of seconds") from None
+    if value < 5:  # the keeper renews every 2 s: a shorter timeout would drop a healthy leader
+        raise ValueError(f"PIPECTL_LEADER_LOCK_SECONDS={raw!r} must be at least 5")
+    return value

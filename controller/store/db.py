@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from controller.store.fencing import check_fence
 from controller.store.timeouts import SQLITE_BUSY_TIMEOUT, connect_args
 
 DEFAULT_STATE_DIR = Path(".pipectl")
@@ -173,6 +174,7 @@ class Store:
 
     def __init__(self, url: str = DEFAULT_URL):
         self.url = url
+        self.fencing_token: int | None = None  # the leader's epoch: journal writes check it (fencing.py)
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True, connect_args=connect_args(url))
@@ -243,6 +245,7 @@ class Store:
     ) -> None:
         now = utcnow()
         with self.tx() as c:
+            check_fence(c, self.fencing_token)
             n = c.execute(
                 update(journal)
                 .where(and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id))
@@ -264,6 +267,7 @@ class Store:
 
     def journal_end(self, plan_digest: str, action_id: str, state: str, message: str = "") -> None:
         with self.tx() as c:
+            check_fence(c, self.fencing_token)
             c.execute(
                 update(journal)
                 .where(and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id))

@@ -1,0 +1,167 @@
+"""Fencing for leader election on the state store: the leader epoch and the PostgreSQL advisory lock.
+
+* ``leader_epoch`` holds one row per lock name: the current **epoch** (fencing token), its holder
+  and when it was taken. ``PgLeaderLock.take`` increments the epoch in the same transaction in
+  which it takes the session-level ``pg_try_advisory_lock``; the new leader's token is the new epoch.
+* ``check_fence`` runs inside a journal write's own transaction (``Store.journal_begin``,
+  ``Store.journal_end``): it reads the epoch row ``FOR SHARE`` and raises ``FencedOut`` unless it
+  still equals the writer's token. A takeover's increment waits for that share lock, so a journal
+  write either commits before the new epoch exists or sees it and is refused.
+
+The advisory lock lives on a dedicated connection (``PgLeaderLock``), never a pooled one: PostgreSQL
+drops a session-level lock only when that session ends. The session is ended by the server when it
+stays idle longer than ``idle_seconds`` (``idle_session_timeout``), so a leader that is paused
+(SIGSTOP, a frozen VM) loses the lock within that time even though its TCP connection looks alive;
+a killed one loses it as soon as the server sees the connection close.
+
+The lock key is derived from the lock name and the connection's ``current_schema()``, so two state
+stores in different schemas of one database have different locks. Tests:
+``tests/unit/store/test_fencing.py`` (SQLite), ``tests/integration/test_leader_pg.py`` (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import suppress
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, create_engine, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from controller.model.errors import PipectlError
+from controller.store.timeouts import connect_args
+
+__all__ = ["FencedOut", "PgLeaderLock", "check_fence", "current_epoch", "ensure_epoch_table", "leader_epoch"]
+
+DEFAULT_LOCK = "pipectl-controller"
+
+_metadata = MetaData()
+
+leader_epoch = Table(
+    "leader_epoch",
+    _metadata,
+    Column("name", String(128), primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("holder", String(256), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class FencedOut(PipectlError):
+    """A journal write by a controller whose leadership epoch is no longer the current one."""
+
+    def __init__(self, token: int, current: int | None, name: str = DEFAULT_LOCK):
+        self.token, self.current = token, current
+        now = f"epoch {current}" if current is not None else "no epoch"
+        super().__init__(
+            f"fenced out: journal write refused: this controller's fencing token {token} is not the "
+            f"current leader {now} of {name!r} (another controller took leadership); nothing applied"
+        )
+
+
+def ensure_epoch_table(engine: Engine) -> None:
+    _metadata.create_all(engine, tables=[leader_epoch])
+
+
+def current_epoch(conn: Connection, name: str = DEFAULT_LOCK, *, share: bool = False) -> int | None:
+    q = select(leader_epoch.c.epoch).where(leader_epoch.c.name == name)
+    if share:
+        q = q.with_for_update(read=True)  # FOR SHARE on PostgreSQL; SQLite locks the whole file anyway
+    row = conn.execute(q).first()
+    return int(row[0]) if row else None
+
+
+def check_fence(conn: Connection, token: int | None, name: str = DEFAULT_LOCK) -> None:
+    """Raise ``FencedOut`` unless ``token`` is the current epoch (``None``: no fencing, no query)."""
+    if token is None:
+        return
+    if conn.dialect.name == "postgresql":
+        # A writer paused inside this transaction must not hold the share lock (and so block a
+        # takeover's epoch increment) forever.
+        conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = '10s'")
+    current = current_epoch(conn, name, share=True)
+    if current != token:
+        raise FencedOut(token, current, name)
+
+
+def lock_key(schema: str, name: str) -> int:
+    """A positive 31-bit advisory lock key, so ``pg_locks`` shows it as classid 0, objid key."""
+    return int.from_bytes(hashlib.sha256(f"{schema}/{name}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+class PgLeaderLock:
+    """The session-level advisory lock of one state store and its epoch row, on a dedicated connection."""
+
+    def __init__(self, url: str, name: str = DEFAULT_LOCK, idle_seconds: float = 15.0):
+        self.url, self.name, self.idle_seconds = url, name, idle_seconds
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._key: int | None = None
+
+    def _connect(self) -> Connection:
+        if self._conn is None:
+            if self._engine is None:
+                args = connect_args(self.url)
+                self._engine = create_engine(self.url, poolclass=NullPool, connect_args=args)
+                ensure_epoch_table(self._engine)
+            conn = self._engine.connect()
+            ms = max(1000, round(self.idle_seconds * 1000))
+            with conn.begin():  # every use is a short transaction: idle in between, never in one
+                conn.exec_driver_sql(f"SET idle_session_timeout = {ms}")
+                schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+            self._key = lock_key(str(schema), self.name)
+            self._conn = conn
+        return self._conn
+
+    def take(self, holder: str) -> int | None:
+        """Take the lock and the next epoch (returned), or None when another session holds it."""
+        conn = self._connect()
+        with conn.begin():
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar_one()
+            if not got:
+                return None
+            now = datetime.now(UTC)
+            epoch = conn.execute(
+                leader_epoch.update()
+                .where(leader_epoch.c.name == self.name)
+                .values(epoch=leader_epoch.c.epoch + 1, holder=holder, acquired_at=now)
+                .returning(leader_epoch.c.epoch)
+            ).scalar()
+            if epoch is None:
+                epoch = 1
+                row = {"name": self.name, "epoch": 1, "holder": holder, "acquired_at": now}
+                conn.execute(leader_epoch.insert().values(**row))
+        return int(epoch)
+
+    def held(self, epoch: int) -> bool:
+        """The connection answers, our session still holds the lock and ``epoch`` is still current."""
+        conn = self._connect()
+        with conn.begin():
+            held = conn.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND pid = pg_backend_pid() AND classid = 0 AND objid::bigint = :k AND objsubid = 1)"
+                ),
+                {"k": self._key},
+            ).scalar_one()
+            return bool(held) and current_epoch(conn, self.name) == epoch
+
+    def holder(self) -> str | None:
+        """Who took the current epoch (``<holder> (epoch N)``), if anyone ever did."""
+        conn = self._connect()
+        with conn.begin():
+            row = conn.execute(
+                select(leader_epoch.c.holder, leader_epoch.c.epoch).where(leader_epoch.c.name == self.name)
+            ).first()
+        return f"{row[0]} (epoch {row[1]})" if row else None
+
+    def close(self) -> None:
+        """Unlock (best effort) and end the session; ending it frees the lock in any case."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # An error means the session is gone already: nothing is held.
+            with suppress(Exception), conn.begin():
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            with suppress(Exception):
+                conn.close()

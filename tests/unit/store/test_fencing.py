@@ -1,0 +1,65 @@
+"""Fencing in the journal write (``controller.store.fencing``), on SQLite: a journal write carrying a
+fencing token commits only while that token is the current leader epoch; a stale one is refused
+with ``FencedOut`` and writes nothing. (The advisory lock itself: tests/integration/test_leader_pg.py.)"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from controller.store.db import Store
+from controller.store.fencing import DEFAULT_LOCK, FencedOut, ensure_epoch_table, leader_epoch, lock_key
+
+
+def store_at_epoch(tmp_path: Path, epoch: int) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    ensure_epoch_table(store.engine)
+    with store.tx() as c:
+        c.execute(leader_epoch.delete())
+        c.execute(leader_epoch.insert().values(name=DEFAULT_LOCK, epoch=epoch, holder="ctl-a",
+                                               acquired_at=datetime.now(UTC)))
+    return store
+
+
+def test_a_current_token_writes_and_a_stale_one_is_refused(tmp_path: Path) -> None:
+    store = store_at_epoch(tmp_path, 3)
+    store.fencing_token = 3
+    store.journal_begin("run1", "r", "dev", "intent", "Topic/dev.t/create", "{}")
+    store.journal_end("intent", "Topic/dev.t/create", "done")
+    assert store.journal_state("intent", "Topic/dev.t/create") == "done"
+
+    with store.tx() as c:  # another controller took leadership: epoch 4
+        c.execute(leader_epoch.update().values(epoch=4, holder="ctl-b"))
+    with pytest.raises(FencedOut) as e:
+        store.journal_begin("run2", "r", "dev", "intent", "Topic/dev.u/create", "{}")
+    assert (e.value.token, e.value.current) == (3, 4)
+    assert "fencing token 3 is not the current leader epoch 4" in str(e.value)
+    with pytest.raises(FencedOut):
+        store.journal_end("intent", "Topic/dev.t/create", "failed", "late")
+    rows = store.journal_rows("r")
+    assert [(r["action_id"], r["state"]) for r in rows] == [("Topic/dev.t/create", "done")]  # nothing written
+
+
+def test_without_a_token_nothing_is_checked(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")  # file lock / Lease: no epoch table at all
+    assert store.fencing_token is None
+    store.journal_begin("run1", "r", "dev", "intent", "a", "{}")
+    assert store.journal_state("intent", "a") == "started"
+
+
+def test_a_token_without_an_epoch_row_is_refused(tmp_path: Path) -> None:
+    store = store_at_epoch(tmp_path, 1)
+    with store.tx() as c:
+        c.execute(leader_epoch.delete())
+    store.fencing_token = 1
+    with pytest.raises(FencedOut, match="not the current leader no epoch"):
+        store.journal_begin("run1", "r", "dev", "intent", "a", "{}")
+    assert store.journal_rows("r") == []
+
+
+def test_lock_keys_are_positive_31_bit_and_differ_per_schema() -> None:
+    a, b = lock_key("public", DEFAULT_LOCK), lock_key("pipectl_x", DEFAULT_LOCK)
+    assert a != b and 0 <= a < 2**31 and 0 <= b < 2**31
+    assert lock_key("public", DEFAULT_LOCK) == a
