@@ -16,6 +16,9 @@ backfill starts no run for completed partitions (it re-measures them and says wh
 match); ``--force`` re-runs them. The output table is ``--table`` (logical ``db.table`` of the
 release, or physical), else the release's only transform (what the example DAG materializes).
 
+The whole command runs under the controller's leader lock (``controller.cli.lock``): refused while
+a controller or another verb holds it; ``--dry-run`` takes no lock.
+
 Exit codes: 0 all partitions done, 1 a partition failed (or an error), 2 runs still running at
 ``--timeout`` (run the same command again to resume them).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,6 +36,10 @@ import typer
 from controller.cli.output import output_option
 
 DEFAULT_STATE = "sqlite:///.pipectl/state.db"
+LOCK_HINT = (
+    "a running controller (or another pipectl verb) is changing stages of this state store; run the "
+    "backfill when it has stopped (a backfill holds the lock until its runs end or --timeout)"
+)
 
 
 def _fail(message: str) -> NoReturn:
@@ -77,6 +85,7 @@ def backfill(
     output: str = output_option("table", "json"),
 ) -> None:
     """Backfill dt partitions through the release's Airflow DAG: deterministic run ids, ledger, retries."""
+    from controller.cli.lock import leader_lock
     from controller.model.errors import PipectlError
     from controller.model.manifest import parse_duration
     from controller.plan.backfill import BackfillError, parse_day, partitions
@@ -87,31 +96,34 @@ def backfill(
         timeout_s, poll_s = parse_duration(timeout), parse_duration(poll)
     except (BackfillError, ValueError) as e:
         _fail(str(e))
-    rel, ctx, root = _load(release, stage, repo)
-    if ctx.is_canary:
-        _fail(f"stage {stage!r} is a canary stage: it runs no DAGs")
-    spec = _dag_spec(rel, release, dag)
-    target_dag = dag_id(ctx, spec.id)
-    engine, ver = _engine_at_live_version(state, root, ctx, stage, target_dag, version, poll_s)
-    req = _request(
-        rel, ctx, root, spec,
-        stage=stage, target_dag=target_dag, version=ver, days=days, table=table,
-        partition_column=partition_column, parallelism=parallelism, retries=retries, force=force,
-        verify=verify, timeout_s=timeout_s,
-    )
+    with ExitStack() as held:
+        if not dry_run:
+            held.enter_context(leader_lock(state, "backfill", LOCK_HINT))
+        rel, ctx, root = _load(release, stage, repo)
+        if ctx.is_canary:
+            _fail(f"stage {stage!r} is a canary stage: it runs no DAGs")
+        spec = _dag_spec(rel, release, dag)
+        target_dag = dag_id(ctx, spec.id)
+        engine, ver = _engine_at_live_version(state, root, ctx, stage, target_dag, version, poll_s)
+        req = _request(
+            rel, ctx, root, spec,
+            stage=stage, target_dag=target_dag, version=ver, days=days, table=table,
+            partition_column=partition_column, parallelism=parallelism, retries=retries, force=force,
+            verify=verify, timeout_s=timeout_s,
+        )
 
-    if dry_run:
-        _print_plan(engine, req, output)
-        return
-    try:
-        report = _run_with_progress(engine, req, quiet=output == "json")
-    except PipectlError as e:
-        _fail(str(e))
-    _print_report(report, req, output, target_dag=target_dag, version=ver)
-    if report.failed:
-        raise typer.Exit(1)
-    if report.unfinished:
-        raise typer.Exit(2)
+        if dry_run:
+            _print_plan(engine, req, output)
+            return
+        try:
+            report = _run_with_progress(engine, req, quiet=output == "json")
+        except PipectlError as e:
+            _fail(str(e))
+        _print_report(report, req, output, target_dag=target_dag, version=ver)
+        if report.failed:
+            raise typer.Exit(1)
+        if report.unfinished:
+            raise typer.Exit(2)
 
 
 def _dag_spec(rel: Any, release: str, dag: str | None) -> Any:

@@ -14,12 +14,17 @@ release's table), checkpoint ``<job checkpoint>/replay_<…>``, job ``<job>-repl
 stream) until ``--stop``. ``--wait`` follows a bounded replay to its end and prints the row count
 of the replay table (through Presto). Every start, finish and stop is an audit record (``replay``).
 
+The command runs under the controller's leader lock (``controller.cli.lock``; with ``--wait``
+until the replay ends): refused while a controller or another verb holds it; ``--dry-run`` takes
+no lock.
+
 Exit codes: 0 ok, 1 error or failed replay, 2 still running at ``--timeout`` (``--wait``).
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,6 +33,10 @@ import typer
 from controller.cli.output import output_option
 
 DEFAULT_STATE = "sqlite:///.pipectl/state.db"
+LOCK_HINT = (
+    "a running controller (or another pipectl verb) is changing stages of this state store; start "
+    "or stop the replay when it has stopped"
+)
 
 
 def _fail(message: str) -> NoReturn:
@@ -57,8 +66,8 @@ def replay(
     output: str = output_option("table", "json"),
 ) -> None:
     """Replay a streaming job from the Kafka offsets of a time into its own checkpoint and table."""
-    """Replay a streaming job from the Kafka offsets of a time into its own checkpoint and table."""
     from controller.cli.backfill import _load
+    from controller.cli.lock import leader_lock
     from controller.model.manifest import parse_duration
     from controller.plan.replay import ReplayError, parse_time
 
@@ -68,33 +77,37 @@ def replay(
         timeout_s = parse_duration(timeout)
     except (ReplayError, ValueError) as e:
         _fail(str(e))
-    rel, ctx, root = _load(release, stage, repo)
-    spec = _job_spec(rel, release, job)
+    with ExitStack() as held:
+        if not dry_run:
+            held.enter_context(leader_lock(state, "replay", LOCK_HINT))
+        rel, ctx, root = _load(release, stage, repo)
+        spec = _job_spec(rel, release, job)
 
-    if wait and not (available_now or to_ms is not None):
-        _fail("--wait needs a bounded replay (--available-now or --to-time)")
-    engine, plan, code = _prepare(
-        rel, ctx, root, spec, stage=stage, state=state, from_ms=from_ms, to_ms=to_ms,
-        available_now=available_now,
-    )
+        if wait and not (available_now or to_ms is not None):
+            _fail("--wait needs a bounded replay (--available-now or --to-time)")
+        engine, plan, code = _prepare(
+            rel, ctx, root, spec, stage=stage, state=state, from_ms=from_ms, to_ms=to_ms,
+            available_now=available_now,
+        )
 
-    info: dict[str, Any] = {
-        "release": rel.name, "stage": stage, "version": plan.version, "tag": plan.tag, "job": plan.job.name,
-        "checkpoint": plan.job.checkpoint, "tables": [t.name for t in plan.tables], "topics": plan.topics,
-        "starting_offsets": plan.starting, "ending_offsets": plan.ending, "records": plan.records,
-        "bounded": plan.bounded,
-    }
-    if dry_run:
-        if output == "json":
-            typer.echo(json.dumps({**info, "args": plan.job.args}, indent=2))
-        else:
-            typer.echo("\n".join(plan.describe()))
-            typer.echo("args: " + " ".join(plan.job.args))
-        return
-    res = _start_or_stop(engine, plan, code, stop=stop, wait=wait, output=output, timeout_s=timeout_s)
-    if res is None:
-        return
-    _report(info, res, wait=wait, output=output)
+        info: dict[str, Any] = {
+            "release": rel.name, "stage": stage, "version": plan.version, "tag": plan.tag,
+            "job": plan.job.name, "checkpoint": plan.job.checkpoint, "tables": [t.name for t in plan.tables],
+            "topics": plan.topics,
+            "starting_offsets": plan.starting, "ending_offsets": plan.ending, "records": plan.records,
+            "bounded": plan.bounded,
+        }
+        if dry_run:
+            if output == "json":
+                typer.echo(json.dumps({**info, "args": plan.job.args}, indent=2))
+            else:
+                typer.echo("\n".join(plan.describe()))
+                typer.echo("args: " + " ".join(plan.job.args))
+            return
+        res = _start_or_stop(engine, plan, code, stop=stop, wait=wait, output=output, timeout_s=timeout_s)
+        if res is None:
+            return
+        _report(info, res, wait=wait, output=output)
 
 
 def _job_spec(rel: Any, release: str, job: str | None) -> Any:
