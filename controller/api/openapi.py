@@ -6,7 +6,8 @@ a bad ``Content-Length``) and every error as ``{"error", "code", "reason"}``, so
 the 422s and lists, per operation, the error statuses its code can return:
 
 - every operation: 400 and 413 (``BodyLimit`` runs before any route), 503 (a store outage)
-- every operation but ``GET /healthz``: 401 (no principal, or for the webhook no secret)
+- every operation but ``GET /healthz`` and ``GET /readyz``: 401 (no principal, or for the webhook no
+  secret)
 - a path with ``{name}``: 404 (unknown release)
 - approvals and rollbacks: 403 (not an approver), 409 (not the current version, one in flight)
 - destructive approvals and rollbacks: 501 (an API server without a controller, as in unit tests)
@@ -24,7 +25,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-OPEN = {("get", "/healthz")}
+OPEN = {("get", "/healthz"), ("get", "/readyz")}
 APPROVALS = {"/approve", "/destructive-approvals", "/rollback"}
 NEED_CONTROLLER = ("/destructive-approvals", "/rollback", "/permissions")
 
@@ -81,8 +82,8 @@ def document(app: FastAPI) -> dict[str, Any]:
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
             for code in error_statuses(method, path):
-                if (method, path) == ("get", "/healthz"):  # a 503 here is the health document
-                    responses[str(code)] = {"description": "Not healthy (ok false)"} if code == 503 else {
+                if (method, path) in OPEN:  # a 503 here is the health document
+                    responses[str(code)] = {"description": "Not healthy or not ready"} if code == 503 else {
                         "description": DESCRIPTIONS[code], "content": {"application/json": {"schema": ref}}}
                     continue
                 responses.setdefault(str(code), {

@@ -2,6 +2,8 @@
 
 - ``GET /healthz`` — open; only ``ok`` and ``leader`` unless the caller is a principal (then the
   commit and the last error too)
+- ``GET /readyz`` — open; 200 when this instance leads and is ok, else 503 (a standby serves
+  ``controller.api.standby`` instead: /healthz 200, /readyz 503)
 - ``GET /metrics`` (Prometheus text), ``GET /api/v1/releases``, ``GET /api/v1/releases/NAME``,
   ``GET /api/v1/releases/NAME/history`` — any principal
 - ``POST /api/v1/releases/NAME/approve`` — ``{"stage": "prod", "version": "1.0.0"[, "revision":
@@ -183,6 +185,12 @@ def _reads(app: FastAPI, state: ApiState) -> None:
             h = {k: h.get(k) for k in PUBLIC_HEALTH}
         return JSONResponse(h, 200 if h.get("ok") else 503)
 
+    @app.get("/readyz", summary="Readiness: this instance leads and is ok")
+    def readyz() -> JSONResponse:
+        h = state.health()
+        ready = bool(h.get("ok") and h.get("leader"))
+        return JSONResponse({"ready": ready, "leader": bool(h.get("leader"))}, 200 if ready else 503)
+
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics(request: Request) -> Response:
         _require(state, request)
@@ -291,10 +299,16 @@ class ApiServer:
     """The API on ``listen`` (``HOST:PORT``; port 0 picks a free one), served by uvicorn (h11)
     in a daemon thread. Keep-alive connections idle for ``keep_alive`` seconds are closed."""
 
-    def __init__(self, listen: str, state: ApiState, keep_alive: int = 5):
+    def __init__(self, listen: str, state: ApiState | None, keep_alive: int = 5, *,
+                 app: FastAPI | None = None):
+        """Serve ``create_app(state)``, or ``app`` when given (the standby's)."""
+        if app is None:
+            if state is None:
+                raise ValueError("ApiServer needs an ApiState or an app")
+            app = create_app(state)
         self.sock = _bind(listen)
         config = uvicorn.Config(
-            create_app(state),
+            app,
             http=JsonH11Protocol,  # a request h11 refuses gets the JSON error body
             loop="asyncio",
             lifespan="off",

@@ -62,16 +62,9 @@ def run_controller(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    standby = None
-    if not elector.acquire():
-        try:
-            standby = ApiServer(listen, None, app=create_standby_app())
-            standby.start()
-        except (OSError, ValueError, RuntimeError) as e:
-            log.error("cannot start the API", error=str(e), error_type=type(e).__name__)
-            return 1
-        log.info("standby api listening", address=f"{standby.address[0]}:{standby.address[1]}")
-    stop_standby = standby.stop if standby is not None else (lambda: None)
+    stop_standby = _serve_standby(elector, listen, log)
+    if stop_standby is None:
+        return 1
     if not _lead(elector, stopping, log):
         stop_standby()
         return 0
@@ -129,6 +122,24 @@ def _record_context(repo: str, state: str, address: tuple[str, int], log: Any) -
         return
     if name:
         log.info("context recorded", context=name, path=str(config_path()))
+
+
+def _serve_standby(elector: Any, listen: str, log: Any) -> Callable[[], None] | None:
+    """When another instance leads, serve the standby API on ``listen`` while this one waits.
+
+    Returns what stops it (nothing to stop when this instance leads at once), or None when it
+    cannot listen.
+    """
+    if elector.acquire():
+        return lambda: None
+    try:
+        standby = ApiServer(listen, None, app=create_standby_app())
+        standby.start()
+    except (OSError, ValueError, RuntimeError) as e:
+        log.error("cannot start the API", error=str(e), error_type=type(e).__name__)
+        return None
+    log.info("standby api listening", address=f"{standby.address[0]}:{standby.address[1]}")
+    return standby.stop
 
 
 def _lead(elector: Any, stopping: threading.Event, log: Any) -> bool:

@@ -156,13 +156,14 @@ def _port(value: int | str) -> int:
     return int(p)
 
 
-def test_probes_hit_healthz_on_the_api_port() -> None:
+def test_probes_hit_healthz_and_readyz_on_the_api_port() -> None:
     c = container()
-    for probe in ("livenessProbe", "readinessProbe"):
+    # a standby answers /healthz 200 and /readyz 503 (controller/api/standby.py): it starts and
+    # stays alive without leading, and only the leader is ready
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         get = c[probe]["httpGet"]
-        assert get["path"] == "/healthz", probe
+        assert get["path"] == path, probe
         assert _port(get["port"]) == API_PORT, probe
-    assert _port(c["startupProbe"]["tcpSocket"]["port"]) == API_PORT
     assert f"--listen=0.0.0.0:{API_PORT}" in c["args"]
 
 
