@@ -46,6 +46,18 @@ READ_ONLY = (
 )
 
 
+WRITES = (
+    "/config",
+    "/config/{subject}",
+    "/mode",
+    "/mode/{subject}",
+    "/subjects/{subject}",
+    "/subjects/{subject}/versions/{version}",
+)
+"""Paths of Confluent's writes besides registration (``PUT`` a level or mode, ``DELETE`` a subject
+or version): refused like registration."""
+
+
 class SrResponse(JSONResponse):
     media_type = MEDIA_TYPE
 
@@ -199,7 +211,9 @@ def _checks(app: FastAPI, registry: Callable[[Request], sr.Registry]) -> None:
         registry(request)
         return {"mode": "READONLY"}
 
-    @app.api_route(PREFIX + "/{rest:path}", methods=["PUT", "DELETE"], **hidden)
-    def writes(rest: str, request: Request) -> SrResponse:
+    def refuse(request: Request) -> SrResponse:
         registry(request)
         return _error(405, 405, READ_ONLY)
+
+    for path in WRITES:
+        app.add_api_route(PREFIX + path, refuse, methods=["PUT", "DELETE"], **hidden)

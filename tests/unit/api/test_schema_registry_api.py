@@ -111,10 +111,13 @@ def test_registration_and_other_writes_are_refused(world: World) -> None:
     status, body = post(world, "/subjects/t.events-value/versions", {"schema": V2})
     assert status == 405 and body["error_code"] == 405 and body["message"] == READ_ONLY
     assert "git is the writer" in str(body["message"])
-    for method, path in (("PUT", "/config"), ("PUT", "/config/t.events-value"), ("DELETE", "/subjects/t.events-value")):
+    writes = [("PUT", "/config"), ("PUT", "/config/t.events-value"), ("PUT", "/mode"),
+              ("DELETE", "/subjects/t.events-value"), ("DELETE", "/subjects/t.events-value/versions/1")]
+    for method, path in writes:
         r = world.client.request(method, SR + path, headers=auth(world.bob), json={"compatibility": "NONE"})
         assert r.status_code == 405 and r.json()["message"] == READ_ONLY, (method, path)
     assert get(world, "/subjects/t.events-value/versions") == [1, 2]  # nothing changed
+    assert world.client.get(SR + "/schemas/guids/x", headers=auth(world.bob)).status_code == 404  # not served
 
 
 @pytest.mark.parametrize(
