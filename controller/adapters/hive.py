@@ -61,6 +61,7 @@ from typing import Any
 
 import structlog
 
+from controller.adapters import hive_iceberg as ice
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.adapters.hive_ddl import (
@@ -145,6 +146,7 @@ class HiveAdapter(HiveThriftConnection):
         self.stats = CallStats()
         self._conn: Any = None
         self._lock = threading.RLock()
+        self._iceberg: dict[tuple[str, str], bool] = {}  # is (db, table) an Iceberg table
 
     # --- the Adapter protocol -------------------------------------------------------------------
 
@@ -259,6 +261,10 @@ class HiveAdapter(HiveThriftConnection):
             props = info.properties
             if props is None:
                 props = self._tblproperties(db, name)
+            self._iceberg[(db, name)] = ice.is_iceberg(props)
+            if ice.is_iceberg(props):  # columns, transforms, properties from the iceberg catalog
+                out[f"{db}.{name}"] = self._iceberg_table(db, name, info.location)
+                continue
             out[f"{db}.{name}"] = table_resource(db, name, info, props, columns[(db, name)])
         return out
 
@@ -349,6 +355,12 @@ class HiveAdapter(HiveThriftConnection):
         rows = self._query(f"SHOW TBLPROPERTIES {quote_hive_qualified(db, table)}", "show_tblproperties")
         return {str(k): str(v) for k, v in rows}
 
+    def _iceberg_table(self, db: str, name: str, location: str | None) -> TableResource:
+        target = ice.iceberg_name(db, name)
+        describe = self._query(f"DESCRIBE TABLE {target}", "describe_iceberg")
+        props = {str(k): str(v) for k, v in self._query(f"SHOW TBLPROPERTIES {target}", "show_tblproperties")}
+        return ice.table_resource(db, name, describe, props, location)
+
     def _observe_one_table(self, name: str) -> TableResource | None:  # for apply's re-check
         return self._observe_tables([name]).get(name)
 
@@ -383,7 +395,9 @@ class HiveAdapter(HiveThriftConnection):
                 f"table {desired.name} exists and is not owned by {owner!r} "
                 f"({OWNER_PROPERTY}={live.properties.get(OWNER_PROPERTY)!r}); not taking it over",
             )
-        self._execute(create_table_sql(desired), "create_table")
+        iceberg = desired.format == ice.FORMAT
+        self._execute(ice.create_sql(desired) if iceberg else create_table_sql(desired), "create_table")
+        self._iceberg[split_qualified(desired.name)] = iceberg
         return True, "table created"
 
     def _update_table(self, action: Action) -> tuple[bool, str]:
@@ -392,6 +406,11 @@ class HiveAdapter(HiveThriftConnection):
         live = self._observe_one_table(desired.name)
         if live is None:
             raise PermanentBackendError(BACKEND, f"table {desired.name} does not exist; cannot update it")
+        if live.format == ice.FORMAT:  # schema evolution by field id, in Spark (hive_iceberg)
+            steps = ice.update_statements(desired, live, action.changes)
+            for sql, op, _ in steps:
+                self._execute(sql, op)
+            return bool(steps), "; ".join(m for _, _, m in steps) or "already up to date"
         have = {c.name: c.type for c in live.columns}
         done: list[str] = []
 
@@ -445,9 +464,11 @@ class HiveAdapter(HiveThriftConnection):
 
     def _drop_table(self, action: Action) -> tuple[bool, str]:
         db, table = split_qualified(action.name)
-        if self._observe_one_table(action.name) is None:
+        live = self._observe_one_table(action.name)
+        if live is None:
             return False, "table absent"
-        self._execute(f"DROP TABLE IF EXISTS {quote_hive_qualified(db, table)}", "drop_table")
+        name = ice.iceberg_name(db, table) if live.format == ice.FORMAT else quote_hive_qualified(db, table)
+        self._execute(f"DROP TABLE IF EXISTS {name}", "drop_table")
         return True, "table dropped"
 
     def _presto_alter(self, db: str, table: str, clause: str, op: str) -> None:
@@ -529,7 +550,19 @@ class HiveAdapter(HiveThriftConnection):
 
     def _presto_name(self, db: str, table: str) -> str:
         presto = self._need_presto("address tables")
-        return ".".join(quote_presto(p) for p in (check_hive_ident(presto.catalog, "catalog"), db, table))
+        catalog = ice.ICEBERG_CATALOG if self._is_iceberg(db, table) else presto.catalog
+        return ".".join(quote_presto(p) for p in (check_hive_ident(catalog, "catalog"), db, table))
+
+    def _is_iceberg(self, db: str, table: str) -> bool:
+        """Whether Presto must address (db, table) in its ``iceberg`` catalog: known from observe or
+        create, else read once (1 ``SHOW TABLE EXTENDED``); a missing name is not remembered."""
+        if (db, table) not in self._iceberg:
+            info = self._show_extended({(db, table)}, missing_ok=True).get((db, table))
+            if info is None:
+                return False
+            props = info.properties if info.properties is not None else self._tblproperties(db, table)
+            self._iceberg[(db, table)] = ice.is_iceberg(props)
+        return self._iceberg[(db, table)]
 
     def _need_presto(self, what: str) -> PrestoClient:
         if self.presto is None:

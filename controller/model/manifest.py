@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from controller.model import iceberg
 from controller.model import identifiers as ids
 from controller.model.analysis import AnalysisTemplate, CanaryGateFields
 from controller.model.base import SparkConf
@@ -144,6 +145,7 @@ class TableFormat(StrEnum):
     AVRO = "avro"
     JSON = "json"
     TEXTFILE = "textfile"
+    ICEBERG = "iceberg"
 
 
 class ColumnMigration(Spec):
@@ -168,6 +170,11 @@ class TableSpec(Spec):
     columns: list[ColumnSpec] = Field(min_length=1)
     partitioned_by: list[ColumnSpec] = Field(default_factory=list)
     format: TableFormat = TableFormat.PARQUET
+    partitioning: list[str] = Field(
+        default_factory=list,
+        description="format iceberg only: hidden partition transforms of columns, e.g. "
+        "days(window_start), bucket(16, host), truncate(4, name), or a column name (identity).",
+    )
     properties: dict[str, str] = Field(default_factory=dict)
     migrations: list[ColumnMigration] = Field(default_factory=list)
 
@@ -175,6 +182,31 @@ class TableSpec(Spec):
     @classmethod
     def _name(cls, v: str) -> str:
         return _qualified(v)
+
+    @field_validator("partitioning")
+    @classmethod
+    def _partitioning(cls, v: list[str]) -> list[str]:
+        return [str(_check(iceberg.normalize_transform, t)) for t in v]
+
+    @model_validator(mode="after")
+    def _iceberg(self) -> TableSpec:
+        if self.format is not TableFormat.ICEBERG:
+            if self.partitioning:
+                raise ValueError("partitioning (hidden partition transforms) needs format: iceberg")
+            return self
+        if self.partitioned_by:
+            raise ValueError("format iceberg partitions by transforms of columns: use partitioning, "
+                             "not partitionedBy")
+        names = {c.name for c in self.columns}
+        for i, c in enumerate(self.columns):
+            try:
+                iceberg.check_iceberg_type(c.type)
+            except ids.IdentifierError as e:
+                raise ValueError(f"columns[{i}] ({c.name}): {e}") from None
+        for t in self.partitioning:
+            if iceberg.transform_column(t) not in names:
+                raise ValueError(f"partitioning {t}: no column {iceberg.transform_column(t)!r}")
+        return self
 
     @field_validator("properties")
     @classmethod

@@ -48,6 +48,8 @@ def fingerprint(resource: Any, live: bool) -> Any:
     exclude = {"owner"} | _VOLATILE.get(str(resource.kind), set())
     if live and resource.kind == "Topic":
         exclude.add("config")  # live configs carry every broker default
+    if resource.kind == "Table" and not resource.partitioning:
+        exclude.add("partitioning")  # added for Iceberg: digests of other tables stay as they were
     return resource.model_dump(mode="json", exclude=exclude)
 
 

@@ -260,6 +260,7 @@ def _tables(release: PipelineRelease, ctx: StageContext, owner: Owner) -> list[T
                 columns=[Column(name=c.name, type=c.type) for c in tb.columns],
                 partition_columns=[Column(name=c.name, type=c.type) for c in tb.partitioned_by],
                 format=tb.format.value,
+                partitioning=list(tb.partitioning),
                 properties=props,
                 migrations=[Migration(op=m.op, column=m.column, to=m.to) for m in tb.migrations],
             )

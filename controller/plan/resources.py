@@ -81,6 +81,9 @@ class TableResource(_Res):
     columns: list[Column]
     partition_columns: list[Column] = Field(default_factory=list)
     format: str = "parquet"
+    partitioning: list[str] = Field(
+        default_factory=list, description="Iceberg hidden partition transforms, as Spark reports them."
+    )
     properties: dict[str, str] = Field(default_factory=dict)
     location: str | None = None
     migrations: list[Migration] = Field(default_factory=list, description="Desired side only.")

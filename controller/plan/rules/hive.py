@@ -61,6 +61,7 @@ from controller.plan.resources import (
     TableResource,
     ViewResource,
 )
+from controller.plan.rules.iceberg import iceberg_column_plan, iceberg_partitioning_refusal
 
 OWNER_PROPERTY = "pipectl.release"
 VERSION_PROPERTY = "pipectl.version"
@@ -186,7 +187,10 @@ def diff_table(desired: TableResource | None, live: TableResource | None, ctx: D
             FieldChange(field="format", old=live.format.lower(), new=desired.format.lower()),
         )
 
-    plan = _column_plan(desired, live)
+    iceberg = desired.format.lower() == live.format.lower() == "iceberg"
+    plan = iceberg_column_plan(desired, live) if iceberg else _column_plan(desired, live)
+    if iceberg and (part := iceberg_partitioning_refusal(desired, live)) is not None:
+        refuse(*part)
     for reason, why, change in plan.refused:
         refuse(reason, why, change)
     changes = plan.changes + _property_drift(desired.properties, live.properties)
@@ -417,6 +421,8 @@ def _create_table(desired: TableResource) -> Action:
     changes = [FieldChange(field="columns", new=_cols(desired.columns))]
     if desired.partition_columns:
         changes.append(FieldChange(field="partition_columns", new=_cols(desired.partition_columns)))
+    if desired.partitioning:
+        changes.append(FieldChange(field="partitioning", new=", ".join(desired.partitioning)))
     changes.append(FieldChange(field="format", new=desired.format.lower()))
     changes += [
         FieldChange(field=f"properties.{k}", new=desired.properties[k]) for k in sorted(desired.properties)
