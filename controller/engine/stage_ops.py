@@ -42,7 +42,7 @@ from controller.plan.desired import (
 )
 from controller.plan.planner import make_plan
 from controller.plan.resources import Resource, ResourceKind
-from controller.rollout import inplace
+from controller.rollout import inplace, keysteps
 from controller.rollout.upstream import served_version
 from controller.store.db import Store
 from controller.store.destructive import Inventory
@@ -245,6 +245,7 @@ class StageOps:
             view_segments=state.segments,
             start_offsets=offsets,
             checkpoints=checkpoints,
+            key_splits=keysteps.splits(state.key_step, rel.spec.version),
         )
 
     def moved_jobs(self, rel: PipelineRelease, ctx: StageContext, rollout: RolloutInputs) -> frozenset[str]:
@@ -395,7 +396,8 @@ class StageOps:
             + json.dumps(rollout.start_offsets, sort_keys=True)
             + json.dumps(rollout.checkpoints, sort_keys=True)
             + str(rollout.serving_version)
-            + repr(rollout.view_segments),
+            + repr(rollout.view_segments)
+            + repr(rollout.key_splits),
         )
         moved = DiffContext(new_checkpoints=self.moved_jobs(rel, ctx, rollout))  # the re-check's rule too
         report = self._executor(be).apply(plan, run_id, intent, moved)

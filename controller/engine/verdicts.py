@@ -15,6 +15,7 @@ from controller.audit.ledger import GateVerdict
 from controller.audit.records import RunFacts
 from controller.engine.backends import StagePorts
 from controller.engine.gate_request import GateRequest, GateRunner
+from controller.engine.keysteps import KeySteps, keys_at, switched_segments
 from controller.engine.passes import Pass, StatusWriter
 from controller.engine.restore import RESTORE_DEADLINE, Restorer, history_row, refusals
 from controller.engine.stage_ops import Baseline, StageOps
@@ -25,7 +26,6 @@ from controller.obs.events import EventType
 from controller.obs.logging import redact
 from controller.plan.actions import Plan
 from controller.plan.desired import StageContext, job_name, physical_table, stage_context
-from controller.rollout import bluegreen
 from controller.rollout.stages import judge
 from controller.store.rollout import PromotedVersion, RestoreIntent, StageRollout
 
@@ -41,9 +41,11 @@ class Verdicts:
     """Post-promotion analysis records what the stage ran before (``engine.analysis``)."""
     restore_deadline: float = RESTORE_DEADLINE
     restorer: Restorer = field(init=False)
+    keys: KeySteps = field(init=False)
 
     def __post_init__(self) -> None:
         self.restorer = Restorer(self.ops, self.writer, self.clock, self.restore_deadline)
+        self.keys = KeySteps(self.ops, self.writer, self.clock)
 
     def refused(self, p: Pass, stage: str, plan: Plan) -> None:
         msg = refusals(plan)
@@ -136,7 +138,10 @@ class Verdicts:
         run.gates = verdicts
         self.ops.audit(p.rel, stage, run, ctx, upstream=self.ops.served_upstream(p.upstream, stage))
         restoring = False
-        if passed:
+        keys = keys_at(p, ctx, base)
+        if passed and keys is not None and self.keys.advance(p, stage, ctx, base, keys):
+            pass  # the view moved to the next step of a key-subset canary; gates run again there
+        elif passed:
             self.promote(p, stage, ctx, base, outcome.message)
             p.result.requeue(0.0)
         else:
@@ -223,22 +228,9 @@ class Verdicts:
         """Record the new segments (idempotently), then converge the views onto them."""
         rel = p.rel
         state = self.ops.rollouts.stage(rel.name, stage)
-        starts = [
-            pos.start_time
-            for j in rel.spec.streaming_jobs
-            if (pos := state.start_offsets.get(job_name(ctx, rel.name, j, p.version))) is not None
-        ]
-        views = [
-            (
-                v.name,
-                physical_table(ctx, rel, v.table, blue_version),
-                physical_table(ctx, rel, v.table, p.version),
-            )
-            for v in rel.spec.views
-        ]
-        state.segments = bluegreen.next_segments(
-            state.segments, views, bluegreen.cutover(starts, self.clock())
-        )
+        # a key-subset canary at 100 % already serves these segments: the same rows, now unsplit
+        state.segments = switched_segments(p, ctx, blue_version, state, self.clock())
+        state.key_step = None
         self.ops.rollouts.put_stage(rel.name, stage, state)
         inputs = self.ops.hold_inputs(rel, stage, ctx)
         upstream = self.ops.served_upstream(p.upstream, stage)
@@ -263,7 +255,10 @@ class Verdicts:
         run_id: str | None = None,
     ) -> bool:
         """Start restoring the stage's known good (``engine.restore``; it may take later passes);
-        False when the release does not roll back automatically (the stage is Failed instead)."""
+        False when the release does not roll back automatically (the stage is Failed instead).
+        A key-subset canary's step is dropped first: the view serves every key from the stable
+        version again (the restore converges it; a Failed stage on its next deploy)."""
+        self.keys.drop(p, stage)
         if phase is not Phase.ROLLED_BACK:
             self.writer.set(p, stage, Phase.FAILED, Reason.GATE_FAILED, message)
             return False

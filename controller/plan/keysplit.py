@@ -16,11 +16,31 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
 
 from controller.model.identifiers import quote_presto
+from controller.plan.resources import ViewSegment
 
 BUCKETS = 100
 SEPARATOR = "\x1f"
+
+
+class KeyStep(BaseModel):
+    """A key-subset canary under way (``controller.rollout.keysteps``; stored in the stage's rollout
+    document, ``controller.store.rollout.StageRollout.key_step``): ``version`` serves ``percent`` %
+    of the keys (bucket of ``columns`` < percent) through ``segments`` (per logical view: the stable
+    version's rows before the new version's cutover minute, the new version's from it on). Recorded
+    before the view is converged onto it."""
+
+    model_config = ConfigDict(extra="ignore")
+    version: str
+    percent: int
+    columns: list[str]
+    segments: dict[str, list[ViewSegment]]
+    since: datetime
+    """When this step was recorded (the controller's clock)."""
 
 
 def bucket_sql(columns: Sequence[str]) -> str:

@@ -5,7 +5,7 @@ release, instead of string keys spelled in several modules (kopf's ``progress.py
   green job started (offsets + the time they stand for), which new jobs have soaked, the last
   applied plan of the stage, a rollback's restore while it is under way (``RestoreIntent``), and
   for in-place jobs where the newest version started reading and the checkpoint a rollback moved
-  the job to.
+  the job to, and a key-subset canary's current step (``KeyStep``).
 - ``ReleaseHistory`` (key ``history/<release>``): every promoted version's manifest and commit,
   and the schema texts it shipped (the schema-compatibility gate compares against them).
 
@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.model.identifiers import semver_key
+from controller.plan.keysplit import KeyStep as KeyStep
 from controller.plan.resources import ViewSegment
 from controller.store.db import Store
 
@@ -117,6 +118,8 @@ class StageRollout(_Doc):
     """Physical name of an in-place job → where its newest version started reading."""
     checkpoints: dict[str, PinnedCheckpoint] = Field(default_factory=dict)
     """Physical name of an in-place job → the checkpoint a rollback moved it to."""
+    key_step: KeyStep | None = None
+    """A key-subset canary's current step (cleared on promotion and on rollback)."""
 
 
 class RecordedRevision(_Doc):

@@ -1,0 +1,85 @@
+"""Key-subset canary serving, pure: which share of the keys the serving view takes from the new
+version at each step, and what a gate verdict does to it.
+
+A release whose versioned job declares ``strategy: canary`` with ``keys`` is not switched in one go
+at the stage that serves its views: once the new version has soaked (caught up with the stable
+one), each pass whose gates pass moves the view to the next step of ``keys.steps``; gates run again
+at every step; after they pass at 100 % the release is promoted (the view is switched as blue/green
+does, ``rollout.bluegreen.next_segments``). A failed gate rolls back: the split is dropped, so the
+view serves every key from the stable version again (one ``CREATE OR REPLACE VIEW``).
+
+The step is recorded in the stage's rollout document (``store.rollout.KeyStep``) before the view
+is converged onto it, so a pass that crashes in between resumes at the same step. Nothing here reads
+a clock or a backend: ``now`` is an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from controller.model.canary_keys import CanaryKeys
+from controller.model.manifest import PipelineRelease, Strategy
+from controller.plan.keysplit import KeyStep
+from controller.plan.resources import KeySplit, ViewSegment
+
+
+@dataclass(frozen=True)
+class Decision:
+    """After gates passed: move to ``state`` (a new step), or ``promote`` (the last step passed)."""
+
+    promote: bool
+    state: KeyStep | None = None
+
+    @property
+    def message(self) -> str:
+        if self.promote or self.state is None:
+            return "every key served by the new version passed its gates"
+        keys = ", ".join(self.state.columns)
+        return f"serving {self.state.percent}% of keys ({keys}) from {self.state.version}"
+
+
+def canary_keys(rel: PipelineRelease) -> CanaryKeys | None:
+    """The ``keys`` of the release's key-subset canary job (the first that declares them)."""
+    for job in rel.spec.streaming_jobs:
+        if job.strategy is Strategy.CANARY and job.keys is not None:
+            return job.keys
+    return None
+
+
+def after_gates_passed(
+    current: KeyStep | None,
+    keys: CanaryKeys,
+    version: str,
+    canary_segments: Mapping[str, Sequence[ViewSegment]],
+    now: datetime,
+) -> Decision:
+    """The next step after the gates passed at ``current`` (None, or another version's: not started).
+
+    ``canary_segments`` are used when the first step starts (later steps keep the recorded ones, so
+    the cutover minute never moves while keys are split)."""
+    if current is None or current.version != version:
+        segs = {view: list(v) for view, v in canary_segments.items()}
+        return Decision(
+            False,
+            KeyStep(
+                version=version, percent=keys.steps[0], columns=list(keys.columns), segments=segs, since=now
+            ),
+        )
+    if current.percent >= 100:
+        return Decision(True)
+    later = [s for s in keys.steps if s > current.percent]
+    percent = later[0] if later else 100
+    return Decision(False, current.model_copy(update={"percent": percent, "since": now}))
+
+
+def splits(current: KeyStep | None, version: str) -> dict[str, KeySplit]:
+    """The view splits ``current`` asks of ``version``'s desired state (none for another version:
+    a stage held on its known good, or rolled back, serves every key from it)."""
+    if current is None or current.version != version:
+        return {}
+    return {
+        view: KeySplit(columns=list(current.columns), percent=current.percent, segments=list(segs))
+        for view, segs in current.segments.items()
+    }

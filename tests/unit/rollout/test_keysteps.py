@@ -1,0 +1,40 @@
+"""The pure step machine of key-subset canary serving (``controller.rollout.keysteps``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from controller.model.canary_keys import CanaryKeys
+from controller.plan.resources import KeySplit, ViewSegment
+from controller.rollout.keysteps import after_gates_passed, splits
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+KEYS = CanaryKeys(columns=["host"], steps=[10, 50, 100])
+SEGS = {"db.v": [ViewSegment(table="db.t__v1"), ViewSegment(table="db.t__v2", since="2026-03-02 12:02:00")]}
+OTHER = {"db.v": [ViewSegment(table="db.t__v2", since="2026-03-02 13:00:00")]}
+
+
+def test_steps_advance_in_order_then_promote() -> None:
+    d = after_gates_passed(None, KEYS, "2.0.0", SEGS, T0)
+    assert not d.promote and d.state is not None
+    assert (d.state.percent, d.state.columns, d.state.segments, d.state.since) == (10, ["host"], SEGS, T0)
+    assert d.message == "serving 10% of keys (host) from 2.0.0"
+    later = T0 + timedelta(minutes=5)
+    d2 = after_gates_passed(d.state, KEYS, "2.0.0", OTHER, later)
+    # the recorded segments (and so the cutover minute) are kept; only the percent moves
+    assert d2.state is not None and (d2.state.percent, d2.state.segments, d2.state.since) == (50, SEGS, later)
+    d3 = after_gates_passed(d2.state, KEYS, "2.0.0", OTHER, later)
+    assert d3.state is not None and d3.state.percent == 100
+    assert after_gates_passed(d3.state, KEYS, "2.0.0", OTHER, later).promote
+
+
+def test_a_step_of_another_version_starts_over() -> None:
+    old = after_gates_passed(None, KEYS, "1.0.0", OTHER, T0).state
+    d = after_gates_passed(old, KEYS, "2.0.0", SEGS, T0)
+    assert d.state is not None and (d.state.version, d.state.percent, d.state.segments) == ("2.0.0", 10, SEGS)
+
+
+def test_splits_only_for_the_version_stepping() -> None:
+    state = after_gates_passed(None, KEYS, "2.0.0", SEGS, T0).state
+    assert splits(state, "2.0.0") == {"db.v": KeySplit(columns=["host"], percent=10, segments=SEGS["db.v"])}
+    assert splits(state, "1.0.0") == {} and splits(None, "2.0.0") == {}
