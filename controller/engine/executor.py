@@ -164,6 +164,20 @@ class Executor:
         return any(a.op is not Op.REFUSE for a in follow_up)
 
     def _one(self, plan: Plan, action: Action, run_id: str, intent: str, ctx: DiffContext) -> ActionOutcome:
+        t0 = time.monotonic()
+        try:
+            return self._journaled(plan, action, run_id, intent, ctx)
+        except FencedOut as e:  # from any journal write, a failure's record included
+            # Another controller leads now: write nothing more (not even this row's end: the row is
+            # the new leader's) and stop this controller.
+            self.stop.set()
+            log.error("journal write fenced out; stopping", run_id=run_id, release=plan.release,
+                      stage=plan.stage, action=action.id, error=str(e), error_type="FencedOut")
+            return ActionOutcome(action, "not-run", str(e), time.monotonic() - t0, fenced=e)
+
+    def _journaled(
+        self, plan: Plan, action: Action, run_id: str, intent: str, ctx: DiffContext
+    ) -> ActionOutcome:
         if self.stop.is_set():
             return ActionOutcome(action, "not-run", "controller stopping")
         bound = log.bind(run_id=run_id, release=plan.release, stage=plan.stage, action=action.id)
@@ -188,12 +202,8 @@ class Executor:
             bound.info("action applied", changed=result.changed, message=result.message)
             metrics.record_action(str(action.kind), "done")
             return ActionOutcome(action, "done", result.message, time.monotonic() - t0)
-        except FencedOut as e:
-            # Another controller leads now: write nothing more (not even this row's end: the row is
-            # the new leader's) and stop this controller.
-            self.stop.set()
-            bound.error("journal write fenced out; stopping", error=str(e), error_type="FencedOut")
-            return ActionOutcome(action, "not-run", str(e), time.monotonic() - t0, fenced=e)
+        except FencedOut:
+            raise  # not the action's failure: handled by _one
         except NotReadyYet as e:
             # Applied, but the backend does not show it yet: the next pass re-checks live state (and
             # skips the action once it is visible).

@@ -53,10 +53,9 @@ class PgAdvisoryElector:
             if self._epoch is not None:
                 return self._renew()
             try:
-                epoch = self._lock.take(self.identity)
+                epoch = self._take()
             except Exception as e:  # the store is down: stand by and try again
                 _log.warning("leader_acquire_failed", elector="postgres", error=f"{type(e).__name__}: {e}")
-                self._lock.close()
                 return False
             if epoch is None:
                 return False
@@ -64,6 +63,18 @@ class PgAdvisoryElector:
         metrics.set_leader(self.identity, True)
         _log.info("leader_acquired", elector="postgres", identity=self.identity, epoch=epoch)
         return True
+
+    def _take(self) -> int | None:
+        """One try; a standby's connection the server ended while idle is replaced once."""
+        try:
+            return self._lock.take(self.identity)
+        except Exception:
+            self._lock.close()
+        try:
+            return self._lock.take(self.identity)
+        except Exception:
+            self._lock.close()
+            raise
 
     def renew(self) -> bool:
         with self._mutex:

@@ -18,9 +18,11 @@ class FakeLock:
     """``PgLeaderLock``'s interface: take → epoch or None, held(epoch), holder(), close()."""
 
     def __init__(self) -> None:
-        self.epoch, self.owner, self.down, self.closed = 0, "", False, 0
+        self.epoch, self.owner, self.down, self.closed, self.stale = 0, "", False, 0, 0
 
     def take(self, holder: str) -> int | None:
+        if self.stale:  # the server ended the idle session; close() then take() connects anew
+            raise OSError("terminating connection due to idle-session timeout")
         if self.down:
             raise OSError("connection refused")
         if self.owner:
@@ -38,7 +40,7 @@ class FakeLock:
 
     def close(self) -> None:
         self.closed += 1
-        self.owner = ""
+        self.owner, self.stale = "", 0
 
 
 def elector(lock: FakeLock, identity: str = "ctl-a") -> PgAdvisoryElector:
@@ -74,6 +76,13 @@ def test_a_newer_epoch_or_a_dead_connection_is_lost_leadership() -> None:
     lock.down = True
     assert a.renew() is False and not a.is_leader
     assert a.acquire() is False  # the store is down: stand by, no exception
+
+
+def test_a_standby_replaces_a_connection_the_server_ended_while_idle() -> None:
+    lock = FakeLock()
+    lock.stale = 1
+    a = elector(lock)
+    assert a.acquire() is True and a.fencing_token == 1 and lock.closed == 1
 
 
 def test_elector_from_env_picks_postgres_for_a_postgresql_store(monkeypatch: pytest.MonkeyPatch,
