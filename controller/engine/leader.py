@@ -1,6 +1,6 @@
 """Leader election: only one controller instance reconciles at a time.
 
-Two electors behind one Protocol:
+Three electors behind one Protocol:
 
 * ``FileLockElector`` — ``fcntl.flock`` on a lock file under the state directory; the single-host
   default. The kernel drops the lock when the holder's process dies, however it dies.
@@ -9,6 +9,9 @@ Two electors behind one Protocol:
   nobody renewed for ``leaseDurationSeconds``. Every write is a ``replace`` carrying the
   ``resourceVersion`` that was read, so two candidates racing for an expired lease cannot both win:
   the API server rejects the second with 409 Conflict.
+* ``PgAdvisoryElector`` (``leader_pg``) — a PostgreSQL advisory lock on the shared state store, for
+  several hosts without Kubernetes; the only one with a fencing token (``fencing_token``) that the
+  journal checks on every write (``controller.store.fencing``).
 
 The engine calls ``acquire()`` until it returns True, then keeps leadership with a
 ``LeadershipKeeper`` — a thread that calls ``renew()`` every couple of seconds, because one pass
