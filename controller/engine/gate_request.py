@@ -27,6 +27,8 @@ class GateRequest:
     now: datetime
     only: frozenset[str] | None = None
     """Evaluate only these gates (post-promotion analysis); None: every gate of the stage."""
+    canary_keys: tuple[tuple[str, ...], int] | None = None
+    """A key-subset canary's step: (key columns, percent); canaryComparison reads those keys only."""
 
 
 class GateRunner(Protocol):

@@ -86,6 +86,7 @@ class Gates:
             baseline_jobs=baseline_jobs,
             canary_tables=dict(req.tables),
             revision=recorded.digest if recorded else None,
+            canary_keys=req.canary_keys,
         )
         data = StageGateData(req.backends, self.store, rel.spec.version)
         out = []

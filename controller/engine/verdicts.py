@@ -100,9 +100,17 @@ class Verdicts:
             schema_texts=schema_texts,
             now=self.clock(),
             only=only,
+            canary_keys=self._canary_keys(p, stage),
         )
         # a gate's message may quote an error holding a secret: redacted before status, events, audit
         return [v.model_copy(update={"message": redact(v.message)}) for v in self.gates.evaluate(req)]
+
+    def _canary_keys(self, p: Pass, stage: str) -> tuple[tuple[str, ...], int] | None:
+        """The keys a key-subset canary of this version serves at this stage, if it is stepping."""
+        step = self.ops.rollouts.stage(p.name, stage).key_step
+        if step is None or step.version != p.version:
+            return None
+        return tuple(step.columns), step.percent
 
     def judge(self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline) -> None:
         self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, "evaluating gates")

@@ -127,7 +127,7 @@ def _compare_table(
         _per_window_evidence(cols, canary, baseline, windows, ev)
         values: dict[str, list[tuple[float | None, ...]]] = {}
         for side in (canary, baseline):
-            sql = per_key_sql(side.table, cols, windows[0], windows[-1])
+            sql = per_key_sql(side.table, cols, windows[0], windows[-1], ctx.canary_keys)
             ev[f"{side.label}_keys_sql"] = sql
             values[side.label] = _key_values(data.query(sql), len(cols.keys), set(windows))
         outcomes = _judge_metrics(analysis, cols, canary, baseline, windows, values)
@@ -241,7 +241,7 @@ def _read_windows(
             _job_watermark(side, jobs[writer], data)
     since = ctx.now_utc - LOOKBACK
     for side in (canary, baseline):
-        sql = per_window_sql(side.table, cols, since)
+        sql = per_window_sql(side.table, cols, since, ctx.canary_keys)
         ev[f"{side.label}_windows_sql"] = sql
         side.windows = _window_totals(data.query(sql))
         if not side.windows:

@@ -19,15 +19,17 @@ The SQL is built with sqlglot (Presto dialect) from checked, quoted identifiers 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlglot
 from sqlglot import exp
 
 from controller.model import identifiers as ids
 from controller.model.analysis import CanaryAnalysis, CanaryMetric, Statistic
+from controller.plan.keysplit import canary_predicate
 from controller.rollout.context import as_utc
 from controller.rollout.sqlrewrite import DIALECT, SqlRefused, physical_parts
 
@@ -214,16 +216,34 @@ def parse_live_columns(rows: list[tuple[Any, ...]]) -> list[LiveColumn]:
     ]
 
 
-def per_window_sql(table: str, cols: CanaryColumns, since: datetime) -> str:
-    """Per window start from ``since`` on: row count, then the sum of each total column."""
+KeyFilter = tuple[Sequence[str], int] | None
+"""A key-subset canary's step: (key columns, percent); only keys with bucket < percent are read."""
+
+
+def _key_condition(keys: KeyFilter) -> list[exp.Expression]:
+    if keys is None:
+        return []
+    columns, percent = keys
+    for c in columns:
+        _col(c)  # checked like every other column of the comparison
+    cond = sqlglot.parse_one(canary_predicate(columns, percent), read=DIALECT)
+    assert isinstance(cond, exp.Expression)
+    return [cond]
+
+
+def per_window_sql(table: str, cols: CanaryColumns, since: datetime, keys: KeyFilter = None) -> str:
+    """Per window start from ``since`` on: row count, then the sum of each total column (of the
+    canary's keys only, with ``keys``)."""
     w = _col(cols.window_column)
     sums = [exp.func("sum", _col(c)) for c in cols.total_columns]
     q = exp.select(w, exp.func("count", exp.Star()), *sums).from_(_table(table))
-    q = q.where(exp.GTE(this=w.copy(), expression=timestamp_literal(since))).group_by(w.copy())
-    return q.sql(dialect=DIALECT)
+    where = exp.and_(exp.GTE(this=w.copy(), expression=timestamp_literal(since)), *_key_condition(keys))
+    return q.where(where).group_by(w.copy()).sql(dialect=DIALECT)
 
 
-def per_key_sql(table: str, cols: CanaryColumns, first: datetime, last: datetime) -> str:
+def per_key_sql(
+    table: str, cols: CanaryColumns, first: datetime, last: datetime, key_filter: KeyFilter = None
+) -> str:
     """Per (keys…, window start) from ``first`` to ``last``: the (weighted) mean of each value column."""
     w = _col(cols.window_column)
     keys = [_col(k) for k in cols.keys]
@@ -238,6 +258,7 @@ def per_key_sql(table: str, cols: CanaryColumns, first: datetime, last: datetime
     span = exp.and_(
         exp.GTE(this=w.copy(), expression=timestamp_literal(first)),
         exp.LTE(this=w.copy(), expression=timestamp_literal(last)),
+        *_key_condition(key_filter),
     )
     q = exp.select(*keys, w, *means).from_(_table(table)).where(span)
     return q.group_by(*[k.copy() for k in keys], w.copy()).sql(dialect=DIALECT)

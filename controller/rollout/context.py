@@ -107,6 +107,9 @@ class GateContext:
     canary_tables: Mapping[str, str] = field(default_factory=dict)
     revision: str | None = None
     """The digest of the release's revision (``controller.source.revision``) being judged."""
+    canary_keys: tuple[tuple[str, ...], int] | None = None
+    """A key-subset canary's step (key columns, percent): the canary comparison reads only the keys
+    the canary serves (bucket < percent, ``controller.plan.keysplit``), on both sides."""
 
     @property
     def version(self) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.audit.ledger import GateVerdict
+from controller.engine.gate_request import GateRequest
 from controller.model.errors import PermanentBackendError
 from controller.model.reasons import Phase, Verdict
 from controller.plan.actions import DiffContext
@@ -55,6 +57,15 @@ def to_first_step(w: World) -> None:
 
 
 def test_steps_move_the_view_then_promotion_serves_every_key_from_the_new_version(w: World) -> None:
+    asked: list[tuple[tuple[str, ...], int] | None] = []
+    evaluate = w.gates.evaluate
+
+    def recording(req: GateRequest) -> list[GateVerdict]:
+        if req.stage == "prod" and req.release.spec.version == "1.1.0":
+            asked.append(req.canary_keys)
+        return evaluate(req)
+
+    w.gates.evaluate = recording  # type: ignore[method-assign]
     to_first_step(w)
     split = w.at("prod").view(view("prod")).key_split
     assert split is not None and split.columns == ["host"]
@@ -82,6 +93,8 @@ def test_steps_move_the_view_then_promotion_serves_every_key_from_the_new_versio
     assert RolloutStore(w.store).stage(RELEASE, "prod").segments == {"telemetry.metrics": split.segments}
     prod_gates = [r for r in w.history() if r["stage"] == "prod" and r["version"] == "1.1.0"]
     assert len(prod_gates) == 4  # gates ran before the first step, then at 10 %, 50 % and 100 %
+    # the canary comparison reads only the keys the canary serves at each step
+    assert asked == [None, (("host",), 10), (("host",), 50), (("host",), 100)]
 
 
 def test_a_failed_gate_between_steps_moves_the_view_back_to_zero(w: World) -> None:
