@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controller.model.iceberg import is_promotion
+from controller.model.iceberg import is_promotion, transform_column
 from controller.model.identifiers import IdentifierError, normalize_hive_type
 from controller.model.reasons import Reason
 from controller.plan.actions import FieldChange, Reversibility
@@ -55,8 +55,11 @@ def _norm(t: str) -> str:
 def iceberg_partitioning_refusal(
     desired: TableResource, live: TableResource
 ) -> tuple[Reason, str, FieldChange] | None:
-    """A refusal when the desired partition transforms differ from the live table's."""
-    if desired.partitioning == live.partitioning:
+    """A refusal when the desired partition transforms differ from the live table's. A transform
+    follows its column through a declared rename (Iceberg tracks its source by field id)."""
+    renamed = _declared_renames(desired, live)
+    have = [_renamed_transform(t, renamed) for t in live.partitioning]
+    if desired.partitioning == have:
         return None
     return (
         Reason.PARTITION_COLUMNS_CHANGE,
@@ -70,16 +73,35 @@ def iceberg_partitioning_refusal(
     )
 
 
+def _renamed_transform(transform: str, renamed: dict[str, str]) -> str:
+    """``days(c)`` → ``days(c2)`` when c was renamed to c2 (the column is always last)."""
+    col = transform_column(transform)
+    if col not in renamed:
+        return transform
+    return renamed[col] if transform == col else f"{transform[: -len(col) - 1]}{renamed[col]})"
+
+
+def _declared_renames(desired: TableResource, live: TableResource) -> dict[str, str]:
+    """Declared renames (old → new) whose old column is live and whose new name is free."""
+    want = {c.name for c in desired.columns}
+    have = {c.name for c in live.columns}
+    return {
+        m.column: m.to
+        for m in desired.migrations
+        if m.op == "rename"
+        and m.to
+        and m.column in have
+        and m.column not in want
+        and m.to in want
+        and m.to not in have
+    }
+
+
 def iceberg_column_plan(desired: TableResource, live: TableResource) -> IcebergColumnPlan:
     out = IcebergColumnPlan()
     declared: dict[tuple[str, str], Migration] = {(m.op, m.column): m for m in desired.migrations}
     want = {c.name: _norm(c.type) for c in desired.columns}
-    have = {c.name: _norm(c.type) for c in live.columns}
-    renamed = {
-        col: m.to
-        for (op, col), m in declared.items()
-        if op == "rename" and m.to and col in have and col not in want and m.to in want and m.to not in have
-    }
+    renamed = _declared_renames(desired, live)
     for old, new in renamed.items():
         out.changes.append(FieldChange(field=f"columns.{old}.name", old=old, new=new))
         out.reasons.append(f"rename column {old} → {new} (declared migration; by field id, no rewrite)")

@@ -40,6 +40,7 @@ def test_spark_defaults_declare_the_iceberg_catalog_on_the_stack_metastore(tmp_p
     assert conf["spark.sql.catalog.iceberg.uri"] == f"thrift://{HOST}:{port('metastore')}"
     assert conf["spark.sql.catalog.iceberg.warehouse"] == conf["spark.sql.warehouse.dir"]
     assert conf["spark.sql.catalog.iceberg.hadoop.iceberg.engine.hive.lock-enabled"] == "false"
+    assert conf["spark.sql.catalog.iceberg.cache-enabled"] == "false"
     # the runtime is not shipped through spark.jars (the Thrift Server's statement threads miss it)
     assert "iceberg" not in conf["spark.jars"]
 
