@@ -14,10 +14,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m controller.devstack",
         description="Local stack of real backends (PostgreSQL, Hive metastore, Kafka, Spark Thrift "
-                    "Server, Presto, Airflow) on 127.0.0.1, state under .stack/.")
+                    "Server, Presto, Airflow, etcd + kube-apiserver) on 127.0.0.1, state under .stack/.")
     p.add_argument("--root", type=Path, default=None, help="repo root (default: found from cwd)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    only_help = f"comma-separated components ({', '.join(ORDER)}; aliases: airflow, hive, spark, hms)"
+    only_help = f"comma-separated components ({', '.join(ORDER)}; aliases: airflow, hive, spark, hms, kube)"
     for name, help_ in (("up", "install what is missing, start everything, wait for health"),
                         ("down", "stop what `up` started (by pid)"),
                         ("status", "component, state, port, pid, version, RSS; exit 1 if one is down")):

@@ -18,6 +18,7 @@ from typing import Any
 from controller.devstack import install, probes, procs
 from controller.devstack.component import Component, Context
 from controller.devstack.install import render, write_if_changed
+from controller.devstack.kube import Etcd, KubeApiserver
 from controller.devstack.layout import (
     AIRFLOW_VERSION,
     CONF_DIR,
@@ -505,9 +506,9 @@ class AirflowScheduler(Component):
 
 
 COMPONENTS: tuple[type[Component], ...] = (
-    Postgres, Metastore, Kafka, Thrift, Presto, AirflowWebserver, AirflowScheduler,
+    Postgres, Metastore, Kafka, Thrift, Presto, AirflowWebserver, AirflowScheduler, Etcd, KubeApiserver,
 )
 ALIASES = {"airflow": ("airflow-webserver", "airflow-scheduler"), "hive": ("thrift",),
-           "spark": ("thrift",), "hms": ("metastore",)}
+           "spark": ("thrift",), "hms": ("metastore",), "kube": ("etcd", "kube-apiserver")}
 
 __all__ = ["ALIASES", "COMPONENTS", "Component", "Context", "install", "write_spark_conf"]

@@ -34,6 +34,7 @@ APT_PACKAGES = {
     "java17": "openjdk-17-jdk-headless",
     "mvn": "maven",
     "postgres": "postgresql",
+    "etcd": "etcd-server",  # the Kubernetes API server's store (controller/devstack/kube.py)
 }
 
 _mvn_lock = threading.Lock()
@@ -65,6 +66,8 @@ def missing_system_packages() -> list[str]:
         missing.append(APT_PACKAGES["mvn"])
     if find_postgres_bin() is None:
         missing.append(APT_PACKAGES["postgres"])
+    if shutil.which("etcd") is None:
+        missing.append(APT_PACKAGES["etcd"])
     return missing
 
 

@@ -23,6 +23,9 @@ DEFAULT_PORTS: dict[str, int] = {
     "thrift": 10000,
     "presto": 8080,
     "airflow": 8089,
+    "etcd": 2379,
+    "etcd_peer": 2380,
+    "kube_apiserver": 6443,
 }
 
 KAFKA_VERSION = os.environ.get("PIPECTL_KAFKA_VERSION", "3.9.1")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.devstack import components as C
-from controller.devstack import install, procs
+from controller.devstack import install, kube, procs
 from controller.devstack.layout import (
     HOST,
     Layout,
@@ -165,6 +165,7 @@ class Stack:
             "jars": ((), task_jars),
             "presto:install": (("jars",), task_presto),
             "airflow:install": ((), task_airflow),
+            "kube:install": ((), lambda: str(kube.build_kube_binaries(lay, say=self.say))),
         }
         needed = {"jars"}  # the Spark conf dir is for every Spark process, always written
         for n in selected:
