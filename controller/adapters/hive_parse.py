@@ -260,6 +260,11 @@ def _unparen(e: Any) -> Any:
     return e
 
 
+def _plain(e: Any) -> str:
+    """SQL text without quotes or case: Presto stores ``"crc32"("to_utf8"(…))`` for ``crc32(to_utf8(…))``."""
+    return str(e.sql(dialect="presto")).replace('"', "").lower()
+
+
 def _key_predicate(cond: Any) -> tuple[tuple[str, ...], int, bool] | None:
     """``bucket(k…) < p`` → ((k…), p, True); ``NOT (bucket(k…) < p)`` → ((k…), p, False); else None.
     The bucket must be exactly ``keysplit.bucket_sql`` of its columns (compared as parsed SQL)."""
@@ -279,7 +284,7 @@ def _key_predicate(cond: Any) -> tuple[tuple[str, ...], int, bool] | None:
         want = _unparen(sqlglot.parse_one(bucket_sql(columns), read="presto"))
     except (ValueError, sqlglot.errors.SqlglotError):
         return None
-    if want.sql(dialect="presto") != cond.this.sql(dialect="presto"):
+    if _plain(want) != _plain(cond.this):
         return None
     return columns, percent, canary
 

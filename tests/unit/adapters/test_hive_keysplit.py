@@ -55,6 +55,20 @@ def test_parser_reads_presto_formatted_parentheses() -> None:
     assert v is not None and v.split is not None and (v.split.percent, v.split.columns) == (25, ["host"])
 
 
+def test_parser_reads_the_sql_presto_stores() -> None:
+    """As PrestoDB 0.287 stores the view (``originalSql``, read on the stack): function names quoted."""
+    b = """(("crc32"("to_utf8"(COALESCE(CAST("host" AS varchar), ''))) % 100) < 10)"""
+    sql = (
+        f'SELECT\n  "host"\n, "window_start"\nFROM\n  hive.db.a "pipectl_all"\nWHERE (NOT {b})\n'
+        f'UNION ALL SELECT\n  "host"\n, "window_start"\nFROM\n  hive.db.b "pipectl_all"\n'
+        f"WHERE ((\"window_start\" >= TIMESTAMP '2026-01-01 11:05:00') AND {b})"
+    )
+    v = parse_view_sql(sql)
+    assert v is not None and v.segments == [("db.a", None)] and v.split is not None
+    assert (v.split.columns, v.split.percent) == (["host"], 10)
+    assert v.split.segments == [ViewSegment(table="db.b", since="2026-01-01 11:05:00")]
+
+
 def test_parser_refuses_views_that_do_not_partition_the_keys() -> None:
     b = bucket_sql(["host"])
     one_side = f'SELECT "host" FROM "hive"."db"."m__v2" WHERE {b} < 25'
