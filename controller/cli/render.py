@@ -57,8 +57,11 @@ _SYMBOL = {Op.CREATE: "+", Op.UPDATE: "~", Op.REPLACE: "-/+", Op.DELETE: "-", Op
 
 
 def render_plan(plan: Plan, console: Console) -> None:
-    """Terraform-like: one line per action with its reason, then the field changes, then the
-    destructive actions awaiting approval with the command that approves each (bound to its digest)."""
+    """Terraform-like: the plan's notes (a schema change's producer/consumer order), one line per
+    action with its reason, then the field changes, then the destructive actions awaiting approval
+    with the command that approves each (bound to its digest)."""
+    for n in plan.notes:
+        console.print(f"Note: {n}", markup=False)
     if not plan.actions:
         console.print(f"No changes. {plan.release} {plan.version} at {plan.stage} matches live state.")
         return

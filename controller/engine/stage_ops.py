@@ -42,7 +42,7 @@ from controller.plan.desired import (
 )
 from controller.plan.planner import make_plan
 from controller.plan.resources import Resource, ResourceKind
-from controller.rollout import inplace, keysteps
+from controller.rollout import inplace, keysteps, schema_order
 from controller.rollout.upstream import served_version
 from controller.store.db import Store
 from controller.store.destructive import Inventory
@@ -324,7 +324,7 @@ class StageOps:
         delete_jobs: Sequence[str],
     ) -> tuple[Plan, StagePorts, prune.StagePrune, tuple[list[Any], dict[tuple[str, str], Any]]]:
         """The plan, its prune candidates and approvals (``engine.prune``), and (desired, live)."""
-        root, _read = self.reader_for(commit)
+        root, read = self.reader_for(commit)
         be = self.backends(ctx, root)
         desired = self.desired(rel, ctx, rollout, commit, upstream)
         live = self.live.observe(be.adapters, desired) if self.live is not None else self.observe(be, desired)
@@ -348,8 +348,24 @@ class StageOps:
             commit,
             stopped + sp.candidates,
         )
+        plan = self._schema_order(plan, rel, ctx, read)
         self.last_plans[(rel.name, stage)] = plan
         return plan, be, sp, (desired, live)
+
+    def _schema_order(self, plan: Plan, rel: PipelineRelease, ctx: StageContext, read: Reader) -> Plan:
+        """A plan that changes anything, with the producer/consumer order of each schema ``rel``
+        changes against its newest earlier promoted version (``controller.rollout.schema_order``)."""
+        if not plan.actions or not rel.spec.schemas:
+            return plan
+        now = {}
+        for s in rel.spec.schemas:
+            try:
+                now[s.name] = read(s.path).decode("utf-8")
+            except (OSError, UnicodeDecodeError, PipectlError):
+                continue  # validation names the file; the schemaCompatibility gate fails on it
+        before = schema_order.earlier_texts(self.rollouts.history(rel.name).schemas, rel.spec.version)
+        physical = {j.name: job_name(ctx, rel.name, j, rel.spec.version) for j in rel.spec.streaming_jobs}
+        return schema_order.annotate(plan, schema_order.schema_changes(rel, now, before), physical)
 
     def converge(
         self,

@@ -93,6 +93,11 @@ class Plan(BaseModel):
     commit: str | None = None
     generated_at: datetime
     actions: list[Action] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Reasons about the plan as a whole, e.g. the producer/consumer order a schema change "
+        "needs (controller.rollout.schema_order).",
+    )
 
     @property
     def refused(self) -> list[Action]:
