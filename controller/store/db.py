@@ -184,8 +184,11 @@ class Store:
         metadata.create_all(self.engine)
 
     @contextmanager
-    def tx(self) -> Iterator[Connection]:
+    def tx(self, fenced: bool = False) -> Iterator[Connection]:
+        """A transaction; ``fenced``: a leader's write, refused (``FencedOut``) once it no longer leads."""
         with self.engine.begin() as conn:
+            if fenced:
+                check_fence(conn, self.fencing_token)
             yield conn
 
     def close(self) -> None:
@@ -212,7 +215,7 @@ class Store:
         now = utcnow()
         # key order is kept: a status lists its stages in rollout order
         text = json.dumps(status, default=str)
-        with self.tx() as c:
+        with self.tx(fenced=True) as c:
             n = c.execute(
                 update(releases)
                 .where(releases.c.name == release)
@@ -226,7 +229,7 @@ class Store:
                 )
 
     def delete_status(self, release: str) -> None:
-        with self.tx() as c:
+        with self.tx(fenced=True) as c:
             c.execute(delete(releases).where(releases.c.name == release))
 
     # --- journal -----------------------------------------------------------------------------
@@ -244,8 +247,7 @@ class Store:
         self, run_id: str, release: str, stage: str, plan_digest: str, action_id: str, action: str
     ) -> None:
         now = utcnow()
-        with self.tx() as c:
-            check_fence(c, self.fencing_token)
+        with self.tx(fenced=True) as c:
             n = c.execute(
                 update(journal)
                 .where(and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id))
@@ -266,8 +268,7 @@ class Store:
                 )
 
     def journal_end(self, plan_digest: str, action_id: str, state: str, message: str = "") -> None:
-        with self.tx() as c:
-            check_fence(c, self.fencing_token)
+        with self.tx(fenced=True) as c:
             c.execute(
                 update(journal)
                 .where(and_(journal.c.plan_digest == plan_digest, journal.c.action_id == action_id))
@@ -279,7 +280,7 @@ class Store:
     def journal_settle(self, release: str, stage: str, planned: set[str]) -> int:
         """Close the stage's ``waiting`` rows whose action a later plan no longer needs: the apply
         went through and a later observe found its effect in place (so it is ``done``)."""
-        with self.tx() as c:
+        with self.tx(fenced=True) as c:
             rows = c.execute(
                 select(journal.c.id, journal.c.action_id).where(
                     and_(journal.c.release == release, journal.c.stage == stage, journal.c.state == "waiting")
@@ -414,7 +415,7 @@ class Store:
     def set_known_good(
         self, release: str, stage: str, version: str, commit: str | None, manifest: str
     ) -> None:
-        with self.tx() as c:
+        with self.tx(fenced=True) as c:
             c.execute(
                 delete(known_good).where(and_(known_good.c.release == release, known_good.c.stage == stage))
             )
@@ -444,7 +445,7 @@ class Store:
         return row[0] if row else None
 
     def kv_put(self, key: str, value: str) -> None:
-        with self.tx() as c:
+        with self.tx(fenced=True) as c:
             if not c.execute(update(kv).where(kv.c.key == key).values(value=value)).rowcount:
                 c.execute(insert(kv).values(key=key, value=value))
 

@@ -3,10 +3,11 @@
 * ``leader_epoch`` holds one row per lock name: the current **epoch** (fencing token), its holder
   and when it was taken. ``PgLeaderLock.take`` increments the epoch in the same transaction in
   which it takes the session-level ``pg_try_advisory_lock``; the new leader's token is the new epoch.
-* ``check_fence`` runs inside a journal write's own transaction (``Store.journal_begin``,
-  ``Store.journal_end``): it reads the epoch row ``FOR SHARE`` and raises ``FencedOut`` unless it
-  still equals the writer's token. A takeover's increment waits for that share lock, so a journal
-  write either commits before the new epoch exists or sees it and is refused.
+* ``check_fence`` runs inside each of a leader's writes, in the write's own transaction
+  (``Store.tx(fenced=True)``: the journal, release status, known-good versions, key/value records):
+  it reads the epoch row ``FOR SHARE`` and raises ``FencedOut`` unless it still equals the writer's
+  token. A takeover's increment waits for that share lock, so a write either commits before the
+  new epoch exists or sees it and is refused.
 
 The advisory lock lives on a dedicated connection (``PgLeaderLock``), never a pooled one: PostgreSQL
 drops a session-level lock only when that session ends. The session is ended by the server when it
@@ -49,13 +50,13 @@ leader_epoch = Table(
 
 
 class FencedOut(PipectlError):
-    """A journal write by a controller whose leadership epoch is no longer the current one."""
+    """A write (journal, status, ...) by a controller whose leadership epoch is no longer current."""
 
     def __init__(self, token: int, current: int | None, name: str = DEFAULT_LOCK):
         self.token, self.current = token, current
         now = f"epoch {current}" if current is not None else "no epoch"
         super().__init__(
-            f"fenced out: journal write refused: this controller's fencing token {token} is not the "
+            f"fenced out: write refused: this controller's fencing token {token} is not the "
             f"current leader {now} of {name!r} (another controller took leadership); nothing applied"
         )
 
@@ -98,6 +99,7 @@ class PgLeaderLock:
         self._engine: Engine | None = None
         self._conn: Connection | None = None
         self._key: int | None = None
+        self._owns = False  # this session took the lock (take/retake); a new session holds nothing
 
     def _connect(self) -> Connection:
         if self._conn is None:
@@ -121,6 +123,7 @@ class PgLeaderLock:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar_one()
             if not got:
                 return None
+            self._owns = True
             now = datetime.now(UTC)
             epoch = conn.execute(
                 leader_epoch.update()
@@ -134,9 +137,26 @@ class PgLeaderLock:
                 conn.execute(leader_epoch.insert().values(**row))
         return int(epoch)
 
-    def held(self, epoch: int) -> bool:
-        """The connection answers, our session still holds the lock and ``epoch`` is still current."""
+    def retake(self, epoch: int) -> bool:
+        """After our session was lost: take the lock again, on a new session, only if nobody has led
+        since (the epoch is still ``epoch``; no increment). False: another instance holds it or led."""
         conn = self._connect()
+        with conn.begin():
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar_one()
+            if not got:
+                return False
+            if current_epoch(conn, self.name) == epoch:
+                self._owns = True
+                return True
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+        return False
+
+    def held(self, epoch: int) -> bool:
+        """The connection answers, our session still holds the lock and ``epoch`` is still current.
+        Raises when the session that took the lock is gone (closed here, or ended by the server)."""
+        if self._conn is None or not self._owns:
+            raise ConnectionError("the session that took the lock is closed")
+        conn = self._conn
         with conn.begin():
             held = conn.execute(
                 text(
@@ -158,7 +178,7 @@ class PgLeaderLock:
 
     def close(self) -> None:
         """Unlock (best effort) and end the session; ending it frees the lock in any case."""
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._owns = self._conn, None, False
         if conn is not None:
             # An error means the session is gone already: nothing is held.
             with suppress(Exception), conn.begin():

@@ -3,7 +3,8 @@
 
 * ``test_advisory_lock_and_fencing_on_postgresql``: two electors on one state store; the server ends
   the paused leader's idle session after the lock timeout, the other takes the next epoch, and the
-  old leader's journal write is refused (``FencedOut``) while the new one's goes through.
+  old leader's journal write is refused (``FencedOut``) while the new one's goes through; a leader
+  whose session ended while nobody took over takes the lock back with the same epoch.
 * ``test_two_controllers_one_leader_pg``: two ``pipectl controller run`` processes (own working
   directories, like two hosts) share one PostgreSQL state store and no Kubernetes: exactly one
   leads; the leader is killed (-9) mid-promotion, the other takes over within the lock timeout and
@@ -99,6 +100,11 @@ def test_advisory_lock_and_fencing_on_postgresql(pg_url: str) -> None:
 
         b.release()  # let go at once: no waiting for a timeout
         assert a.acquire() is True and a.fencing_token == 3
+        time.sleep(7)  # the server ends a's idle session again, but nobody takes over meanwhile
+        assert a.renew() is True and a.fencing_token == 3  # taken back on a new session, same epoch
+        assert b.acquire() is False and b.holder() == "ctl-a (epoch 3)"
+        a._lock.close()  # the session is gone, as after an outage of the store; nobody led meanwhile
+        assert a.renew() is True and a.fencing_token == 3 and b.acquire() is False
     finally:
         a.release()
         b.release()

@@ -19,6 +19,7 @@ class FakeLock:
 
     def __init__(self) -> None:
         self.epoch, self.owner, self.down, self.closed, self.stale = 0, "", False, 0, 0
+        self.session_lost = self.owner_elsewhere = False
 
     def take(self, holder: str) -> int | None:
         if self.stale:  # the server ended the idle session; close() then take() connects anew
@@ -31,9 +32,17 @@ class FakeLock:
         return self.epoch
 
     def held(self, epoch: int) -> bool:
-        if self.down:
+        if self.down or self.session_lost:
             raise OSError("server closed the connection unexpectedly")
         return epoch == self.epoch
+
+    def retake(self, epoch: int) -> bool:
+        if self.down:
+            raise OSError("connection refused")
+        self.session_lost = False
+        if self.owner_elsewhere or epoch != self.epoch:
+            return False
+        return True
 
     def holder(self) -> str | None:
         return f"{self.owner} (epoch {self.epoch})"
@@ -65,17 +74,36 @@ def test_leadership_carries_the_new_epoch_as_fencing_token() -> None:
     assert b.acquire() and b.fencing_token == 2
 
 
-def test_a_newer_epoch_or_a_dead_connection_is_lost_leadership() -> None:
+def test_a_newer_epoch_is_lost_leadership() -> None:
     lock = FakeLock()
     a = elector(lock)
     assert a.acquire()
-    lock.epoch = 5  # another instance took epoch 5 (our session was ended by the server)
+    lock.epoch = 5  # another instance took epoch 5
     assert a.renew() is False and a.fencing_token is None and lock.closed == 1
+    assert REGISTRY.get_sample_value("pipectl_leader", {"instance": "ctl-a"}) == 0
     lock.epoch, lock.owner = 5, ""
     assert a.acquire() and a.fencing_token == 6
-    lock.down = True
+
+
+def test_a_lost_session_is_retaken_only_if_nobody_led_since() -> None:
+    lock = FakeLock()
+    a = elector(lock)
+    assert a.acquire() and a.fencing_token == 1
+    lock.session_lost = True  # the server ended the idle session (a pause); nobody took over
+    assert a.renew() is True and a.fencing_token == 1  # same epoch: no one led in between
+    lock.session_lost, lock.owner_elsewhere = True, True  # ... and now a standby holds the lock
     assert a.renew() is False and not a.is_leader
-    assert a.acquire() is False  # the store is down: stand by, no exception
+
+
+def test_an_unreachable_store_keeps_leadership_unconfirmed_until_it_answers() -> None:
+    lock = FakeLock()
+    a = elector(lock)
+    assert a.acquire()
+    lock.down = True  # nothing can be journaled (so applied) meanwhile; the process keeps serving
+    assert a.renew() is True and a.renew() is True and a.fencing_token == 1
+    lock.down, lock.session_lost = False, True
+    lock.epoch = 2  # back, but another instance led meanwhile
+    assert a.renew() is False and a.fencing_token is None and not a.is_leader
 
 
 def test_a_standby_replaces_a_connection_the_server_ended_while_idle() -> None:

@@ -1,6 +1,6 @@
-"""Fencing in the journal write (``controller.store.fencing``), on SQLite: a journal write carrying a
-fencing token commits only while that token is the current leader epoch; a stale one is refused
-with ``FencedOut`` and writes nothing. (The advisory lock itself: tests/integration/test_leader_pg.py.)"""
+"""Fencing in the store's writes (``controller.store.fencing``), on SQLite: a journal (status,
+known-good, key/value) write carrying a fencing token commits only while that token is the current
+leader epoch; a stale one is refused with ``FencedOut`` and writes nothing. (The advisory lock itself: tests/integration/test_leader_pg.py.)"""
 
 from __future__ import annotations
 
@@ -40,6 +40,27 @@ def test_a_current_token_writes_and_a_stale_one_is_refused(tmp_path: Path) -> No
         store.journal_end("intent", "Topic/dev.t/create", "failed", "late")
     rows = store.journal_rows("r")
     assert [(r["action_id"], r["state"]) for r in rows] == [("Topic/dev.t/create", "done")]  # nothing written
+
+
+def test_a_stale_token_cannot_write_status_known_good_or_records(tmp_path: Path) -> None:
+    store = store_at_epoch(tmp_path, 3)
+    store.fencing_token = 3
+    store.put_status("r", {"version": "1.1.0"})
+    with store.tx() as c:
+        c.execute(leader_epoch.update().values(epoch=4))
+    for write in (
+        lambda: store.put_status("r", {"version": "0.9.0"}),
+        lambda: store.delete_status("r"),
+        lambda: store.set_known_good("r", "dev", "0.9.0", None, "{}"),
+        lambda: store.kv_put("rollout/r/dev", "{}"),
+        lambda: store.journal_settle("r", "dev", set()),
+    ):
+        with pytest.raises(FencedOut):
+            write()
+    assert store.get_status("r") == {"version": "1.1.0"}
+    assert store.known_good("r", "dev") is None and store.kv_get("rollout/r/dev") is None
+    store.add_event("r", "dev", "Normal", "Stopped", "events and run history are not fenced")
+    assert store.recent_events("r")[-1]["reason"] == "Stopped"
 
 
 def test_without_a_token_nothing_is_checked(tmp_path: Path) -> None:
