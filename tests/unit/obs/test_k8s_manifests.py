@@ -1,7 +1,8 @@
 """Kubernetes manifests of the controller: parse, have the right kinds, grant what the code uses,
 probe the API port, and keep secrets out of git.
 
-There is no API server here; the schema check round-trips each object through the kubernetes
+There is no API server here (tests/integration/test_k8s_kustomize.py applies the base to the local
+stack's real one); the schema check round-trips each object through the kubernetes
 client's typed models, which reject wrong types and drop unknown fields (a typo shows as a
 difference).
 """
