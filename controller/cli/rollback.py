@@ -93,7 +93,10 @@ def _locked(release: str, stage: str, to_version: str | None, repo: str, state: 
     from controller.model.errors import PipectlError
     from controller.wiring import build_runtime
 
-    elector = elector_from_env(state_dir_of(state), state)
+    try:
+        elector = elector_from_env(state_dir_of(state), state)
+    except ValueError as e:  # PIPECTL_LEADER_ELECTION names no elector, or not one for this store
+        _fail(str(e))
     if not elector.acquire():
         holder = elector.holder() if hasattr(elector, "holder") else None
         _fail(

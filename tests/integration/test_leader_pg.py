@@ -112,6 +112,23 @@ def test_advisory_lock_and_fencing_on_postgresql(pg_url: str) -> None:
         store_b.close()
 
 
+def test_cli_verbs_are_refused_while_a_controller_leads_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """``pipectl backfill`` on another host (its own working directory) asks the same advisory lock."""
+    ctl = PgAdvisoryElector(pg_url, "ctl-host-1", idle_seconds=15)
+    assert ctl.acquire()
+    env = {k: v for k, v in os.environ.items() if k not in ("PIPECTL_LEADER_ELECTION", "PIPECTL_STATE")}
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "controller.cli.main", "backfill", "rc", "--stage", "dev", "--from",
+             "2026-03-01", "--to", "2026-03-01", "--repo", str(tmp_path / "no-repo"), "--state", pg_url],
+            cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        ctl.release()
+    assert r.returncode == 1, r.stderr
+    assert "pipectl backfill: the leader lock is held (ctl-host-1 (epoch 1))" in r.stderr, r.stderr
+
+
 # --- two controller processes ---------------------------------------------------------------------
 
 
