@@ -328,7 +328,12 @@ def main() -> int:
     reset()
     WORK.mkdir(parents=True)
     say(f"creating the GitOps repo {REPO.relative_to(ROOT)} from manifests/")
-    shutil.copytree(ROOT / "manifests", REPO, ignore=shutil.ignore_patterns("platform", "__pycache__"))
+    # host-metrics only: the second example (request-latency) has its own test
+    # (tests/integration/test_second_pipeline.py) and would double the demo's Spark jobs.
+    shutil.copytree(
+        ROOT / "manifests", REPO,
+        ignore=shutil.ignore_patterns("platform", "__pycache__", "request-latency.yaml"),
+    )
     prod = REPO / "environments" / "prod.yaml"
     prod.write_text(prod.read_text().rstrip("\n") + f"\n  approvers: {{users: [{APPROVER}]}}\n")
     subprocess.run(["git", "init", "-q", "-b", "main", str(REPO)], check=True)

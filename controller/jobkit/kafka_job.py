@@ -1,0 +1,189 @@
+"""The common frame of a pipectl streaming job that aggregates a Kafka topic into a table.
+
+A job author writes two functions — ``decode`` (Kafka rows -> typed events with an
+``event_time`` column) and ``aggregate`` (one micro-batch's events -> partial aggregates in the
+table's column order plus ``dt``) — and a ``MergeSpec``; ``run_aggregation`` does the rest the
+controller relies on: the arguments the runner passes (``base_parser``), the Kafka reader (with
+``--ending-offsets`` for replays and ``--max-offsets-per-trigger``), the event-time watermark,
+the idempotent sink, and the lifecycle contract (status file, graceful stop file).
+
+Used by ``manifests/jobs/request_latency_agg.py``; imports only pyspark and the stdlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from controller.jobkit.lifecycle import add_lifecycle_arguments, run_until_stopped, stop_guard
+from controller.jobkit.sink import (
+    BatchResult,
+    MergeSpec,
+    batch_watermark_ms,
+    check_query_name,
+    make_sink,
+    split_table,
+)
+
+__all__ = [
+    "AggregationJob",
+    "base_parser",
+    "before_offsets",
+    "ending_offsets",
+    "run_aggregation",
+    "spark_interval",
+]
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)\s*$")
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours"}
+
+
+def spark_interval(text: str) -> str:
+    """``10s`` / ``500ms`` / ``2 minutes`` -> a Spark interval string (``10 seconds``)."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 500ms, 10s, 2m, 1h")
+    unit = m.group(2)
+    key = "ms" if unit == "ms" else unit[0]
+    return f"{int(m.group(1))} {_UNITS[key]}"
+
+
+def ending_offsets(text: str) -> dict[str, dict[int, int]]:
+    """``{"topic": {"0": 120}}`` (Spark's offsets JSON) -> exclusive end offset per topic partition."""
+    try:
+        raw = json.loads(text)
+        return {str(t): {int(p): int(o) for p, o in parts.items()} for t, parts in raw.items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        raise argparse.ArgumentTypeError(f'--ending-offsets: expected {{"topic": {{"0": 120}}}}: {e}') from e
+
+
+def before_offsets(ends: dict[str, dict[int, int]]) -> Column:
+    """Kafka rows strictly before ``ends``; partitions it does not name are not read at all."""
+    cond = F.lit(False)
+    for topic, parts in sorted(ends.items()):
+        for part, end in sorted(parts.items()):
+            here = (F.col("topic") == F.lit(topic)) & (F.col("partition") == F.lit(part))
+            cond = cond | (here & (F.col("offset") < F.lit(end)))
+    return cond
+
+
+def base_parser(prog: str, description: str, default_schema: Path) -> argparse.ArgumentParser:
+    """The arguments pipectl's runner passes to every aggregation job (the job adds its own)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", required=True, help="Kafka topic (already stage-prefixed)")
+    p.add_argument("--table", required=True, help="db.table (already stage-prefixed)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (one per query)")
+    p.add_argument("--trigger", type=spark_interval, default="10 seconds", help="micro-batch interval: 10s")
+    p.add_argument("--starting-offsets", default="earliest", help="earliest | latest | JSON offsets")
+    p.add_argument("--query-name", required=True)
+    p.add_argument("--version", required=True, help="release version, recorded in commits and status")
+    p.add_argument("--available-now", action="store_true", help="process what is in the topic, then stop")
+    p.add_argument(
+        "--ending-offsets", type=ending_offsets,
+        help='with --available-now: read only records before these offsets, e.g. {"topic": {"0": 120}}',
+    )
+    p.add_argument("--sink", choices=["idempotent", "append"], default="idempotent")
+    p.add_argument("--watermark", type=spark_interval, default="2 minutes", help="allowed event lateness")
+    p.add_argument("--max-offsets-per-trigger", type=int, help="cap on Kafka records per micro-batch")
+    p.add_argument("--keep-versions", type=int, default=3, help="partition directories kept per dt")
+    p.add_argument("--schema", type=Path, default=default_schema, help="Avro schema of the topic's values")
+    p.add_argument("--create-table", action="store_true", help="create the database/table if missing")
+    p.add_argument(
+        "--takeover-table", action="store_true",
+        help="let this checkpoint write a table another query/checkpoint wrote (events may count twice)",
+    )
+    add_lifecycle_arguments(p)  # --status-file (latest progress JSON), --stop-file (graceful stop)
+    return p
+
+
+def check_args(args: argparse.Namespace) -> argparse.Namespace:
+    split_table(args.table)
+    check_query_name(args.query_name)
+    return args
+
+
+@dataclass(frozen=True)
+class AggregationJob:
+    """What a job author supplies; ``decode`` gets the schema JSON and the parsed arguments."""
+
+    name: str
+    decode: Callable[[DataFrame, str, argparse.Namespace], DataFrame]
+    aggregate: Callable[[DataFrame, int | None], DataFrame]
+    merge: MergeSpec
+    table_ddl_columns: str
+    """The table's columns as Spark DDL, without ``dt`` (the partition column)."""
+
+
+def _spark(job: AggregationJob, args: argparse.Namespace) -> SparkSession:
+    spark = (
+        SparkSession.builder.appName(f"pipectl:{args.query_name}")
+        # dt and window starts are defined in UTC whatever the machine's zone.
+        .config("spark.sql.session.timeZone", "UTC")
+        .enableHiveSupport()
+        .getOrCreate()
+    )
+    if args.create_table:
+        db, table = split_table(args.table)
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS `{db}`.`{table}` ({job.table_ddl_columns}) "
+            "PARTITIONED BY (`dt` STRING) STORED AS PARQUET"
+        )
+    return spark
+
+
+def run_aggregation(job: AggregationJob, args: argparse.Namespace) -> int:
+    """Start the streaming query and block until it stops (lifecycle contract); the exit code."""
+    log = logging.getLogger(job.name)
+    spark = _spark(job, args)
+    schema_json = args.schema.read_text(encoding="utf-8")
+    sink = make_sink(
+        args.sink, spark, args.table, args.query_name, job.merge,
+        version=args.version, keep_versions=args.keep_versions,
+        checkpoint=args.checkpoint, takeover=args.takeover_table,
+    )
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", args.bootstrap_servers)
+        .option("subscribe", args.topic)
+        .option("startingOffsets", args.starting_offsets)
+    )
+    if args.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger))
+    raw = reader.load()
+    if args.ending_offsets is not None:
+        raw = raw.where(before_offsets(args.ending_offsets))
+    events = job.decode(raw, schema_json, args).withWatermark("event_time", args.watermark)
+
+    def process(batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        watermark = batch_watermark_ms(spark, args.checkpoint, batch_id)
+        result: BatchResult = sink.write_batch(job.aggregate(batch, watermark), batch_id)
+        log.info(
+            "batch %s: %s sink, partitions %s, %.2fs %s%s", batch_id, args.sink,
+            [(p.value, p.rows) for p in result.partitions], time.monotonic() - started, result.timings,
+            f" ({result.skipped})" if result.skipped else "",
+        )
+
+    writer = (
+        events.writeStream.queryName(args.query_name)
+        .option("checkpointLocation", args.checkpoint)
+        .foreachBatch(stop_guard(process, args.stop_file))
+    )
+    if args.available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=args.trigger)
+    query = writer.start()
+    log.info("started %s (version %s) on %s -> %s", args.query_name, args.version, args.topic, args.table)
+    return run_until_stopped(spark, query, args.stop_file, args.status_file)
