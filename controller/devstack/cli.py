@@ -1,4 +1,4 @@
-"""``python -m controller.devstack up|down|status|env [--only NAME[,NAME]]``."""
+"""``python -m controller.devstack up|install|down|status|env [--only NAME[,NAME]]``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     only_help = f"comma-separated components ({', '.join(ORDER)}; aliases: airflow, hive, spark, hms, kube)"
     for name, help_ in (("up", "install what is missing, start everything, wait for health"),
+                        ("install", "install what `up` would, start nothing (CI: in the background)"),
                         ("down", "stop what `up` started (by pid)"),
                         ("status", "component, state, port, pid, version, RSS; exit 1 if one is down")):
         sp = sub.add_parser(name, help=help_)
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             return stack.up(only)
+        if args.cmd == "install":
+            return stack.install(only)
         if args.cmd == "down":
             return stack.down(only)
         if args.cmd == "status":

@@ -130,7 +130,15 @@ class Stack:
             record_ports(self.layout.stack)
             return self._up(only)
 
-    def _up(self, only: list[str] | None) -> int:
+    def install(self, only: list[str] | None = None) -> int:
+        """What ``up`` installs (downloads, Maven jars, Airflow's venv, the kube build), nothing
+        started. CI runs it in the background during lint and unit tests; ``up`` waits for it on
+        the stack's lock and then finds everything installed."""
+        self.layout.ensure_dirs()
+        with self._exclusive():
+            return self._up(only, start=False)
+
+    def _up(self, only: list[str] | None, start: bool = True) -> int:
         t0 = time.monotonic()
         wall0 = time.time()
         lay = self.layout
@@ -174,7 +182,7 @@ class Stack:
         for task, (deps, fn) in installs.items():
             if task in needed:
                 nodes[task] = Node(task, tuple(d for d in deps if d in needed), fn)
-        for n in selected:
+        for n in selected if start else ():
             comp = comps[n]
             nodes[n] = Node(n, tuple(comp.deps) + tuple(comp.installs), self._component_runner(comp))
 
@@ -187,6 +195,9 @@ class Stack:
         procs.reap()
 
         failed = [node for node in nodes.values() if not node.ok]
+        if not start:
+            self.say(f"installed in {time.monotonic() - t0:.1f}s" + (" (with failures)" if failed else ""))
+            return 1 if failed else 0
         self.write_stack_json(ctx, comps)
         total = time.monotonic() - t0
         if failed:
