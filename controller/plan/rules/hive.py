@@ -43,7 +43,10 @@ part. ``location`` is not compared (it is only used when creating).
 segments (a blue/green view stitched by ``time_column``), on another time column or other columns
 → REPLACE (reversible: ``CREATE OR REPLACE VIEW`` swaps it atomically); same → ``[]``; prune →
 DELETE (reversible: a view holds no data) if approved, else REFUSE ``DeleteNotApproved``. A plain
-view and a view of one segment without ``since`` are the same thing (its target, whole).
+view and a view of one segment without ``since`` are the same thing (its target, whole). A key
+split (key-subset canary, ``controller.plan.keysplit``) is compared as it serves: at 0 % it is the
+stable segments alone, at 100 % the canary segments alone, in between its columns, percent and
+canary segments; any difference is one REPLACE.
 """
 
 from __future__ import annotations
