@@ -28,6 +28,7 @@ from controller.devstack.layout import (
     StackError,
     port,
 )
+from controller.devstack.spark_cluster import SparkMaster, SparkWorker
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
@@ -507,8 +508,10 @@ class AirflowScheduler(Component):
 
 COMPONENTS: tuple[type[Component], ...] = (
     Postgres, Metastore, Kafka, Thrift, Presto, AirflowWebserver, AirflowScheduler, Etcd, KubeApiserver,
+    SparkMaster, SparkWorker,
 )
 ALIASES = {"airflow": ("airflow-webserver", "airflow-scheduler"), "hive": ("thrift",),
-           "spark": ("thrift",), "hms": ("metastore",), "kube": ("etcd", "kube-apiserver")}
+           "spark": ("thrift",), "hms": ("metastore",), "kube": ("etcd", "kube-apiserver"),
+           "spark-cluster": ("spark-master", "spark-worker")}
 
 __all__ = ["ALIASES", "COMPONENTS", "Component", "Context", "install", "write_spark_conf"]

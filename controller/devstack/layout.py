@@ -26,6 +26,10 @@ DEFAULT_PORTS: dict[str, int] = {
     "etcd": 2379,
     "etcd_peer": 2380,
     "kube_apiserver": 6443,
+    "spark_master": 7077,
+    "spark_master_rest": 6066,
+    "spark_master_ui": 8180,  # not 8080: Presto's
+    "spark_worker_ui": 8181,
 }
 
 KAFKA_VERSION = os.environ.get("PIPECTL_KAFKA_VERSION", "3.9.1")
