@@ -9,11 +9,12 @@
   token. A takeover's increment waits for that share lock, so a write either commits before the
   new epoch exists or sees it and is refused.
 
-The advisory lock lives on a dedicated connection (``PgLeaderLock``), never a pooled one: PostgreSQL
-drops a session-level lock only when that session ends. The session is ended by the server when it
+The advisory lock lives on a dedicated connection (``PgLeaderLock``), never a pooled one:
+PostgreSQL drops a session-level lock only when that session ends. The session is ended by the server when it
 stays idle longer than ``idle_seconds`` (``idle_session_timeout``), so a leader that is paused
 (SIGSTOP, a frozen VM) loses the lock within that time even though its TCP connection looks alive;
-a killed one loses it as soon as the server sees the connection close.
+a killed one loses it as soon as the server sees the connection close. (``idle_session_timeout``
+needs PostgreSQL 14 or later.)
 
 The lock key is derived from the lock name and the connection's ``current_schema()``, so two state
 stores in different schemas of one database have different locks. Tests:

@@ -269,8 +269,8 @@ def test_two_controllers_one_leader_pg(
         wait_for(lambda: bool(b.applied(mark)), 120, "b applies an action of 1.1.0", b.log)
         b.signal(signal.SIGSTOP)
         paused_after = b.applied(mark)
-        wait_for(lambda: "leader_acquired" in a2.text(), LOCK_SECONDS + 10, "a2 takes over from the paused b",
-                 a2.log)
+        paused = wait_for(lambda: "leader_acquired" in a2.text(), LOCK_SECONDS + 10,
+                          "a2 takes over from the paused b", a2.log)
         wait_for(lambda: dev_is(pg_url, name, "1.1.0"), 240, "a2 converges dev on 1.1.0", a2.log)
         resumed = len(b.text())
         b.signal(signal.SIGCONT)
@@ -285,7 +285,8 @@ def test_two_controllers_one_leader_pg(
         assert {r["state"] for r in rows} <= {"done", "skipped", "started"}, rows
         assert dev_is(pg_url, name, "1.1.0")
         store.close()
-        print(f"takeover after kill -9: {takeover:.1f}s; resumed old leader fenced in the journal: {fenced}")
+        print(f"takeover after kill -9: {takeover:.1f}s, after SIGSTOP: {paused:.1f}s; "
+              f"resumed old leader fenced: {fenced}")
     finally:
         for c in (a, b, a2):
             c.stop()
