@@ -407,10 +407,7 @@ class HiveAdapter(HiveThriftConnection):
         if live is None:
             raise PermanentBackendError(BACKEND, f"table {desired.name} does not exist; cannot update it")
         if live.format == ice.FORMAT:  # schema evolution by field id, in Spark (hive_iceberg)
-            steps = ice.update_statements(desired, live, action.changes)
-            for sql, op, _ in steps:
-                self._execute(sql, op)
-            return bool(steps), "; ".join(m for _, _, m in steps) or "already up to date"
+            return self._update_iceberg(desired, live, action)
         have = {c.name: c.type for c in live.columns}
         done: list[str] = []
 
@@ -462,6 +459,19 @@ class HiveAdapter(HiveThriftConnection):
             done.append("set " + ", ".join(sorted(props)))
         return bool(done), "; ".join(done) or "already up to date"
 
+    def _update_iceberg(self, desired: TableResource, live: TableResource, a: Action) -> tuple[bool, str]:
+        db, table = split_qualified(desired.name)
+        steps = ice.update_statements(desired, live, a.changes)
+        for sql, op, _ in steps:
+            self._execute(sql, op)
+        done = [m for _, _, m in steps]
+        if ice.breaks_views(a.changes):  # repair the views Presto now fails as stale (on a retry too)
+            extended = self._show_extended({(db, "*")}, missing_ok=True, every=True)
+            for fix in ice.view_repairs(extended, db, table, self._get_columns({(db, table)})[(db, table)]):
+                self._put_view(fix, force=True)
+                done.append(f"recreated view {fix.name}")
+        return bool(done), "; ".join(done) or "already up to date"
+
     def _drop_table(self, action: Action) -> tuple[bool, str]:
         db, table = split_qualified(action.name)
         live = self._observe_one_table(action.name)
@@ -488,10 +498,10 @@ class HiveAdapter(HiveThriftConnection):
 
     # --- apply: views ---------------------------------------------------------------------------
 
-    def _put_view(self, action: Action) -> tuple[bool, str]:
+    def _put_view(self, action: Action, *, force: bool = False) -> tuple[bool, str]:
         desired = _desired(action, ViewResource)
         live = self._observe_views([desired.name]).get(desired.name)
-        if live is not None and not diff_view(desired, live, DiffContext()):
+        if live is not None and not force and not diff_view(desired, live, DiffContext()):
             return False, "view up to date"
         if live is not None and live.target == SPARK_VIEW:
             # Presto refuses to replace a view it cannot read ("Hive views are not supported").

@@ -18,12 +18,14 @@ Pure functions (no server); every identifier is checked and quoted.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from controller.adapters.hive_ddl import props_sql
-from controller.adapters.hive_parse import BACKEND
+from controller.adapters.hive_parse import BACKEND, TableInfo, parse_presto_view
 from controller.model.errors import PermanentBackendError
 from controller.model.identifiers import (
     check_hive_ident,
@@ -33,8 +35,8 @@ from controller.model.identifiers import (
     spark_string_literal,
     split_qualified,
 )
-from controller.plan.actions import FieldChange
-from controller.plan.resources import Column, Owner, TableResource
+from controller.plan.actions import Action, FieldChange, Op
+from controller.plan.resources import Column, Owner, ResourceKind, TableResource, ViewResource, ViewSegment
 from controller.plan.rules.hive import OWNER_PROPERTY, VERSION_PROPERTY
 
 ICEBERG_CATALOG = "iceberg"
@@ -183,5 +185,68 @@ def update_statements(
                 "set_tblproperties",
                 "set " + ", ".join(sorted(props)),
             )
+        )
+    return out
+
+
+def breaks_views(changes: Sequence[FieldChange]) -> bool:
+    """Whether the changes rename, retype or drop a column (Presto then fails views listing it)."""
+    return any(
+        re.fullmatch(r"columns\.\w+\.(name|type)", c.field)
+        or (c.field.startswith("columns.") and c.new is None)
+        for c in changes
+    )
+
+
+_PRESTO_TYPES = {"int": "integer", "float": "real", "string": "varchar", "binary": "varbinary"}
+
+
+def presto_type(hive_type: str) -> str:
+    """The type Presto's view definition stores for a column of this (manifest) type."""
+    t = manifest_type(hive_type)
+    return _PRESTO_TYPES.get(t, t)
+
+
+def stored_view_columns(view_text: str) -> dict[str, str] | None:
+    """name → type of the columns a Presto view stored (``/* Presto View: <base64 JSON> */``)."""
+    m = re.search(r"/\* Presto View: ([A-Za-z0-9+/=]+) \*/", view_text)
+    try:
+        cols = json.loads(base64.b64decode(m.group(1)))["columns"] if m else None
+        return {str(c["name"]): str(c["type"]) for c in cols} if isinstance(cols, list) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def view_repairs(
+    extended: dict[tuple[str, str], TableInfo], db: str, table: str, columns: list[Column]
+) -> list[Action]:
+    """REPLACE actions for the stale all-column serving views among ``extended`` (``SHOW TABLE
+    EXTENDED`` of a database) over ``db.table``: those whose stored columns (name and type) are not
+    the table's current ``columns`` any more. Presto fails every query on such a view ("View … is
+    stale"); created again, it lists the table's columns as they are now."""
+    full, out = f"{db}.{table}", []
+    now = {c.name: presto_type(c.type) for c in columns}
+    for (vdb, vname), info in sorted(extended.items()):
+        view = parse_presto_view(info.view_text or "") if info.type == "VIEW" else None
+        if view is None or not view.all_columns:
+            continue
+        tables = [t for t, _ in view.segments] + (
+            [s.table for s in view.split.segments] if view.split else []
+        )
+        stored = stored_view_columns(info.view_text or "") or {}
+        if full not in tables or all(now.get(n) == t for n, t in stored.items()):
+            continue
+        segments = [ViewSegment(table=t, since=since) for t, since in view.segments]
+        plain = len(segments) == 1 and segments[0].since is None
+        desired = ViewResource(
+            name=f"{vdb}.{vname}",
+            target=view.segments[-1][0],
+            segments=[] if plain else segments,
+            time_column=view.time_column or ViewResource.model_fields["time_column"].default,
+            key_split=view.split,
+        )
+        reason = f"{full} renamed, retyped or dropped a column"
+        out.append(
+            Action(op=Op.REPLACE, kind=ResourceKind.VIEW, name=desired.name, reason=reason, desired=desired)
         )
     return out

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from controller.adapters import hive_iceberg as ice
-from controller.plan.actions import FieldChange
-from controller.plan.resources import Column, TableResource
+from controller.adapters.hive_parse import TableInfo
+from controller.plan.actions import FieldChange, Op
+from controller.plan.resources import Column, ResourceKind, TableResource, ViewResource
 
 DESCRIBE = [
     ("window_start", "timestamp_ntz", None),
@@ -104,3 +108,76 @@ def test_update_statements_skip_what_is_already_live() -> None:
         FieldChange(field="properties.k", old="1", new="2"),
     ]
     assert ice.update_statements(live, live, changes) == []
+
+
+def _presto_view(sql: str, columns: list[tuple[str, str]], schema: str = "db") -> TableInfo:
+    definition = {
+        "originalSql": sql,
+        "catalog": "hive",
+        "schema": schema,
+        "columns": [{"name": n, "type": t} for n, t in columns],
+    }
+    text = f"/* Presto View: {base64.b64encode(json.dumps(definition).encode()).decode()} */"
+    return TableInfo(
+        type="VIEW",
+        provider="hive",
+        location=None,
+        serde="",
+        input_format="",
+        partition_columns=[],
+        properties={},
+        view_text=text,
+    )
+
+
+def test_stale_all_column_views_over_the_table_are_repaired() -> None:
+    extended = {
+        # all columns of db.t, stored before n was widened: stale
+        ("db", "v_all"): _presto_view(
+            "SELECT host, n FROM iceberg.db.t pipectl_all", [("host", "varchar"), ("n", "integer")]
+        ),
+        # up to date with the table: left alone
+        ("db", "v_ok"): _presto_view(
+            "SELECT host, n FROM iceberg.db.t pipectl_all", [("host", "varchar"), ("n", "bigint")]
+        ),
+        # another table's view: left alone
+        ("db", "v_other"): _presto_view(
+            "SELECT host, n FROM hive.db.u pipectl_all", [("host", "varchar"), ("n", "integer")]
+        ),
+        ("db", "t"): TableInfo(
+            type="MANAGED",
+            provider="hive",
+            location=None,
+            serde="",
+            input_format="",
+            partition_columns=[],
+            properties={},
+            view_text=None,
+        ),
+    }
+    now = [Column(name="host", type="string"), Column(name="n", type="bigint")]
+    fixes = ice.view_repairs(extended, "db", "t", now)
+    assert [(a.op, a.kind, a.name) for a in fixes] == [(Op.REPLACE, ResourceKind.VIEW, "db.v_all")]
+    view = fixes[0].desired
+    assert (
+        isinstance(view, ViewResource)
+        and view.target == "db.t"
+        and view.columns == []
+        and view.segments == []
+    )
+    # a rename: the stored name is gone from the table
+    renamed = [Column(name="hostname", type="string"), Column(name="n", type="bigint")]
+    assert [a.name for a in ice.view_repairs(extended, "db", "t", renamed)] == ["db.v_all", "db.v_ok"]
+
+
+def test_which_changes_break_views() -> None:
+    assert ice.breaks_views([FieldChange(field="columns.a.name", old="a", new="b")])
+    assert ice.breaks_views([FieldChange(field="columns.n.type", old="int", new="bigint")])
+    assert ice.breaks_views([FieldChange(field="columns.a", old="string", new=None)])
+    assert not ice.breaks_views(
+        [
+            FieldChange(field="columns.z", old=None, new="string"),
+            FieldChange(field="properties.k", old="1", new="2"),
+        ]
+    )
+    assert ice.presto_type("int") == "integer" and ice.presto_type("timestamp") == "timestamp"
