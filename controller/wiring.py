@@ -23,13 +23,14 @@ from controller.adapters.hive import HiveAdapter
 from controller.adapters.kafka import KafkaAdapter, KafkaSecurity
 from controller.adapters.presto import PrestoClient
 from controller.adapters.spark import LocalRunner, SparkAdapter
+from controller.adapters.spark_standalone import StandaloneRunner, standalone_api
 from controller.adapters.transforms import TransformAdapter
 from controller.audit.ledger import AuditRecord, AuditSink, GateVerdict, Ledger
 from controller.engine.backends import StageBackends
 from controller.engine.gate_request import GateRequest, GateRunner
 from controller.engine.reconciler import Reconciler
 from controller.engine.stage_ops import Reader
-from controller.model.endpoints import KafkaEndpoint, PrestoEndpoint
+from controller.model.endpoints import KafkaEndpoint, PrestoEndpoint, SparkEndpoint
 from controller.model.errors import ConfigurationError, PipectlError
 from controller.model.secret import Secret
 from controller.obs.events import (
@@ -107,6 +108,32 @@ def spark_process_env() -> dict[str, str]:
         return env
 
 
+def _standalone_urls(master: str) -> dict[str, str]:
+    """PIPECTL_SPARK_REST_URL/PIPECTL_SPARK_MASTER_UI_URL, else the local stack's master's own
+    (its UI is not on Spark's default 8080, which is Presto's there) when it is this master."""
+    env = dict(os.environ)
+    try:
+        from controller.devstack.info import load_stack_info
+
+        comp = load_stack_info()["components"]["spark-master"]
+    except (FileNotFoundError, ImportError, OSError, KeyError, ValueError):
+        return env
+    if comp.get("url") == master:
+        env.setdefault("PIPECTL_SPARK_REST_URL", comp["rest_url"])
+        env.setdefault("PIPECTL_SPARK_MASTER_UI_URL", comp["ui_url"])
+    return env
+
+
+def spark_runner(state_dir: Path, repo_root: Path, spec: SparkEndpoint) -> LocalRunner:
+    """A ``StandaloneRunner`` for ``deployMode: cluster`` (a ``spark://`` master, validated by the
+    model), else a ``LocalRunner``."""
+    if spec.deploy_mode == "cluster":
+        api = standalone_api(spec.master, _standalone_urls(spec.master))
+        return StandaloneRunner(state_dir, repo_root, spark_process_env(), spec.master, api)
+    return LocalRunner(state_dir, repo_root, spark_process_env(), master=spec.master,
+                       deploy_mode=spec.deploy_mode)
+
+
 @dataclass
 class Wiring:
     """Builds and caches StageBackends; ``state_dir`` holds the Spark job registry."""
@@ -167,12 +194,8 @@ class Wiring:
                 LocalFolderDeployer(Path(dags), self.dag_meta),
             )
             airflow.requeue_waits = self.requeue_waits
-            runner = LocalRunner(
-                self.state_dir / "spark",
-                (repo_root or self.repo_root).resolve(),
-                spark_process_env(),
-                master=spec.spark.master,
-                deploy_mode=spec.spark.deploy_mode,
+            runner = spark_runner(
+                self.state_dir / "spark", (repo_root or self.repo_root).resolve(), spec.spark
             )
             spark = SparkAdapter(runner)
             spark.requeue_waits = self.requeue_waits

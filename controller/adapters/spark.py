@@ -23,8 +23,9 @@ one per version (``plan.desired.checkpoint_dir``). Relative checkpoint paths res
 Stopping or deleting a job never removes its checkpoint.
 
 Beside this module (the adapter): ``spark_records`` holds the registry records, the reported
-progress and the ``JobRunner`` interface, ``spark_runner`` the ``LocalRunner``. Their public names
-are importable from here too.
+progress and the ``JobRunner`` interface, ``spark_runner`` the ``LocalRunner``, ``spark_standalone``
+the ``StandaloneRunner`` (``deployMode: cluster``: supervised drivers on a Spark standalone master,
+tracked by submission id). Their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ T = TypeVar("T")
 
 
 def _where(s: JobState) -> str:
-    return f"{s.record.version} on {s.record.effective_checkpoint} (pid {s.record.pid})"
+    where = f"driver {s.record.submission_id}" if s.record.submission_id else f"pid {s.record.pid}"
+    return f"{s.record.version} on {s.record.effective_checkpoint} ({where})"
 
 
 # --- adapter ----------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class JobRecord(BaseModel):
     boot_id: str | None = None
     started_at: datetime
     stopped_at: datetime | None = None
+    submission_id: str | None = Field(
+        default=None, description="The standalone master's driver id (``StandaloneRunner``); no pid then."
+    )
     status_file: str
     stop_file: str
     log_file: str

@@ -116,7 +116,7 @@ class LocalRunner:
         self.state_dir = Path(state_dir).resolve()
         self.jobs_dir = self.state_dir / "jobs"
         self.repo_root = Path(repo_root).resolve()
-        if deploy_mode not in SPARK_DEPLOY_MODES:
+        if deploy_mode != SPARK_DEPLOY_MODES[0]:
             # The runner supervises the driver as its own child process: only client mode does that.
             raise PermanentBackendError(BACKEND, f"deploy mode {deploy_mode!r}: LocalRunner runs client only")
         self.master = master
@@ -258,25 +258,33 @@ class LocalRunner:
             )
         return path
 
-    def start(self, job: StreamingJobResource) -> JobState:
-        name = check_job_name(job.name)
-        old = self._read(name)
-        if old is not None and self._alive(old):
-            raise PermanentBackendError(BACKEND, f"job {name} is already running (pid {old.pid})")
+    def _prepare_run(self, job: StreamingJobResource) -> tuple[Path, list[str], str, tuple[Path, Path, Path]]:
+        """Entrypoint (digest checked), args on the effective checkpoint, and the run's status,
+        stop and log files (a fresh stop file; the previous status kept as status.prev.json)."""
         entrypoint = self._entrypoint(job)
         if any(a in LIFECYCLE_ARGS for a in job.args):
-            raise PermanentBackendError(BACKEND, f"job {name}: {', '.join(LIFECYCLE_ARGS)} are the runner's")
+            raise PermanentBackendError(
+                BACKEND, f"job {job.name}: {', '.join(LIFECYCLE_ARGS)} are the runner's"
+            )
         ckpt = effective_checkpoint(job)
         args = list(job.args)
         if ckpt != job.checkpoint:
             args = [ckpt if i > 0 and args[i - 1] == "--checkpoint" else a for i, a in enumerate(args)]
-        run_dir = self.jobs_dir / name
+        run_dir = self.jobs_dir / check_job_name(job.name)
         run_dir.mkdir(parents=True, exist_ok=True)
         status, stop, log_file = run_dir / "status.json", run_dir / "stop", run_dir / "driver.log"
         stop.unlink(missing_ok=True)
         # The earlier run's progress must not pass for this one's; keep it beside for people.
         if status.exists():
             os.replace(status, run_dir / "status.prev.json")
+        return entrypoint, args, ckpt, (status, stop, log_file)
+
+    def start(self, job: StreamingJobResource) -> JobState:
+        name = check_job_name(job.name)
+        old = self._read(name)
+        if old is not None and self._alive(old):
+            raise PermanentBackendError(BACKEND, f"job {name} is already running (pid {old.pid})")
+        entrypoint, args, ckpt, (status, stop, log_file) = self._prepare_run(job)
         argv = self._argv(job, entrypoint, args, status, stop)
         started_at = _now()
         # Intent first: the record exists (without a pid) before the process does, so a controller

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from controller.model import identifiers as ids
 from controller.model.base import SparkConf, Spec
@@ -162,16 +162,18 @@ class AirflowEndpoint(Spec):
         return v
 
 
-SPARK_DEPLOY_MODES = ("client",)
-"""What ``LocalRunner`` can run: the driver is the spark-submit process it supervises. ``cluster``
-needs a cluster manager (YARN, Kubernetes, standalone) and a runner that tracks its driver."""
+SPARK_DEPLOY_MODES = ("client", "cluster")
+"""``client``: ``LocalRunner`` supervises the driver as its own spark-submit child. ``cluster``:
+the driver runs on a Spark standalone cluster (``spark://`` master), submitted and tracked by
+``controller.adapters.spark_standalone.StandaloneRunner``; other cluster managers are not driven."""
 
 
 class SparkEndpoint(Spec):
     master: str = Field(default="local[2]", description="spark-submit --master.")
     deploy_mode: str = Field(
         default="client",
-        description="spark-submit --deploy-mode; only client is supported (no cluster manager yet).",
+        description="client (a local spark-submit per job) or cluster (supervised drivers on the "
+        "spark://host:port standalone master, through its REST submission server).",
         json_schema_extra={"enum": list(SPARK_DEPLOY_MODES)},
     )
     conf: SparkConf = Field(
@@ -187,12 +189,17 @@ class SparkEndpoint(Spec):
 
     @field_validator("deploy_mode")
     @classmethod
-    def _deploy_mode(cls, v: str) -> str:
+    def _deploy_mode(cls, v: str, info: ValidationInfo) -> str:
         if v not in SPARK_DEPLOY_MODES:
             raise ValueError(
-                f"deployMode {v!r} is not supported: pipectl runs streaming jobs with spark-submit "
-                f"--deploy-mode {', '.join(SPARK_DEPLOY_MODES)} (cluster mode needs a cluster manager "
-                "pipectl does not drive yet)"
+                f"deployMode {v!r} is not supported: pipectl runs streaming jobs with deployMode "
+                f"{' or '.join(SPARK_DEPLOY_MODES)}"
+            )
+        master = str(info.data.get("master", ""))
+        if v == "cluster" and not master.startswith("spark://"):
+            raise ValueError(
+                f"deployMode 'cluster' needs a Spark standalone master (spark://host:port), not "
+                f"{master!r}: pipectl drives no other cluster manager"
             )
         return v
 

@@ -99,12 +99,24 @@ def test_other_unknown_fields_stay_unknown(repo: Path) -> None:
     assert problems(repo) == [f"{REL}:82: spec.rollout.rollback.gitRevrt: unknown field"]
 
 
-def test_cluster_deploy_mode_is_refused_naming_the_supported_mode(repo: Path) -> None:
+def test_cluster_deploy_mode_is_refused_without_a_standalone_master(repo: Path) -> None:
     edit(repo, "    master: local[2]", "    master: local[2]\n    deployMode: cluster", DEV)
     assert problems(repo) == [
-        f"{DEV}:23: spec.spark.deployMode: deployMode 'cluster' is not supported: pipectl runs streaming "
-        "jobs with spark-submit --deploy-mode client (cluster mode needs a cluster manager pipectl does "
-        "not drive yet)"
+        f"{DEV}:23: spec.spark.deployMode: deployMode 'cluster' needs a Spark standalone master "
+        "(spark://host:port), not 'local[2]': pipectl drives no other cluster manager"
+    ]
+
+
+def test_cluster_deploy_mode_on_a_standalone_master_is_accepted(repo: Path) -> None:
+    edit(repo, "    master: local[2]", "    master: spark://127.0.0.1:7077\n    deployMode: cluster", DEV)
+    assert problems(repo) == []
+
+
+def test_unknown_deploy_mode_is_refused_naming_the_supported_modes(repo: Path) -> None:
+    edit(repo, "    master: local[2]", "    master: local[2]\n    deployMode: yarn", DEV)
+    assert problems(repo) == [
+        f"{DEV}:23: spec.spark.deployMode: deployMode 'yarn' is not supported: pipectl runs streaming "
+        "jobs with deployMode client or cluster"
     ]
 
 
