@@ -158,3 +158,43 @@ def test_spark_cluster_driver_readopted(
         assert json.loads(resp.read())["driverState"] == "FINISHED"  # not KILLED
     assert not driver_jvms(sid)
     assert new_runner().list([job.name])[job.name].alive is False
+
+
+def test_spark_cluster_driver_reads_kafka_with_the_stack_jars(
+    tmp_path: Path, master: dict[str, Any], cleanup: list[str], unique_name: str, kafka_bootstrap: str,
+) -> None:
+    """The Kafka source's jars reach a cluster driver from spark-defaults.conf (spark-submit is not
+    in the path to read them): the driver consumes every record of a small topic."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    topic = f"cluster.{unique_name}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(20):
+        producer.produce(topic, f"v{i}".encode())
+    assert producer.flush(30) == 0
+    entry = "jobs/kafka_to_parquet.py"
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    job = StreamingJobResource(
+        name=f"ck-{unique_name}", version="1", entrypoint=entry,
+        entrypoint_digest=digest((JOBS_ROOT / entry).read_bytes()),
+        args=["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--checkpoint", str(ckpt),
+              "--query-name", f"ck-{unique_name}", "--version", "1", "--output", str(out)],
+        checkpoint=str(ckpt), running=True,
+    )
+    runner = StandaloneRunner(tmp_path / "state", JOBS_ROOT, stack_spark_env(), master["url"], master["api"])
+    sid = runner.start(job).record.submission_id
+    assert sid is not None
+    cleanup.append(sid)
+
+    def consumed() -> int:
+        progress = runner.list([job.name])[job.name].progress or {}
+        ends = [s.get("endOffset") or {} for s in progress.get("sources", [])]
+        return sum(int(o) for e in ends if isinstance(e, dict) for o in (e.get(topic) or {}).values())
+
+    assert wait_for("all 20 records", lambda: consumed() >= 20) and consumed() == 20
+    assert "done 0 1" in (out / "_batches.log").read_text()
+    assert runner.stop(job.name, timeout=120.0)
+    admin.delete_topics([topic])
