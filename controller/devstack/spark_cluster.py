@@ -102,7 +102,8 @@ class SparkWorker(_SparkDaemon):
             raise probes.ProbeError(f"worker UI /json/: HTTP {code} {str(body)[:120]}")
         if not str(body.get("masterurl", "")).endswith(f":{port('spark_master')}"):
             raise probes.ProbeError(f"not registered with the master yet ({body.get('masterurl')!r})")
-        return f"{body.get('cores')} cores, {body.get('memory')} MB, {len(body.get('drivers', []))} driver(s)"
+        return (f"{body.get('coresused')}/{body.get('cores')} cores, {body.get('memoryused')}/"
+                f"{body.get('memory')} MB used, {len(body.get('executors') or [])} executor(s)")
 
     def info(self) -> dict[str, Any]:
         return {"work_dir": str(self.workdir / "work"), "cores": WORKER_CORES, "memory": WORKER_MEMORY}
