@@ -7,7 +7,8 @@ controller relies on: the arguments the runner passes (``base_parser``), the Kaf
 ``--ending-offsets`` for replays and ``--max-offsets-per-trigger``), the event-time watermark,
 the idempotent sink, and the lifecycle contract (status file, graceful stop file).
 
-Used by ``manifests/jobs/request_latency_agg.py``; imports only pyspark and the stdlib.
+Used by both example jobs (``manifests/jobs/host_metrics_agg.py``, ``request_latency_agg.py``);
+imports only pyspark and the stdlib.
 """
 
 from __future__ import annotations
