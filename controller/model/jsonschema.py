@@ -117,6 +117,11 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
 def crd() -> dict[str, Any]:
     spec_schema = structural(PipelineRelease.model_json_schema(by_alias=True))["properties"]["spec"]
     status_schema = structural(ReleaseStatus.model_json_schema(by_alias=True))
+    # written only on objects (``--source kubernetes``, controller/engine/kube_source.py)
+    status_schema["properties"]["observedGeneration"] = {"type": "integer", "format": "int64"}
+    status_schema["properties"]["gates"] = {
+        "type": "string", "description": "passed/total gates at the current stage (- without gates)"
+    }
     group, version = API_VERSION.split("/")
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -142,6 +147,7 @@ def crd() -> dict[str, Any]:
                         {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
                         {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Gates", "type": "string", "jsonPath": ".status.gates"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

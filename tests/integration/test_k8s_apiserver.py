@@ -55,7 +55,7 @@ def test_crd_accepts_the_example_release_and_kubectl_lists_it(kube: Kube, ns: st
         assert obj["spec"]["version"] == "1.0.0" and obj["spec"]["topics"][0]["partitions"] == 6
         out = kube.kubectl("get", "pipelinereleases", "-n", ns, name).stdout
         header, row = out.splitlines()[:2]
-        assert header.split() == ["NAME", "VERSION", "STAGE", "PHASE", "AGE"]
+        assert header.split() == ["NAME", "VERSION", "STAGE", "PHASE", "GATES", "AGE"]
         assert row.split()[:2] == [name, "1.0.0"]
         # The structural schema is enforced by the server, not only by pipectl validate.
         bad = yaml.safe_load(_example(name + "-bad"))

@@ -43,7 +43,7 @@ def test_crd_is_structural() -> None:
     crd = yaml.safe_load((ROOT / "crds" / "pipelinerelease.yaml").read_text())
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Version", "Stage", "Phase", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Version", "Stage", "Phase", "Gates", "Age"]
     problems: list[str] = []
     _walk(version["schema"]["openAPIV3Schema"], "", problems)
     assert problems == []
