@@ -277,6 +277,12 @@ def controller_run(
     repo: str = typer.Option(..., "--repo", "-r", help="Manifest repo: a local dir or git URL."),
     branch: str = BRANCH_OPT,
     state: str = STATE_OPT,
+    source: str = typer.Option(
+        "git", "--source", help="git | kubernetes: releases from PipelineRelease objects (KUBECONFIG or the "
+        "pod's service account); environments and the files they reference still come from --repo.",
+    ),
+    namespace: list[str] = typer.Option([], "--namespace", help="--source kubernetes: read only here "
+                                        "(repeatable; default: all namespaces)."),
     listen: str = typer.Option("127.0.0.1:8700", "--listen", help="HTTP API address."),
     interval: str = typer.Option("30s", "--interval", help="Git poll interval."),
     bake: str = typer.Option("60s", "--bake", help="Blue/green: how long blue keeps running after a switch."),
@@ -309,6 +315,8 @@ def controller_run(
     from controller.model.errors import PipectlError
 
     access = AccessOptions(webhook_secret_file, trusted_header, trusted_proxy)
+    if source not in ("git", "kubernetes"):
+        _fail(f"--source {source!r}: expected git or kubernetes", 2)
     try:
         access.trusted()
         policy = make_policy(policy_repo, policy_path, policy_branch, state_dir_of(state))
@@ -324,6 +332,7 @@ def controller_run(
     code = run_controller(
         repo, branch, state, listen, _duration(interval), _duration(bake), log_format, workers=workers,
         events_kafka=kafka, access=access, policy=policy, write_context=write_context,
+        namespaces=tuple(namespace) if source == "kubernetes" else None,
     )
     raise typer.Exit(code)
 

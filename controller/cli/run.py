@@ -21,10 +21,12 @@ from controller.api.standby import create_standby_app
 from controller.cli.access import AccessOptions, api_state
 from controller.engine.controller import Controller, state_dir_of
 from controller.engine.k8s_status import StatusMirror
+from controller.engine.kube_source import KubeSource, KubeStatus
 from controller.engine.leader import LeadershipKeeper, elector_from_env
 from controller.obs import metrics
 from controller.obs.events import EventType
 from controller.obs.logging import configure_logging
+from controller.source.git import GitSource
 from controller.source.policy import Policy
 from controller.wiring import Runtime, build_runtime
 
@@ -43,9 +45,11 @@ def run_controller(
     access: AccessOptions | None = None,
     policy: Policy | None = None,
     write_context: bool = False,
+    namespaces: tuple[str, ...] | None = None,
 ) -> int:
     """Exit 0 after SIGTERM/SIGINT; non-zero only for fatal start-up errors (bad flags, an
-    unreadable state store or git source at start). Errors after start never end the process."""
+    unreadable state store or git source at start). Errors after start never end the process.
+    ``namespaces``: ``--source kubernetes`` (all namespaces when empty; engine/kube_source.py)."""
     configure_logging(json=log_format == "json")
     log = structlog.get_logger("pipectl.controller")
     state_dir = state_dir_of(state)
@@ -69,15 +73,9 @@ def run_controller(
         stop_standby()
         return 0
     try:
-        rt = build_runtime(
-            repo,
-            state,
-            branch=branch,
-            bake_seconds=bake,
-            requeue_waits=True,
-            events_kafka=events_kafka,
-            share_live_state=True,
-        )
+        rt = build_runtime(repo, state, branch=branch, bake_seconds=bake, requeue_waits=True,
+                           events_kafka=events_kafka, share_live_state=True)
+        source = _source(rt, namespaces)
     except Exception as e:
         log.error("cannot start", error=str(e), error_type=type(e).__name__)
         stop_standby()
@@ -85,8 +83,8 @@ def run_controller(
         return 1
     rt.store.fencing_token = elector.fencing_token  # journal writes check it (controller/store/fencing.py)
     rt.source.policy = policy  # environments from the policy repo (controller/source/policy.py)
-    ctl = Controller(rt.source, rt.reconciler, interval=interval, workers=workers, stop=rt.reconciler.stop)
-    _observe_status(rt)
+    ctl = Controller(source, rt.reconciler, interval=interval, workers=workers, stop=rt.reconciler.stop)
+    _observe_status(rt, source)
     try:
         api_st = api_state(rt, ctl, _health(elector, ctl), access or AccessOptions(), state_dir)
         stop_standby()  # the full API takes its address over
@@ -155,13 +153,28 @@ def _lead(elector: Any, stopping: threading.Event, log: Any) -> bool:
     return True
 
 
-def _observe_status(rt: Runtime) -> None:
+def _source(rt: Runtime, namespaces: tuple[str, ...] | None) -> GitSource | KubeSource:
+    """The git source, or (``--source kubernetes``) objects on the API server beside it."""
+    if namespaces is None:
+        return rt.source
+    from controller.adapters.kube import KubeApi
+
+    api = KubeApi.connect(namespaces)
+    api.list_releases()  # fail at start, not on every pass, without the CRD, API or permission
+    return KubeSource(rt.source, api)
+
+
+def _observe_status(rt: Runtime, source: GitSource | KubeSource) -> None:
     mirror = StatusMirror.from_env()
+    on_object = KubeStatus(source, rt.reconciler.clock) if isinstance(source, KubeSource) else None
 
     def on_status(name: str, status: Any) -> None:
         for stage, st in status.stages.items():
             metrics.set_release_info(name, stage, st.version, str(st.phase))
-        mirror.mirror(name, status)
+        if on_object is not None:
+            on_object(name, status)
+        else:
+            mirror.mirror(name, status)
 
     rt.reconciler.on_status = on_status
 

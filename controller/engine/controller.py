@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from controller.engine.kube_source import KubeSource
 from controller.engine.manual import rollback_stage
 from controller.engine.passes import Result
 from controller.engine.reconciler import Reconciler
@@ -87,7 +88,7 @@ def fingerprints(snap: RepoSnapshot) -> dict[str, str]:
 class Controller:
     """Git → work queue → N workers, each running one release's pass at a time."""
 
-    source: GitSource
+    source: GitSource | KubeSource
     reconciler: Reconciler
     interval: float = 30.0
     workers: int = DEFAULT_WORKERS
@@ -116,15 +117,19 @@ class Controller:
     def snapshot(self) -> RepoSnapshot:
         commit = self.source.resolve()
         checkout = self.source.checkout(commit)  # cached per commit (and policy: source/policy.py)
-        if self._snap is not None and commit is not None and self._snap.commit == commit:
+        kube = self.source if isinstance(self.source, KubeSource) else None
+        if self._snap is not None and commit is not None and self._snap.commit == commit and kube is None:
             if self._snap.root == checkout.root.resolve():
                 return self._snap
-        snap = load_repo(checkout.root)
+        # objects change without a commit: a Kubernetes source is listed on every refresh
+        snap = kube.load(checkout.root) if kube is not None else load_repo(checkout.root)
         snap.commit = commit
         prints = fingerprints(snap)
         changed = sorted(n for n, fp in prints.items() if self._prints.get(n) != fp)
         if commit != self.last_commit:
             log.info("new commit", commit=commit, changed=changed)
+        elif kube is not None and changed:
+            log.info("objects changed", changed=changed)
         known = self.queue.names()
         for n in dependency_order(snap):
             if n in changed or n not in known:

@@ -157,16 +157,20 @@ def find_repo_root(path: Path) -> Path:
     return p
 
 
-def _manifest_files(root: Path) -> list[Path]:
+def _manifest_files(root: Path, dirs: Sequence[str] = MANIFEST_DIRS) -> list[Path]:
     files: list[Path] = []
-    for d in MANIFEST_DIRS:
+    for d in dirs:
         if (root / d).is_dir():
             files.extend(iter_yaml_files(root / d))
     return files
 
 
-def load_repo(root: Path, display_root: Path | None = None) -> RepoSnapshot:
-    """Read and validate every manifest under ``root``/releases and ``root``/environments."""
+def load_repo(
+    root: Path, display_root: Path | None = None, release_docs: Sequence[tuple[str, str]] | None = None
+) -> RepoSnapshot:
+    """Read and validate every manifest under ``root``/releases and ``root``/environments; with
+    ``release_docs`` ((shown name, YAML text) pairs: PipelineRelease objects from Kubernetes,
+    ``controller.engine.kube_source``) those replace ``root``/releases, validated the same way."""
     root = root.resolve()
     snap = RepoSnapshot(root=root, display_root=display_root)
     shown = display_root if display_root is not None else root
@@ -178,9 +182,10 @@ def load_repo(root: Path, display_root: Path | None = None) -> RepoSnapshot:
             return str(p)
 
     per_file: dict[str, list[Problem]] = {}
-    for path in _manifest_files(root):
-        fname = rel(path)
-        text, problem = decode_utf8(path.read_bytes(), fname)
+    dirs = MANIFEST_DIRS if release_docs is None else ("environments",)
+    sources = [(rel(p), p.read_bytes()) for p in _manifest_files(root, dirs)]
+    for fname, raw in sources + [(f, t.encode()) for f, t in release_docs or ()]:
+        text, problem = decode_utf8(raw, fname)
         if problem is not None:
             snap.problems.append(problem)
             continue

@@ -1,0 +1,163 @@
+"""``controller run --source kubernetes``: PipelineRelease objects on an API server are the
+releases; the repository given with ``--repo`` carries the environments and the files the
+objects' specs reference (schemas, job code, DAGs, SQL).
+
+Level-triggered: every refresh lists the objects anew (``KubeApi.list_releases``, all namespaces
+or the ``--namespace`` ones) and validates them with the repository's environments through the
+same ``load_repo`` a git checkout goes through (``release_docs``), so problems name
+``namespace/name`` and the field path. The snapshot's ``commit`` stays the repository's commit:
+it is what the referenced files are read from. An object being deleted is left out.
+
+Status goes to the object's status subresource (``KubeStatus``): the release status with
+``observedGeneration`` and Ready/Progressing conditions; stage transitions become core/v1 Events
+(promotions, gate failures, rollbacks). Both are best effort: an API error is logged and the next
+pass writes again.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from controller.adapters.kube import KubeApi
+from controller.model.reasons import Phase, Reason
+from controller.model.status import Condition, ReleaseStatus, set_condition
+from controller.obs.logging import get_logger
+from controller.source.git import Checkout, GitSource
+from controller.source.objects import ObjectRef, object_ref, release_document
+from controller.source.validate import RepoSnapshot, load_repo
+
+__all__ = ["KubeSource", "KubeStatus", "progressing", "stage_events"]
+
+_log = get_logger(__name__)
+
+_BUSY = (Phase.PENDING, Phase.PROGRESSING, Phase.VERIFYING)
+
+
+class KubeSource:
+    """A ``GitSource`` for environments and files, PipelineRelease objects for the releases."""
+
+    def __init__(self, git: GitSource, api: KubeApi) -> None:
+        self.git = git
+        self.api = api
+        self.objects: dict[str, ObjectRef] = {}
+        """Release name → the object it was read from (last refresh)."""
+        self._lock = threading.Lock()
+
+    @property
+    def repo(self) -> str:
+        return self.git.repo
+
+    @property
+    def policy(self) -> Any:
+        return self.git.policy
+
+    @policy.setter
+    def policy(self, value: Any) -> None:
+        self.git.policy = value
+
+    def resolve(self) -> str | None:
+        return self.git.resolve()
+
+    def checkout(self, commit: str | None) -> Checkout:
+        return self.git.checkout(commit)
+
+    def pin(self, ref: str, commit: str | None) -> None:
+        self.git.pin(ref, commit)
+
+    def load(self, root: Path) -> RepoSnapshot:
+        """List the objects and validate them against the checkout at ``root``."""
+        items = self.api.list_releases()
+        refs = [object_ref(o) for o in items]
+        docs = [release_document(o) for o, ref in zip(items, refs, strict=True) if not ref.deleting]
+        with self._lock:
+            self.objects = {r.name: r for r in refs if not r.deleting}
+        return load_repo(root, release_docs=docs)
+
+    def ref(self, name: str) -> ObjectRef | None:
+        with self._lock:
+            return self.objects.get(name)
+
+
+def progressing(
+    status: ReleaseStatus, now: Any, generation: int, previous: list[Condition] | None = None
+) -> list[Condition]:
+    """The status's conditions plus Progressing: True while a stage is being rolled out. The
+    transition time of ``previous``'s Progressing is kept while its status holds."""
+    busy = status.phase in _BUSY
+    reason = Reason.PROGRESSING if busy else Reason.RECONCILIATION_SUCCEEDED
+    if status.phase is Phase.VERIFYING:
+        reason = Reason.VERIFYING
+    if not busy:
+        ready = next((c for c in status.conditions if c.type == "Ready"), None)
+        reason = Reason(ready.reason) if ready and ready.reason in Reason.__members__.values() else reason
+    cond = Condition(type="Progressing", status="True" if busy else "False", reason=str(reason),
+                     message=f"phase {status.phase}", last_transition_time=now,
+                     observed_generation=generation)
+    before = [c for c in previous or [] if c.type == "Progressing"]
+    cond = set_condition(before, cond)[0]
+    out = [c.model_copy(update={"observed_generation": generation}) for c in status.conditions]
+    return set_condition(out, cond)
+
+
+def stage_events(before: ReleaseStatus | None, after: ReleaseStatus) -> list[tuple[str, str, str]]:
+    """(type, reason, message) for each stage whose phase or version moved: a promotion (a
+    version reached Succeeded), a failed gate (Failed) and a rollback (RolledBack)."""
+    out: list[tuple[str, str, str]] = []
+    for stage, st in sorted(after.stages.items()):
+        old = before.stages.get(stage) if before is not None else None
+        if old is not None and (old.phase, old.version) == (st.phase, st.version):
+            continue
+        why = f": {st.message}" if st.message else ""
+        if st.phase is Phase.SUCCEEDED:
+            out.append(("Normal", "Promoted", f"{st.version} succeeded at stage {stage}"))
+        elif st.phase is Phase.FAILED:
+            failed = [g.name for g in st.gates if str(g.verdict).lower() == "fail"]
+            reason = "GateFailed" if failed else str(st.reason or "Failed")
+            gates = f" (gates: {', '.join(failed)})" if failed else ""
+            out.append(("Warning", reason, f"{st.version} failed at stage {stage}{gates}{why}"))
+        elif st.phase in (Phase.ROLLED_BACK, Phase.ROLLBACK_FAILED):
+            out.append(("Warning", str(st.phase), f"stage {stage} rolled back from {st.version}{why}"))
+    return out
+
+
+class KubeStatus:
+    """Writes a release's status to its object and announces stage transitions as Events."""
+
+    def __init__(self, source: KubeSource, clock: Any) -> None:
+        self.source = source
+        self.clock = clock
+        self._last: dict[str, ReleaseStatus] = {}
+        self._conditions: dict[str, list[Condition]] = {}
+
+    def __call__(self, name: str, status: ReleaseStatus) -> None:
+        ref = self.source.ref(name)
+        if ref is None:  # not (or no longer) an object: nothing to write to
+            return
+        body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        conditions = progressing(status, self.clock(), ref.generation, self._conditions.get(name))
+        self._conditions[name] = conditions
+        body["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
+        body["observedGeneration"] = ref.generation
+        body["gates"] = gate_summary(status)
+        try:
+            self.source.api.patch_status(ref.namespace, ref.name, body)
+        except Exception as e:
+            _log.warning("kube_status_failed", release=ref.shown, error=str(e))
+        events = stage_events(self._last.get(name), status)
+        self._last[name] = status.model_copy(deep=True)
+        for kind, reason, message in events:
+            try:
+                self.source.api.create_event(ref.namespace, ref.name, ref.uid, kind, reason, message)
+            except Exception as e:
+                _log.warning("kube_event_failed", release=ref.shown, reason=reason, error=str(e))
+
+
+def gate_summary(status: ReleaseStatus) -> str:
+    """``passed/total`` gates at the current stage (the GATES column), ``-`` without gates."""
+    st = status.stages.get(status.current_stage or "")
+    if st is None or not st.gates:
+        return "-"
+    passed = sum(1 for g in st.gates if str(g.verdict).lower() == "pass")
+    return f"{passed}/{len(st.gates)}"
