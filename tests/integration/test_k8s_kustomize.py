@@ -6,8 +6,9 @@ the test creates it first (on a fresh cluster the real ``apply -k`` creates it b
 
 Then the RBAC is exercised, not read: with a token of the Deployment's service account
 (TokenRequest), the project's LeaseElector takes and renews the Lease the Deployment names and the
-StatusMirror patches a PipelineRelease's status; the same account is refused another Lease, the
-object's spec, Events and Secrets.
+StatusMirror patches a PipelineRelease's status, and what ``--source kubernetes`` needs works
+(``KubeApi``: list the objects in its namespace, create an Event about one); the same account is
+refused another Lease, writing the object's spec, listing in another namespace, and Secrets.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kubekit import ROOT, Kube, connect
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from controller.adapters.kube import KubeApi
 from controller.engine.k8s_status import GROUP, PLURAL, VERSION, StatusMirror
 from controller.engine.leader import LeaseElector
 
@@ -86,6 +88,14 @@ def test_the_service_account_may_do_what_the_controller_does(applied: Kube) -> N
         assert StatusMirror(client.CustomObjectsApi(sa), NS).patch_status(name, {"phase": "Succeeded"})
         row = applied.kubectl("get", "pipelinereleases", "-n", NS, name, "--no-headers").stdout.split()
         assert row[0] == name and "Succeeded" in row
+        kube_api = KubeApi(sa, [NS])  # --source kubernetes --namespace pipectl
+        listed = kube_api.list_releases()
+        assert name in [o["metadata"]["name"] for o in listed]
+        uid = next(o["metadata"]["uid"] for o in listed if o["metadata"]["name"] == name)
+        kube_api.create_event(NS, name, uid, "Normal", "Promoted", "1.0.0 succeeded at stage dev")
+        events = applied.kubectl("get", "events", "-n", NS, "--field-selector",
+                                 f"involvedObject.name={name}", "-o", "name").stdout.split()
+        assert len(events) == 1, events
     finally:
         applied.kubectl("delete", "pipelinerelease", "-n", NS, name, "--wait=false")
 
@@ -106,8 +116,10 @@ def test_the_service_account_may_do_nothing_more(applied: Kube) -> None:
     _forbidden(lambda: coord.read_namespaced_lease(other, NS))
     # A candidate for a Lease it has no grant on never leads.
     assert LeaseElector(other, NS, "pod-a", 15, api=coord).acquire() is False
-    _forbidden(lambda: custom.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL))
+    _forbidden(lambda: custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL))
+    _forbidden(lambda: custom.patch_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, other, {"spec": {"version": "9"}}))
     _forbidden(lambda: core.list_namespaced_secret(NS))
-    _forbidden(lambda: core.create_namespaced_event(NS, client.CoreV1Event(
+    _forbidden(lambda: core.create_namespaced_event("default", client.CoreV1Event(
         metadata=client.V1ObjectMeta(name=other), involved_object=client.V1ObjectReference(name="x"))))
     _forbidden(lambda: coord.read_namespaced_lease(_lease_name(), "default"))
