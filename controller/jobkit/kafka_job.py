@@ -5,7 +5,8 @@ A job author writes two functions — ``decode`` (Kafka rows -> typed events wit
 table's column order plus ``dt``) — and a ``MergeSpec``; ``run_aggregation`` does the rest the
 controller relies on: the arguments the runner passes (``base_parser``), the Kafka reader (with
 ``--ending-offsets`` for replays and ``--max-offsets-per-trigger``), the event-time watermark,
-the idempotent sink, and the lifecycle contract (status file, graceful stop file).
+the idempotent sink (the exactly-once Iceberg sink for an Iceberg table), and the lifecycle
+contract (status file, graceful stop file).
 
 Used by both example jobs (``manifests/jobs/host_metrics_agg.py``, ``request_latency_agg.py``);
 imports only pyspark and the stdlib.
@@ -25,6 +26,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from controller.jobkit.iceberg_sink import EXTENSIONS as ICEBERG_EXTENSIONS
 from controller.jobkit.lifecycle import add_lifecycle_arguments, run_until_stopped, stop_guard
 from controller.jobkit.sink import (
     BatchResult,
@@ -130,6 +132,9 @@ def _spark(job: AggregationJob, args: argparse.Namespace) -> SparkSession:
         SparkSession.builder.appName(f"pipectl:{args.query_name}")
         # dt and window starts are defined in UTC whatever the machine's zone.
         .config("spark.sql.session.timeZone", "UTC")
+        # MERGE INTO an Iceberg table (controller.jobkit.iceberg_sink) needs Iceberg's SQL
+        # extensions; Spark only warns if the class is missing, and other statements parse as before.
+        .config("spark.sql.extensions", ICEBERG_EXTENSIONS)
         .enableHiveSupport()
         .getOrCreate()
     )

@@ -38,7 +38,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -59,6 +59,9 @@ from controller.jobkit.hadoop_fs import batch_watermark_ms as batch_watermark_ms
 from controller.jobkit.merge import MergeSpec as MergeSpec
 from controller.jobkit.merge import merge_frames as merge_frames
 from controller.jobkit.merge import merge_rows as merge_rows
+
+if TYPE_CHECKING:
+    from controller.jobkit.iceberg_sink import IcebergSink
 
 log = logging.getLogger("pipectl.jobkit.sink")
 
@@ -421,8 +424,21 @@ def make_sink(
     keep_versions: int = 3,
     checkpoint: str | None = None,
     takeover: bool = False,
-) -> _TableSink:
-    """Build the sink a job asked for with ``--sink idempotent|append``."""
+) -> _TableSink | IcebergSink:
+    """Build the sink a job asked for with ``--sink idempotent|append``.
+
+    For an Iceberg table (one the ``iceberg`` catalog loads) ``idempotent`` is the exactly-once
+    Iceberg sink and ``append`` its plain append (``controller.jobkit.iceberg_sink``).
+    """
+    if kind not in ("idempotent", "append"):
+        raise SinkError(f"unknown sink kind {kind!r}: expected idempotent or append")
+    from controller.jobkit import iceberg_sink  # it imports this module
+
+    if iceberg_sink.is_iceberg_table(spark, table):
+        return iceberg_sink.IcebergSink(
+            spark, table, query_name, spec, version=version, checkpoint=checkpoint,
+            exactly_once=kind == "idempotent",
+        )
     if kind == "idempotent":
         return IdempotentPartitionSink(
             spark, table, query_name, spec, version=version, keep_versions=keep_versions,

@@ -1,0 +1,271 @@
+"""Exactly-once micro-batch commits into an Iceberg table, without rewriting partitions.
+
+Each micro-batch of partial aggregates becomes one Iceberg commit whose snapshot summary holds
+``pipectl.query-id`` (the checkpoint's query id) and ``pipectl.batch-id``, like Iceberg's own
+streaming sink records ``spark.sql.streaming.queryId`` and ``spark.sql.streaming.epochId``.
+Before writing, the sink reads the table's snapshot summaries once per process: a batch whose id
+is at most the highest one committed under this query id was committed before a crash (Spark
+replays it because its own commit log missed it) and is skipped. Batch ids grow per checkpoint
+and a table has one writer, so "at most the highest" is exact.
+
+The commit is
+
+- a plain append (``writeTo(...).append()`` with ``snapshot-property.*`` options) when none of
+  the batch's keys (``MergeSpec.keys``) is in the table yet;
+- else one ``MERGE INTO`` keyed by the merge spec's keys: matched rows combine by the spec's
+  rules (counts add, means weighted by the count, max/min/sum), new keys are inserted. MERGE
+  needs Iceberg's SQL extensions on the session (``kafka_job`` sets ``spark.sql.extensions``);
+  the snapshot properties go through Iceberg's ``CommitMetadata`` thread-local, which its
+  row-level writes add to the snapshot summary (SQL MERGE takes no write options).
+
+Only the data files of the batch (and, for MERGE, those holding the matched rows, or delete files
+with ``write.merge.mode=merge-on-read``) are written: the cost follows the batch, not the table.
+One writer per table: this stack's Iceberg commits are lock-free (``docs/iceberg.md``).
+
+Imports only pyspark and the standard library: it ships with the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from controller.jobkit.checks import SinkError, check_query_name, quote_ident, split_table
+from controller.jobkit.hadoop_fs import HadoopFs
+from controller.jobkit.merge import MergeSpec, merge_frames
+from controller.jobkit.sink import BatchResult
+
+log = logging.getLogger("pipectl.jobkit.iceberg_sink")
+
+ICEBERG_CATALOG = "iceberg"
+QUERY_ID_KEY = "pipectl.query-id"
+BATCH_ID_KEY = "pipectl.batch-id"
+QUERY_KEY = "pipectl.query"
+VERSION_KEY = "pipectl.version"
+EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+
+# --- pure parts (unit-tested without Spark) ---------------------------------------------------
+
+
+def last_committed_batch(summaries: Iterable[Mapping[str, str] | None], query_id: str) -> int | None:
+    """The highest ``pipectl.batch-id`` among snapshot summaries written under ``query_id``."""
+    ids = [
+        int(s[BATCH_ID_KEY])
+        for s in summaries
+        if s and s.get(QUERY_ID_KEY) == query_id and str(s.get(BATCH_ID_KEY, "")).isdigit()
+    ]
+    return max(ids) if ids else None
+
+
+def snapshot_properties(query: str, query_id: str, batch_id: int, version: str) -> dict[str, str]:
+    return {QUERY_KEY: query, QUERY_ID_KEY: query_id, BATCH_ID_KEY: str(int(batch_id)), VERSION_KEY: version}
+
+
+def merge_value_exprs(spec: MergeSpec, target: str = "t", source: str = "s") -> list[tuple[str, str]]:
+    """(column, SQL expression) combining a matched row with the batch's row by ``spec``'s rules.
+
+    In ``UPDATE SET`` every expression reads the row's values from before the update (SQL
+    semantics), so the weighted means use the old count. Nulls are ignored as in ``merge_rows``.
+    """
+
+    def col(alias: str, name: str) -> str:
+        return f"{alias}.{quote_ident(name)}"
+
+    n_t, n_s = col(target, spec.count), col(source, spec.count)
+    out = [(spec.count, f"{n_t} + {n_s}")]
+    for c in spec.weighted_mean:
+        t, s = col(target, c), col(source, c)
+        # A NULL mean carries no weight.
+        wt = f"CASE WHEN {t} IS NULL THEN 0 ELSE {n_t} END"
+        ws = f"CASE WHEN {s} IS NULL THEN 0 ELSE {n_s} END"
+        out.append((c, f"CASE WHEN {t} IS NULL THEN {s} WHEN {s} IS NULL THEN {t} "
+                       f"ELSE ({t} * ({wt}) + {s} * ({ws})) / (({wt}) + ({ws})) END"))
+    out += [(c, f"greatest({col(target, c)}, {col(source, c)})") for c in spec.maximum]
+    out += [(c, f"least({col(target, c)}, {col(source, c)})") for c in spec.minimum]
+    for c in spec.total:
+        t, s = col(target, c), col(source, c)
+        out.append((c, f"CASE WHEN {t} IS NULL THEN {s} WHEN {s} IS NULL THEN {t} ELSE {t} + {s} END"))
+    return out
+
+
+def merge_set_clause(spec: MergeSpec, target: str = "t", source: str = "s") -> str:
+    return ", ".join(f"{quote_ident(c)} = {e}" for c, e in merge_value_exprs(spec, target, source))
+
+
+def merge_sql(table: str, view: str, spec: MergeSpec, columns: Iterable[str]) -> str:
+    """The ``MERGE INTO`` of one batch (``view``: one row per key) into ``table``."""
+    on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in spec.keys)
+    names = [quote_ident(c) for c in columns]
+    return (
+        f"MERGE INTO {table} t USING {quote_ident(view)} s ON {on} "  # noqa: S608 (quoted identifiers)
+        f"WHEN MATCHED THEN UPDATE SET {merge_set_clause(spec)} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(names)}) VALUES ({', '.join('s.' + n for n in names)})"
+    )
+
+
+# --- Spark side ---------------------------------------------------------------------------------
+
+
+def is_iceberg_table(spark: SparkSession, table: str) -> bool:
+    """True when ``db.table`` loads from the stack's Iceberg catalog (a Hive table does not)."""
+    db, name = split_table(table)
+    if not spark.conf.get(f"spark.sql.catalog.{ICEBERG_CATALOG}", None):
+        return False  # no such catalog in this session (e.g. a job outside the stack)
+    try:
+        spark.sql(f"DESCRIBE TABLE {ICEBERG_CATALOG}.{quote_ident(db)}.{quote_ident(name)}").collect()
+    except AnalysisException:
+        return False
+    return True
+
+
+class IcebergSink:
+    """One Iceberg commit per micro-batch; ``exactly_once=False`` is the plain append (benchmarks)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        table: str,
+        query_name: str,
+        spec: MergeSpec,
+        *,
+        version: str = "",
+        checkpoint: str | None = None,
+        exactly_once: bool = True,
+    ) -> None:
+        self.spark = spark
+        db, name = split_table(table)
+        self.qualified = f"{ICEBERG_CATALOG}.{quote_ident(db)}.{quote_ident(name)}"
+        self.query = check_query_name(query_name)
+        self.spec = spec
+        self.version = version
+        self.checkpoint = checkpoint
+        self._query_id: str | None = None
+        self.exactly_once = exactly_once
+        self._columns: list[tuple[str, str]] | None = None
+        self._last: int | None = None
+        self._loaded = False
+
+    def columns(self) -> list[tuple[str, str]]:
+        if self._columns is None:
+            schema = self.spark.table(self.qualified).schema
+            self._columns = [(f.name, f.dataType.simpleString()) for f in schema.fields]
+            if {n for n, _ in self._columns} != set(self.spec.all_columns):
+                raise SinkError(
+                    f"merge spec columns {sorted(self.spec.all_columns)} do not match the columns "
+                    f"{sorted(n for n, _ in self._columns)} of {self.qualified}"
+                )
+        return self._columns
+
+    @property
+    def query_id(self) -> str:
+        """The checkpoint's query id (its ``metadata`` file exists once the query started)."""
+        if self._query_id is None:
+            text = HadoopFs(self.spark).read_text(HadoopFs(self.spark).path(self.checkpoint, "metadata")) \
+                if self.checkpoint else None
+            try:
+                self._query_id = str(json.loads(text or "{}").get("id") or "")
+            except ValueError:
+                self._query_id = ""
+        return self._query_id
+
+    def last_committed(self) -> int | None:
+        """Read once per process; then kept up to date by this (the only) writer."""
+        if not self._loaded:
+            sql = f"SELECT summary FROM {self.qualified}.snapshots"  # noqa: S608 (quoted identifiers)
+            rows = self.spark.sql(sql).collect()
+            self._last = last_committed_batch((r["summary"] for r in rows), self.query_id)
+            self._loaded = True
+        return self._last
+
+    def __call__(self, df: DataFrame, batch_id: int) -> None:
+        self.write_batch(df, batch_id)
+
+    def write_batch(self, df: DataFrame, batch_id: int) -> BatchResult:
+        t = t0 = time.monotonic()
+        result = BatchResult(self.query, int(batch_id), self.version)
+        cols = self.columns()
+        if self.exactly_once:
+            last = self.last_committed()
+            t = result.lap("snapshots", t)
+            if last is not None and batch_id <= last:
+                result.skipped = f"batch already committed (table has batches up to {last})"
+                log.info("%s batch %s: %s, skipping", self.query, batch_id, result.skipped)
+                result.seconds = time.monotonic() - t0
+                return result
+        out = df.select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
+        if self.exactly_once:
+            # MERGE needs one source row per key; the batch's partials may repeat a key.
+            out = merge_frames([out], self.spec).select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
+        out = out.localCheckpoint(eager=True)
+        t = result.lap("aggregate", t)
+        if out.isEmpty():
+            result.skipped = "empty batch"
+        elif self.exactly_once and self._overlaps(out):
+            t = result.lap("probe", t)
+            self._merge(out, int(batch_id))
+            result.lap("merge", t)
+        else:
+            t = result.lap("probe", t)
+            writer = out.writeTo(self.qualified)
+            if self.exactly_once:
+                for k, v in snapshot_properties(self.query, self.query_id, batch_id, self.version).items():
+                    writer = writer.option(f"snapshot-property.{k}", v)
+            writer.append()
+            result.lap("append", t)
+        if self.exactly_once and result.skipped is None:
+            self._last = int(batch_id)
+        result.seconds = time.monotonic() - t0
+        return result
+
+    def _overlaps(self, out: DataFrame) -> bool:
+        """Whether any key of the batch is already a row of the table (then MERGE, else append)."""
+        keys = list(self.spec.keys)
+        target = self.spark.table(self.qualified).select(*keys)
+        # Bound the probe by the batch's range of each key so Iceberg prunes files by their stats.
+        bounds = out.agg(*[f(k) for k in keys for f in (F.min, F.max)]).first()
+        for i, k in enumerate(keys):
+            lo, hi = (bounds[2 * i], bounds[2 * i + 1]) if bounds else (None, None)
+            if lo is not None and hi is not None:
+                target = target.where(F.col(k).between(lo, hi))
+        return not out.join(target, keys, "left_semi").limit(1).isEmpty()
+
+    def _merge(self, out: DataFrame, batch_id: int) -> None:
+        view = f"pipectl_batch_{self.query.replace('-', '_').replace('.', '_')}"
+        session = out.sparkSession
+        out.createOrReplaceTempView(view)
+        props = snapshot_properties(self.query, self.query_id, batch_id, self.version)
+        with _commit_properties(session, props):
+            session.sql(merge_sql(self.qualified, view, self.spec, [n for n, _ in self.columns()]))
+        session.catalog.dropTempView(view)
+
+
+class _commit_properties:
+    """Set Iceberg's ``CommitMetadata`` thread-local for the statement run inside the block.
+
+    PySpark pins each Python thread to one JVM thread, and a SQL command commits on the thread
+    that runs it, so the properties reach exactly this MERGE's snapshot.
+    """
+
+    def __init__(self, spark: SparkSession, props: Mapping[str, str]) -> None:
+        jvm: Any = spark.sparkContext._jvm
+        cls = jvm.java.lang.Class.forName("org.apache.iceberg.spark.CommitMetadata")
+        field = cls.getDeclaredField("COMMIT_PROPERTIES")
+        field.setAccessible(True)
+        self._local = field.get(None)
+        self._map = jvm.java.util.HashMap()
+        for k, v in props.items():
+            self._map.put(k, v)
+
+    def __enter__(self) -> None:
+        self._local.set(self._map)
+
+    def __exit__(self, *exc: object) -> None:
+        self._local.remove()

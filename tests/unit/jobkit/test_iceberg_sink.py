@@ -1,0 +1,89 @@
+"""Unit tests of the exactly-once Iceberg sink's pure parts: which batches count as committed,
+the snapshot properties, the MERGE statement, and (on a local Spark) that the MERGE's update
+expressions combine a row exactly like the reference ``merge_rows``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from controller.jobkit.iceberg_sink import (
+    BATCH_ID_KEY,
+    QUERY_ID_KEY,
+    last_committed_batch,
+    merge_set_clause,
+    merge_sql,
+    merge_value_exprs,
+    snapshot_properties,
+)
+from controller.jobkit.sink import MergeSpec, merge_rows
+from tests.unit.jobkit.test_sink_merge import spark  # noqa: F401 (the module's local Spark fixture)
+
+SPEC = MergeSpec(
+    keys=("host", "window_start"), count="samples", weighted_mean=("avg_value",),
+    maximum=("max_value",), minimum=("min_value",), total=("bytes",),
+)
+
+
+def test_last_committed_batch_counts_only_this_query_id() -> None:
+    summaries: list[dict[str, str] | None] = [
+        {QUERY_ID_KEY: "q1", BATCH_ID_KEY: "0"},
+        {QUERY_ID_KEY: "q1", BATCH_ID_KEY: "3"},
+        {QUERY_ID_KEY: "q0", BATCH_ID_KEY: "9"},  # an earlier checkpoint's batches
+        {"operation": "replace"},  # compaction: no batch id
+        None,
+        {QUERY_ID_KEY: "q1", BATCH_ID_KEY: "x"},
+    ]
+    assert last_committed_batch(summaries, "q1") == 3
+    assert last_committed_batch(summaries, "q0") == 9
+    assert last_committed_batch(summaries, "q2") is None
+    assert last_committed_batch([], "q1") is None
+
+
+def test_snapshot_properties_name_query_id_batch_and_version() -> None:
+    props = snapshot_properties("dev-hm", "abc", 7, "1.2.0")
+    assert props == {"pipectl.query": "dev-hm", QUERY_ID_KEY: "abc", BATCH_ID_KEY: "7", "pipectl.version": "1.2.0"}
+    assert last_committed_batch([props], "abc") == 7
+
+
+def test_merge_sql_is_keyed_by_the_spec_keys_and_inserts_every_column() -> None:
+    cols = ["host", "window_start", "samples", "avg_value", "max_value", "min_value", "bytes"]
+    sql = merge_sql("iceberg.`db`.`t`", "v", SPEC, cols)
+    assert sql.startswith("MERGE INTO iceberg.`db`.`t` t USING `v` s ON t.`host` = s.`host` AND "
+                          "t.`window_start` = s.`window_start` WHEN MATCHED THEN UPDATE SET ")
+    assert "`samples` = t.`samples` + s.`samples`" in sql
+    assert "`max_value` = greatest(t.`max_value`, s.`max_value`)" in sql
+    assert "`min_value` = least(t.`min_value`, s.`min_value`)" in sql
+    assert sql.endswith("WHEN NOT MATCHED THEN INSERT (`host`, `window_start`, `samples`, `avg_value`, "
+                        "`max_value`, `min_value`, `bytes`) VALUES (s.`host`, s.`window_start`, s.`samples`, "
+                        "s.`avg_value`, s.`max_value`, s.`min_value`, s.`bytes`)")
+    assert merge_set_clause(SPEC) in sql
+    assert [c for c, _ in merge_value_exprs(SPEC)] == list(SPEC.value_columns)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ((10, 2.0, 5.0, 1.0, 100), (30, 4.0, 9.0, 0.5, 7)),
+        ((10, None, 5.0, None, None), (30, 4.0, None, 0.5, 7)),
+        ((1, 3.0, None, 2.0, 5), (2, None, 1.0, None, None)),
+    ],
+)
+def test_merge_update_expressions_match_merge_rows(spark: Any, old: tuple[Any, ...], new: tuple[Any, ...]) -> None:  # noqa: F811
+    names = ["samples", "avg_value", "max_value", "min_value", "bytes"]
+    schema = "host string, window_start string, samples bigint, avg_value double, max_value double, " \
+             "min_value double, bytes bigint"
+    t = spark.createDataFrame([("h", "w", *old)], schema).alias("t")
+    s = spark.createDataFrame([("h", "w", *new)], schema).alias("s")
+    joined = t.join(s, ["host", "window_start"])
+    got = joined.selectExpr(*[f"{e} AS {c}" for c, e in merge_value_exprs(SPEC)]).first().asDict()
+    want = merge_rows(
+        [dict(zip(["host", "window_start", *names], ("h", "w", *row), strict=True)) for row in (old, new)], SPEC
+    )[0]
+    for c in names:
+        if want[c] is None or got[c] is None:
+            assert got[c] == want[c], c
+        else:
+            assert math.isclose(got[c], want[c], rel_tol=1e-12), (c, got[c], want[c])
