@@ -10,8 +10,9 @@ it is what the referenced files are read from. An object being deleted is left o
 
 Status goes to the object's status subresource (``KubeStatus``): the release status with
 ``observedGeneration`` and Ready/Progressing conditions; stage transitions become core/v1 Events
-(promotions, gate failures, rollbacks). Both are best effort: an API error is logged and the next
-pass writes again.
+(promotions, gate failures, rollbacks), after a restart measured against the status the object
+carries, so a restarted controller does not announce them again. Both are best effort: an API
+error is logged and the next pass writes again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = ["KubeSource", "KubeStatus", "progressing", "stage_events"]
 _log = get_logger(__name__)
 
 _BUSY = (Phase.PENDING, Phase.PROGRESSING, Phase.VERIFYING)
+_OBJECT_ONLY = ("observedGeneration", "gates")
 
 
 class KubeSource:
@@ -43,6 +45,8 @@ class KubeSource:
         self.api = api
         self.objects: dict[str, ObjectRef] = {}
         """Release name → the object it was read from (last refresh)."""
+        self.written: dict[str, dict[str, Any]] = {}
+        """Release name → the status the object had (what an earlier controller wrote)."""
         self._lock = threading.Lock()
 
     @property
@@ -73,11 +77,24 @@ class KubeSource:
         docs = [release_document(o) for o, ref in zip(items, refs, strict=True) if not ref.deleting]
         with self._lock:
             self.objects = {r.name: r for r in refs if not r.deleting}
+            self.written = {r.name: dict(o.get("status") or {}) for o, r in zip(items, refs, strict=True)}
         return load_repo(root, release_docs=docs)
 
     def ref(self, name: str) -> ObjectRef | None:
         with self._lock:
             return self.objects.get(name)
+
+    def status_on_object(self, name: str) -> ReleaseStatus | None:
+        """The release status the object carried when listed, None when it had none (or another
+        shape): after a restart, transitions are announced against it, not again from scratch."""
+        with self._lock:
+            body = {k: v for k, v in self.written.get(name, {}).items() if k not in _OBJECT_ONLY}
+        if not body:
+            return None
+        try:
+            return ReleaseStatus.model_validate(body)
+        except ValueError:
+            return None
 
 
 def progressing(
@@ -145,7 +162,8 @@ class KubeStatus:
             self.source.api.patch_status(ref.namespace, ref.name, body)
         except Exception as e:
             _log.warning("kube_status_failed", release=ref.shown, error=str(e))
-        events = stage_events(self._last.get(name), status)
+        before = self._last[name] if name in self._last else self.source.status_on_object(name)
+        events = stage_events(before, status)
         self._last[name] = status.model_copy(deep=True)
         for kind, reason, message in events:
             try:

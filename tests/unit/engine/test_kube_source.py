@@ -135,3 +135,17 @@ def test_kube_status_writes_the_object_and_never_raises(repo: Path) -> None:
     kube.fail = True
     write("host-metrics", status(Phase.FAILED, Phase.FAILED))  # logged, not raised
     assert len(kube.patched) == 1
+
+
+def test_after_a_restart_transitions_are_announced_against_the_status_on_the_object(repo: Path) -> None:
+    done = status(Phase.SUCCEEDED, Phase.SUCCEEDED)
+    written = {**done.model_dump(mode="json", by_alias=True, exclude_none=True), "observedGeneration": 1,
+               "gates": "-"}
+    kube = FakeKube([{**obj(repo), "status": written}])
+    src = source(repo, kube)
+    src.load(repo)
+    write = KubeStatus(src, lambda: NOW)  # a new process: nothing announced yet
+    write("host-metrics", done)
+    assert kube.events == [] and len(kube.patched) == 1  # the status is written, nothing re-announced
+    write("host-metrics", status(Phase.ROLLED_BACK, Phase.ROLLED_BACK))
+    assert [e[4] for e in kube.events] == ["RolledBack"]
