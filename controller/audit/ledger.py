@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -126,12 +127,16 @@ class Ledger:
     def __init__(self, store: Store, sinks: list[AuditSink] | None = None, anchors: Anchors | None = None):
         self.store = store
         self.sinks = sinks or []
+        self.annotate: Callable[[AuditRecord], None] | None = None
+        """Adds facts to each record before it is chained (``--source kubernetes``: the object)."""
         self.anchors = anchors if anchors is not None else Anchors.for_url(store.url)
 
     def append(self, rec: AuditRecord, *, restore: dict[str, Any] | None = None) -> str:
         """Append a record and sign the new head; returns its hash. Sinks (OpenLineage, event
         stream) get it afterwards. A head that cannot be signed is logged (the record stays and the
         next append anchors it too), except for a restore, whose anchor is the point: that raises."""
+        if self.annotate is not None:
+            self.annotate(rec)
         finished = rec.finished_at if rec.finished_at.tzinfo else rec.finished_at.replace(tzinfo=UTC)
         text = canonical(rec.model_dump(mode="json"))
         row = self.store.audit_append(

@@ -161,7 +161,9 @@ def _source(rt: Runtime, namespaces: tuple[str, ...] | None) -> GitSource | Kube
 
     api = KubeApi.connect(namespaces)
     api.list_releases()  # fail at start, not on every pass, without the CRD, API or permission
-    return KubeSource(rt.source, api)
+    source = KubeSource(rt.source, api)
+    rt.ledger.annotate = source.annotate
+    return source
 
 
 def _observe_status(rt: Runtime, source: GitSource | KubeSource) -> None:

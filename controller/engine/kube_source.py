@@ -12,7 +12,8 @@ Status goes to the object's status subresource (``KubeStatus``): the release sta
 ``observedGeneration`` and Ready/Progressing conditions; stage transitions become core/v1 Events
 (promotions, gate failures, rollbacks), after a restart measured against the status the object
 carries, so a restarted controller does not announce them again. Both are best effort: an API
-error is logged and the next pass writes again.
+error is logged and the next pass writes again. Audit records name the object
+(``details.object``: namespace, name, uid, generation).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.adapters.kube import KubeApi
+from controller.audit.ledger import AuditRecord
 from controller.model.reasons import Phase, Reason
 from controller.model.status import Condition, ReleaseStatus, set_condition
 from controller.obs.logging import get_logger
@@ -83,6 +85,13 @@ class KubeSource:
     def ref(self, name: str) -> ObjectRef | None:
         with self._lock:
             return self.objects.get(name)
+
+    def annotate(self, rec: AuditRecord) -> None:
+        """Name the object an audit record's release came from (``details.object``)."""
+        ref = self.ref(rec.release)
+        if ref is not None:
+            rec.details.setdefault("object", {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid,
+                                              "generation": ref.generation})
 
     def status_on_object(self, name: str) -> ReleaseStatus | None:
         """The release status the object carried when listed, None when it had none (or another

@@ -6,7 +6,7 @@ and Hive: a PipelineRelease created with kubectl is reconciled as a git manifest
   promoted dev → staging by a real controller process: the topics exist under both prefixes, the
   object's status (status subresource) has both stages Succeeded, Ready/Progressing conditions and
   ``observedGeneration``; ``kubectl get pipelinereleases`` shows VERSION, STAGE, PHASE, GATES;
-  a ``Promoted`` Event about the object exists for each stage;
+  a ``Promoted`` Event about the object exists for each stage; its audit records name the object;
 - an object the pydantic model refuses (a stage no environment defines) is Invalid, and its Ready
   condition names ``namespace/name`` and the field path.
 """
@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from ctlkit import Ctl, drop_everything, free_port, init_repo, stage_env_yaml, wait_for
+from ctlkit import Ctl, drop_everything, free_port, init_repo, pipectl, stage_env_yaml, wait_for
 from kubekit import Kube, connect
 from kubernetes import client
 
@@ -120,4 +120,8 @@ def test_an_object_created_with_kubectl_is_promoted_through_the_stages(world) ->
     ready = next(c for c in get(kube, ns, bad)["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "ValidationFailed" and ready["message"].startswith(f"{ns}/{bad}:"), ready
     assert "spec.rollout.stages" in ready["message"] and "nowhere" in ready["message"], ready
+    records = json.loads(pipectl("audit", name, "--state", f"sqlite:///{ctl.state}", "-o", "json").stdout)
+    assert records and all(r["details"]["object"] == {
+        "namespace": ns, "name": name, "uid": obj["metadata"]["uid"], "generation": obj["metadata"]["generation"],
+    } for r in records), records[:2]
     print(f"promoted dev and staging {took:.1f}s after start")

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from controller.audit.ledger import AuditRecord
 from controller.engine.controller import Controller
 from controller.engine.kube_source import KubeSource, KubeStatus, gate_summary, progressing, stage_events
 from controller.model.reasons import Phase, Reason, Verdict
@@ -149,3 +150,16 @@ def test_after_a_restart_transitions_are_announced_against_the_status_on_the_obj
     assert kube.events == [] and len(kube.patched) == 1  # the status is written, nothing re-announced
     write("host-metrics", status(Phase.ROLLED_BACK, Phase.ROLLED_BACK))
     assert [e[4] for e in kube.events] == ["RolledBack"]
+
+
+def test_audit_records_name_the_object(repo: Path) -> None:
+    src = source(repo, FakeKube([obj(repo, generation=5)]))
+    src.load(repo)
+    rec = AuditRecord(run_id="r", kind="apply", release="host-metrics", outcome="Succeeded",
+                      started_at=NOW, finished_at=NOW)
+    src.annotate(rec)
+    assert rec.details["object"] == {"namespace": "team-a", "name": "host-metrics", "uid": "uid-team-a",
+                                     "generation": 5}
+    other = rec.model_copy(update={"release": "git-only", "details": {}})
+    src.annotate(other)
+    assert other.details == {}
