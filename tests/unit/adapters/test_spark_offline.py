@@ -233,6 +233,8 @@ def test_kill_then_rule_plans_a_start(tmp_path: Path, spark_home: Path, repo: Pa
 
 def test_crash_at_start_reports_the_log(tmp_path: Path, spark_home: Path, repo: Path) -> None:
     runner = make_runner(tmp_path, spark_home, repo, mode="crash")
+    # The stub exits at once, but starting Python takes longer than 0.3 s at load 12-15.
+    runner.startup_grace = 10.0
     with pytest.raises(PermanentBackendError, match="boom: cannot start"):
         runner.start(job())
     assert not runner.list()["dev-r-j"].alive
