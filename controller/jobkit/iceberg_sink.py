@@ -27,6 +27,7 @@ Imports only pyspark and the standard library: it ships with the job.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from controller.jobkit.checks import SinkError, check_query_name, quote_ident, split_table
+from controller.jobkit.checks import SinkError, check_query_name, quote_ident, split_table, sql_string
 from controller.jobkit.hadoop_fs import HadoopFs
 from controller.jobkit.merge import MergeSpec, merge_frames
 from controller.jobkit.sink import BatchResult
@@ -100,9 +101,36 @@ def merge_set_clause(spec: MergeSpec, target: str = "t", source: str = "s") -> s
     return ", ".join(f"{quote_ident(c)} = {e}" for c, e in merge_value_exprs(spec, target, source))
 
 
-def merge_sql(table: str, view: str, spec: MergeSpec, columns: Iterable[str]) -> str:
-    """The ``MERGE INTO`` of one batch (``view``: one row per key) into ``table``."""
-    on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in spec.keys)
+def sql_literal(value: Any) -> str:
+    """A Spark SQL literal of a key bound (the batch's min or max of a key column)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        kind = "TIMESTAMP_NTZ" if value.tzinfo is None else "TIMESTAMP"
+        return f"{kind} {sql_string(value.isoformat(sep=' '))}"
+    if isinstance(value, dt.date):
+        return f"DATE {sql_string(value.isoformat())}"
+    raise SinkError(f"no SQL literal for a key bound of type {type(value).__name__}")
+
+
+def merge_sql(
+    table: str, view: str, spec: MergeSpec, columns: Iterable[str],
+    bounds: Mapping[str, tuple[Any, Any]] | None = None,
+) -> str:
+    """The ``MERGE INTO`` of one batch (``view``: one row per key) into ``table``.
+
+    ``bounds`` (key -> the batch's min and max) go into the ``ON`` condition as target-only
+    predicates: Spark pushes them into the target scan, so Iceberg reads only the files whose
+    column stats overlap the batch (without them MERGE scans the whole table).
+    """
+    conds = [f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in spec.keys]
+    for k, (lo, hi) in sorted((bounds or {}).items()):
+        # Strings come from the data and may hold quotes; time and number ranges are what prune.
+        if lo is not None and hi is not None and not isinstance(lo, str):
+            conds.append(f"t.{quote_ident(k)} BETWEEN {sql_literal(lo)} AND {sql_literal(hi)}")
+    on = " AND ".join(conds)
     names = [quote_ident(c) for c in columns]
     return (
         f"MERGE INTO {table} t USING {quote_ident(view)} s ON {on} "  # noqa: S608 (quoted identifiers)
@@ -208,9 +236,9 @@ class IcebergSink:
         t = result.lap("aggregate", t)
         if out.isEmpty():
             result.skipped = "empty batch"
-        elif self.exactly_once and self._overlaps(out):
+        elif self.exactly_once and self._overlaps(out, bounds := self._bounds(out)):
             t = result.lap("probe", t)
-            self._merge(out, int(batch_id))
+            self._merge(out, int(batch_id), bounds)
             result.lap("merge", t)
         else:
             t = result.lap("probe", t)
@@ -225,25 +253,28 @@ class IcebergSink:
         result.seconds = time.monotonic() - t0
         return result
 
-    def _overlaps(self, out: DataFrame) -> bool:
+    def _bounds(self, out: DataFrame) -> dict[str, tuple[Any, Any]]:
+        """Each key's min and max in the batch (they bound the probe and the MERGE's target scan)."""
+        keys = list(self.spec.keys)
+        row = out.agg(*[f(k) for k in keys for f in (F.min, F.max)]).first()
+        return {k: (row[2 * i], row[2 * i + 1]) for i, k in enumerate(keys)} if row else {}
+
+    def _overlaps(self, out: DataFrame, bounds: Mapping[str, tuple[Any, Any]]) -> bool:
         """Whether any key of the batch is already a row of the table (then MERGE, else append)."""
         keys = list(self.spec.keys)
         target = self.spark.table(self.qualified).select(*keys)
-        # Bound the probe by the batch's range of each key so Iceberg prunes files by their stats.
-        bounds = out.agg(*[f(k) for k in keys for f in (F.min, F.max)]).first()
-        for i, k in enumerate(keys):
-            lo, hi = (bounds[2 * i], bounds[2 * i + 1]) if bounds else (None, None)
+        for k, (lo, hi) in bounds.items():
             if lo is not None and hi is not None:
-                target = target.where(F.col(k).between(lo, hi))
+                target = target.where(F.col(k).between(lo, hi))  # Iceberg prunes files by their stats
         return not out.join(target, keys, "left_semi").limit(1).isEmpty()
 
-    def _merge(self, out: DataFrame, batch_id: int) -> None:
+    def _merge(self, out: DataFrame, batch_id: int, bounds: Mapping[str, tuple[Any, Any]]) -> None:
         view = f"pipectl_batch_{self.query.replace('-', '_').replace('.', '_')}"
         session = out.sparkSession
         out.createOrReplaceTempView(view)
         props = snapshot_properties(self.query, self.query_id, batch_id, self.version)
         with _commit_properties(session, props):
-            session.sql(merge_sql(self.qualified, view, self.spec, [n for n, _ in self.columns()]))
+            session.sql(merge_sql(self.qualified, view, self.spec, [n for n, _ in self.columns()], bounds))
         session.catalog.dropTempView(view)
 
 

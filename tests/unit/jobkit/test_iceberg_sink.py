@@ -4,6 +4,7 @@ expressions combine a row exactly like the reference ``merge_rows``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -17,8 +18,9 @@ from controller.jobkit.iceberg_sink import (
     merge_sql,
     merge_value_exprs,
     snapshot_properties,
+    sql_literal,
 )
-from controller.jobkit.sink import MergeSpec, merge_rows
+from controller.jobkit.sink import MergeSpec, SinkError, merge_rows
 from tests.unit.jobkit.test_sink_merge import spark  # noqa: F401 (the module's local Spark fixture)
 
 SPEC = MergeSpec(
@@ -87,3 +89,16 @@ def test_merge_update_expressions_match_merge_rows(spark: Any, old: tuple[Any, .
             assert got[c] == want[c], c
         else:
             assert math.isclose(got[c], want[c], rel_tol=1e-12), (c, got[c], want[c])
+
+
+def test_merge_sql_bounds_the_target_scan_by_the_batch_range() -> None:
+    lo, hi = dt.datetime(2026, 3, 1, 23, 58), dt.datetime(2026, 3, 2, 0, 1, 30)
+    sql = merge_sql("iceberg.`db`.`t`", "v", SPEC, ["host"], {"window_start": (lo, hi), "host": ("a'1", "b")})
+    assert ("ON t.`host` = s.`host` AND t.`window_start` = s.`window_start` AND t.`window_start` BETWEEN "
+            "TIMESTAMP_NTZ '2026-03-01 23:58:00' AND TIMESTAMP_NTZ '2026-03-02 00:01:30' WHEN MATCHED") in sql
+    assert "BETWEEN 'a" not in sql  # string bounds come from the data: not put into SQL
+    assert sql_literal(3) == "3"
+    assert sql_literal(dt.date(2026, 3, 2)) == "DATE '2026-03-02'"
+    assert sql_literal(dt.datetime(2026, 3, 2, tzinfo=dt.UTC)).startswith("TIMESTAMP '2026-03-02 00:00:00")
+    with pytest.raises(SinkError):
+        sql_literal("web-01")
