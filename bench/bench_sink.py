@@ -17,6 +17,13 @@ on a shared machine the CPU figure is the stable one) — and writes
 ``pipectl plan-capacity`` reads as its per-core throughput).
 
     .venv/bin/python bench/bench_sink.py [--events 1600000] [--batch 400000] [--rounds 2] [--master local[2]]
+
+With ``--iceberg``: the exactly-once Iceberg sink vs a plain Iceberg append (``--sink idempotent``
+/ ``append`` on Iceberg tables, same topic, same run; rows per CPU-second ratio), then the
+exactly-once sink's per-batch cost (median CPU-seconds and seconds per steady batch) with
+``--history-rows`` and 10x that many rows already in the table, on fresh data each time; it fails
+if a sum is off, the history is not that size, or no batch went through MERGE. Writes
+``bench/results/sink_iceberg.json`` (``sink_throughput.json``, read by plan-capacity, is untouched).
 """
 
 from __future__ import annotations
@@ -40,18 +47,21 @@ import _streaming as st
 from _common import machine, say, stack_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sink_throughput.json"
+ICEBERG_RESULTS = RESULTS.with_name("sink_iceberg.json")
 
 
 def run_once(
     info: dict[str, Any], args: argparse.Namespace, topic: str, db: str, sink: str, work: Path, n: int,
-    timeout: float,
+    timeout: float, *, name: str | None = None, catalog: str = "hive",
 ) -> dict[str, Any]:
-    table = f"{db}.hm_{sink}_{n}"
-    checkpoint = work / f"ckpt-{sink}-{n}"
-    log = work / f"job-{sink}-{n}.log"
+    """One job run over ``topic``; ``name`` (default ``hm_<sink>_<n>``) is the table in ``db``."""
+    name = name or f"hm_{sink}_{n}"
+    table = f"{db}.{name}"
+    checkpoint = work / f"ckpt-{name}-{n}"
+    log = work / f"job-{name}-{n}.log"
     argv = st.job_argv(
         master=args.master, bootstrap=info["kafka_bootstrap"], topic=topic, table=table,
-        checkpoint=checkpoint, query=f"bench-sink-{sink}-{n}",
+        checkpoint=checkpoint, query=f"bench-sink-{name.replace('_', '-')}-{n}",
         extra=["--sink", sink, "--available-now", "--max-offsets-per-trigger", str(args.batch)],
         shuffle_partitions=args.shuffle_partitions,
     )
@@ -85,10 +95,16 @@ def run_once(
     steady_rows = sum(rows[b] for b in batches[1:])
     steady_s = commits[last] - commits[first]
     steady_cpu = cpu.at(commits[last]) - cpu.at(commits[first])
-    sql = f'SELECT coalesce(sum(samples), 0), count(*) FROM hive."{db}"."hm_{sink}_{n}"'
+    sql = f'SELECT coalesce(sum(samples), 0), count(*) FROM {catalog}."{db}"."{name}"'
     samples = st.presto(sql, info)[0]
+    cpu_per_batch = [
+        round(cpu.at(commits[b]) - cpu.at(commits[a]), 2) for a, b in itertools.pairwise(batches)
+    ]
     return {
         "sink": sink,
+        "table": name,
+        "cpu_seconds_per_batch": cpu_per_batch,
+        **(_iceberg_commits(log) if catalog == "iceberg" else {}),
         "rows_per_second": round(steady_rows / steady_s, 1),
         "rows_per_cpu_second": round(steady_rows / steady_cpu, 1),
         "steady_cpu_seconds": round(steady_cpu, 2),
@@ -104,6 +120,132 @@ def run_once(
     }
 
 
+def _iceberg_commits(log: Path) -> dict[str, int]:
+    """How the Iceberg sink committed each batch, from its log line's timing phases."""
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if "host_metrics_agg: batch " in ln]
+    return {
+        "merge_batches": sum("'merge':" in ln for ln in lines),
+        "append_batches": sum("'append':" in ln for ln in lines),
+        "skipped_batches": sum("already committed" in ln for ln in lines),
+    }
+
+
+ICEBERG_DDL = (
+    "(host STRING, metric STRING, window_start TIMESTAMP_NTZ, samples BIGINT, avg_value DOUBLE, "
+    "max_value DOUBLE) USING iceberg PARTITIONED BY (days(window_start)) TBLPROPERTIES ('format-version'='2')"
+)
+
+
+def _iceberg_rows(info: dict[str, Any], db: str, name: str) -> int:
+    return int(st.presto(f'SELECT count(*) FROM iceberg."{db}"."{name}"', info)[0][0])
+
+
+def _add_history(info: dict[str, Any], db: str, name: str, rows: int, before_ms: int) -> None:
+    """``rows`` older aggregate rows (other hosts, the minutes before the data), in the same days."""
+    st.hive(
+        f"INSERT INTO iceberg.`{db}`.`{name}` SELECT concat('hist-', CAST(id % 500 AS STRING)), 'cpu', "
+        f"CAST(timestamp_millis({before_ms} - 60000 * (1 + id DIV 500)) AS TIMESTAMP_NTZ), 10, 1.0, 2.0 "
+        f"FROM range({rows})", info,
+    )
+
+
+def _batch_cost(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "table_rows_before": r["table_rows_before"],
+        "median_foreach_batch_seconds": statistics.median(
+            [x for x in r["foreach_batch_seconds"] if x is not None]),
+        "median_cpu_seconds_per_batch": statistics.median(r["cpu_seconds_per_batch"]),
+        "median_batch_seconds": statistics.median(r["batch_seconds"]),
+        "merge_batches": r["merge_batches"],
+    }
+
+
+def iceberg_bench(info: dict[str, Any], args: argparse.Namespace, uid: str, work: Path) -> dict[str, Any]:
+    """Exactly-once Iceberg sink vs plain Iceberg append (same data, same run), and the exactly-once
+    sink's per-batch cost with ``--history-rows`` and 10x that many rows already in the table."""
+    topic, topic2, db = f"{uid}.host_metrics", f"{uid}.host_metrics_later", f"{uid}_bench"
+    span_ms = int(args.span_minutes * 60_000)
+    start_ms = int(time.time() * 1000) - 2 * span_ms - 3_600_000
+    step = span_ms / args.events
+    runs: list[dict[str, Any]] = []
+    growth: list[dict[str, Any]] = []
+    try:
+        for t in (topic, topic2):
+            st.create_topic(info["kafka_bootstrap"], t, args.partitions)
+        st.hive(f"CREATE DATABASE `{db}`", info)
+        st.produce_fast(info["kafka_bootstrap"], topic, 11, args.events, start_ms, step)
+        st.produce_fast(info["kafka_bootstrap"], topic2, 12, args.events, start_ms + span_ms, step)
+        say(f"produced 2 x {args.events} events ({topic}, {topic2})")
+        for n in range(args.rounds):
+            order = ["append", "idempotent"] if n % 2 == 0 else ["idempotent", "append"]
+            for sink in order:
+                name = f"ice_{sink}_{n}"
+                st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {ICEBERG_DDL}", info)
+                say(f"round {n + 1}: iceberg {sink} sink ...")
+                r = run_once(info, args, topic, db, sink, work, n, args.job_timeout, name=name,
+                             catalog="iceberg")
+                _check(r, args.events, sink)
+                say(f"  iceberg {sink}: {r['rows_per_cpu_second']:,.0f} rows/CPU-s, "
+                    f"merges {r['merge_batches']}")
+                runs.append(r)
+        # Per-batch cost as the table grows: 1x, then 10x the history rows, fresh data each time.
+        name = "ice_growth"
+        st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {ICEBERG_DDL}", info)
+        for factor, data in ((1, topic), (10, topic2)):
+            want = factor * args.history_rows
+            _add_history(info, db, name, want - _history_rows(info, db, name), start_ms)
+            before = _iceberg_rows(info, db, name)
+            if _history_rows(info, db, name) != want:
+                raise RuntimeError(f"history is {_history_rows(info, db, name)} rows, not {want}")
+            say(f"growth {factor}x: {before:,} rows in the table ...")
+            r = run_once(info, args, data, db, "idempotent", work, factor, args.job_timeout, name=name,
+                         catalog="iceberg")
+            r["table_rows_before"] = before
+            growth.append(r)
+        sql = f'SELECT sum(samples) FROM iceberg."{db}"."{name}" WHERE host NOT LIKE \'hist-%\''
+        got = int(st.presto(sql, info)[0][0])
+        if got != 2 * args.events:
+            raise RuntimeError(f"growth table: sum(samples) {got} != {2 * args.events} sent")
+    finally:
+        try:
+            st.hive(f"DROP DATABASE IF EXISTS `{db}` CASCADE", info)
+        finally:
+            for t in (topic, topic2):
+                st.delete_topic(info["kafka_bootstrap"], t)
+
+    def med(key: str, sink: str) -> float:
+        return float(statistics.median([r[key] for r in runs if r["sink"] == sink]))
+
+    exo, app = med("rows_per_cpu_second", "idempotent"), med("rows_per_cpu_second", "append")
+    costs = [_batch_cost(r) for r in growth]
+    if any(c["merge_batches"] == 0 for c in costs) or not any(r["merge_batches"] for r in runs):
+        raise RuntimeError("no batch went through MERGE: the exactly-once path with late rows "
+                           "was not measured")
+    return {
+        "iceberg_append_rows_per_cpu_second": app,
+        "iceberg_exactly_once_rows_per_cpu_second": exo,
+        "ratio_iceberg_exactly_once_to_append_cpu": round(exo / app, 3),
+        "iceberg_append_rows_per_second": med("rows_per_second", "append"),
+        "iceberg_exactly_once_rows_per_second": med("rows_per_second", "idempotent"),
+        "history_rows": args.history_rows,
+        "batch_cost_1x": costs[0],
+        "batch_cost_10x": costs[1],
+        "batch_cost_ratio_10x_to_1x_cpu": round(
+            costs[1]["median_cpu_seconds_per_batch"] / costs[0]["median_cpu_seconds_per_batch"], 3),
+        "runs": runs + growth,
+    }
+
+
+def _history_rows(info: dict[str, Any], db: str, name: str) -> int:
+    sql = f'SELECT count(*) FROM iceberg."{db}"."{name}" WHERE host LIKE \'hist-%\''
+    return int(st.presto(sql, info)[0][0])
+
+
+def _check(r: dict[str, Any], events: int, sink: str) -> None:
+    if r["sum_samples"] != events:
+        raise RuntimeError(f"{sink}: sum(samples) {r['sum_samples']} != {events} sent")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=1_600_000)
@@ -115,8 +257,14 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="append+idempotent pairs (order alternates)")
     p.add_argument("--job-timeout", type=float, default=420.0, help="seconds per job run")
     p.add_argument("--budget", type=float, default=580.0, help="seconds for the whole benchmark")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, help=f"default {RESULTS}, with --iceberg {ICEBERG_RESULTS}")
+    p.add_argument("--iceberg", action="store_true",
+                   help="Iceberg: exactly-once vs plain append, batch cost at 1x and 10x table size")
+    p.add_argument("--history-rows", type=int, default=500_000, help="with --iceberg: table rows at 1x")
     args = p.parse_args()
+    if args.iceberg:
+        return iceberg_main(args)
+    args.out = args.out or RESULTS
 
     deadline = time.monotonic() + args.budget
     info = stack_info()
@@ -202,6 +350,39 @@ def main() -> int:
     print(f"per core: {idem_cpu:,.0f} rows per CPU-second (idempotent, {args.master}, {len(runs) // 2} "
           f"round(s)); load average {started['loadavg']} -> {end['loadavg']}")
     print(f"written to {args.out}")
+    return 0
+
+
+def iceberg_main(args: argparse.Namespace) -> int:
+    info = stack_info()
+    started = machine()
+    uid = "bsi" + uuid.uuid4().hex[:7]
+    work = Path(tempfile.mkdtemp(prefix=f"{uid}-"))
+    st.FastEncoder().check()
+    try:
+        figures = iceberg_bench(info, args, uid, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    end = machine()
+    result = {
+        "bench": "sink_iceberg", "measured_at": started["date"], "events": args.events,
+        "batch_rows": args.batch, "kafka_partitions": args.partitions, "master": args.master,
+        "rounds": args.rounds, **figures,
+        "machine": {**{k: started[k] for k in ("cpus", "cpu_model", "mem_gib")},
+                    "loadavg_start": started["loadavg"], "loadavg_end": end["loadavg"]},
+    }
+    out = args.out or ICEBERG_RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    one, ten = figures["batch_cost_1x"], figures["batch_cost_10x"]
+    print(f"iceberg rows/CPU-s: exactly-once {figures['iceberg_exactly_once_rows_per_cpu_second']:,.0f}, "
+          f"append {figures['iceberg_append_rows_per_cpu_second']:,.0f}, ratio "
+          f"{figures['ratio_iceberg_exactly_once_to_append_cpu']}")
+    print(f"batch cost (CPU-s, median): {one['median_cpu_seconds_per_batch']} at "
+          f"{one['table_rows_before']:,} rows, {ten['median_cpu_seconds_per_batch']} at "
+          f"{ten['table_rows_before']:,} rows (ratio {figures['batch_cost_ratio_10x_to_1x_cpu']}); "
+          f"load {started['loadavg']} -> {end['loadavg']}")
+    print(f"written to {out}")
     return 0
 
 
