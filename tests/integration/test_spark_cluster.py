@@ -64,7 +64,12 @@ def driver_jvms(submission_id: str) -> list[int]:
 
 def child_environ(pid: int) -> dict[str, str]:
     """The environment of the Python driver process the JVM ``pid`` started."""
-    children = [c for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    children: list[str] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass  # a JVM thread that ended while we looked
     assert children, f"driver JVM {pid} has no Python child"
     raw = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
     return dict(e.decode(errors="replace").partition("=")[::2] for e in raw if b"=" in e)
