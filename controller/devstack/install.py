@@ -37,6 +37,8 @@ APT_PACKAGES = {
     "etcd": "etcd-server",  # the Kubernetes API server's store (controller/devstack/kube.py)
 }
 
+ICEBERG_SPARK_RUNTIME = "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.9.2"
+
 _mvn_lock = threading.Lock()
 
 
