@@ -65,8 +65,7 @@ from controller.adapters import hive_iceberg as ice
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.adapters.hive_ddl import (
-    column_change,
-    is_add_column,
+    columns_to_add,
     props_sql,
     view_query,
 )
@@ -89,7 +88,6 @@ from controller.adapters.presto import PrestoClient
 from controller.model.errors import PermanentBackendError
 from controller.model.identifiers import (
     check_hive_ident,
-    normalize_hive_type,
     quote_hive,
     quote_hive_qualified,
     quote_presto,
@@ -429,14 +427,7 @@ class HiveAdapter(HiveThriftConnection):
                 have.pop(m.group(1))
                 done.append(f"dropped {m.group(1)}")
 
-        add = [column_change(ch) for ch in action.changes if is_add_column(ch)]
-        conflict = [(n, t) for n, t in add if n in have and normalize_hive_type(have[n]) != t]
-        if conflict:
-            raise PermanentBackendError(
-                BACKEND,
-                f"table {desired.name}: columns exist with other types: {conflict} (live changed since plan)",
-            )
-        missing = [(n, t) for n, t in add if n not in have]
+        missing = columns_to_add(desired.name, action.changes, have)
         if missing:
             cols = ", ".join(f"{quote_hive(n)} {t}" for n, t in missing)
             self._execute(

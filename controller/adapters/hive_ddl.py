@@ -7,7 +7,7 @@ Pure functions (no server); every identifier is checked and quoted, every timest
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from controller.adapters.hive_parse import ALL_COLUMNS_ALIAS, BACKEND
 from controller.model.errors import PermanentBackendError
@@ -130,3 +130,17 @@ def is_add_column(ch: FieldChange) -> bool:
 def column_change(ch: FieldChange) -> tuple[str, str]:
     """(checked column name, normalized type) of an added column."""
     return check_hive_ident(ch.field.removeprefix("columns."), "column"), normalize_hive_type(str(ch.new))
+
+
+def columns_to_add(
+    table: str, changes: Sequence[FieldChange], have: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(name, normalized type) of the planned added columns live state does not have yet; a column
+    that exists with another type means live state changed since the plan: refused."""
+    add = [column_change(ch) for ch in changes if is_add_column(ch)]
+    conflict = [(n, t) for n, t in add if n in have and normalize_hive_type(have[n]) != t]
+    if conflict:
+        raise PermanentBackendError(
+            BACKEND, f"table {table}: columns exist with other types: {conflict} (live changed since plan)"
+        )
+    return [(n, t) for n, t in add if n not in have]

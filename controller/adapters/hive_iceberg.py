@@ -24,9 +24,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from controller.adapters.hive_ddl import props_sql
-from controller.adapters.hive_parse import BACKEND, TableInfo, parse_presto_view
-from controller.model.errors import PermanentBackendError
+from controller.adapters.hive_ddl import columns_to_add, props_sql
+from controller.adapters.hive_parse import TableInfo, parse_presto_view
 from controller.model.identifiers import (
     check_hive_ident,
     normalize_hive_type,
@@ -158,18 +157,7 @@ def update_statements(
                 (f"{target} DROP COLUMN {quote_hive(m.group(1))}", "drop_column", f"dropped {m.group(1)}")
             )
             have.pop(m.group(1))
-    add = [
-        (check_hive_ident(ch.field.removeprefix("columns."), "column"), normalize_hive_type(str(ch.new)))
-        for ch in changes
-        if re.fullmatch(r"columns\.[a-z_][a-z0-9_]*", ch.field) and ch.old is None and ch.new is not None
-    ]
-    conflict = [(n, t) for n, t in add if n in have and have[n] != t]
-    if conflict:
-        raise PermanentBackendError(
-            BACKEND,
-            f"table {desired.name}: columns exist with other types: {conflict} (live changed since plan)",
-        )
-    missing = [(n, t) for n, t in add if n not in have]
+    missing = columns_to_add(desired.name, changes, have)
     if missing:
         cols = ", ".join(f"{quote_hive(n)} {spark_type(t)}" for n, t in missing)
         out.append(
