@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -21,11 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import yaml
 from confluent_kafka.admin import AdminClient
-from ctlkit import ROOT, TOKEN, Ctl, commit_files, topic_config
+from ctlkit import ROOT, TOKEN, Ctl, commit_files, pg_urls, topic_config
 
 from controller.store.db import Store
 
@@ -305,15 +303,7 @@ def healthy(name: str) -> bool:
 
 def pg_url(stack: dict[str, Any], schema: str) -> tuple[str, str]:
     """(SQLAlchemy URL with search_path=schema, libpq DSN) for the stack's PostgreSQL."""
-    conf = (Path(stack["stack_dir"]) / "metastore" / "conf" / "hive-site.xml").read_text()
-    user = re.search(r"ConnectionUserName</name><value>([^<]+)<", conf)
-    password = re.search(r"ConnectionPassword</name><value>([^<]+)<", conf)
-    assert user and password
-    port = int(stack["components"]["postgres"]["port"])
-    dsn = f"host=127.0.0.1 port={port} dbname=metastore user={user.group(1)} password={password.group(1)}"
-    url = (f"postgresql+psycopg://{quote(user.group(1))}:{quote(password.group(1))}@127.0.0.1:{port}/metastore"
-           f"?options=-csearch_path%3D{schema}")
-    return url, dsn
+    return pg_urls(stack, schema)
 
 
 # --- what was applied ---------------------------------------------------------------------------------

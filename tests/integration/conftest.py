@@ -12,6 +12,7 @@ Reusable fixtures:
 - ``spark_env``: a full environment (os.environ + SPARK_HOME, SPARK_CONF_DIR, JAVA_HOME,
   PYSPARK_PYTHON) for a Spark subprocess that shares the stack's metastore and reads Kafka
 - ``unique_name``: a short random lower-case suffix, so tests never collide
+- ``pg_url``: a state-store URL in a throwaway schema of the stack's PostgreSQL (dropped afterwards)
 """
 
 from __future__ import annotations
@@ -157,3 +158,18 @@ def spark_env(stack: dict[str, Any]) -> dict[str, str]:
 def unique_name() -> str:
     """A short random lower-case suffix (8 chars, starts with a letter)."""
     return "t" + uuid.uuid4().hex[:7]
+
+
+@pytest.fixture
+def pg_url(stack: dict[str, Any], unique_name: str) -> Iterator[str]:
+    """A state store in a throwaway schema of the stack's PostgreSQL (the lock key follows the schema)."""
+    import psycopg
+    from ctlkit import pg_urls
+
+    schema = f"pipectl_{unique_name}"
+    url, dsn = pg_urls(stack, schema)
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute(f'CREATE SCHEMA "{schema}"')
+    yield url
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA "{schema}" CASCADE')

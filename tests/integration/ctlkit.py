@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from confluent_kafka.admin import AdminClient, ConfigResource
 
@@ -384,3 +386,17 @@ def token_for(state: Path, user: str) -> str:
     r = pipectl("token", "create", "--user", user, "--state", f"sqlite:///{state}")
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
+
+
+def pg_urls(stack: dict[str, Any], schema: str) -> tuple[str, str]:
+    """(SQLAlchemy URL with search_path=schema, libpq DSN) for the stack's PostgreSQL, with the
+    metastore's login (from its hive-site.xml)."""
+    conf = (Path(stack["stack_dir"]) / "metastore" / "conf" / "hive-site.xml").read_text()
+    user = re.search(r"ConnectionUserName</name><value>([^<]+)<", conf)
+    password = re.search(r"ConnectionPassword</name><value>([^<]+)<", conf)
+    assert user and password
+    port = int(stack["components"]["postgres"]["port"])
+    dsn = f"host=127.0.0.1 port={port} dbname=metastore user={user.group(1)} password={password.group(1)}"
+    url = (f"postgresql+psycopg://{quote(user.group(1))}:{quote(password.group(1))}@127.0.0.1:{port}/metastore"
+           f"?options=-csearch_path%3D{schema}")
+    return url, dsn

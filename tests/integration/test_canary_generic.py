@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 import yaml
+from gatekit import PrestoData
 
 from controller.adapters.presto import PrestoClient
 from controller.model.manifest import CanaryComparisonGate, Environment, PipelineRelease
 from controller.model.reasons import Verdict
 from controller.plan.desired import stage_context
-from controller.rollout.gates import GateContext, JobNotFound, ProgressView, evaluate
+from controller.rollout.gates import GateContext, evaluate
 
 pytestmark = pytest.mark.integration
 
@@ -30,29 +31,6 @@ LOGICAL = "web.requests_1m"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 KEYS = [(s, e) for s in ("checkout", "search") for e in ("/a", "/b", "/c")]
 CLOSED = 18  # the canary's 20 windows but its first (partial) and its newest (open)
-
-
-class PrestoData:
-    """``GateData`` whose queries go through the engine's Presto adapter (as ``StageGateData``'s
-    do); this test deploys no jobs, schemas or approvals."""
-
-    def __init__(self, client: PrestoClient):
-        self.client = client
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        return self.client.query(sql, op="gate")
-
-    def job_progress(self, job_name: str) -> ProgressView | None:
-        raise JobNotFound(job_name)
-
-    def end_offsets(self, topic: str) -> dict[int, int]:
-        return {}
-
-    def live_schema(self, release: str, schema: str) -> list[str]:
-        return []
-
-    def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
-        return None
 
 
 def latency(k: int, m: int, spread: bool) -> float:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from gatekit import PrestoData
 
 from controller.adapters.hive import HiveAdapter
 from controller.adapters.presto import PrestoClient
@@ -34,7 +35,7 @@ from controller.plan.keysplit import bucket_of
 from controller.plan.planner import diff_resources
 from controller.plan.resources import ResourceKind, ViewResource
 from controller.rollout import bluegreen, keysteps
-from controller.rollout.gates import GateContext, JobNotFound, ProgressView, evaluate
+from controller.rollout.gates import GateContext, evaluate
 
 pytestmark = pytest.mark.integration
 
@@ -121,28 +122,6 @@ def observe(adapter: HiveAdapter, desired: list[Any]) -> dict[tuple[str, str], A
         names = [d.name for d in desired if d.kind == kind]
         live.update({r.key: r for r in adapter.observe(kind, names).values()} if names else {})
     return live
-
-
-class PrestoData:
-    """``GateData`` through the engine's Presto adapter; no jobs, schemas or approvals here."""
-
-    def __init__(self, client: PrestoClient):
-        self.client = client
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        return self.client.query(sql, op="gate")
-
-    def job_progress(self, job_name: str) -> ProgressView | None:
-        raise JobNotFound(job_name)
-
-    def end_offsets(self, topic: str) -> dict[int, int]:
-        return {}
-
-    def live_schema(self, release: str, schema: str) -> list[str]:
-        return []
-
-    def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
-        return None
 
 
 @pytest.fixture

@@ -97,7 +97,10 @@ class Pipeline:
             fut.result(timeout=30)
         cur = hive_conn().cursor()
         cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.db}`")
-        cur.execute(
+        cur.execute(self.table_ddl())
+
+    def table_ddl(self) -> str:
+        return (
             f"CREATE TABLE `{self.db}`.`{self.table}` (host STRING, metric STRING, window_start TIMESTAMP, "
             "samples BIGINT, avg_value DOUBLE, max_value DOUBLE) PARTITIONED BY (dt STRING) STORED AS PARQUET"
         )

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from gatekit import NoJobsGateData
 from pyhive import exc as pyhive_exc
 
 from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.manifest import CanaryComparisonGate, DataQualityGate, Environment, PipelineRelease
 from controller.model.reasons import Verdict
 from controller.plan.desired import stage_context
-from controller.rollout.gates import GateContext, JobNotFound, ProgressView, evaluate
+from controller.rollout.gates import GateContext, evaluate
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ CANARY_START = NOW - timedelta(minutes=20)
 HOSTS, METRICS, SAMPLES = 4, ("cpu", "mem"), 100
 
 
-class PrestoGateData:
+class PrestoGateData(NoJobsGateData):
     """A real ``GateData``: queries go to PrestoDB; this test deploys no jobs, schemas or approvals."""
 
     def __init__(self, connect: Callable[..., Any]):
@@ -52,18 +53,6 @@ class PrestoGateData:
             raise TransientBackendError("presto", str(e)) from e
         except pyhive_exc.DatabaseError as e:
             raise PermanentBackendError("presto", str(e)) from e
-
-    def job_progress(self, job_name: str) -> ProgressView | None:
-        raise JobNotFound(job_name)
-
-    def end_offsets(self, topic: str) -> dict[int, int]:
-        return {}
-
-    def live_schema(self, release: str, schema: str) -> list[str]:
-        return []
-
-    def approval(self, release: str, stage: str, version: str, revision: str | None) -> str | None:
-        return None
 
 
 def rows(

@@ -32,15 +32,8 @@ JOB_TIMEOUT = 600.0
 
 
 class IcebergPipeline(idem.Pipeline):
-    def create(self, hive_conn: Callable[..., Any]) -> None:
-        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-        admin = AdminClient({"bootstrap.servers": self.stack["kafka_bootstrap"]})
-        for fut in admin.create_topics([NewTopic(self.topic, num_partitions=3, replication_factor=1)]).values():
-            fut.result(timeout=30)
-        cur = hive_conn().cursor()
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.db}`")
-        cur.execute(
+    def table_ddl(self) -> str:
+        return (
             f"CREATE TABLE iceberg.`{self.db}`.`{self.table}` (host STRING, metric STRING, "
             "window_start TIMESTAMP_NTZ, samples BIGINT, avg_value DOUBLE, max_value DOUBLE) USING iceberg "
             "PARTITIONED BY (days(window_start)) TBLPROPERTIES ('format-version'='2')"

@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import psycopg
 import pytest
 
 from controller.engine.leader_pg import PgAdvisoryElector
@@ -48,30 +44,6 @@ from tests.integration.ctlkit import (
 )
 
 LOCK_SECONDS = 6  # PIPECTL_LEADER_LOCK_SECONDS: a paused leader's session ends after this long idle
-
-
-def _pg_login(stack: dict[str, Any]) -> tuple[str, str, int]:
-    conf = (Path(stack["stack_dir"]) / "metastore" / "conf" / "hive-site.xml").read_text()
-    user = re.search(r"ConnectionUserName</name><value>([^<]+)<", conf)
-    password = re.search(r"ConnectionPassword</name><value>([^<]+)<", conf)
-    assert user and password
-    return user.group(1), password.group(1), int(stack["components"]["postgres"]["port"])
-
-
-@pytest.fixture
-def pg_url(stack: dict[str, Any], unique_name: str) -> Iterator[str]:
-    """A state store in a throwaway schema of the stack's PostgreSQL (the lock key follows the schema)."""
-    user, password, port = _pg_login(stack)
-    schema = f"pipectl_{unique_name}"
-    dsn = f"host=127.0.0.1 port={port} dbname=metastore user={user} password={password}"
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute(f'CREATE SCHEMA "{schema}"')
-    yield (
-        f"postgresql+psycopg://{quote(user)}:{quote(password)}@127.0.0.1:{port}/metastore"
-        f"?options=-csearch_path%3D{schema}"
-    )
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_advisory_lock_and_fencing_on_postgresql(pg_url: str) -> None:

@@ -4,44 +4,15 @@ stack's real PostgreSQL server, in a throwaway schema of the metastore's databas
 from __future__ import annotations
 
 import multiprocessing
-import re
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
-import psycopg
-import pytest
 from sqlalchemy import delete
 
 from controller.audit.anchor import Anchors
 from controller.audit.ledger import AuditRecord, Ledger
 from controller.store.db import Store, audit
-
-
-def _pg_login(stack: dict[str, Any]) -> tuple[str, str, int]:
-    conf = (Path(stack["stack_dir"]) / "metastore" / "conf" / "hive-site.xml").read_text()
-    user = re.search(r"ConnectionUserName</name><value>([^<]+)<", conf)
-    password = re.search(r"ConnectionPassword</name><value>([^<]+)<", conf)
-    assert user and password
-    return user.group(1), password.group(1), int(stack["components"]["postgres"]["port"])
-
-
-@pytest.fixture
-def pg_url(stack: dict[str, Any], unique_name: str) -> Iterator[str]:
-    user, password, port = _pg_login(stack)
-    schema = f"pipectl_{unique_name}"
-    dsn = f"host=127.0.0.1 port={port} dbname=metastore user={user} password={password}"
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute(f'CREATE SCHEMA "{schema}"')
-    yield (
-        f"postgresql+psycopg://{quote(user)}:{quote(password)}@127.0.0.1:{port}/metastore"
-        f"?options=-csearch_path%3D{schema}"
-    )
-    with psycopg.connect(dsn, autocommit=True) as con:
-        con.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def test_store_on_postgresql(pg_url: str, tmp_path: Path) -> None:
