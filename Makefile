@@ -59,7 +59,10 @@ stack-down:
 stack-status: install
 	$(VPY) -m controller.devstack status
 
-demo: install stack-up
+# The demo needs the stack's core only (no kube-apiserver build, no Spark cluster): see `core` in
+# controller/devstack/components.py.
+demo: install
+	$(VPY) -m controller.devstack up --only core
 	$(VPY) -m controller.cli.demo
 
 bench: install stack-up

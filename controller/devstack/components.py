@@ -512,6 +512,9 @@ COMPONENTS: tuple[type[Component], ...] = (
 )
 ALIASES = {"airflow": ("airflow-webserver", "airflow-scheduler"), "hive": ("thrift",),
            "spark": ("thrift",), "hms": ("metastore",), "kube": ("etcd", "kube-apiserver"),
-           "spark-cluster": ("spark-master", "spark-worker")}
+           "spark-cluster": ("spark-master", "spark-worker"),
+           # what the demo needs: everything but the Kubernetes API server and the Spark cluster
+           "core": ("postgres", "metastore", "kafka", "thrift", "presto", "airflow-webserver",
+                    "airflow-scheduler")}
 
 __all__ = ["ALIASES", "COMPONENTS", "Component", "Context", "install", "write_spark_conf"]

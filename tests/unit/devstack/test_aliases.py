@@ -1,0 +1,13 @@
+"""``devstack up --only core`` (what ``make demo`` starts): every component but the Kubernetes API
+server and the Spark cluster, so the demo neither builds kube-apiserver nor runs the cluster."""
+
+from __future__ import annotations
+
+from controller.devstack.components import ALIASES
+from controller.devstack.stack import ORDER, _expand
+
+
+def test_core_is_everything_but_kube_and_the_spark_cluster() -> None:
+    left_out = set(ALIASES["kube"]) | set(ALIASES["spark-cluster"])
+    assert sorted(_expand(["core"])) == sorted(n for n in ORDER if n not in left_out)
+    assert not left_out & set(_expand(["core"]))
