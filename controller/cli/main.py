@@ -7,6 +7,7 @@ no Python traceback reaches the terminal for an expected failure.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,7 +43,15 @@ def _root(
     ),
 ) -> None:
     """pipectl: ship Kafka topics, Spark jobs, Airflow DAGs, Hive tables and SQL transforms safely."""
+    import structlog
+
     from controller.cli.config import ConfigError, active, default_map, select
+    from controller.obs.logging import configure_logging
+
+    if not structlog.is_configured() and ctx.invoked_subcommand != "controller":
+        # A one-shot verb's stdout is its output (tables, JSON): logs go to stderr, warnings and
+        # errors only (PIPECTL_LOG_LEVEL=info shows more). `controller run` configures its own.
+        configure_logging(json=False, level=os.environ.get("PIPECTL_LOG_LEVEL", "warning"))
 
     select(context)
     if ctx.resilient_parsing or ctx.invoked_subcommand == "config":

@@ -160,6 +160,16 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a record is written (a test runner may swap it per call)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(json: bool = True, level: str = "info", *, stream: TextIO | None = None) -> None:
     """Route structlog and the standard ``logging`` module through one handler on ``stream``.
 
@@ -175,7 +185,7 @@ def configure_logging(json: bool = True, level: str = "info", *, stream: TextIO 
         if json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream if stream is not None else _Stderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_shared_processors(),
