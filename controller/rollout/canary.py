@@ -13,9 +13,11 @@ mapped — no known-good version yet, e.g. a release's first rollout — passes:
    the end of its newest window, so only that newest window counts as open.
 2. **Windows.** Per-window row counts and sums of both tables are read (bounded by
    ``canary_query.LOOKBACK``). A window is compared when it is closed on both sides
-   (``window_start < min(watermarks) - window``) and not before the canary's first *complete*
-   window (its first window may have started mid-way, so it is skipped). A window present on one
-   side only counts as zero on the other: a canary that loses whole windows is caught.
+   (``window_start < min(watermarks) - window``) and not before either side's first *complete*
+   window (a side's first window may have started mid-way, so it is skipped; a canary that
+   replays from before a young baseline started is compared only where both are whole). A window
+   present on one side only counts as zero on the other: a canary that loses whole windows is
+   caught.
 3. **Soak in data.** Fewer than ``minClosedWindows`` such windows → inconclusive.
 4. **Metrics.** Per metric, its statistic (``statistics``): ``relativeTotal`` over the per-window
    sums, the distribution statistics over the per-(keys, window) means. The table's verdict is the
@@ -268,9 +270,15 @@ def _closed_windows(
         "baseline": {"value": baseline.watermark.isoformat(), "source": baseline.watermark_source},
     }
     closed_before = min(canary.watermark, baseline.watermark) - cols.window
+    # Each side's first window may have started mid-way (its job started then): compare from the
+    # later of the two first complete windows. A canary replaying from before the baseline started
+    # (a young baseline) would otherwise be judged against windows the baseline never saw whole.
     first_complete = min(canary.windows) + cols.window
+    baseline_first = min(baseline.windows) + cols.window
     windows = sorted(
-        w for w in set(canary.windows) | set(baseline.windows) if first_complete <= w < closed_before
+        w
+        for w in set(canary.windows) | set(baseline.windows)
+        if max(first_complete, baseline_first) <= w < closed_before
     )
     ev["windows"] = {
         "count": len(windows),
@@ -279,6 +287,7 @@ def _closed_windows(
         "last": windows[-1].isoformat() if windows else None,
         "closed_before": closed_before.isoformat(),
         "canary_first_complete": first_complete.isoformat(),
+        "baseline_first_complete": baseline_first.isoformat(),
     }
     if len(windows) < analysis.min_closed_windows:
         raise _Stop(

@@ -200,3 +200,18 @@ def test_declared_columns_are_used() -> None:
 def metric(table_ev: dict[str, Any], column: str) -> dict[str, Any]:
     (found,) = [m for m in table_ev["metrics"] if m["column"] == column]
     return dict(found)
+
+
+def test_a_canary_older_than_a_young_baseline_is_compared_only_where_both_are_whole() -> None:
+    """The canary replays from before the baseline's job started (a release promoted to prod a
+    minute before its next version reached canary): the baseline's first window is partial and the
+    windows before it are missing. Only windows from the baseline's first complete one count."""
+    b0 = C0 + 4 * MINUTE
+    baseline = metric_rows(b0, 16)
+    baseline = [(*r[:3], 30, *r[4:]) if r[2] == b0 else r for r in baseline]  # its first: partial
+    v = evaluate(GATE, CTX, world(canary_rows(), baseline))
+    assert v.verdict is Verdict.PASS, v.message
+    (ev,) = v.evidence["tables"]
+    assert ev["windows"]["first"] == (b0 + MINUTE).isoformat()
+    assert ev["windows"]["baseline_first_complete"] == (b0 + MINUTE).isoformat()
+    assert ev["windows"]["count"] == 8 - 4
