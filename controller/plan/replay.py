@@ -94,9 +94,20 @@ def count_between(start: Offsets, end: Offsets) -> int:
     )
 
 
+JOB_FRAME = "controller.jobkit.kafka_job"
+"""The job frame both example jobs are written on; its ``base_parser`` declares ``FRAME_OPTIONS``
+(``tests/unit/jobkit/test_kafka_job.py`` checks the two lists agree)."""
+FRAME_OPTIONS = frozenset(
+    {"--available-now", ENDING_OFFSETS, "--starting-offsets", "--checkpoint", "--table"}
+)
+
+
 def supports_option(source: bytes, option: str) -> bool:
-    """Whether a job's source declares ``option`` (an argparse ``add_argument("--x", …)``)."""
+    """Whether a job's source declares ``option`` (an argparse ``add_argument("--x", …)``), itself
+    or through the job frame's ``base_parser``."""
     text = source.decode("utf-8", "replace")
+    if option in FRAME_OPTIONS and JOB_FRAME in text and "base_parser(" in text:
+        return True
     return f'"{option}"' in text or f"'{option}'" in text
 
 

@@ -64,3 +64,14 @@ def test_request_latency_job_takes_its_defect_flag_and_merges_every_column() -> 
     assert args.schema.name == "request_log_event.avsc" and args.schema.exists()
     columns = [c.split("`")[1] for c in job.TABLE_DDL_COLUMNS.split(", ")]
     assert sorted(job.MERGE_SPEC.all_columns) == sorted(columns)
+
+
+def test_the_replay_planner_knows_which_options_the_frame_declares() -> None:
+    from controller.plan.replay import FRAME_OPTIONS, JOB_FRAME, supports_option
+
+    declared = {o for a in base_parser("j", "d", Path("s.avsc"))._actions for o in a.option_strings}
+    assert FRAME_OPTIONS <= declared
+    source = JOB.read_bytes()
+    assert JOB_FRAME.encode() in source
+    assert supports_option(source, "--ending-offsets") and supports_option(source, "--latency-factor")
+    assert not supports_option(b"print('no frame, no options')\n", "--ending-offsets")
