@@ -207,12 +207,13 @@ class LocalRunner:
         except ProcessLookupError:
             pass
 
-    def _wait_dead(self, rec: JobRecord, timeout: float) -> bool:
+    def _wait_dead(self, rec: JobRecord, timeout: float, poll: float = 0.2) -> bool:
+        # Only the blocking verbs (CLI stop/kill) wait; the controller uses request_stop.
         deadline = time.monotonic() + timeout
         while self._alive(rec):
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.2)
+            time.sleep(poll)
         return True
 
     def _mark_stopped(self, rec: JobRecord) -> None:

@@ -203,15 +203,6 @@ class StandaloneRunner(LocalRunner):
         paths = sorted(self.jobs_dir.glob("*.json")) if self.jobs_dir.exists() else []
         return [r for r in (self._read(p.stem) for p in paths) if r is not None]
 
-    def _wait_gone(self, rec: JobRecord, timeout: float) -> bool:
-        # Only the blocking verbs (CLI stop/kill) wait; the controller uses request_stop.
-        deadline = time.monotonic() + timeout
-        while self._alive(rec):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(1.0)
-        return True
-
     def _driver_env(self) -> dict[str, str]:
         return {k: self.env[k] for k in _DRIVER_ENV if k in self.env}
 
@@ -279,7 +270,7 @@ class StandaloneRunner(LocalRunner):
             return False
         Path(rec.stop_file).touch()
         log.info("spark.job.stop_requested", job=name, submission_id=rec.submission_id, timeout=timeout)
-        if not self._wait_gone(rec, timeout):
+        if not self._wait_dead(rec, timeout, poll=1.0):
             log.warning("spark.job.stop_timeout_kill", job=name, submission_id=rec.submission_id)
             self._kill_driver(rec)
         self._mark_stopped(rec)
@@ -308,7 +299,7 @@ class StandaloneRunner(LocalRunner):
         if rec.submission_id is None:
             return
         self.api.kill(rec.submission_id)
-        if not self._wait_gone(rec, self.term_grace):
+        if not self._wait_dead(rec, self.term_grace, poll=1.0):
             raise PermanentBackendError(
                 BACKEND, f"job {rec.name}: driver {rec.submission_id} survived its kill"
             )
