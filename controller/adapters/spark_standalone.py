@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import structlog
 
 from controller.adapters.spark_records import BACKEND, JobRecord, JobState, check_job_name
-from controller.adapters.spark_runner import LocalRunner, _boot_id, _now, _read_progress
+from controller.adapters.spark_runner import LocalRunner, _boot_id, _now
 from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.identifiers import IdentifierError, check_spark_conf_key
 from controller.plan.resources import StreamingJobResource
@@ -314,17 +314,10 @@ class StandaloneRunner(LocalRunner):
         return True
 
     def list(self, names: Sequence[str] | None = None) -> dict[str, JobState]:
+        # one master round trip for the whole listing: _alive reads the drivers from it
         self._active = self.api.active_drivers()
         try:
-            if names is None:
-                names = [r.name for r in self._records()]
-            out: dict[str, JobState] = {}
-            for name in names:
-                rec = self._read(name)
-                if rec is not None:
-                    progress = _read_progress(rec.status_file)
-                    out[name] = JobState(record=rec, alive=self._alive(rec), progress=progress)
-            return out
+            return super().list(names)
         finally:
             self._active = None
 

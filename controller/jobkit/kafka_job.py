@@ -41,6 +41,7 @@ __all__ = [
     "AggregationJob",
     "base_parser",
     "before_offsets",
+    "check_args",
     "ending_offsets",
     "run_aggregation",
     "spark_interval",
