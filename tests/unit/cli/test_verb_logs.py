@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[3]
 def _backfill(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Takes the leader lock (logged), then fails on the stage's missing Airflow password."""
     base = {k: v for k, v in os.environ.items() if k not in ("PIPECTL_AIRFLOW_PASSWORD", "PIPECTL_LOG_LEVEL")}
+    # Unit tests run before the stack is up, so no stack info file names a DAG folder.
+    base["PIPECTL_AIRFLOW_DAGS_FOLDER"] = str(tmp_path / "dags")
     return subprocess.run(
         [sys.executable, "-m", "controller.cli.main", "backfill", "host-metrics", "--stage", "dev",
          "--repo", str(ROOT / "manifests"), "--state", f"sqlite:///{tmp_path / 'state.db'}",
