@@ -1,5 +1,5 @@
 """The Kubernetes API as the ``--source kubernetes`` controller uses it: PipelineRelease objects
-(list, status subresource, finalizers) and core/v1 Events in their namespaces.
+(list, watch, status subresource, finalizers) and core/v1 Events in their namespaces.
 
 Credentials: ``KUBECONFIG`` (or ``~/.kube/config``) when set or present, else the pod's service
 account. The ``kubernetes`` SDK is imported lazily, so a git-only controller never loads it.
@@ -8,17 +8,23 @@ account. The ``kubernetes`` SDK is imported lazily, so a git-only controller nev
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+
+from controller.obs import metrics
 
 GROUP = "pipectl.dev"
 VERSION = "v1alpha1"
 PLURAL = "pipelinereleases"
 KIND = "PipelineRelease"
 
-__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "KubeApi"]
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "KubeApi", "WatchExpired"]
+
+
+class WatchExpired(Exception):
+    """A watch's resourceVersion is older than the API server keeps (410 Gone): list again."""
 
 
 class KubeApi:
@@ -44,14 +50,44 @@ class KubeApi:
 
     def list_releases(self) -> list[dict[str, Any]]:
         """Every PipelineRelease in the namespaces read (one consistent list per namespace)."""
-        if not self.namespaces:
-            out = cast(dict[str, Any], self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-            return list(out.get("items") or [])
-        items: list[dict[str, Any]] = []
-        for ns in self.namespaces:
-            got = cast(dict[str, Any], self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL))
-            items.extend(got.get("items") or [])
-        return items
+        scopes: Sequence[str | None] = self.namespaces or (None,)
+        return [item for ns in scopes for item in self.list_scope(ns)[0]]
+
+    def list_scope(self, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+        """One LIST (``namespace`` None: all namespaces): the items and the list's resourceVersion,
+        which a watch starts from. Counted in ``pipectl_kube_requests_total{verb="list"}``."""
+        metrics.record_kube_request("list")
+        if namespace is None:
+            out = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        else:
+            out = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        out = cast(dict[str, Any], out)
+        return list(out.get("items") or []), str((out.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch_scope(self, namespace: str | None, resource_version: str,
+                    timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        """WATCH from ``resource_version`` with bookmarks until the server ends it after
+        ``timeout_seconds``: ``{"type", "object"}`` events (ADDED, MODIFIED, DELETED, BOOKMARK).
+        Raises ``WatchExpired`` on 410 Gone (the version is older than the server keeps)."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        metrics.record_kube_request("watch")
+        func: Any = self._custom.list_cluster_custom_object
+        args: tuple[str, ...] = (GROUP, VERSION, PLURAL)
+        if namespace is not None:
+            func, args = self._custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, PLURAL)
+        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            func, *args, resource_version=resource_version, allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds, _request_timeout=(10, timeout_seconds + 30),
+        )
+        try:
+            for event in stream:
+                yield {"type": event["type"], "object": event["raw_object"]}
+        except ApiException as e:
+            if e.status == 410:
+                raise WatchExpired(f"resourceVersion {resource_version}: {e.reason}") from None
+            raise
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Replace the object's whole status (a merge patch would keep a removed stage)."""
