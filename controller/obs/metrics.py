@@ -11,6 +11,7 @@ Label values:
   ``failed`` or ``skipped``.
 * ``reason``: a :class:`controller.model.reasons.Reason` value (``ApplyFailed``, ``RollbackFailed`` …).
 * ``verdict``: ``pass``, ``fail`` or ``inconclusive``.
+* ``verb`` of a Kubernetes request: ``list`` or ``watch`` (``controller/adapters/kube.py``).
 * ``backend``: ``state`` for the state store (``STATE_BACKEND``), otherwise a backend kind
   (``kafka``, ``hive``, ``presto``, ``airflow``, ``spark``), optionally ``kind/stage``.
 
@@ -50,6 +51,7 @@ __all__ = [
     "record_action",
     "record_event_dropped",
     "record_gate_result",
+    "record_kube_request",
     "record_reconcile_error",
     "record_rollback",
     "render",
@@ -159,6 +161,12 @@ EVENTS_DROPPED = Counter(
     ["sink"],
     registry=REGISTRY,
 )
+KUBE_REQUESTS = Counter(
+    "pipectl_kube_requests_total",
+    "Requests for PipelineRelease objects to the Kubernetes API (--source kubernetes), by verb.",
+    ["verb"],
+    registry=REGISTRY,
+)
 
 _ALL = (
     RECONCILE_DURATION,
@@ -175,6 +183,7 @@ _ALL = (
     LEADER,
     LAST_RECONCILE,
     EVENTS_DROPPED,
+    KUBE_REQUESTS,
 )
 
 _lock = threading.Lock()
@@ -299,6 +308,10 @@ def set_leader(instance: str, is_leader: bool) -> None:
 
 def record_event_dropped(sink: str) -> None:
     EVENTS_DROPPED.labels(sink).inc()
+
+
+def record_kube_request(verb: str) -> None:
+    KUBE_REQUESTS.labels(verb).inc()
 
 
 def render() -> bytes:
