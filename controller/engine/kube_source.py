@@ -2,8 +2,10 @@
 releases; the repository given with ``--repo`` carries the environments and the files the
 objects' specs reference (schemas, job code, DAGs, SQL).
 
-Level-triggered: every refresh lists the objects anew (``KubeApi.list_releases``, all namespaces
-or the ``--namespace`` ones) and validates them with the repository's environments through the
+Level-triggered: every refresh reads the objects (all namespaces or the ``--namespace`` ones) from
+the watch's cache (``controller/engine/kube_watch.py``: one LIST, then a WATCH that keeps it current
+and wakes the controller when an object's spec changes; without a cache, ``KubeApi.list_releases``
+lists them anew) and validates them with the repository's environments through the
 same ``load_repo`` a git checkout goes through (``release_docs``), so problems name
 ``namespace/name`` and the field path. The snapshot's ``commit`` stays the repository's commit:
 it is what the referenced files are read from. An object being deleted is left out.
@@ -26,6 +28,7 @@ from controller.adapters.kube import KubeApi
 from controller.audit.ledger import AuditRecord
 from controller.model.reasons import Phase, Reason
 from controller.model.status import Condition, ReleaseStatus, set_condition
+from controller.engine.kube_watch import ObjectCache
 from controller.obs.logging import get_logger
 from controller.source.git import Checkout, GitSource
 from controller.source.objects import ObjectRef, object_ref, release_document
@@ -42,11 +45,13 @@ _OBJECT_ONLY = ("observedGeneration", "gates")
 class KubeSource:
     """A ``GitSource`` for environments and files, PipelineRelease objects for the releases."""
 
-    def __init__(self, git: GitSource, api: KubeApi) -> None:
+    def __init__(self, git: GitSource, api: KubeApi, cache: ObjectCache | None = None) -> None:
         self.git = git
         self.api = api
         self.objects: dict[str, ObjectRef] = {}
         """Release name → the object it was read from (last refresh)."""
+        self.cache = cache
+        """The watch's objects (``controller run``); None: each load lists them."""
         self.written: dict[str, dict[str, Any]] = {}
         """Release name → the status the object had (what an earlier controller wrote)."""
         self._lock = threading.Lock()
@@ -73,8 +78,8 @@ class KubeSource:
         self.git.pin(ref, commit)
 
     def load(self, root: Path) -> RepoSnapshot:
-        """List the objects and validate them against the checkout at ``root``."""
-        items = self.api.list_releases()
+        """Read the objects (cache, else a list) and validate them against the checkout at ``root``."""
+        items = self.cache.items() if self.cache is not None else self.api.list_releases()
         refs = [object_ref(o) for o in items]
         docs = [release_document(o) for o, ref in zip(items, refs, strict=True) if not ref.deleting]
         with self._lock:
