@@ -22,6 +22,7 @@ from controller.cli.access import AccessOptions, api_state
 from controller.engine.controller import Controller, state_dir_of
 from controller.engine.k8s_status import StatusMirror
 from controller.engine.kube_source import KubeSource, KubeStatus
+from controller.engine.kube_watch import DEFAULT_RESYNC_SECONDS, KubeWatch
 from controller.engine.leader import LeadershipKeeper, elector_from_env
 from controller.obs import metrics
 from controller.obs.events import EventType
@@ -46,10 +47,11 @@ def run_controller(
     policy: Policy | None = None,
     write_context: bool = False,
     namespaces: tuple[str, ...] | None = None,
+    resync: float = DEFAULT_RESYNC_SECONDS,
 ) -> int:
     """Exit 0 after SIGTERM/SIGINT; non-zero only for fatal start-up errors (bad flags, an
     unreadable state store or git source at start). Errors after start never end the process.
-    ``namespaces``: ``--source kubernetes`` (all namespaces when empty; engine/kube_source.py)."""
+    ``namespaces``, ``resync``: ``--source kubernetes`` (all namespaces when empty; engine/kube_watch.py)."""
     configure_logging(json=log_format == "json")
     log = structlog.get_logger("pipectl.controller")
     state_dir = state_dir_of(state)
@@ -75,7 +77,7 @@ def run_controller(
     try:
         rt = build_runtime(repo, state, branch=branch, bake_seconds=bake, requeue_waits=True,
                            events_kafka=events_kafka, share_live_state=True)
-        source = _source(rt, namespaces)
+        source, watch = _source(rt, namespaces, resync)
     except Exception as e:
         log.error("cannot start", error=str(e), error_type=type(e).__name__)
         stop_standby()
@@ -101,7 +103,7 @@ def run_controller(
     emit = rt.reconciler.ops.emit
     emit(EventType.CONTROLLER, "", None, message="controller started", detail={"workers": workers})
     try:
-        _supervise(rt, ctl, elector, stopping, log)
+        _supervise(rt, ctl, elector, stopping, log, watch)
     finally:
         emit(EventType.CONTROLLER, "", None, message="controller stopped")
         api.stop()
@@ -153,17 +155,20 @@ def _lead(elector: Any, stopping: threading.Event, log: Any) -> bool:
     return True
 
 
-def _source(rt: Runtime, namespaces: tuple[str, ...] | None) -> GitSource | KubeSource:
-    """The git source, or (``--source kubernetes``) objects on the API server beside it."""
+def _source(rt: Runtime, namespaces: tuple[str, ...] | None,
+            resync: float) -> tuple[GitSource | KubeSource, KubeWatch | None]:
+    """The git source, or (``--source kubernetes``) objects on the API server beside it, read
+    from a watch's cache."""
     if namespaces is None:
-        return rt.source
+        return rt.source, None
     from controller.adapters.kube import KubeApi
 
     api = KubeApi.connect(namespaces)
-    api.list_releases()  # fail at start, not on every pass, without the CRD, API or permission
-    source = KubeSource(rt.source, api)
+    watch = KubeWatch(api, resync)
+    watch.sync()  # the first LIST: fails the start without the CRD, API or permission
+    source = KubeSource(rt.source, api, watch.cache)
     rt.ledger.annotate = source.annotate
-    return source
+    return source, watch
 
 
 def _observe_status(rt: Runtime, source: GitSource | KubeSource) -> None:
@@ -219,8 +224,11 @@ def _check_store(rt: Runtime, log: Any) -> None:
     metrics.set_backend_up(metrics.STATE_BACKEND, True)
 
 
-def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.Event, log: Any) -> None:
-    """Run the controller until a signal or lost leadership; verify the audit chain every 5 min."""
+def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.Event, log: Any,
+               watch: KubeWatch | None = None) -> None:
+    """Run the controller until a signal or lost leadership; verify the audit chain every 5 min.
+    ``watch`` (``--source kubernetes``) wakes the controller on an object's new spec, as
+    ``POST /hooks/git`` does (``Controller.trigger``)."""
 
     def halt() -> None:
         ctl.stop.set()
@@ -233,6 +241,8 @@ def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.E
     keeper = LeadershipKeeper(elector, on_lost=lost)
     keeper.start()
     worker = threading.Thread(target=ctl.run, name="pipectl-controller")
+    if watch is not None:
+        watch.start(ctl.trigger)
     worker.start()
     try:
         next_verify = next_ping = 0.0
@@ -256,3 +266,5 @@ def _supervise(rt: Runtime, ctl: Controller, elector: Any, stopping: threading.E
             worker.join(timeout=1)
     finally:
         keeper.stop()
+        if watch is not None:
+            watch.stop()
