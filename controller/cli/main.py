@@ -292,6 +292,8 @@ def controller_run(
     ),
     namespace: list[str] = typer.Option([], "--namespace", help="--source kubernetes: read only here "
                                         "(repeatable; default: all namespaces)."),
+    resync: str = typer.Option("10m", "--resync", help="--source kubernetes: list the objects again this "
+                               "often; between lists a watch keeps them current and wakes the controller."),
     listen: str = typer.Option("127.0.0.1:8700", "--listen", help="HTTP API address."),
     interval: str = typer.Option("30s", "--interval", help="Git poll interval."),
     bake: str = typer.Option("60s", "--bake", help="Blue/green: how long blue keeps running after a switch."),
@@ -326,6 +328,8 @@ def controller_run(
     access = AccessOptions(webhook_secret_file, trusted_header, trusted_proxy)
     if source not in ("git", "kubernetes"):
         _fail(f"--source {source!r}: expected git or kubernetes", 2)
+    if _duration(resync) < 1:
+        _fail(f"--resync {resync!r}: at least 1s", 2)
     try:
         access.trusted()
         policy = make_policy(policy_repo, policy_path, policy_branch, state_dir_of(state))
@@ -341,7 +345,7 @@ def controller_run(
     code = run_controller(
         repo, branch, state, listen, _duration(interval), _duration(bake), log_format, workers=workers,
         events_kafka=kafka, access=access, policy=policy, write_context=write_context,
-        namespaces=tuple(namespace) if source == "kubernetes" else None,
+        namespaces=tuple(namespace) if source == "kubernetes" else None, resync=_duration(resync),
     )
     raise typer.Exit(code)
 
