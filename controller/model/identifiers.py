@@ -20,6 +20,7 @@ DAG_ID_RE = re.compile(r"\A[A-Za-z0-9_.-]{1,250}\Z")
 SPARK_CONF_KEY_RE = re.compile(r"\Aspark\.[A-Za-z0-9_.-]+\Z")
 KAFKA_CONFIG_KEY_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]*\Z")
 RESOURCE_NAME_RE = re.compile(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+METASTORE_URI_RE = re.compile(r"\Athrift://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})\Z")
 SEMVER_RE = re.compile(
     r"\A(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
@@ -44,6 +45,14 @@ _PRIMITIVE_TYPES = {
 
 class IdentifierError(ValueError):
     """A name does not match the grammar for its kind."""
+
+
+def parse_metastore_uri(uri: str) -> tuple[str, int]:
+    """``thrift://host:port`` (a Hive metastore) → (host, port); IdentifierError for anything else."""
+    m = METASTORE_URI_RE.fullmatch(uri)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise IdentifierError(f"invalid metastoreUri {uri!r}: expected thrift://host:port")
+    return m.group(1).strip("[]"), int(m.group(2))
 
 
 def check_topic(name: str) -> str:

@@ -155,6 +155,23 @@ def test_bad_spark_endpoint_fields(repo: Path, line: str, message: str) -> None:
     assert problems(repo) == [f"{DEV}:23: {message}"]
 
 
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:9083", "thrift://127.0.0.1", "thrift://h:70000", "127.0.0.1:9083"])
+def test_bad_hive_metastore_uri_names_file_line_and_field(repo: Path, uri: str) -> None:
+    edit(repo, '    databasePrefix: "dev_"', f'    databasePrefix: "dev_"\n    metastoreUri: "{uri}"', DEV)
+    assert problems(repo) == [
+        f"{DEV}:13: spec.hive.metastoreUri: invalid metastoreUri {uri!r}: expected thrift://host:port"
+    ]
+
+
+def test_hive_metastore_uri_is_accepted_and_optional(repo: Path) -> None:
+    assert load_repo(repo).environment("dev").spec.hive.metastore_uri is None  # type: ignore[union-attr]
+    edit(repo, '    databasePrefix: "dev_"', '    databasePrefix: "dev_"\n    metastoreUri: thrift://127.0.0.1:9083', DEV)
+    snap = load_repo(repo)
+    assert snap.problems == []
+    hive = snap.environment("dev").spec.hive
+    assert hive is not None and hive.metastore_uri == "thrift://127.0.0.1:9083"
+
+
 OVERRIDES = "    rollback:\n      automatic: true\n    overrides:\n"
 
 

@@ -1,0 +1,193 @@
+"""The Hive adapter's bulk reads from the Hive metastore's own Thrift API (issue #17): typed table
+objects instead of the text of Spark's ``SHOW TABLE EXTENDED``.
+
+Used when the environment names the metastore (``spec.hive.metastoreUri``): ``HiveAdapter.
+observe_scope`` then reads the database list in 1 call (``get_all_databases``) and every table and
+view of one database in 2 (``get_all_tables`` + ``get_table_objects_by_name``), whatever the number
+of tables. Each is counted in the adapter's ``stats`` under ``hms.<method>``. The methods are those
+of the HMS 2.3 IDL (the local stack's metastore is 2.3.9); the bindings are ``pymetastore``'s,
+generated from a later IDL whose extra optional fields a 2.3 server leaves unset.
+
+The objects are turned into the same ``TableInfo`` and columns the SQL path parses, so the adapter
+builds its resources with the same code: the table's ``parameters`` are filtered as Spark 3.5
+filters them before listing "Table Properties" (statistics, ``comment``, ``EXTERNAL`` and Spark's
+own ``spark.sql.*`` keys are hidden), columns are ``sd.cols`` then ``partitionKeys`` (GetColumns'
+order), the view text is ``viewOriginalText``. Properties are exact here, so the SQL path's
+misread of a value containing ``", k=v"`` cannot happen. A Spark datasource table (parameter
+``spark.sql.sources.provider`` other than ``hive``) keeps its schema in Spark's own properties,
+not in ``sd.cols``: its columns are read with the SQL path's ``GetColumns`` (1 call for all of
+them in the database) and its location from the ``path`` storage property, as Spark does.
+
+Transient failures (connection refused or lost, timeouts) become ``TransientBackendError`` and
+close the connection, so the adapter's retry opens a new one. The only module of pipectl that
+imports ``pymetastore`` (see ``.importlinter``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pymetastore.hive_metastore import ThriftHiveMetastore
+from thrift.protocol import TBinaryProtocol
+from thrift.Thrift import TApplicationException, TException
+from thrift.transport import TSocket, TTransport
+
+from controller.adapters.base import CallStats
+from controller.adapters.hive_parse import BACKEND, TableInfo, hive_type
+from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
+from controller.model.identifiers import parse_metastore_uri
+from controller.plan.resources import Column
+
+Key = tuple[str, str]
+"""(database, table)."""
+
+# Table parameters Spark 3.5 does not list as "Table Properties" (HiveClientImpl hides statistics,
+# the comment and EXTERNAL; HiveExternalCatalog hides its own spark.sql.* keys).
+_HIDDEN = frozenset(
+    {"COLUMN_STATS_ACCURATE", "numFiles", "numPartitions", "numRows", "rawDataSize", "totalSize"}
+    | {"comment", "EXTERNAL"}
+)
+_SPARK_PREFIX = "spark.sql."
+_PROVIDER = "spark.sql.sources.provider"
+
+# MetaException messages that mean "the metastore's own database is unreachable for now".
+_TRANSIENT_MARKERS = ("Connection refused", "SocketTimeoutException", "Communications link failure")
+
+
+def spark_properties(parameters: dict[str, str] | None) -> dict[str, str]:
+    """The table parameters Spark lists as its "Table Properties"."""
+    return {
+        str(k): str(v)
+        for k, v in (parameters or {}).items()
+        if k not in _HIDDEN and not str(k).startswith(_SPARK_PREFIX)
+    }
+
+
+def is_datasource(table: Any) -> bool:
+    """Whether Spark stores this table's schema in its own properties (a ``USING …`` table)."""
+    return str((table.parameters or {}).get(_PROVIDER, "hive")).lower() != "hive"
+
+
+def table_info(table: Any) -> TableInfo:
+    """What the SQL path parses from ``SHOW TABLE EXTENDED``, from a metastore ``Table``."""
+    sd = table.sd
+    serde = sd.serdeInfo if sd is not None else None
+    location = sd.location if sd is not None else None
+    if is_datasource(table) and serde is not None and (serde.parameters or {}).get("path"):
+        location = serde.parameters["path"]
+    view = str(table.tableType or "").upper() == "VIRTUAL_VIEW"
+    return TableInfo(
+        type="VIEW" if view else ("EXTERNAL" if table.tableType == "EXTERNAL_TABLE" else "MANAGED"),
+        provider=str((table.parameters or {}).get(_PROVIDER, "hive")),
+        location=location or None,
+        serde=str(serde.serializationLib or "") if serde is not None else "",
+        input_format=str(sd.inputFormat or "") if sd is not None else "",
+        partition_columns=[str(c.name) for c in table.partitionKeys or []],
+        properties=spark_properties(table.parameters),
+        view_text=table.viewOriginalText if view else None,
+    )
+
+
+def table_columns(table: Any) -> list[Column]:
+    """Data columns then partition columns, types normalized as GetColumns' are."""
+    cols = list(table.sd.cols or []) if table.sd is not None else []
+    cols += list(table.partitionKeys or [])
+    return [Column(name=str(c.name), type=hive_type(str(c.type))) for c in cols]
+
+
+def database_state(
+    tables: Iterable[Any], get_columns: Callable[[set[Key]], dict[Key, list[Column]]]
+) -> tuple[dict[Key, TableInfo], dict[Key, list[Column]]]:
+    """(``TableInfo`` of every table and view, columns of every table) of one database's objects;
+    the columns of datasource tables come from ``get_columns`` (one call, only if there are any)."""
+    infos: dict[Key, TableInfo] = {}
+    columns: dict[Key, list[Column]] = {}
+    datasource: set[Key] = set()
+    for t in tables:
+        key = (str(t.dbName), str(t.tableName))
+        infos[key] = table_info(t)
+        if infos[key].type == "VIEW":
+            continue
+        if is_datasource(t):
+            datasource.add(key)
+        else:
+            columns[key] = table_columns(t)
+    if datasource:
+        columns.update({k: v for k, v in get_columns(datasource).items() if k in datasource})
+    return infos, columns
+
+
+class MetastoreClient:
+    """One lazily opened connection to the metastore (plain binary Thrift, as HMS 2.3 serves it
+    without SASL), shared under a lock; every call is counted in ``stats``."""
+
+    def __init__(self, uri: str, stats: CallStats, timeout: float = 120.0) -> None:
+        self.host, self.port = parse_metastore_uri(uri)
+        self.uri = uri
+        self.stats = stats
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._transport: Any = None
+        self._client: Any = None
+
+    def close(self) -> None:
+        """Close the connection (if open); the next call opens a new one."""
+        with self._lock:
+            if self._transport is not None:
+                try:
+                    self._transport.close()
+                except Exception:  # noqa: S110 - closing a broken connection may fail; nothing to do
+                    pass
+            self._transport = self._client = None
+
+    def databases(self) -> list[str]:
+        """Every database's name (1 call)."""
+        return [str(d) for d in self._call("get_all_databases")]
+
+    def tables(self, db: str) -> list[Any]:
+        """Every table and view of ``db`` as metastore ``Table`` objects (2 calls; 1 when the
+        database is empty or missing: HMS 2.3 lists no table for a missing database)."""
+        names = [str(n) for n in self._call("get_all_tables", db)]
+        if not names:
+            return []
+        return list(self._call("get_table_objects_by_name", db, names))
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            sock = TSocket.TSocket(self.host, self.port)
+            sock.setTimeout(int(self.timeout * 1000))
+            transport = TTransport.TBufferedTransport(sock)
+            client = ThriftHiveMetastore.Client(TBinaryProtocol.TBinaryProtocol(transport))
+            self.stats.count("hms.connect")
+            transport.open()
+            self._transport, self._client = transport, client
+        return self._client
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            self.stats.count(f"hms.{method}")
+            try:
+                return getattr(self._connect(), method)(*args)
+            except Exception as e:  # the bindings raise thrift, socket and metastore errors alike
+                raise self._wrap(e, f"{method}{args!r}"[:200]) from e
+
+    def _wrap(self, e: Exception, call: str) -> BackendError:
+        where = f"metastore {self.uri}: {call}"
+        if isinstance(e, BackendError):
+            return e
+        if isinstance(e, TApplicationException) and e.type == TApplicationException.MISSING_RESULT:
+            # an exception the 2.3 server declares and the bindings' IDL does not (e.g. the database
+            # was dropped between two calls): the retry reads the database again
+            self.close()
+            return TransientBackendError(BACKEND, f"{where}: {e}")
+        message = str(getattr(e, "message", None) or e)
+        if isinstance(e, TTransport.TTransportException | OSError) or any(
+            m in message for m in _TRANSIENT_MARKERS
+        ):
+            self.close()  # the connection is unusable; the retry opens a new one
+            return TransientBackendError(BACKEND, f"{where}: unreachable: {type(e).__name__}: {message}")
+        if isinstance(e, TException):
+            return PermanentBackendError(BACKEND, f"{where}: {type(e).__name__}: {message[:800]}")
+        return PermanentBackendError(BACKEND, f"{where}: {type(e).__name__}: {e}")
