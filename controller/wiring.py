@@ -184,6 +184,7 @@ class Wiring:
                 or info.get("airflow_dags_folder")
             )
             if not dags:
+                metastore_uri=spec.hive.metastore_uri,
                 raise PipectlError(
                     "no Airflow DAG folder: set spec.airflow.dagsFolder or PIPECTL_AIRFLOW_DAGS_FOLDER"
                 )
