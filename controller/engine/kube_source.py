@@ -26,9 +26,9 @@ from typing import Any
 
 from controller.adapters.kube import KubeApi
 from controller.audit.ledger import AuditRecord
+from controller.engine.kube_watch import ObjectCache
 from controller.model.reasons import Phase, Reason
 from controller.model.status import Condition, ReleaseStatus, set_condition
-from controller.engine.kube_watch import ObjectCache
 from controller.obs.logging import get_logger
 from controller.source.git import Checkout, GitSource
 from controller.source.objects import ObjectRef, object_ref, release_document
@@ -48,10 +48,10 @@ class KubeSource:
     def __init__(self, git: GitSource, api: KubeApi, cache: ObjectCache | None = None) -> None:
         self.git = git
         self.api = api
-        self.objects: dict[str, ObjectRef] = {}
-        """Release name → the object it was read from (last refresh)."""
         self.cache = cache
         """The watch's objects (``controller run``); None: each load lists them."""
+        self.objects: dict[str, ObjectRef] = {}
+        """Release name → the object it was read from (last refresh)."""
         self.written: dict[str, dict[str, Any]] = {}
         """Release name → the status the object had (what an earlier controller wrote)."""
         self._lock = threading.Lock()
