@@ -40,13 +40,7 @@ class KubeApi:
 
     @classmethod
     def connect(cls, namespaces: Sequence[str] = ()) -> KubeApi:
-        from kubernetes import client, config
-
-        path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-        if Path(path).exists():
-            return cls(config.new_client_from_config(config_file=path), namespaces)  # type: ignore[no-untyped-call]
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient(), namespaces)
+        return cls(api_client(), namespaces)
 
     def list_releases(self) -> list[dict[str, Any]]:
         """Every PipelineRelease in the namespaces read (one consistent list per namespace)."""
@@ -123,3 +117,15 @@ class KubeApi:
             reporting_component=component, reporting_instance=os.environ.get("HOSTNAME", "pipectl"),
         )
         self._core.create_namespaced_event(namespace, body)
+
+
+def api_client() -> Any:
+    """A ``kubernetes`` ApiClient: ``KUBECONFIG`` (or ``~/.kube/config``) when set or present, else
+    the pod's service account; ``KubeApi.connect`` and ``LeaseElector.connect`` use it."""
+    from kubernetes import client, config
+
+    path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if Path(path).exists():
+        return config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()

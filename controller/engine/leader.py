@@ -4,14 +4,14 @@ Three electors behind one Protocol:
 
 * ``FileLockElector`` — ``fcntl.flock`` on a lock file under the state directory; the single-host
   default. The kernel drops the lock when the holder's process dies, however it dies.
-* ``LeaseElector`` — a ``coordination.k8s.io/v1`` Lease, when running in Kubernetes with two
-  replicas for HA. The holder renews ``renewTime`` every few seconds; a candidate takes over a lease
-  nobody renewed for ``leaseDurationSeconds``. Every write is a ``replace`` carrying the
-  ``resourceVersion`` that was read, so two candidates racing for an expired lease cannot both win:
-  the API server rejects the second with 409 Conflict.
+* ``LeaseElector`` (``leader_lease``) — a ``coordination.k8s.io/v1`` Lease, when running in
+  Kubernetes with two replicas for HA; on winning the Lease it takes the state store's next leader
+  epoch as its fencing token, and refuses writes once its renew deadline has passed.
 * ``PgAdvisoryElector`` (``leader_pg``) — a PostgreSQL advisory lock on the shared state store, for
-  several hosts without Kubernetes; the only one with a fencing token (``fencing_token``) that the
-  journal checks on every write (``controller.store.fencing``).
+  several hosts without Kubernetes; taking it takes the next leader epoch as its fencing token.
+
+The Lease and PostgreSQL electors' ``fencing_token`` is checked by the state store in every fenced
+write's transaction (``controller.store.fencing``); the file lock has none.
 
 The engine calls ``acquire()`` until it returns True, then keeps leadership with a
 ``LeadershipKeeper`` — a thread that calls ``renew()`` every couple of seconds, because one pass
@@ -21,9 +21,6 @@ shutdown. ``elector_from_env`` picks an elector from the environment the Deploym
 Electors keep ``pipectl_leader{instance}`` current and, on losing leadership, clear the
 per-release series (``metrics.clear_leader_series``) so a standby does not raise alerts on its
 stale view.
-
-The ``kubernetes`` SDK is imported lazily, and only here and in ``k8s_status``: a single-host
-controller never loads it.
 """
 
 from __future__ import annotations
@@ -32,11 +29,9 @@ import fcntl
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
 from controller.obs import metrics
 from controller.obs.logging import get_logger
@@ -45,17 +40,12 @@ __all__ = [
     "FileLockElector",
     "LeaderElector",
     "LeadershipKeeper",
-    "LeaseDecision",
-    "LeaseElector",
     "default_identity",
     "elector_from_env",
     "in_cluster_namespace",
-    "lease_decision",
 ]
 
 _log = get_logger(__name__)
-
-LeaseDecision = Literal["acquire", "renew", "wait"]
 
 _SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -173,235 +163,6 @@ class FileLockElector:
             metrics.clear_leader_series()
 
 
-def lease_decision(
-    lease_holder: str | None,
-    renew_time: datetime | None,
-    duration: float | None,
-    now: datetime,
-    me: str,
-) -> LeaseDecision:
-    """What a candidate ``me`` should do with a Lease it has just read.
-
-    * ``renew``: ``me`` holds it;
-    * ``acquire``: nobody holds it, or the holder has not renewed within ``duration`` seconds of
-      ``renew_time`` (a lease without renew time or duration counts as expired, as in client-go);
-    * ``wait``: someone else holds a live lease.
-    """
-    if not lease_holder:
-        return "acquire"
-    if lease_holder == me:
-        return "renew"
-    if renew_time is None or not duration or duration <= 0:
-        return "acquire"
-    if now >= renew_time + timedelta(seconds=duration):
-        return "acquire"
-    return "wait"
-
-
-def _micro_time(when: datetime) -> datetime:
-    """A datetime the API server accepts as a MicroTime.
-
-    MicroTime is parsed with exactly six fraction digits, and the client serialises with
-    ``isoformat()``, which drops the fraction when it is zero; one microsecond later is harmless.
-    """
-    return when.replace(microsecond=1) if when.microsecond == 0 else when
-
-
-class LeaseElector:
-    """Leader election through a ``coordination.k8s.io/v1`` Lease (client-go's algorithm).
-
-    Expiry is judged on this process's clock: the time we *observed* the lease record change,
-    not the ``renewTime`` written by another host, so clock skew between nodes cannot cause an
-    early takeover. A candidate that starts while a dead leader's lease is still recorded
-    therefore waits one full ``lease_seconds`` before taking over.
-
-    A leader that cannot reach the API server keeps leadership only until ``renew_deadline``
-    after its last successful renewal (default two thirds of the lease), then steps down on its
-    own — before any candidate can take over.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        namespace: str,
-        identity: str,
-        lease_seconds: int = 15,
-        *,
-        renew_deadline: float | None = None,
-        api: Any = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self.namespace = namespace
-        self.identity = identity
-        self.lease_seconds = lease_seconds
-        self.renew_deadline = renew_deadline if renew_deadline is not None else lease_seconds * 2 / 3
-        self._api = api
-        self._clock = clock
-        self._lock = threading.Lock()  # the keeper thread renews while the engine may release
-        self._is_leader = False
-        self._last_renewed = 0.0  # clock() of our last successful write as leader
-        # (holder, renewTime, resourceVersion) last read, and clock() when it last changed
-        self._observed: tuple[str | None, datetime | None, str | None] | None = None
-        self._observed_at = 0.0
-
-    @classmethod
-    def in_cluster(cls, name: str, identity: str | None = None, lease_seconds: int = 15) -> LeaseElector:
-        """An elector for the pod it runs in: service-account credentials, the pod's namespace."""
-        from kubernetes import client, config
-
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return cls(
-            name,
-            in_cluster_namespace(),
-            identity or default_identity(),
-            lease_seconds,
-            api=client.CoordinationV1Api(),
-        )
-
-    @property
-    def is_leader(self) -> bool:
-        return self._is_leader
-
-    @property
-    def fencing_token(self) -> int | None:
-        return None  # the Lease is checked on every renewal, not in the journal write
-
-    @property
-    def api(self) -> Any:
-        if self._api is None:
-            from kubernetes import client
-
-            self._api = client.CoordinationV1Api()
-        return self._api
-
-    def acquire(self) -> bool:
-        with self._lock:
-            return self._try()
-
-    def renew(self) -> bool:
-        with self._lock:
-            return self._is_leader and self._try()
-
-    def release(self) -> None:
-        """Clear the holder so a standby takes over at once instead of after expiry."""
-        with self._lock:
-            if self._is_leader:
-                self._set_leader(False, "released")
-                self._clear_holder()
-
-    def _clear_holder(self) -> None:
-        try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec is not None and lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = None
-                lease.spec.renew_time = _micro_time(datetime.now(UTC))
-                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
-        except Exception as e:
-            # The lease simply expires after lease_seconds.
-            _log.warning("lease_release_failed", lease=self.name, error=str(e))
-
-    def _try(self) -> bool:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        now_mono = self._clock()
-        now = datetime.now(UTC)
-        try:
-            try:
-                lease = self.api.read_namespaced_lease(self.name, self.namespace)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
-                return self._create(client, now, now_mono)
-
-            spec = lease.spec or client.V1LeaseSpec()
-            holder = spec.holder_identity
-            record = (holder, spec.renew_time, lease.metadata.resource_version)
-            if record != self._observed:
-                self._observed, self._observed_at = record, now_mono
-            observed_renew = now - timedelta(seconds=now_mono - self._observed_at)
-            decision = lease_decision(holder, observed_renew, spec.lease_duration_seconds, now, self.identity)
-            if decision == "wait":
-                if self._is_leader:
-                    self._set_leader(False, f"lease held by {holder}")
-                return False
-
-            if decision == "acquire":
-                spec.holder_identity = self.identity
-                spec.acquire_time = _micro_time(now)
-                spec.lease_transitions = (spec.lease_transitions or 0) + 1
-            spec.renew_time = _micro_time(now)
-            spec.lease_duration_seconds = self.lease_seconds
-            lease.spec = spec
-            # lease.metadata.resourceVersion is the one we read: a concurrent writer makes this 409.
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
-        except ApiException as e:
-            if e.status == 409:
-                # Someone else wrote first; whoever it was, we are not (or no longer) sure to lead.
-                return self._on_conflict()
-            return self._on_error(e, now_mono)
-        except Exception as e:  # connection refused, timeouts: urllib3 errors
-            return self._on_error(e, now_mono)
-
-        self._last_renewed = now_mono
-        if not self._is_leader:
-            self._set_leader(True, "acquired")
-        return True
-
-    def _create(self, client: Any, now: datetime, now_mono: float) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
-        lease = client.V1Lease(
-            metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
-            spec=client.V1LeaseSpec(
-                holder_identity=self.identity,
-                lease_duration_seconds=self.lease_seconds,
-                acquire_time=_micro_time(now),
-                renew_time=_micro_time(now),
-                lease_transitions=0,
-            ),
-        )
-        try:
-            self.api.create_namespaced_lease(self.namespace, lease)
-        except ApiException as e:
-            if e.status == 409:  # created by another candidate between our read and create
-                return False
-            raise
-        self._last_renewed = now_mono
-        self._set_leader(True, "created lease")
-        return True
-
-    def _on_conflict(self) -> bool:
-        self._observed = None  # re-read and re-judge on the next call
-        if self._is_leader:
-            self._set_leader(False, "conflicting write to the lease")
-        return False
-
-    def _on_error(self, error: Exception, now_mono: float) -> bool:
-        if self._is_leader and now_mono - self._last_renewed < self.renew_deadline:
-            _log.warning("lease_renew_failed", lease=self.name, error=str(error))
-            return True
-        if self._is_leader:
-            self._set_leader(False, f"could not renew for {self.renew_deadline:.0f}s: {error}")
-        else:
-            _log.warning("lease_acquire_failed", lease=self.name, error=str(error))
-        return False
-
-    def _set_leader(self, leader: bool, why: str) -> None:
-        self._is_leader = leader
-        metrics.set_leader(self.identity, leader)
-        if not leader:
-            metrics.clear_leader_series()
-        _log.info(
-            "leader_acquired" if leader else "leader_lost",
-            elector="lease",
-            lease=f"{self.namespace}/{self.name}",
-            identity=self.identity,
-            why=why,
-        )
-
-
 class LeadershipKeeper:
     """Renews leadership from a daemon thread every ``period`` seconds.
 
@@ -455,16 +216,23 @@ def elector_from_env(state_dir: str | Path, state_url: str | None = None) -> Lea
     """The elector the environment asks for (``PIPECTL_LEADER_ELECTION``).
 
     * ``lease`` (set by ``manifests/platform/kubernetes/deployment.yaml``): a Lease named
-      ``PIPECTL_LEASE_NAME`` (default ``pipectl-controller``) with identity ``POD_NAME``;
+      ``PIPECTL_LEASE_NAME`` (default ``pipectl-controller``) with identity ``POD_NAME``, duration
+      ``PIPECTL_LEADER_LOCK_SECONDS`` (default 15), credentials from ``KUBECONFIG`` or the pod's
+      service account; its fencing epoch is taken in the state store ``state_url``;
     * ``postgres``: ``PgAdvisoryElector`` on the PostgreSQL state store ``state_url``, lock timeout
       ``PIPECTL_LEADER_LOCK_SECONDS`` (default 15); the default when ``state_url`` is PostgreSQL;
     * ``file``: a file lock at ``<state_dir>/controller.lock``; the default otherwise.
     """
     asked = os.environ.get("PIPECTL_LEADER_ELECTION", "").strip().lower()
     if asked == "lease":
-        return LeaseElector.in_cluster(
+        from controller.engine.leader_lease import LeaseElector
+        from controller.store.fencing import EpochTaker
+
+        return LeaseElector.connect(
             os.environ.get("PIPECTL_LEASE_NAME", "pipectl-controller"),
             identity=os.environ.get("POD_NAME") or None,
+            lease_seconds=round(_lock_seconds()),
+            take_epoch=EpochTaker(str(state_url)) if state_url else None,
         )
     on_pg = bool(state_url) and str(state_url).startswith(("postgresql", "postgres:"))
     if asked == "postgres" or (not asked and on_pg):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +175,7 @@ class Store:
     def __init__(self, url: str = DEFAULT_URL):
         self.url = url
         self.fencing_token: int | None = None  # the leader's epoch: journal writes check it (fencing.py)
+        self.fence_guard: Callable[[], None] | None = None  # and this check too (fencing.check_fence)
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True, connect_args=connect_args(url))
@@ -188,7 +189,7 @@ class Store:
         """A transaction; ``fenced``: a leader's write, refused (``FencedOut``) once it no longer leads."""
         with self.engine.begin() as conn:
             if fenced:
-                check_fence(conn, self.fencing_token)
+                check_fence(conn, self.fencing_token, guard=self.fence_guard)
             yield conn
 
     def close(self) -> None:

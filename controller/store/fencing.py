@@ -1,13 +1,17 @@
 """Fencing for leader election on the state store: the leader epoch and the PostgreSQL advisory lock.
 
 * ``leader_epoch`` holds one row per lock name: the current **epoch** (fencing token), its holder
-  and when it was taken. ``PgLeaderLock.take`` increments the epoch in the same transaction in
-  which it takes the session-level ``pg_try_advisory_lock``; the new leader's token is the new epoch.
+  and when it was taken. ``next_epoch`` increments it; the new leader's token is the new epoch.
+  ``PgLeaderLock.take`` calls it in the same transaction in which it takes the session-level
+  ``pg_try_advisory_lock``; the Kubernetes Lease elector (``controller.engine.leader_lease``) calls
+  ``take_epoch`` (through ``EpochTaker``) each time it wins the Lease, on SQLite or PostgreSQL.
 * ``check_fence`` runs inside each of a leader's writes, in the write's own transaction
   (``Store.tx(fenced=True)``: the journal, release status, known-good versions, key/value records):
   it reads the epoch row ``FOR SHARE`` and raises ``FencedOut`` unless it still equals the writer's
   token. A takeover's increment waits for that share lock, so a write either commits before the
   new epoch exists or sees it and is refused.
+* ``LeaseLapsed`` (a ``FencedOut``) is what a Lease leader's own check raises when its last renewal
+  is older than the renew deadline (``Store.fence_guard``, ``LeaseElector.check_held``).
 
 The advisory lock lives on a dedicated connection (``PgLeaderLock``), never a pooled one:
 PostgreSQL drops a session-level lock only when that session ends. The session is ended by the server when it
@@ -18,12 +22,14 @@ needs PostgreSQL 14 or later.)
 
 The lock key is derived from the lock name and the connection's ``current_schema()``, so two state
 stores in different schemas of one database have different locks. Tests:
-``tests/unit/store/test_fencing.py`` (SQLite), ``tests/integration/test_leader_pg.py`` (PostgreSQL).
+``tests/unit/store/test_fencing.py`` (SQLite), ``tests/integration/test_leader_pg.py`` (PostgreSQL),
+``tests/integration/test_leader_kube.py`` (the Lease's epoch on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 
@@ -34,7 +40,18 @@ from sqlalchemy.pool import NullPool
 from controller.model.errors import PipectlError
 from controller.store.timeouts import connect_args
 
-__all__ = ["FencedOut", "PgLeaderLock", "check_fence", "current_epoch", "ensure_epoch_table", "leader_epoch"]
+__all__ = [
+    "EpochTaker",
+    "FencedOut",
+    "LeaseLapsed",
+    "PgLeaderLock",
+    "check_fence",
+    "current_epoch",
+    "ensure_epoch_table",
+    "leader_epoch",
+    "next_epoch",
+    "take_epoch",
+]
 
 DEFAULT_LOCK = "pipectl-controller"
 
@@ -53,6 +70,8 @@ leader_epoch = Table(
 class FencedOut(PipectlError):
     """A write (journal, status, ...) by a controller whose leadership epoch is no longer current."""
 
+    token: int | None
+
     def __init__(self, token: int, current: int | None, name: str = DEFAULT_LOCK):
         self.token, self.current = token, current
         now = f"epoch {current}" if current is not None else "no epoch"
@@ -62,8 +81,56 @@ class FencedOut(PipectlError):
         )
 
 
+class LeaseLapsed(FencedOut):
+    """A Lease leader's write after its renew deadline passed: another instance may lead by now."""
+
+    def __init__(self, token: int | None, lease: str, why: str):
+        msg = f"fenced out: write refused: {why} (Lease {lease}); another may lead; nothing applied"
+        PipectlError.__init__(self, msg)
+        self.token, self.current = token, None
+
+
 def ensure_epoch_table(engine: Engine) -> None:
     _metadata.create_all(engine, tables=[leader_epoch])
+
+
+def next_epoch(conn: Connection, holder: str, name: str = DEFAULT_LOCK) -> int:
+    """Increment the epoch of ``name`` (epoch 1 when there is no row yet) in the caller's
+    transaction; returns it. On PostgreSQL the update waits for the share locks of writes in
+    flight (``check_fence``), so none of them commits after the new epoch."""
+    now = datetime.now(UTC)
+    epoch = conn.execute(
+        leader_epoch.update()
+        .where(leader_epoch.c.name == name)
+        .values(epoch=leader_epoch.c.epoch + 1, holder=holder, acquired_at=now)
+        .returning(leader_epoch.c.epoch)
+    ).scalar()
+    if epoch is None:
+        epoch = 1
+        conn.execute(leader_epoch.insert().values(name=name, epoch=1, holder=holder, acquired_at=now))
+    return int(epoch)
+
+
+def take_epoch(engine: Engine, holder: str, name: str = DEFAULT_LOCK) -> int:
+    """``next_epoch`` in a transaction of its own: the new leader's fencing token."""
+    with engine.begin() as conn:
+        return next_epoch(conn, holder, name)
+
+
+class EpochTaker:
+    """``take_epoch`` on the state store at ``url``, as a callable of the holder (what
+    ``LeaseElector`` calls on winning the Lease). No connection is kept between calls."""
+
+    def __init__(self, url: str, name: str = DEFAULT_LOCK):
+        self.url, self.name = url, name
+        self._engine: Engine | None = None
+
+    def __call__(self, holder: str) -> int:
+        if self._engine is None:
+            engine = create_engine(self.url, poolclass=NullPool, connect_args=connect_args(self.url))
+            ensure_epoch_table(engine)
+            self._engine = engine
+        return take_epoch(self._engine, holder, self.name)
 
 
 def current_epoch(conn: Connection, name: str = DEFAULT_LOCK, *, share: bool = False) -> int | None:
@@ -74,10 +141,18 @@ def current_epoch(conn: Connection, name: str = DEFAULT_LOCK, *, share: bool = F
     return int(row[0]) if row else None
 
 
-def check_fence(conn: Connection, token: int | None, name: str = DEFAULT_LOCK) -> None:
-    """Raise ``FencedOut`` unless ``token`` is the current epoch (``None``: no fencing, no query)."""
-    if token is None:
-        return
+def check_fence(
+    conn: Connection, token: int | None, name: str = DEFAULT_LOCK, *, guard: Callable[[], None] | None = None
+) -> None:
+    """Raise ``FencedOut`` unless ``token`` is the current epoch (``None``: no fencing, no query),
+    then run ``guard`` (a Lease leader's ``check_held``: raises ``LeaseLapsed`` past its renew deadline)."""
+    if token is not None:
+        _check_epoch(conn, token, name)
+    if guard is not None:
+        guard()
+
+
+def _check_epoch(conn: Connection, token: int, name: str) -> None:
     if conn.dialect.name == "postgresql":
         # A writer paused inside this transaction must not hold the share lock (and so block a
         # takeover's epoch increment) forever.
@@ -125,18 +200,7 @@ class PgLeaderLock:
             if not got:
                 return None
             self._owns = True
-            now = datetime.now(UTC)
-            epoch = conn.execute(
-                leader_epoch.update()
-                .where(leader_epoch.c.name == self.name)
-                .values(epoch=leader_epoch.c.epoch + 1, holder=holder, acquired_at=now)
-                .returning(leader_epoch.c.epoch)
-            ).scalar()
-            if epoch is None:
-                epoch = 1
-                row = {"name": self.name, "epoch": 1, "holder": holder, "acquired_at": now}
-                conn.execute(leader_epoch.insert().values(**row))
-        return int(epoch)
+            return next_epoch(conn, holder, self.name)
 
     def retake(self, epoch: int) -> bool:
         """After our session was lost: take the lock again, on a new session, only if nobody has led

@@ -5,7 +5,7 @@
   refused by the server, and ``kubectl get pipelinereleases`` prints the printer columns;
 - ``StatusMirror`` (controller/engine/k8s_status.py) writes a release's status to the status
   subresource of a real object, replaces it whole, and skips a missing object;
-- ``LeaseElector`` (controller/engine/leader.py) with two candidates on a real Lease: exactly one
+- ``LeaseElector`` (controller/engine/leader_lease.py) with two candidates on a real Lease: exactly one
   leads; on release the other takes over at once, on expiry within the lease duration; a holder
   whose lease was taken over, or overwritten behind its back, reports the loss.
 """
@@ -23,7 +23,8 @@ from kubekit import ROOT, Kube, connect
 from kubernetes import client
 
 from controller.engine.k8s_status import GROUP, PLURAL, VERSION, StatusMirror
-from controller.engine.leader import LeadershipKeeper, LeaseElector
+from controller.engine.leader import LeadershipKeeper
+from controller.engine.leader_lease import LeaseElector
 from controller.model.status import Phase, ReleaseStatus, StageStatus
 
 LEASE_SECONDS = 3

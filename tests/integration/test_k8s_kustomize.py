@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.adapters.kube import KubeApi
 from controller.engine.k8s_status import GROUP, PLURAL, VERSION, StatusMirror
-from controller.engine.leader import LeaseElector
+from controller.engine.leader_lease import LeaseElector
 
 BASE = "manifests/platform/kubernetes"
 NS = "pipectl"

@@ -1,6 +1,8 @@
 """Fencing in the store's writes (``controller.store.fencing``), on SQLite: a journal (status,
 known-good, key/value) write carrying a fencing token commits only while that token is the current
-leader epoch; a stale one is refused with ``FencedOut`` and writes nothing. (The advisory lock itself: tests/integration/test_leader_pg.py.)"""
+leader epoch; a stale one is refused with ``FencedOut`` and writes nothing; ``take_epoch`` (the Lease
+elector's) increments the epoch; a fence guard (the Lease's renew deadline) refuses a write in the
+same way. (The advisory lock itself: tests/integration/test_leader_pg.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +10,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from controller.store.db import Store
-from controller.store.fencing import DEFAULT_LOCK, FencedOut, ensure_epoch_table, leader_epoch, lock_key
+from controller.store.fencing import (
+    DEFAULT_LOCK,
+    EpochTaker,
+    FencedOut,
+    LeaseLapsed,
+    current_epoch,
+    ensure_epoch_table,
+    leader_epoch,
+    lock_key,
+    take_epoch,
+)
 
 
 def store_at_epoch(tmp_path: Path, epoch: int) -> Store:
@@ -64,7 +77,7 @@ def test_a_stale_token_cannot_write_status_known_good_or_records(tmp_path: Path)
 
 
 def test_without_a_token_nothing_is_checked(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")  # file lock / Lease: no epoch table at all
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")  # file lock: no epoch table at all
     assert store.fencing_token is None
     store.journal_begin("run1", "r", "dev", "intent", "a", "{}")
     assert store.journal_state("intent", "a") == "started"
@@ -84,3 +97,40 @@ def test_lock_keys_are_positive_31_bit_and_differ_per_schema() -> None:
     a, b = lock_key("public", DEFAULT_LOCK), lock_key("pipectl_x", DEFAULT_LOCK)
     assert a != b and 0 <= a < 2**31 and 0 <= b < 2**31
     assert lock_key("public", DEFAULT_LOCK) == a
+
+
+def test_take_epoch_starts_at_one_increments_and_fences_the_previous_token(tmp_path: Path) -> None:
+    """What the Lease elector calls on each win (``EpochTaker``): the same row the advisory lock uses."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    take = EpochTaker(url)
+    store = Store(url)
+    assert take("pod-a") == 1
+    with store.tx() as c:
+        assert current_epoch(c) == 1
+        assert c.execute(select(leader_epoch.c.holder)).scalar_one() == "pod-a"
+    store.fencing_token = 1
+    store.kv_put("k", "by pod-a")
+    assert take_epoch(store.engine, "pod-b") == 2
+    with pytest.raises(FencedOut, match="fencing token 1 is not the current leader epoch 2"):
+        store.kv_put("k", "late")
+    assert store.kv_get("k") == "by pod-a"
+    with store.tx() as c:
+        assert c.execute(select(leader_epoch.c.holder)).scalar_one() == "pod-b"
+
+
+def test_a_fence_guard_runs_in_each_fenced_write_only(tmp_path: Path) -> None:
+    store = store_at_epoch(tmp_path, 5)
+    store.fencing_token = 5
+    calls: list[str] = []
+
+    def guard() -> None:
+        calls.append("checked")
+        if len(calls) > 1:
+            raise LeaseLapsed(5, "ns/lease", "the Lease was last renewed 4.2s ago (renew deadline 4.0s)")
+
+    store.fence_guard = guard
+    store.journal_begin("run1", "r", "dev", "intent", "a", "{}")
+    assert store.get_status("r") is None  # a read: not fenced, no check
+    with pytest.raises(FencedOut, match=r"renew deadline 4\.0s\) \(Lease ns/lease\)"):
+        store.journal_end("intent", "a", "done")
+    assert calls == ["checked", "checked"] and store.journal_state("intent", "a") == "started"
