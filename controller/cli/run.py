@@ -85,6 +85,7 @@ def run_controller(
         return 1
     rt.store.fencing_token = elector.fencing_token  # journal writes check it (controller/store/fencing.py)
     rt.source.policy = policy  # environments from the policy repo (controller/source/policy.py)
+    rt.store.fence_guard = getattr(elector, "check_held", None)  # LeaseElector: renewed in time
     ctl = Controller(source, rt.reconciler, interval=interval, workers=workers, stop=rt.reconciler.stop)
     _observe_status(rt, source)
     try:
