@@ -42,7 +42,8 @@ class JobRecord(BaseModel):
     started_at: datetime
     stopped_at: datetime | None = None
     submission_id: str | None = Field(
-        default=None, description="The standalone master's driver id (``StandaloneRunner``); no pid then."
+        default=None, description="The standalone master's driver id (``StandaloneRunner``) or the "
+        "SparkApplication (``SparkOperatorRunner``); no pid then."
     )
     status_file: str
     stop_file: str
@@ -64,6 +65,10 @@ class JobState(BaseModel):
     record: JobRecord
     alive: bool
     progress: dict[str, Any] | None = None
+    backend_state: str | None = Field(
+        default=None, description="The cluster manager's own state of the job when it has one "
+        "(SparkOperatorRunner: status.applicationState.state, \"\" before the operator saw it)."
+    )
 
 
 class SourceProgress(BaseModel):

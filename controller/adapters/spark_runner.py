@@ -98,6 +98,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def run_args(job: StreamingJobResource) -> tuple[list[str], str]:
+    """The job's args on its effective checkpoint, and that checkpoint; its own --status-file or
+    --stop-file is refused (they are the runner's)."""
+    if any(a in LIFECYCLE_ARGS for a in job.args):
+        raise PermanentBackendError(BACKEND, f"job {job.name}: {', '.join(LIFECYCLE_ARGS)} are the runner's")
+    ckpt = effective_checkpoint(job)
+    args = list(job.args)
+    if ckpt != job.checkpoint:
+        args = [ckpt if i > 0 and args[i - 1] == "--checkpoint" else a for i, a in enumerate(args)]
+    return args, ckpt
+
+
 class LocalRunner:
     """Runs jobs as detached local ``spark-submit`` processes; the registry lives under ``state_dir``."""
 
@@ -263,14 +275,7 @@ class LocalRunner:
         """Entrypoint (digest checked), args on the effective checkpoint, and the run's status,
         stop and log files (a fresh stop file; the previous status kept as status.prev.json)."""
         entrypoint = self._entrypoint(job)
-        if any(a in LIFECYCLE_ARGS for a in job.args):
-            raise PermanentBackendError(
-                BACKEND, f"job {job.name}: {', '.join(LIFECYCLE_ARGS)} are the runner's"
-            )
-        ckpt = effective_checkpoint(job)
-        args = list(job.args)
-        if ckpt != job.checkpoint:
-            args = [ckpt if i > 0 and args[i - 1] == "--checkpoint" else a for i, a in enumerate(args)]
+        args, ckpt = run_args(job)
         run_dir = self.jobs_dir / check_job_name(job.name)
         run_dir.mkdir(parents=True, exist_ok=True)
         status, stop, log_file = run_dir / "status.json", run_dir / "stop", run_dir / "driver.log"
