@@ -175,6 +175,73 @@ class AirflowEndpoint(Spec):
         return v
 
 
+SPARK_RUNNERS = ("sparkSubmit", "sparkOperator")
+"""``sparkSubmit``: ``master``/``deployMode`` pick ``LocalRunner`` or ``StandaloneRunner``.
+``sparkOperator``: each job is a kubeflow spark-operator ``SparkApplication`` object
+(``controller.adapters.spark_operator.SparkOperatorRunner``), set by ``sparkOperator``."""
+_MEMORY_RE = re.compile(r"\A[1-9][0-9]*[kmgt]?\Z")
+
+
+class SparkPodResources(Spec):
+    """A Spark pod's cores and memory (``SparkApplication`` ``spec.driver``/``spec.executor``)."""
+
+    cores: int = Field(default=1, ge=1, description="CPU cores of the pod's JVM.")
+    memory: str = Field(default="512m", description="JVM heap, e.g. 512m or 2g.")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if not _MEMORY_RE.fullmatch(v):
+            raise ValueError(f"memory {v!r} must be a Spark size such as 512m or 2g")
+        return v
+
+
+class SparkExecutorResources(SparkPodResources):
+    """Executors: how many, and each one's cores and memory (``spec.executor``)."""
+
+    instances: int = Field(default=1, ge=1, description="Number of executors (spark.executor.instances).")
+
+
+class SparkOperatorSpec(Spec):
+    """Where and how ``SparkApplication`` objects run (``runner: sparkOperator``)."""
+
+    namespace: str = Field(description="Namespace of the SparkApplication objects (and the driver pods).")
+    image: str = Field(
+        min_length=1,
+        description="Image of driver and executors: pyspark, pipectl's controller.jobkit and the "
+        "release repository's files under appRoot.",
+    )
+    service_account: str = Field(description="The driver pod's service account (it creates executor pods).")
+    spark_version: str = Field(min_length=1, description="The image's Spark version (spec.sparkVersion).")
+    app_root: str = Field(
+        default="/opt/pipectl/repo",
+        description="Absolute path of the release repository in the image: a job's entrypoint runs as "
+        "local://<appRoot>/<entrypoint>.",
+    )
+    driver: SparkPodResources = Field(default_factory=SparkPodResources)
+    executor: SparkExecutorResources = Field(default_factory=SparkExecutorResources)
+    on_failure_retries: int = Field(
+        default=10, ge=0,
+        description="restartPolicy OnFailure: how often the operator reruns a failed driver (and retries a "
+        "failed submission) before the application is FAILED and the controller's next pass starts it again.",
+    )
+
+    @field_validator("namespace", "service_account")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        try:
+            return ids.check_resource_name(v)
+        except ids.IdentifierError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("app_root")
+    @classmethod
+    def _app_root(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in v.split("/") or any(ord(c) < 33 for c in v):
+            raise ValueError(f"appRoot {v!r} must be an absolute path without '..' or spaces")
+        return v.rstrip("/") or "/"
+
+
 SPARK_DEPLOY_MODES = ("client", "cluster")
 """``client``: ``LocalRunner`` supervises the driver as its own spark-submit child. ``cluster``:
 the driver runs on a Spark standalone cluster (``spark://`` master), submitted and tracked by
@@ -198,6 +265,16 @@ class SparkEndpoint(Spec):
         default=None,
         description="Absolute path or URI (e.g. hdfs://nn/ckpt) under which each job gets "
         "<root>/<stage>/<release>/<job>[/<version>]; default: the controller's state directory.",
+    )
+    runner: str = Field(
+        default="sparkSubmit",
+        description="sparkSubmit (master and deployMode choose a local or standalone spark-submit) or "
+        "sparkOperator (a kubeflow spark-operator SparkApplication per job, see sparkOperator).",
+        json_schema_extra={"enum": list(SPARK_RUNNERS)},
+    )
+    spark_operator: SparkOperatorSpec | None = Field(
+        default=None, description="The SparkApplication settings; required by, and only used with, "
+        "runner: sparkOperator."
     )
 
     @field_validator("deploy_mode")
@@ -228,3 +305,26 @@ class SparkEndpoint(Spec):
                 f"checkpointRoot {v!r} must be an absolute path or a URI such as hdfs://namenode/checkpoints"
             )
         return v.rstrip("/") or "/"
+
+    @field_validator("runner")
+    @classmethod
+    def _runner(cls, v: str) -> str:
+        if v not in SPARK_RUNNERS:
+            raise ValueError(f"runner {v!r} is not supported: use {' or '.join(SPARK_RUNNERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _operator(self) -> SparkEndpoint:
+        if self.runner == "sparkOperator":
+            if self.spark_operator is None:
+                raise ValueError("runner sparkOperator needs a sparkOperator section (namespace, image, "
+                                 "serviceAccount, sparkVersion)")
+            given = [a for f, a in (("master", "master"), ("deploy_mode", "deployMode"))
+                     if f in self.model_fields_set]
+            if given:
+                what = "are spark-submit settings" if len(given) > 1 else "is a spark-submit setting"
+                raise ValueError(f"{' and '.join(given)} {what}: with runner sparkOperator the operator "
+                                 "runs every driver in cluster mode")
+        elif self.spark_operator is not None:
+            raise ValueError("sparkOperator is only used with runner: sparkOperator")
+        return self
