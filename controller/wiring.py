@@ -22,7 +22,8 @@ from controller.adapters.base import Adapter
 from controller.adapters.hive import HiveAdapter
 from controller.adapters.kafka import KafkaAdapter, KafkaSecurity
 from controller.adapters.presto import PrestoClient
-from controller.adapters.spark import LocalRunner, SparkAdapter
+from controller.adapters.spark import JobRunner, LocalRunner, SparkAdapter
+from controller.adapters.spark_operator import KubeSparkApplications, SparkOperatorRunner
 from controller.adapters.spark_standalone import StandaloneRunner, standalone_api
 from controller.adapters.transforms import TransformAdapter
 from controller.audit.ledger import AuditRecord, AuditSink, GateVerdict, Ledger
@@ -124,9 +125,13 @@ def _standalone_urls(master: str) -> dict[str, str]:
     return env
 
 
-def spark_runner(state_dir: Path, repo_root: Path, spec: SparkEndpoint) -> LocalRunner:
-    """A ``StandaloneRunner`` for ``deployMode: cluster`` (a ``spark://`` master, validated by the
-    model), else a ``LocalRunner``."""
+def spark_runner(state_dir: Path, repo_root: Path, spec: SparkEndpoint, stage: str = "") -> JobRunner:
+    """A ``SparkOperatorRunner`` for ``runner: sparkOperator`` (the stage names its objects' stage
+    label), a ``StandaloneRunner`` for ``deployMode: cluster`` (a ``spark://`` master, validated by
+    the model), else a ``LocalRunner``."""
+    if spec.runner == "sparkOperator" and spec.spark_operator is not None:
+        ops = spec.spark_operator
+        return SparkOperatorRunner(KubeSparkApplications.connect(ops.namespace), ops, stage)
     if spec.deploy_mode == "cluster":
         api = standalone_api(spec.master, _standalone_urls(spec.master))
         return StandaloneRunner(state_dir, repo_root, spark_process_env(), spec.master, api)
@@ -143,7 +148,7 @@ class Wiring:
     dag_meta: dict[str, Any] = field(default_factory=dict)
     requeue_waits: bool = False
     """The controller: adapters raise ``NotReadyYet`` instead of sleeping through a wait."""
-    _cache: dict[tuple[Any, ...], tuple[StageBackends, LocalRunner]] = field(default_factory=dict)
+    _cache: dict[tuple[Any, ...], tuple[StageBackends, JobRunner]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def backends(self, ctx: StageContext, repo_root: Path | None = None) -> StageBackends:
@@ -158,11 +163,13 @@ class Wiring:
             spec.presto.model_dump_json(),
             spec.airflow.model_dump_json(exclude={"dags_folder"}),
             spec.spark.master,
+            # SparkApplication objects carry their stage in a label: one operator runner per stage
+            (ctx.stage, spec.spark.model_dump_json()) if spec.spark.runner == "sparkOperator" else None,
         )
         with self._lock:
             if key in self._cache:
                 be, cached_runner = self._cache[key]
-                if repo_root is not None:
+                if repo_root is not None and isinstance(cached_runner, LocalRunner):
                     cached_runner.repo_root = repo_root.resolve()
                 return be
             info = _stack_info()
@@ -196,7 +203,7 @@ class Wiring:
             )
             airflow.requeue_waits = self.requeue_waits
             runner = spark_runner(
-                self.state_dir / "spark", (repo_root or self.repo_root).resolve(), spec.spark
+                self.state_dir / "spark", (repo_root or self.repo_root).resolve(), spec.spark, ctx.stage
             )
             spark = SparkAdapter(runner)
             spark.requeue_waits = self.requeue_waits
