@@ -4,7 +4,8 @@ There is no kube-apiserver package for Debian, so ``build_kube_binaries`` builds
 ``kubectl``) from the Go module proxy: a wrapper module requires ``k8s.io/kubernetes`` and replaces
 each ``k8s.io/*`` staging module with its own release (the kubernetes module points them at
 ``./staging/...``, which a dependency cannot use). The binaries are cached under
-``.stack/kube/bin`` and rebuilt only when the version key changes.
+``.stack/kube/bin`` and rebuilt only when the version key changes. ``kube:install`` also fetches
+the kubeflow spark-operator's SparkApplication CRD the same way (``spark_operator_crd``).
 
 The API server listens on 127.0.0.1 only, authenticates one generated admin token
 (``.stack/kube/token.csv``), authorises with RBAC, and signs service-account tokens with a
@@ -123,6 +124,49 @@ def build_kube_binaries(layout: Layout, say: Any = print) -> Path:
         fh.write(f"built in {time.monotonic() - t0:.0f} s wall, {cpu:.0f} s CPU\n")
     marker.write_text(key + "\n")
     return out
+
+
+SPARK_OPERATOR_MODULE = "github.com/kubeflow/spark-operator/v2"
+SPARK_OPERATOR_VERSION = "v2.3.0"
+SPARK_OPERATOR_CRD = "charts/spark-operator-chart/crds/sparkoperator.k8s.io_sparkapplications.yaml"
+
+
+def spark_operator_crd_path(layout: Layout) -> Path:
+    crds = kube_dir(layout) / "crds"
+    return crds / f"spark-operator-{SPARK_OPERATOR_VERSION}" / Path(SPARK_OPERATOR_CRD).name
+
+
+def spark_operator_crd(layout: Layout, say: Any = print) -> Path:
+    """The kubeflow spark-operator's SparkApplication CRD (for the ``SparkOperatorRunner`` tests),
+    copied from its module fetched through the Go module proxy (``go mod download``, cached in
+    ``.stack/kube/gomod``). Not vendored: it is ~800 KB of generated schema."""
+    dest = spark_operator_crd_path(layout)
+    if dest.is_file():
+        return dest
+    go = find_go()
+    mod = f"{SPARK_OPERATOR_MODULE}@{SPARK_OPERATOR_VERSION}"
+    say(f"kube:install: fetching the SparkApplication CRD from {mod}")
+    env = {**os.environ, "GOMODCACHE": str(kube_dir(layout) / "gomod"), "GO111MODULE": "on"}
+    env.pop("GOFLAGS", None)  # -mod=… is refused outside a module
+    kube_dir(layout).mkdir(parents=True, exist_ok=True)
+    out = subprocess.run([go, "mod", "download", "-json", mod], capture_output=True, text=True, env=env,
+                         cwd=kube_dir(layout), timeout=600, check=False)
+    try:
+        info = json.loads(out.stdout)
+    except ValueError:
+        info = {}
+    if out.returncode != 0 or info.get("Error") or not info.get("Dir"):
+        raise StackError(f"go mod download {mod} failed: {info.get('Error') or out.stderr.strip()[-400:]}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_bytes((Path(info["Dir"]) / SPARK_OPERATOR_CRD).read_bytes())
+    tmp.replace(dest)
+    return dest
+
+
+def install_kube(layout: Layout, say: Any = print) -> str:
+    """``kube:install``: the binaries and the spark-operator CRD, each only when missing."""
+    return f"{build_kube_binaries(layout, say)}; {spark_operator_crd(layout, say)}"
 
 
 def _sa_keypair(pki: Path) -> tuple[Path, Path]:
@@ -268,4 +312,4 @@ class KubeApiserver(Component):
                 "kubectl": str(kube_bin(self.layout) / "kubectl")}
 
 
-__all__ = ["Etcd", "KubeApiserver", "build_kube_binaries", "go_mod"]
+__all__ = ["Etcd", "KubeApiserver", "build_kube_binaries", "go_mod", "install_kube", "spark_operator_crd"]

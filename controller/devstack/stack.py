@@ -173,7 +173,7 @@ class Stack:
             "jars": ((), task_jars),
             "presto:install": (("jars",), task_presto),
             "airflow:install": ((), task_airflow),
-            "kube:install": ((), lambda: str(kube.build_kube_binaries(lay, say=self.say))),
+            "kube:install": ((), lambda: kube.install_kube(lay, say=self.say)),
         }
         needed = {"jars"}  # the Spark conf dir is for every Spark process, always written
         for n in selected:
