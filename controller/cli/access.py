@@ -31,6 +31,7 @@ from controller.api.server import ApiState
 from controller.audit.approvals import ApprovalRefused, ApprovalRequest, approve, check_stage
 from controller.audit.destructive import DestructiveRequest, approve_destructive
 from controller.engine.controller import Controller
+from controller.engine.kube_source import KubeSource
 from controller.engine.manual import preview
 from controller.engine.registry_sync import RegistrySync
 from controller.engine.requests import RequestConflict
@@ -99,6 +100,10 @@ def approver(rt: Runtime, ctl: Controller) -> Callable[[ApprovalRequest, Princip
 
 
 def _current(rt: Runtime, ctl: Controller) -> RepoSnapshot:
+    if isinstance(ctl.source, KubeSource):  # --source kubernetes: the releases are the objects
+        if ctl.latest is None:
+            raise ApprovalRefused(503, "NotReady", "the controller has not read its objects yet")
+        return ctl.latest
     commit = ctl.last_commit
     if rt.source.is_git and commit is None:
         raise ApprovalRefused(503, "NotReady", "the controller has not read its git repository yet")
@@ -119,7 +124,9 @@ def destructive_approver(
             raise ApprovalRefused(
                 503, "PlanUnavailable", f"the plan of {req.stage} is not available: {e}"
             ) from e
-        return approve_destructive(rt.store, snap, plan, req, who)
+        out = approve_destructive(rt.store, snap, plan, req, who)
+        ctl.trigger(req.release)  # the approved action is applied by the release's next pass: now
+        return out
 
     return do
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from controller.engine.kube_finalizer import Finalizer
 from controller.engine.kube_source import KubeSource
 from controller.engine.manual import rollback_stage
 from controller.engine.passes import Result
@@ -81,6 +82,8 @@ def fingerprints(snap: RepoSnapshot) -> dict[str, str]:
             except (OSError, UnicodeDecodeError):
                 h.update(p.encode() + b"\0missing")
         out[name] = h.hexdigest()
+    for name in snap.deleting & set(out):  # a deletion starting is a change: its finalizer acts at once
+        out[name] = "deleting:" + out[name]
     return out
 
 
@@ -98,6 +101,9 @@ class Controller:
     on_pass: Callable[[RepoSnapshot, dict[str, float]], None] | None = None
     queue: WorkQueue = field(default_factory=WorkQueue)
     rollbacks: RollbackRequests = field(default_factory=RollbackRequests)
+    finalizer: Finalizer | None = None
+    """``--source kubernetes``: the objects' finalizer (``engine.kube_finalizer``), asked before
+    each pass; made by ``__post_init__`` for a ``KubeSource``."""
     last_commit: str | None = None
     last_error: str | None = None
     _snap: RepoSnapshot | None = None
@@ -106,6 +112,9 @@ class Controller:
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.clock)
+        src, rec = self.source, self.reconciler
+        if self.finalizer is None and isinstance(src, KubeSource) and isinstance(rec, Reconciler):
+            self.finalizer = Finalizer(src, rec)
 
     def trigger(self, release: str | None = None) -> None:
         """Reconcile now: one release (approval), or look at git now (webhook) — a new commit
@@ -140,6 +149,11 @@ class Controller:
         self._snap, self.last_commit, self._prints = snap, commit, prints
         return snap
 
+    @property
+    def latest(self) -> RepoSnapshot | None:
+        """The snapshot of the last refresh (None before the first)."""
+        return self._snap
+
     def refresh(self) -> RepoSnapshot | None:
         """Read git (a new commit enqueues what it changed); None when the source failed. Starts a
         new pass-wide live-state snapshot (``engine.snapshot``): passes after it read afresh."""
@@ -165,7 +179,9 @@ class Controller:
             return 0.0
         t0 = time.monotonic()
         try:
-            res = self.reconciler.reconcile(snap, name)
+            res = self.finalizer.reconcile(snap, name) if self.finalizer is not None else None
+            if res is None:
+                res = self.reconciler.reconcile(snap, name)
         except Exception as e:
             log.exception("pass raised", release=name)
             res = Result(errors=[f"{type(e).__name__}: {e}"], requeue_after=30.0)

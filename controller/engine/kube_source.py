@@ -8,7 +8,9 @@ and wakes the controller when an object's spec changes; without a cache, ``KubeA
 lists them anew) and validates them with the repository's environments through the
 same ``load_repo`` a git checkout goes through (``release_docs``), so problems name
 ``namespace/name`` and the field path. The snapshot's ``commit`` stays the repository's commit:
-it is what the referenced files are read from. An object being deleted is left out.
+it is what the referenced files are read from. An object being deleted stays in the snapshot,
+named in ``RepoSnapshot.deleting``: its finalizer tears the release down
+(``controller.engine.kube_finalizer``).
 
 Status goes to the object's status subresource (``KubeStatus``): the release status with
 ``observedGeneration`` and Ready/Progressing conditions; stage transitions become core/v1 Events
@@ -81,11 +83,13 @@ class KubeSource:
         """Read the objects (cache, else a list) and validate them against the checkout at ``root``."""
         items = self.cache.items() if self.cache is not None else self.api.list_releases()
         refs = [object_ref(o) for o in items]
-        docs = [release_document(o) for o, ref in zip(items, refs, strict=True) if not ref.deleting]
+        docs = [release_document(o) for o in items]
         with self._lock:
-            self.objects = {r.name: r for r in refs if not r.deleting}
+            self.objects = {r.name: r for r in refs}
             self.written = {r.name: dict(o.get("status") or {}) for o, r in zip(items, refs, strict=True)}
-        return load_repo(root, release_docs=docs)
+        snap = load_repo(root, release_docs=docs)
+        snap.deleting = {r.name for r in refs if r.deleting}
+        return snap
 
     def ref(self, name: str) -> ObjectRef | None:
         with self._lock:

@@ -2,7 +2,8 @@
 
 - ``preview``: the plan the controller's next pass would compute for one stage (``pipectl plan``
   and ``diff``): same step decision, same rollout inputs, same upstream releases (a rollback's
-  restore under way: what it still has to change).
+  restore under way: what it still has to change; an object being deleted: its teardown,
+  ``controller.engine.teardown``).
 - ``apply_stage``: the one-shot ``pipectl apply`` (converge one stage to the release's version,
   no gates), with the inputs the controller's deploy step uses.
 - ``rollback_stage``: ``pipectl rollback`` (converge a stage to an earlier promoted version and
@@ -17,6 +18,7 @@ import uuid
 from datetime import datetime
 
 from controller.audit.records import RunFacts
+from controller.engine import teardown
 from controller.engine.executor import ApplyReport
 from controller.engine.passes import Pass, Result
 from controller.engine.reconciler import Reconciler
@@ -51,6 +53,9 @@ def step_of(rec: Reconciler, p: Pass, stage: str) -> Step:
 
 def preview(rec: Reconciler, snap: RepoSnapshot, name: str, stage: str) -> Plan:
     """The plan the controller's pass would compute for ``stage`` now (nothing applied)."""
+    if name in snap.deleting:  # its object is being deleted: the teardown's plan
+        _pass(rec, snap, name, stage)
+        return teardown.plan_stage(rec, snap, name, stage)
     p = _pass(rec, snap, name, stage)
     ops, ctx = rec.ops, p.ctx(stage)
     step = step_of(rec, p, stage)

@@ -26,6 +26,9 @@ class Reason(StrEnum):
     SUSPENDED = "Suspended"
     """``pipectl suspend``: the controller skips the release (nothing planned, applied, gated or
     promoted; what runs keeps running) until ``pipectl resume``."""
+    DELETING = "Deleting"
+    """The PipelineRelease object was deleted: its finalizer tears the release down and waits
+    for approval of each destructive delete (``controller.rollout.deletion``)."""
 
     # --- failures ---------------------------------------------------------------------------
     VALIDATION_FAILED = "ValidationFailed"

@@ -7,6 +7,10 @@ object into the YAML text ``load_repo(release_docs=...)`` validates exactly as a
 kept: the server's own metadata (uid, resourceVersion, managedFields, finalizers, ...) and the
 status are left out, as are annotations in the ``kubernetes.io`` namespaces (kubectl's
 last-applied-configuration).
+
+``FINALIZER`` is the finalizer the controller puts on every object it reconciles, and
+``DELETION_POLICY`` the annotation that says what deleting the object does to the release's
+resources (``controller.rollout.deletion``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ObjectRef", "object_ref", "release_document"]
+__all__ = ["DELETION_POLICY", "FINALIZER", "ObjectRef", "object_ref", "release_document"]
+
+FINALIZER = "pipectl.dev/prune"
+DELETION_POLICY = "pipectl.dev/deletion-policy"
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class ObjectRef:
     generation: int
     deleting: bool = False
     finalizers: tuple[str, ...] = ()
+    deletion_policy: str | None = None
+    """The ``pipectl.dev/deletion-policy`` annotation, None without it."""
 
     @property
     def shown(self) -> str:
@@ -50,6 +59,7 @@ def object_ref(obj: Mapping[str, Any]) -> ObjectRef:
         generation=int(md.get("generation") or 0),
         deleting=bool(md.get("deletionTimestamp")),
         finalizers=tuple(md.get("finalizers") or ()),
+        deletion_policy=(md.get("annotations") or {}).get(DELETION_POLICY),
     )
 
 

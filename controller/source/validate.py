@@ -58,6 +58,8 @@ class RepoSnapshot:
     invalid_environments: set[str] = field(default_factory=set)
     commit: str | None = None
     display_root: Path | None = None
+    deleting: set[str] = field(default_factory=set)
+    """Releases whose PipelineRelease object is being deleted (``controller.engine.kube_source``)."""
 
     def release(self, name: str) -> PipelineRelease:
         obj = self.releases[name].obj

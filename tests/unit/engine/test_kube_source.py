@@ -52,15 +52,21 @@ def source(repo: Path, kube: FakeKube) -> KubeSource:
     return KubeSource(GitSource(str(repo), worktree=True), kube)  # type: ignore[arg-type]
 
 
-def test_load_lists_objects_and_leaves_out_the_ones_being_deleted(repo: Path) -> None:
+def test_load_lists_objects_and_names_the_ones_being_deleted(repo: Path) -> None:
     kube = FakeKube([obj(repo)])
     src = source(repo, kube)
     snap = src.load(repo)
     assert list(snap.releases) == ["host-metrics"] and snap.releases["host-metrics"].file == "team-a/host-metrics"
     ref = src.ref("host-metrics")
     assert ref is not None and (ref.shown, ref.revision) == ("team-a/host-metrics", "uid-team-a@1")
-    kube.items = [obj(repo, deletionTimestamp="2026-12-05T11:00:00Z")]
-    assert list(src.load(repo).releases) == [] and src.ref("host-metrics") is None
+    assert snap.deleting == set()
+    kube.items = [obj(repo, deletionTimestamp="2026-12-05T11:00:00Z", finalizers=["pipectl.dev/prune"],
+                      annotations={"pipectl.dev/deletion-policy": "orphan"})]
+    snap = src.load(repo)  # still a release: its finalizer tears it down (kube_finalizer)
+    assert list(snap.releases) == ["host-metrics"] and snap.deleting == {"host-metrics"}
+    ref = src.ref("host-metrics")
+    assert ref is not None and ref.deleting and ref.finalizers == ("pipectl.dev/prune",)
+    assert ref.deletion_policy == "orphan"
 
 
 class NoReconcile:
