@@ -16,7 +16,8 @@ order), the view text is ``viewOriginalText``. Properties are exact here, so the
 misread of a value containing ``", k=v"`` cannot happen. A Spark datasource table (parameter
 ``spark.sql.sources.provider`` other than ``hive``) keeps its schema in Spark's own properties,
 not in ``sd.cols``: its columns are read with the SQL path's ``GetColumns`` (1 call for all of
-them in the database) and its location from the ``path`` storage property, as Spark does.
+them in the database), its location, partition columns and properties as Spark restores them
+(the ``path`` storage property, ``spark.sql.sources.schema.partCol.N``, no ``transient_lastDdlTime``).
 
 Transient failures (connection refused or lost, timeouts) become ``TransientBackendError`` and
 close the connection, so the adapter's retry opens a new one. The only module of pipectl that
@@ -51,6 +52,8 @@ _HIDDEN = frozenset(
 )
 _SPARK_PREFIX = "spark.sql."
 _PROVIDER = "spark.sql.sources.provider"
+_SCHEMA = "spark.sql.sources.schema"
+_DDL_TIME = "transient_lastDdlTime"  # Spark hides it for datasource tables only
 
 # MetaException messages that mean "the metastore's own database is unreachable for now".
 _TRANSIENT_MARKERS = ("Connection refused", "SocketTimeoutException", "Communications link failure")
@@ -72,20 +75,25 @@ def is_datasource(table: Any) -> bool:
 
 def table_info(table: Any) -> TableInfo:
     """What the SQL path parses from ``SHOW TABLE EXTENDED``, from a metastore ``Table``."""
-    sd = table.sd
+    sd, params = table.sd, dict(table.parameters or {})
     serde = sd.serdeInfo if sd is not None else None
     location = sd.location if sd is not None else None
-    if is_datasource(table) and serde is not None and (serde.parameters or {}).get("path"):
-        location = serde.parameters["path"]
+    partitions = [str(c.name) for c in table.partitionKeys or []]
+    properties = spark_properties(params)
+    if is_datasource(table):  # as Spark's HiveExternalCatalog.restoreDataSourceTable reads it back
+        location = (serde.parameters or {}).get("path", location) if serde is not None else location
+        count = int(params.get(f"{_SCHEMA}.numPartCols", "0"))
+        partitions = [params[f"{_SCHEMA}.partCol.{i}"] for i in range(count)]
+        properties.pop(_DDL_TIME, None)
     view = str(table.tableType or "").upper() == "VIRTUAL_VIEW"
     return TableInfo(
         type="VIEW" if view else ("EXTERNAL" if table.tableType == "EXTERNAL_TABLE" else "MANAGED"),
-        provider=str((table.parameters or {}).get(_PROVIDER, "hive")),
+        provider=str(params.get(_PROVIDER, "hive")),
         location=location or None,
         serde=str(serde.serializationLib or "") if serde is not None else "",
         input_format=str(sd.inputFormat or "") if sd is not None else "",
-        partition_columns=[str(c.name) for c in table.partitionKeys or []],
-        properties=spark_properties(table.parameters),
+        partition_columns=partitions,
+        properties=properties,
         view_text=table.viewOriginalText if view else None,
     )
 

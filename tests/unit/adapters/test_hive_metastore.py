@@ -163,7 +163,14 @@ def test_datasource_table_reads_columns_with_get_columns_and_location_from_path(
     ds = _table(
         "ds",
         [("col", "array<string>")],  # Spark's placeholder schema: the real one is in its properties
-        params={"spark.sql.sources.provider": "json", "spark.sql.sources.schema": "{}"},
+        params={
+            "spark.sql.sources.provider": "json",
+            "spark.sql.sources.schema": "{}",
+            "spark.sql.sources.schema.numPartCols": "1",
+            "spark.sql.sources.schema.partCol.0": "dt",
+            "transient_lastDdlTime": "1",
+            "team": "it",
+        },
         serde="org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
         serde_params={"path": "file:/data/ds"},
     )
@@ -177,7 +184,10 @@ def test_datasource_table_reads_columns_with_get_columns_and_location_from_path(
     assert asked == [{("hx_exp", "ds")}]  # one call, for the datasource tables only
     assert columns == {("hx_exp", "t1"): table_columns(T1), ("hx_exp", "ds"): [Column(name="k", type="string")]}
     assert set(infos) == {("hx_exp", "t1"), ("hx_exp", "ds"), ("hx_exp", "v")}
-    assert (infos[("hx_exp", "ds")].format, infos[("hx_exp", "ds")].location) == ("spark:json", "file:/data/ds")
+    ds_info = infos[("hx_exp", "ds")]
+    assert (ds_info.format, ds_info.location) == ("spark:json", "file:/data/ds")
+    # as Spark restores a datasource table: partition columns from its properties, no DDL time
+    assert (ds_info.partition_columns, ds_info.properties) == (["dt"], {"team": "it"})
     assert database_state([T1], get_columns)[1] == {("hx_exp", "t1"): table_columns(T1)}
     assert len(asked) == 1  # no datasource table, no call
 
