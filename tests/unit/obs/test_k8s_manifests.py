@@ -132,8 +132,9 @@ def test_rbac_grants_what_the_controller_uses_and_no_more() -> None:
     ]
     assert [r["verbs"] for r in leases if not r.get("resourceNames")] == [["create"]]
     assert _grants(rules, "pipectl.dev", "pipelinereleases/status") == {"patch"}
-    # --source kubernetes: list and watch the objects (never write their spec), create Events about them
-    assert _grants(rules, "pipectl.dev", "pipelinereleases") == {"list", "watch"}
+    # --source kubernetes: list and watch the objects, patch their finalizers (never their spec),
+    # create Events about them
+    assert _grants(rules, "pipectl.dev", "pipelinereleases") == {"list", "watch", "patch"}
     assert _grants(rules, "", "events") == {"create"} and not _grants(rules, "events.k8s.io", "events")
     for r in rules:
         assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
