@@ -184,6 +184,7 @@ class Wiring:
                 username=spec.hive.username,
                 password=stage_secret(stage, "hive.passwordFrom", hive_ref) if hive_ref else None,
                 presto=presto,
+                metastore_uri=spec.hive.metastore_uri,
             )
             dags = (
                 spec.airflow.dags_folder
@@ -191,7 +192,6 @@ class Wiring:
                 or info.get("airflow_dags_folder")
             )
             if not dags:
-                metastore_uri=spec.hive.metastore_uri,
                 raise PipectlError(
                     "no Airflow DAG folder: set spec.airflow.dagsFolder or PIPECTL_AIRFLOW_DAGS_FOLDER"
                 )
