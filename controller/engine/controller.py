@@ -130,7 +130,7 @@ class Controller:
         if self._snap is not None and commit is not None and self._snap.commit == commit and kube is None:
             if self._snap.root == checkout.root.resolve():
                 return self._snap
-        # objects change without a commit: a Kubernetes source is listed on every refresh
+        # objects change without a commit: a Kubernetes source is read (its watch's cache) on every refresh
         snap = kube.load(checkout.root) if kube is not None else load_repo(checkout.root)
         snap.commit = commit
         prints = fingerprints(snap)
