@@ -124,9 +124,7 @@ def destructive_approver(
             raise ApprovalRefused(
                 503, "PlanUnavailable", f"the plan of {req.stage} is not available: {e}"
             ) from e
-        out = approve_destructive(rt.store, snap, plan, req, who)
-        ctl.trigger(req.release)  # the approved action is applied by the release's next pass: now
-        return out
+        return approve_destructive(rt.store, snap, plan, req, who)
 
     return do
 
