@@ -11,8 +11,9 @@ store's ``leader_epoch`` row (``take_epoch``, ``controller.store.fencing.EpochTa
 counts as leader; that epoch is its ``fencing_token``, checked in the transaction of every journal,
 status, known-good and key/value write. A demoted leader — paused past the lease, resumed — has its
 next write refused (``FencedOut``) once the new leader took its epoch. Two more checks close the gap
-before that: ``check_held`` (``Store.fence_guard``) refuses a write once the last renewal is older
-than the renew deadline, which passes before any candidate may take over; and a renewal that finds
+before that: ``check_held`` (``Store.fence_guard``) lets a write through only while the last renewal
+is within the renew deadline — which passes before any candidate may take over — or once a renewal
+made there and then still finds the Lease ours (else ``LeaseLapsed``); and a renewal that finds
 another holder (or no lease) drops leadership at once instead of taking the lease back.
 
 The ``kubernetes`` SDK is imported lazily: a controller that does not use a Lease never loads it.
@@ -166,13 +167,16 @@ class LeaseElector:
             return self._is_leader and self._try(renewing=True)
 
     def check_held(self) -> None:
-        """Raise ``LeaseLapsed`` unless this instance leads and renewed within the renew deadline
-        (run before each fenced write: ``Store.fence_guard``)."""
+        """Raise ``LeaseLapsed`` unless this instance still holds the Lease it thinks it holds (run
+        in each fenced write: ``Store.fence_guard``). Within the renew deadline of the last renewal
+        that is known without a call; past it (a paused process, a late keeper) one renewal must
+        find the Lease still ours first, else this instance steps down and the write is refused."""
         since = self._clock() - self._last_renewed
+        if self._is_leader and since >= self.renew_deadline:
+            self.renew()
         if not self._is_leader:
-            raise LeaseLapsed(self._epoch, self._where(), "this controller no longer holds the Lease")
-        if since >= self.renew_deadline:
-            why = f"the Lease was last renewed {since:.1f}s ago (renew deadline {self.renew_deadline:.1f}s)"
+            why = (f"this controller no longer holds the Lease (last renewed {since:.1f}s ago, "
+                   f"renew deadline {self.renew_deadline:.1f}s)")
             raise LeaseLapsed(self._epoch, self._where(), why)
 
     def release(self) -> None:

@@ -10,8 +10,9 @@
   it reads the epoch row ``FOR SHARE`` and raises ``FencedOut`` unless it still equals the writer's
   token. A takeover's increment waits for that share lock, so a write either commits before the
   new epoch exists or sees it and is refused.
-* ``LeaseLapsed`` (a ``FencedOut``) is what a Lease leader's own check raises when its last renewal
-  is older than the renew deadline (``Store.fence_guard``, ``LeaseElector.check_held``).
+* ``LeaseLapsed`` (a ``FencedOut``) is what a Lease leader's own check raises when it no longer
+  holds the Lease: past the renew deadline, a renewal found another holder or failed
+  (``Store.fence_guard``, ``LeaseElector.check_held``).
 
 The advisory lock lives on a dedicated connection (``PgLeaderLock``), never a pooled one:
 PostgreSQL drops a session-level lock only when that session ends. The session is ended by the server when it
@@ -82,7 +83,7 @@ class FencedOut(PipectlError):
 
 
 class LeaseLapsed(FencedOut):
-    """A Lease leader's write after its renew deadline passed: another instance may lead by now."""
+    """A Lease leader's write after it lost the Lease (or could not confirm it past the renew deadline)."""
 
     def __init__(self, token: int | None, lease: str, why: str):
         msg = f"fenced out: write refused: {why} (Lease {lease}); another may lead; nothing applied"
@@ -145,7 +146,7 @@ def check_fence(
     conn: Connection, token: int | None, name: str = DEFAULT_LOCK, *, guard: Callable[[], None] | None = None
 ) -> None:
     """Raise ``FencedOut`` unless ``token`` is the current epoch (``None``: no fencing, no query),
-    then run ``guard`` (a Lease leader's ``check_held``: raises ``LeaseLapsed`` past its renew deadline)."""
+    then run ``guard`` (a Lease leader's ``check_held``: raises ``LeaseLapsed`` once it lost the Lease)."""
     if token is not None:
         _check_epoch(conn, token, name)
     if guard is not None:

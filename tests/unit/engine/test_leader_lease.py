@@ -266,25 +266,45 @@ def test_the_lease_without_an_epoch_is_not_leadership(tmp_path: Path) -> None:
     assert a.acquire() is True and a.fencing_token == 1
 
 
-def test_writes_are_refused_once_the_renew_deadline_has_passed(tmp_path: Path) -> None:
+def test_past_the_renew_deadline_a_write_needs_a_renewal_that_finds_the_lease_still_ours(tmp_path: Path) -> None:
     leases, clock = LeaseStore(), Clock()
     a = fenced(leases, "pod-a", clock, f"sqlite:///{tmp_path / 'state.db'}")
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     assert a.acquire()
     store.fencing_token, store.fence_guard = a.fencing_token, a.check_held
-    clock.t += 9.9  # within the renew deadline (10 s of a 15 s lease)
+    writes = leases.rv
+    clock.t += 9.9  # within the renew deadline (10 s of a 15 s lease): no call to the API server
     store.journal_begin("run-a", "r", "dev", "intent", "a", "{}")
-    clock.t += 0.2  # 10.1 s without a renewal: a standby may take over 5 s from now
-    with pytest.raises(LeaseLapsed, match=r"last renewed 10\.1s ago \(renew deadline 10\.0s\)"):
+    assert leases.rv == writes
+    clock.t += 5  # 14.9 s (a late keeper, a short pause): one renewal first, which finds it ours
+    store.journal_end("intent", "a", "done")
+    assert leases.rv == writes + 1 and a.is_leader
+
+    clock.t += 12  # paused again, and now the API server cannot be reached: a steps down
+    leases.down = True
+    with pytest.raises(LeaseLapsed, match=r"no longer holds the Lease \(last renewed 12\.0s ago, renew deadline "
+                                          r"10\.0s\) \(Lease pipectl/pipectl-controller\)"):
         store.journal_begin("run-a", "r", "dev", "intent", "b", "{}")
+    assert not a.is_leader
     with pytest.raises(FencedOut):  # the executor's handling: a FencedOut like any other
         store.kv_put("rollout/r/dev", "{}")
     assert [r["action_id"] for r in store.journal_rows("r")] == ["a"] and store.kv_get("rollout/r/dev") is None
-    assert a.renew() is True  # renewed (nobody took over): writes go through again
-    store.journal_begin("run-a", "r", "dev", "intent", "b", "{}")
-    a.release()
+    store.close()
+
+
+def test_past_the_renew_deadline_a_lease_taken_over_refuses_the_write(tmp_path: Path) -> None:
+    leases, clock = LeaseStore(), Clock()
+    a = fenced(leases, "pod-a", clock, f"sqlite:///{tmp_path / 'state.db'}")
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    assert a.acquire()
+    store.fence_guard = a.check_held  # no token: the Lease check alone
+    lease = leases.leases["pipectl-controller"]
+    lease.spec.holder_identity = "pod-b"  # b took it over (without an epoch: only the Lease says so)
+    store.put_status("r", {"version": "1"})  # within the deadline a does not know yet
+    clock.t += 11
     with pytest.raises(LeaseLapsed, match="no longer holds the Lease"):
-        store.journal_end("intent", "b", "done")
+        store.put_status("r", {"version": "2"})
+    assert store.get_status("r") == {"version": "1"} and not a.is_leader
     store.close()
 
 
