@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 KAFKA = "127.0.0.1:9092"
 HIVE_HOST, HIVE_PORT = "127.0.0.1", 10000
+METASTORE_URI = "thrift://127.0.0.1:9083"
 AIRFLOW_URL = "http://127.0.0.1:8089"
 TOKEN = "bench-" + uuid.uuid4().hex[:16]
 # The local stack's Airflow password (as the Makefile exports it): pipectl has no default.
@@ -184,6 +185,9 @@ def new_uid(tag: str) -> str:
 
 
 def env_yaml(uid: str, dags_folder: str, stage: str = "dev") -> str:
+    """The bench's environment; ``BENCH_HIVE_METASTORE=1``: Hive live state from the stack's
+    metastore (``hive.metastoreUri``) instead of the Thrift Server's SQL."""
+    metastore = f', metastoreUri: "{METASTORE_URI}"' if os.environ.get("BENCH_HIVE_METASTORE") == "1" else ""
     return f"""\
 apiVersion: pipectl.dev/v1alpha1
 kind: Environment
@@ -191,7 +195,7 @@ metadata:
   name: {stage}
 spec:
   kafka: {{bootstrapServers: "{KAFKA}", topicPrefix: "{uid}."}}
-  hive: {{host: {HIVE_HOST}, port: {HIVE_PORT}, databasePrefix: "{uid}_"}}
+  hive: {{host: {HIVE_HOST}, port: {HIVE_PORT}, databasePrefix: "{uid}_"{metastore}}}
   presto: {{host: 127.0.0.1, port: 8080, catalog: hive}}
   airflow: {{url: "{AIRFLOW_URL}", username: admin, passwordFrom: "env:PIPECTL_AIRFLOW_PASSWORD",
             dagsFolder: "{dags_folder}"}}

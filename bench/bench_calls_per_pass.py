@@ -126,6 +126,7 @@ def time_round_trips(be: Any, timers: Timers) -> None:
     points: list[tuple[Any, str, Callable[..., str]]] = [
         (be.hive, "_run", lambda sql, op, **_: f"hive.{op}"),
         (be.hive, "_metadata_columns", lambda *a, **_: "hive.get_columns"),
+        (getattr(be.hive, "metastore", None), "_call", lambda method, *a, **_: f"hive.hms.{method}"),
         (be.kafka, "_describe_topics", lambda *a, **_: "kafka.describe_topics"),
         (be.kafka, "_describe_all", lambda *a, **_: "kafka.describe_topics"),
         (be.kafka, "_describe_configs", lambda *a, **_: "kafka.describe_configs"),

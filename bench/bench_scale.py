@@ -32,7 +32,10 @@ the in-process runtime is the same code (same ``Controller``, ``Reconciler``, ad
 HTTP API and the leader lock. RSS is only taken from the real process.
 
 Run: ``.venv/bin/python bench/bench_scale.py [RELEASES]`` (needs the stack up; ~7 min for 100
-releases on 2 shared cores at load 8-11, half of it the first converge).
+releases on 2 shared cores at load 8-11, half of it the first converge). With
+``BENCH_HIVE_METASTORE=1`` the environment names the stack's metastore (``hive.metastoreUri``), so
+passes read Hive from its Thrift API; step 3 then also runs the same in-process pass with the
+shared Hive adapter on the SQL path (``SHOW TABLE EXTENDED``), for a comparison in one run.
 """
 
 from __future__ import annotations
@@ -180,6 +183,28 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+
+def noop_pass(
+    loop: Any, rt: Any, be: Any, names: list[str], state: Path
+) -> tuple[float, dict[str, dict[str, int]], dict[str, float], bool, int]:
+    """One full in-process no-op pass: (seconds, calls per backend and operation, seconds per
+    release, every plan a no-op, runs recorded)."""
+    runs_before = len(sqlite_rows(state, "SELECT run_id FROM runs"))
+    durations: dict[str, float] = {}
+    loop.on_pass = lambda _snap, d: durations.update(d)
+    loop.stop.clear()
+    be.reset_calls()
+    for x in names:  # a bare trigger makes no converged release due: ask for each one
+        loop.trigger(x)
+    t = time.perf_counter()
+    loop.run_once()
+    in_s = time.perf_counter() - t
+    calls = be.call_detail()
+    plans = [rt.reconciler.last_plans.get((x, "dev")) for x in names]
+    noop = len(durations) == len(names) and all(p is not None and p.is_noop for p in plans)
+    new_runs = len(sqlite_rows(state, "SELECT run_id FROM runs")) - runs_before
+    return in_s, calls, durations, noop, new_runs
+
 def run(
     ctl: ControllerProcess, uid: str, repo: Path, state: Path, names: list[str], figures: dict[str, Any]
 ) -> int:
@@ -234,27 +259,33 @@ def run(
     snap = loop.snapshot()
     envs = {k: snap.environment(k) for k in snap.environments}
     be = rt.wiring.backends(stage_context("dev", envs), repo)
-    runs_before = len(sqlite_rows(state, "SELECT run_id FROM runs"))
-    durations: dict[str, float] = {}
-    loop.on_pass = lambda _snap, d: durations.update(d)
-    loop.stop.clear()
-    be.reset_calls()
-    for x in names:  # a bare trigger makes no converged release due: ask for each one
-        loop.trigger(x)
-    t = time.perf_counter()
-    loop.run_once()
-    in_s = time.perf_counter() - t
-    calls = be.call_detail()
-    plans = [rt.reconciler.last_plans.get((x, "dev")) for x in names]
-    noop = len(durations) == n and all(p is not None and p.is_noop for p in plans)
-    new_runs = len(sqlite_rows(state, "SELECT run_id FROM runs")) - runs_before
+    hive_path = "metastore" if be.hive.metastore is not None else "sql"
+    in_s, calls, durations, noop, new_runs = noop_pass(loop, rt, be, names, state)
     by_backend = {b: sum(calls.get(b, {}).values()) for b in BACKENDS}
     total = sum(by_backend.values())
     d = list(durations.values())
-    say(f"  {in_s:.1f}s, {total} backend calls, every plan a no-op: {noop}, runs recorded: {new_runs}")
+    say(f"  {in_s:.1f}s, {total} backend calls (hive {by_backend['hive']} on the {hive_path} path), "
+        f"every plan a no-op: {noop}, runs recorded: {new_runs}")
     if not noop or new_runs or len(durations) != n:
         say(f"FAILED: not a full no-op pass ({len(durations)}/{n} releases visited, {new_runs} runs)")
         return 1
+    if hive_path == "metastore" and "show_table_extended" in calls.get("hive", {}):
+        say(f"FAILED: the Hive reads did not take the metastore path: {calls['hive']}")
+        return 1
+    figures["hive_read_path"] = hive_path
+    if be.hive.metastore is not None:  # the same pass on the SQL path, for a comparison in one run
+        metastore, be.hive.metastore = be.hive.metastore, None
+        try:
+            sql_s, sql_calls, sql_durations, sql_noop, sql_runs = noop_pass(loop, rt, be, names, state)
+        finally:
+            be.hive.metastore = metastore
+        sql_hive = sum(sql_calls.get("hive", {}).values())
+        say(f"  the same pass on the Hive SQL path: {sql_s:.1f}s, hive {sql_hive} calls, no-op: {sql_noop}")
+        if not sql_noop or sql_runs or len(sql_durations) != n:
+            say("FAILED: the SQL-path comparison pass was not a full no-op pass")
+            return 1
+        figures["sql_path_noop_pass_s"] = round(sql_s, 1)
+        figures["sql_path_noop_calls_detail"] = sql_calls
     figures.update(
         {
             "inprocess_noop_pass_s": round(in_s, 1),

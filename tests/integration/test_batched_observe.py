@@ -4,6 +4,13 @@ backend calls of a no-op pass do not grow with the number of releases, except pe
 
 Three small releases on one ``dev`` stage: ``a`` (topic with a config, database, table, view, DAG),
 ``b`` (topic, DAG; no database) and ``c`` (topic, its own database, table, view).
+
+Run twice: with the Hive SQL path (``SHOW TABLE EXTENDED`` through the Thrift Server) and with the
+environment's ``hive.metastoreUri`` (the pass reads each database from the metastore's Thrift API,
+``controller.adapters.hive_metastore``). With the metastore the per-release reads stay on the SQL
+path, so the first check compares the two paths; a database of tables no release declares (Hive
+parquet partitioned or not, types the text output mangles, a property value with ", ", a Spark
+datasource table, an Iceberg table) and their Presto views is compared path against path too.
 """
 
 from __future__ import annotations
@@ -12,10 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from controller.adapters.hive import HiveAdapter
+from controller.adapters.presto import PrestoClient
 from controller.engine.controller import Controller
 from controller.engine.snapshot import LiveSnapshot
 from controller.engine.stage_ops import StageOps
 from controller.plan.desired import RolloutInputs, stage_context
+from controller.plan.resources import ResourceKind, TableResource
 from controller.wiring import build_runtime
 from tests.integration import ctlkit
 
@@ -47,13 +59,19 @@ spec:
 """
 
 
+@pytest.mark.parametrize("metastore", [False, True], ids=["sql", "metastore"])
 def test_batched_reads_equal_per_release_reads_and_calls_do_not_grow(
-    stack: dict[str, Any], unique_name: str, tmp_path: Path
+    stack: dict[str, Any], unique_name: str, tmp_path: Path, metastore: bool
 ) -> None:
     uid = unique_name
     dags_folder = str(stack["airflow_dags_folder"])
+    env = ctlkit.stage_env_yaml("dev", f"it{uid}.", f"it{uid}_", dags_folder)
+    if metastore:
+        prefix = f'databasePrefix: "it{uid}_"'
+        assert prefix in env
+        env = env.replace(prefix, f'{prefix}, metastoreUri: "{stack["metastore_uri"]}"')
     files = {
-        "environments/dev.yaml": ctlkit.stage_env_yaml("dev", f"it{uid}.", f"it{uid}_", dags_folder),
+        "environments/dev.yaml": env,
         "releases/a.yaml": _release("a", uid, db="sa", dag=True),
         "releases/b.yaml": _release("b", uid, db=None, dag=True),
         "releases/c.yaml": _release("c", uid, db="sc", dag=False),
@@ -113,8 +131,66 @@ def test_batched_reads_equal_per_release_reads_and_calls_do_not_grow(
         one, two, three = noop_pass(["a"]), noop_pass(["a", "b"]), noop_pass(names)
         assert one == two, (one, two)
         assert {k: v for k, v in three.items() if k != "hive"} == {k: v for k, v in one.items() if k != "hive"}
-        assert three["hive"] - one["hive"] == 2, (one, three)  # sc: GetColumns + SHOW TABLE EXTENDED
+        # sc: GetColumns + SHOW TABLE EXTENDED, or get_all_tables + get_table_objects_by_name
+        assert three["hive"] - one["hive"] == 2, (one, three)
         assert one["kafka"] == 2 and one["airflow"] >= 1, one  # one describe, one describe_configs
-        print(f"no-op pass calls: 1 release {one}, 2 releases {two}, 3 releases {three}")
+        hive_ops = be.call_detail()["hive"]
+        if metastore:  # the 3-release pass: the database list, then 2 calls per database
+            assert {k: v for k, v in hive_ops.items() if k != "hms.connect"} == {
+                "hms.get_all_databases": 1,
+                "hms.get_all_tables": 2,
+                "hms.get_table_objects_by_name": 2,
+            }, hive_ops
+        print(f"no-op pass calls: 1 release {one}, 2 releases {two}, 3 releases {three}; hive {hive_ops}")
+
+        if metastore:
+            _metastore_path_equals_sql_path(stack, be.hive, uid)
     finally:
-        ctlkit.drop_everything(uid, [f"it{uid}_sa", f"it{uid}_sc"], dags_folder, f"{uid}_*")
+        dbs = [f"it{uid}_sa", f"it{uid}_sc", f"it{uid}_sx"]
+        ctlkit.drop_everything(uid, dbs, dags_folder, f"{uid}_*")
+
+
+def _metastore_path_equals_sql_path(stack: dict[str, Any], hive: HiveAdapter, uid: str) -> None:
+    """observe_scope of each database, metastore path against SQL path, on the same live state."""
+    assert hive.metastore is not None
+    db = f"it{uid}_sx"
+    presto = PrestoClient(str(stack["presto_host"]), int(stack["presto_port"]))
+    sql = HiveAdapter(str(stack["thrift_host"]), int(stack["thrift_port"]), auth="NOSASL", presto=presto)
+    try:
+        for statement in (
+            f"CREATE DATABASE {db}",
+            f"CREATE TABLE {db}.parts (k string, code varchar(8), amount decimal(10,2), "
+            "tags struct<a:int,b:string>, xs array<bigint>) PARTITIONED BY (dt string, hour int) "
+            "STORED AS PARQUET TBLPROPERTIES ('pipectl.release'='x', 'team'='it')",
+            f"CREATE TABLE {db}.flat (k string, n bigint) STORED AS PARQUET "
+            "TBLPROPERTIES ('note'='a, b', 'zeta'='z')",
+            f"CREATE TABLE {db}.ds (k string, n bigint, dt string) USING json PARTITIONED BY (dt)",
+            f"CREATE TABLE iceberg.{db}.ice (k bigint, ts timestamp_ntz) USING iceberg PARTITIONED BY (days(ts))",
+        ):
+            sql._execute(statement, "setup")
+        presto.execute(f'CREATE VIEW hive.{db}.parts_v AS SELECT "k", "dt" FROM hive.{db}.parts')
+        presto.execute(f'CREATE VIEW hive.{db}.flat_all AS SELECT "k", "n" FROM hive.{db}.flat "pipectl_all"')
+        flat_key = (ResourceKind.TABLE, f"{db}.flat")
+        for scope in (f"db:{db}", f"db:it{uid}_sa", f"db:it{uid}_sc", f"db:it{uid}_nosuchdb"):
+            from_metastore, from_sql = hive.observe_scope(scope), sql.observe_scope(scope)
+            if flat_key in from_sql:
+                # The one difference: the SQL path cannot parse flat's property list (a value holds
+                # ", ") and reads it with SHOW TBLPROPERTIES, which adds the storage properties as
+                # option.*; the metastore gives the table's own properties either way.
+                t = from_sql[flat_key]
+                assert isinstance(t, TableResource) and t.properties["option.serialization.format"] == "1"
+                props = {k: v for k, v in t.properties.items() if not k.startswith("option.")}
+                from_sql[flat_key] = t.model_copy(update={"properties": props})
+            assert from_metastore == from_sql, scope
+        got = hive.observe_scope(f"db:{db}")
+        assert {n for _, n in got} == {f"{db}.{t}" for t in ("parts", "flat", "ds", "ice", "parts_v", "flat_all")}
+        flat = got[flat_key]
+        assert isinstance(flat, TableResource) and (flat.properties["note"], flat.properties["zeta"]) == ("a, b", "z")
+        ice = got[(ResourceKind.TABLE, f"{db}.ice")]
+        assert isinstance(ice, TableResource) and ice.partitioning == ["days(ts)"]
+        ours = {f"it{uid}_sa", f"it{uid}_sc", db, "default"}
+        dbs = {k for k in hive.observe_scope("databases") if k[1] in ours}
+        assert dbs == {k for k in sql.observe_scope("databases") if k[1] in ours} and len(dbs) == 4
+    finally:
+        sql._execute(f"DROP TABLE IF EXISTS iceberg.{db}.ice PURGE", "cleanup")
+        sql.close()
