@@ -9,7 +9,7 @@ as well, so an action interrupted mid-way is safe to run again.
 Waves: actions of the same kind rank run in parallel (bounded); a wave starts only when the one
 before it finished without error. A stop event is honoured between actions (graceful SIGTERM).
 
-Fencing: with a fencing token on the store (``Store.fencing_token``, the PostgreSQL elector's epoch)
+Fencing: with a fencing token on the store (``Store.fencing_token``, the PostgreSQL or Lease elector's epoch)
 the journal refuses the writes of a controller that no longer leads (``FencedOut``); the executor
 then runs nothing more and sets its stop event (tests: ``tests/unit/engine/test_executor_fencing.py``).
 
