@@ -56,6 +56,17 @@ class Kube:
             self.kubectl("create", "namespace", name)
         return name
 
+    def delete_releases(self, namespace: str, selector: str) -> None:
+        """Delete a test's PipelineRelease objects once its controller has stopped: their
+        ``pipectl.dev/prune`` finalizer is removed first, else nothing would let them go."""
+        names = self.kubectl("get", "pipelinereleases", "-n", namespace, "-l", selector, "-o", "name",
+                             check=False).stdout.split()
+        for name in names:
+            self.kubectl("patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":[]}}',
+                         check=False)
+        if names:
+            self.kubectl("delete", *names, "-n", namespace, "--wait=false", check=False)
+
     def apply_crd(self) -> None:
         self.kubectl("apply", "-f", str(ROOT / "crds" / "pipelinerelease.yaml"))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s",

@@ -76,10 +76,7 @@ def world(tmp_path: Path, stack: dict[str, Any], unique_name: str,
               extra_args=["--source", "kubernetes", "--namespace", ns])
     yield kube, ns, ctl, uid, stack
     ctl.stop()
-    for name in (f"fz-{uid}", f"fo-{uid}"):  # a failed test leaves no object held by the finalizer
-        kube.kubectl("patch", "pipelinerelease", name, "-n", ns, "--type=merge",
-                     "-p", '{"metadata":{"finalizers":[]}}', check=False)
-    kube.kubectl("delete", "pipelinereleases", "-n", ns, "-l", f"it={uid}", "--wait=false", check=False)
+    kube.delete_releases(ns, f"it={uid}")  # a failed test leaves no object held by the finalizer
     drop_everything(uid, [f"it{uid}d_fz", f"it{uid}d_fo"], dags, None)
 
 

@@ -78,7 +78,7 @@ def world(tmp_path: Path, stack: dict[str, Any], unique_name: str,
               extra_args=["--source", "kubernetes", "--namespace", ns, "--resync", "300s"])
     yield kube, ns, ctl, uid
     ctl.stop()
-    kube.kubectl("delete", "pipelinereleases", "-n", ns, "-l", f"it={uid}", "--wait=false", check=False)
+    kube.delete_releases(ns, f"it={uid}")
     drop_everything(uid, [f"it{uid}d_ks", f"it{uid}s_ks"], dags, None)
 
 
