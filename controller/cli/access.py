@@ -88,13 +88,11 @@ def snapshot_at(rt: Runtime, commit: str | None) -> RepoSnapshot:
 
 
 def approver(rt: Runtime, ctl: Controller) -> Callable[[ApprovalRequest, Principal], dict[str, Any]]:
-    """Approvals checked against the commit the controller works from now."""
+    """Approvals checked against what the controller works from now: its commit, or with
+    ``--source kubernetes`` the objects it last read (the git repository holds no releases then)."""
 
     def do(req: ApprovalRequest, who: Principal) -> dict[str, Any]:
-        commit = ctl.last_commit
-        if rt.source.is_git and commit is None:
-            raise ApprovalRefused(503, "NotReady", "the controller has not read its git repository yet")
-        return approve(rt.store, snapshot_at(rt, commit), req, who).as_dict()
+        return approve(rt.store, _current(rt, ctl), req, who).as_dict()
 
     return do
 
