@@ -117,8 +117,16 @@ def test_the_service_account_may_do_nothing_more(applied: Kube) -> None:
     # A candidate for a Lease it has no grant on never leads.
     assert LeaseElector(other, NS, "pod-a", 15, api=coord).acquire() is False
     _forbidden(lambda: custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL))
-    _forbidden(lambda: custom.patch_namespaced_custom_object(
+    # patch is granted for the pipectl.dev/prune finalizer (RBAC cannot narrow a patch to one
+    # field); replacing, creating or deleting an object is not.
+    _forbidden(lambda: custom.replace_namespaced_custom_object(
         GROUP, VERSION, NS, PLURAL, other, {"spec": {"version": "9"}}))
+    _forbidden(lambda: custom.create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "PipelineRelease",
+                                     "metadata": {"name": other}, "spec": {"version": "9"}}))
+    _forbidden(lambda: custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, other))
+    _forbidden(lambda: custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "default", PLURAL, other, {"metadata": {"finalizers": []}}))
     _forbidden(lambda: core.list_namespaced_secret(NS))
     _forbidden(lambda: core.create_namespaced_event("default", client.CoreV1Event(
         metadata=client.V1ObjectMeta(name=other), involved_object=client.V1ObjectReference(name="x"))))
