@@ -28,6 +28,7 @@ from controller.devstack.layout import (
     StackError,
     port,
 )
+from controller.devstack.prometheus import Prometheus
 from controller.devstack.spark_cluster import SparkMaster, SparkWorker
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
@@ -508,7 +509,7 @@ class AirflowScheduler(Component):
 
 COMPONENTS: tuple[type[Component], ...] = (
     Postgres, Metastore, Kafka, Thrift, Presto, AirflowWebserver, AirflowScheduler, Etcd, KubeApiserver,
-    SparkMaster, SparkWorker,
+    SparkMaster, SparkWorker, Prometheus,
 )
 ALIASES = {"airflow": ("airflow-webserver", "airflow-scheduler"), "hive": ("thrift",),
            "spark": ("thrift",), "hms": ("metastore",), "kube": ("etcd", "kube-apiserver"),

@@ -27,7 +27,7 @@ def load_stack_info(repo_root: Path | None = None) -> dict[str, Any]:
     ``kafka_bootstrap``, ``metastore_uri``, ``thrift_host``/``thrift_port`` (NOSASL),
     ``presto_url``/``presto_host``/``presto_port``, ``spark_conf_dir``, ``spark_home``,
     ``warehouse_dir``, ``warehouse_uri``, ``airflow_url``, ``airflow_user``,
-    ``airflow_dags_folder``, ``java_home`` and ``python``.
+    ``airflow_dags_folder``, ``prometheus_url``, ``java_home`` and ``python``.
     """
     path = stack_json_path(repo_root)
     try:

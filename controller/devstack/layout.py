@@ -30,6 +30,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "spark_master_rest": 6066,
     "spark_master_ui": 8180,  # not 8080: Presto's
     "spark_worker_ui": 8181,
+    "prometheus": 9090,
 }
 
 KAFKA_VERSION = os.environ.get("PIPECTL_KAFKA_VERSION", "3.9.1")

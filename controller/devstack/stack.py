@@ -321,6 +321,7 @@ class Stack:
             "warehouse_dir": str(lay.warehouse),
             "warehouse_uri": lay.warehouse_uri,
             "airflow_url": f"http://{HOST}:{port('airflow')}",
+            "prometheus_url": f"http://{HOST}:{port('prometheus')}",
             "airflow_user": ctx.airflow_user,
             "airflow_password_env": "PIPECTL_AIRFLOW_PASSWORD",
             "airflow_dags_folder": str(lay.airflow_dags),
