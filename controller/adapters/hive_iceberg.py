@@ -29,8 +29,10 @@ from controller.adapters.hive_parse import TableInfo, parse_presto_view
 from controller.model.identifiers import (
     check_hive_ident,
     normalize_hive_type,
+    presto_string_literal,
     quote_hive,
     quote_hive_qualified,
+    quote_presto,
     spark_string_literal,
     split_qualified,
 )
@@ -237,4 +239,44 @@ def view_repairs(
         out.append(
             Action(op=Op.REPLACE, kind=ResourceKind.VIEW, name=desired.name, reason=reason, desired=desired)
         )
+    return out
+
+
+# --- snapshots (the audit's data side; read through Presto's ``iceberg`` catalog) ----------------
+
+
+def metadata_table(db: str, table: str, which: str, catalog: str = ICEBERG_CATALOG) -> str:
+    """``"iceberg"."db"."table$which"``: one of Presto's Iceberg metadata tables (``$snapshots``,
+    ``$history``), or with ``which`` ``@<snapshot id>`` the table as of that snapshot."""
+    db, table = check_hive_ident(db, "database"), check_hive_ident(table, "table")
+    return f'{quote_presto(catalog)}.{quote_presto(db)}."{table}{which}"'
+
+
+def snapshots_sql(names: Sequence[str], catalog: str = ICEBERG_CATALOG) -> str:
+    """One Presto statement giving, for each named Iceberg table that has a snapshot, a row (name,
+    current snapshot id, its commit time). The current snapshot is the one made current last in
+    ``$history`` (Iceberg appends a history entry on each commit and on each rollback, so after a
+    rollback it is the older snapshot, not the newest one in ``$snapshots``)."""
+    parts = []
+    for name in names:
+        db, table = split_qualified(name)
+        snaps = metadata_table(db, table, "$snapshots", catalog)
+        hist = metadata_table(db, table, "$history", catalog)
+        parts.append(  # every name is checked and quoted, the table's as a string literal
+            f"SELECT {presto_string_literal(name)}, CAST(s.snapshot_id AS varchar), "  # noqa: S608
+            f"CAST(s.committed_at AS varchar) FROM {snaps} s WHERE s.snapshot_id = "
+            f"(SELECT max_by(snapshot_id, made_current_at) FROM {hist})"
+        )
+    return " UNION ALL ".join(parts)
+
+
+def parse_snapshots(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[str, str]]:
+    """name → (snapshot id, commit time in ISO 8601 UTC) from ``snapshots_sql``'s rows (Presto
+    spells the time ``2026-12-05 16:47:10.679 UTC``)."""
+    out = {}
+    for name, snapshot_id, committed in rows:
+        when = str(committed).strip()
+        if when.endswith(" UTC"):
+            when = when[: -len(" UTC")].replace(" ", "T") + "Z"
+        out[str(name)] = (str(snapshot_id), when)
     return out

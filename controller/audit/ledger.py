@@ -87,6 +87,17 @@ class GateVerdict(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+class TableSnapshot(BaseModel):
+    """An Iceberg table's current snapshot after a run's actions (``controller/audit/snapshots.py``).
+    The id is a string: Iceberg ids are 64-bit, beyond what the chain's JSON keeps as a number."""
+
+    table: str
+    snapshot_id: str | None = None
+    """None: the table had no snapshot (no data) yet, or it could not be read (``error``)."""
+    committed_at: str | None = None
+    error: str | None = None
+
+
 class AuditRecord(BaseModel):
     record_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     run_id: str
@@ -113,6 +124,9 @@ class AuditRecord(BaseModel):
     finished_at: datetime
     details: dict[str, Any] = Field(default_factory=dict)
     """Structured facts a kind needs beyond the fields above (a restore: its backup and heads)."""
+    snapshots: list[TableSnapshot] = Field(default_factory=list)
+    """Each ``format: iceberg`` table of the release at the stage, as the run left it. Records
+    written before this field have none; their stored text (what the chain hashes) is unchanged."""
 
 
 class AuditSink(Protocol):

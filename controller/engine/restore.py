@@ -229,7 +229,7 @@ class Restorer:
         run.details = rollback_details(
             r.trigger, r.version, None if r.to is None else to, proved, [] if problem else r.failed_jobs
         )
-        self.ops.audit(failed, stage, run)
+        self.ops.audit(failed, stage, run, tables_at=p.ctx(stage))
         if r.run_id is not None:
             rows = [{k: str(g.get(k, "")) for k in ("name", "type", "verdict", "message")} for g in r.gates]
             history_row(self.ops.store, r.run_id, p, stage, r.version, r.failed.commit, rows)

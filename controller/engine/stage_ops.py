@@ -23,6 +23,7 @@ import structlog
 from controller.adapters.base import Adapter
 from controller.audit.ledger import Ledger
 from controller.audit.records import RunFacts, build_record, manifest_digest
+from controller.audit.snapshots import snapshots_at
 from controller.engine import prune
 from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
@@ -535,10 +536,18 @@ class StageOps:
         ctx: StageContext | None = None,
         read: Reader | None = None,
         upstream: Sequence[PipelineRelease] = (),
+        *,
+        tables_at: StageContext | None = None,
     ) -> None:
+        """Append the run's record, with the current snapshot of each of the release's Iceberg
+        tables at the stage (``ctx`` or, for a record without lineage, ``tables_at``)."""
         if read is None:
             _root, read = self.reader_for(run.commit)
-        self.ledger.append(build_record(rel, stage, run, read, ctx, upstream))
+        rec = build_record(rel, stage, run, read, ctx, upstream)
+        at = ctx or tables_at
+        if at is not None:
+            rec.snapshots = snapshots_at(rel, at, lambda c: self.backends(c, None).presto)
+        self.ledger.append(rec)
 
     def emit(self, event_type: EventType, rel: PipelineRelease | str, stage: str | None, **kw: Any) -> None:
         if self.events is None:
