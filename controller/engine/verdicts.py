@@ -230,7 +230,7 @@ class Verdicts:
         now = self.clock()
         run = RunFacts("promotion", uuid.uuid4().hex, p.commit, "succeeded", started, now, self.ops.instance)
         run.message = f"{p.version} promoted at {stage}"
-        self.ops.audit(rel, stage, run)
+        self.ops.audit(rel, stage, run, tables_at=ctx)
 
     def _switch_views(self, p: Pass, stage: str, ctx: StageContext, blue_version: str) -> bool:
         """Record the new segments (idempotently), then converge the views onto them."""
