@@ -1,6 +1,7 @@
 """``pipectl audit`` (list, ``verify``) and ``pipectl state backup|restore``, all over the ledger.
 
     pipectl audit [RELEASE] [-o json|yaml]
+    pipectl audit show RUN [--query "SELECT …" --repo DIR]  # one run's record; a query as of it
     pipectl audit verify [--anchor-key FILE] [--anchors FILE]   # chain + signed anchors; exit 0 or 1
     pipectl audit verify --state sqlite:///backup.db --backup-of sqlite:///.pipectl/state.db
     pipectl state backup FILE          # appends a state-backup record first: the backup holds it
@@ -12,6 +13,11 @@
 truncated or emptied ledger, an older backup copied into place, a bad anchor signature, or records
 of the pre-2 hash scheme. A restore made with ``state restore`` is recorded (the record carries the
 head of the ledger before it, and so does its restore anchor), so it verifies.
+
+``show`` prints the record of one run (its ``run_id`` or ``record_id``); with ``--query`` it runs
+a read-only Presto query in which each table is pinned to the Iceberg snapshot that run recorded
+(``controller/audit/snapshots.py``: ``query_as_of``), through the Presto endpoint of the run's
+stage in the repo's environments.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any, NoReturn
 
 import typer
 
+from controller.cli.options import REPO_OPT
 from controller.cli.output import output_option
 
 STATE_OPT = typer.Option(
@@ -59,7 +66,14 @@ def _ledger(state: str, key: Path | None, anchors: Path | None) -> Any:
 
 
 def audit(
-    release: str | None = typer.Argument(None, help="Release name, or 'verify' to check the ledger."),
+    release: str | None = typer.Argument(
+        None, help="Release name, 'verify' to check the ledger, or 'show' to print one run."
+    ),
+    run: str | None = typer.Argument(None, help="show: the run id (or record id)."),
+    query: str | None = typer.Option(
+        None, "--query", help="show: a SELECT run with each table as of the run's recorded snapshot."
+    ),
+    repo: str = REPO_OPT,
     output: str = output_option("table", "json", "yaml"),
     state: str = STATE_OPT,
     anchor_key: Path | None = KEY_OPT,
@@ -73,6 +87,9 @@ def audit(
 
     if release == "verify":
         _verify(state, anchor_key, anchors, backup_of)
+    if release == "show":
+        _show(_ledger(state, anchor_key, anchors), run, query, repo, output)
+        return
     recs = _ledger(state, anchor_key, anchors).records(release)
     if output in ("json", "yaml"):
         typer.echo(dump(recs, output))
@@ -87,6 +104,46 @@ def audit(
     typer.echo(
         plain_table(["SEQ", "TIME", "KIND", "RELEASE", "VERSION", "STAGE", "OUTCOME", "COMMIT", "HASH"], rows)
     )
+
+
+def _show(ledger: Any, run: str | None, query: str | None, repo: str, output: str) -> None:
+    from controller.audit.snapshots import AsOfError, query_as_of
+    from controller.cli.render import dump, plain_table
+
+    if not run:
+        _fail("audit show needs a run id (pipectl audit RELEASE lists them: -o json shows run_id)")
+    found = [r for r in ledger.records() if run in (r.get("run_id"), r.get("record_id"))]
+    if not found:
+        _fail(f"no audit record of run {run}")
+    rec = found[-1]
+    if query is None:
+        typer.echo(dump(rec, "json" if output == "json" else "yaml"))
+        return
+    try:
+        pinned, rows = query_as_of(_stage_presto(repo, str(rec.get("stage") or "")), rec, query)
+    except AsOfError as e:
+        _fail(str(e))
+    typer.echo(f"-- as of run {rec['run_id']}: {pinned}", err=True)
+    if output in ("json", "yaml"):
+        typer.echo(dump([list(r) for r in rows], output))
+    else:
+        typer.echo(plain_table([f"_col{i}" for i in range(len(rows[0]) if rows else 0)],
+                               [[str(v) for v in r] for r in rows]))
+
+
+def _stage_presto(repo: str, stage: str) -> Any:
+    """The Presto client of ``stage`` as the repo's environments declare it."""
+    from controller.plan.desired import stage_context
+    from controller.source.validate import find_repo_root, load_repo
+    from controller.wiring import presto_client
+
+    snap = load_repo(find_repo_root(Path(repo).resolve()))
+    if stage not in snap.environments:
+        _fail(f"stage {stage!r} of the record is not an environment of {repo}")
+    ctx = stage_context(stage, {n: snap.environment(n) for n in snap.environments})
+    if ctx.spec.presto is None:
+        _fail(f"stage {stage}: the environment names no Presto endpoint")
+    return presto_client(stage, ctx.spec.presto)
 
 
 def _verify(state: str, key: Path | None, anchors: Path | None, backup_of: str | None) -> NoReturn:
