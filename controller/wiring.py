@@ -22,6 +22,7 @@ from controller.adapters.base import Adapter
 from controller.adapters.hive import HiveAdapter
 from controller.adapters.kafka import KafkaAdapter, KafkaSecurity
 from controller.adapters.presto import PrestoClient
+from controller.adapters.prometheus import PrometheusClient
 from controller.adapters.spark import JobRunner, LocalRunner, SparkAdapter
 from controller.adapters.spark_operator import KubeSparkApplications, SparkOperatorRunner
 from controller.adapters.spark_standalone import StandaloneRunner, standalone_api
@@ -165,6 +166,7 @@ class Wiring:
             spec.spark.master,
             # SparkApplication objects carry their stage in a label: one operator runner per stage
             (ctx.stage, spec.spark.model_dump_json()) if spec.spark.runner == "sparkOperator" else None,
+            spec.prometheus.url if spec.prometheus else None,
         )
         with self._lock:
             if key in self._cache:
@@ -218,6 +220,8 @@ class Wiring:
                 ResourceKind.TRANSFORM: transforms,
             }
             be = StageBackends(adapters, kafka, hive, presto, airflow, spark, transforms)
+            if spec.prometheus is not None:
+                be.prometheus = PrometheusClient(spec.prometheus.url)
             self._cache[key] = (be, runner)
             return be
 

@@ -8,7 +8,10 @@ What it scrapes (``.stack/prometheus/prometheus.yml``, written by ``prepare``):
 
 - ``job="pipectl"``: the controller's ``/metrics`` at ``127.0.0.1:8700`` (``pipectl run``'s and
   ``make demo``'s default ``--listen``), plus every target listed in a file under
-  ``.stack/prometheus/targets/pipectl/`` (``register_target``: a controller on another port);
+  ``.stack/prometheus/targets/pipectl/`` (``register_target``: a controller on another port). The
+  controller wants an API token on ``/metrics``: Prometheus sends the one in
+  ``.stack/prometheus/pipectl.token`` (``write_token``; empty until someone writes one, and then
+  the scrape is refused and ``up`` is 0);
 - ``job="pipectl-jobs"``: targets listed under ``.stack/prometheus/targets/jobs/``. The streaming
   jobs themselves serve no HTTP endpoint (the stack runs Spark with ``spark.ui.enabled false``), so
   nothing is listed there by default; their lag, rates and watermarks reach Prometheus through the
@@ -62,6 +65,17 @@ def register_target(
     return path
 
 
+def token_file(layout: Layout) -> Path:
+    return prometheus_dir(layout) / "pipectl.token"
+
+
+def write_token(layout: Layout, token: str) -> Path:
+    """Make Prometheus scrape the ``pipectl`` job with this API token (read at every scrape)."""
+    path = token_file(layout)
+    write_if_changed(path, token.strip() + "\n", mode=0o600)
+    return path
+
+
 def config(layout: Layout) -> dict[str, Any]:
     """The server's configuration (JSON is YAML, so it is written as JSON)."""
 
@@ -80,6 +94,7 @@ def config(layout: Layout) -> dict[str, Any]:
                 "job_name": "pipectl",
                 "static_configs": [{"targets": [CONTROLLER_TARGET]}],
                 "file_sd_configs": file_sd("pipectl"),
+                "authorization": {"type": "Bearer", "credentials_file": str(token_file(layout))},
             },
             {"job_name": "pipectl-jobs", "file_sd_configs": file_sd("jobs")},
             {"job_name": "prometheus", "static_configs": [{"targets": ["PROMETHEUS_SELF"]}]},
@@ -119,6 +134,8 @@ class Prometheus(Component):
         for job in TARGET_JOBS:
             targets_dir(self.layout, job).mkdir(parents=True, exist_ok=True)
         (self.base / "data").mkdir(parents=True, exist_ok=True)
+        if not token_file(self.layout).exists():
+            write_if_changed(token_file(self.layout), "", mode=0o600)
         text = json.dumps(config(self.layout), indent=1).replace("PROMETHEUS_SELF", f"{HOST}:{self.port}")
         write_if_changed(self.config_file, text + "\n")
 

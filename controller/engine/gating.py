@@ -7,12 +7,14 @@ versions and approvals from the store.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from controller.adapters._retry import deadline
 from controller.audit.ledger import GateVerdict
 from controller.engine.backends import StagePorts, progress_view
 from controller.engine.gate_request import GateRequest
+from controller.model.errors import PermanentBackendError
 from controller.model.identifiers import semver_key
 from controller.plan.resources import ResourceKind
 from controller.rollout.context import GateContext, JobNotFound, ProgressView, default_jobs
@@ -46,6 +48,14 @@ class StageGateData:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         return self.be.kafka.end_offsets(topic)
+
+    def prometheus_query(self, promql: str, at: datetime) -> list[float]:
+        """``canary_providers.MetricSource``: the values of an instant PromQL query."""
+        client = getattr(self.be, "prometheus", None)  # StagePorts fakes in unit tests have none
+        if client is None:
+            raise PermanentBackendError("prometheus", "the stage's Environment sets no prometheus endpoint")
+        with deadline(self.query_deadline):
+            return [v for _labels, v in client.query(promql, at)]
 
     def live_schema(self, release: str, schema: str) -> list[str]:
         """Earlier promoted versions' texts of ``schema``, newest first."""
@@ -85,6 +95,7 @@ class Gates:
             baseline_tables=req.baseline_tables,
             baseline_jobs=baseline_jobs,
             canary_tables=dict(req.tables),
+            baseline_version=req.baseline_version,
             revision=recorded.digest if recorded else None,
             canary_keys=req.canary_keys,
         )

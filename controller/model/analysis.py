@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controller.model import identifiers as ids
+from controller.model.analysis_providers import ProviderMetric, TemplateProviderMetric
 from controller.model.base import Spec
 
 DEFAULT_WINDOW_LENGTH = "1m"
@@ -133,6 +134,12 @@ class CanaryAnalysis(Spec):
         default=None, description="Window column and length; default: inferred."
     )
     metrics: list[CanaryMetric] | None = Field(default=None, min_length=1, description="Default: inferred.")
+    providers: list[ProviderMetric] | None = Field(
+        default=None,
+        min_length=1,
+        description="Prometheus queries and Kafka lag compared canary vs baseline "
+        "(controller.model.analysis_providers).",
+    )
     tolerance: float = Field(default=0.02, ge=0, le=1)
     alpha: float = Field(default=0.01, gt=0, lt=1)
     min_closed_windows: int = Field(default=3, gt=0)
@@ -185,6 +192,7 @@ class AnalysisTemplate(Spec):
     keys: list[str] | None = None
     window: TemplateWindow | None = None
     metrics: list[TemplateMetric] | None = Field(default=None, min_length=1)
+    providers: list[TemplateProviderMetric] | None = Field(default=None, min_length=1)
     tolerance: float | str | None = None
     alpha: float | str | None = None
     min_closed_windows: int | str | None = None
@@ -299,6 +307,7 @@ _ANALYSIS_FIELDS = {
     "keys": "keys",
     "window": "window",
     "metrics": "metrics",
+    "providers": "providers",
 }
 
 
@@ -315,6 +324,12 @@ class CanaryGateFields(Spec):
         default=None, description="Window column and length; default: inferred."
     )
     metrics: list[CanaryMetric] | None = Field(default=None, min_length=1, description="Default: inferred.")
+    providers: list[ProviderMetric] | None = Field(
+        default=None,
+        min_length=1,
+        description="Prometheus queries and Kafka lag compared canary vs baseline "
+        "(controller.model.analysis_providers).",
+    )
     template: TemplateRef | None = Field(
         default=None, description="Use an analysisTemplates entry of the stage's Environment instead."
     )
@@ -344,6 +359,7 @@ class CanaryGateFields(Spec):
                 keys=self.keys,
                 window=self.window,
                 metrics=self.metrics,
+                providers=self.providers,
                 tolerance=self.tolerance,
                 alpha=self.alpha,
                 min_closed_windows=self.min_closed_windows,

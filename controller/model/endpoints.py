@@ -159,6 +159,20 @@ class PrestoEndpoint(Spec):
         return self
 
 
+class PrometheusEndpoint(Spec):
+    """Where canaryComparison ``providers`` of type ``prometheus`` send their PromQL
+    (``controller.adapters.prometheus.PrometheusClient``)."""
+
+    url: str = Field(description="The server's base URL, e.g. http://127.0.0.1:9090.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
+
+
 class AirflowEndpoint(Spec):
     url: str
     username: str = "admin"

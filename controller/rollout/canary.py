@@ -37,6 +37,7 @@ from controller.model.analysis import CanaryAnalysis, Statistic, TemplateError
 from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.manifest import CanaryComparisonGate
 from controller.model.reasons import Verdict
+from controller.rollout.canary_providers import evaluate_providers
 from controller.rollout.canary_query import (
     LOOKBACK,
     CanaryColumns,
@@ -77,7 +78,24 @@ class _Side:
 
 
 def evaluate_canary(gate: CanaryComparisonGate, ctx: GateContext, data: GateData) -> GateVerdict:
-    """The canaryComparison verdict over every table the canary and the baseline both map."""
+    """The canaryComparison verdict over every table the canary and the baseline both map, and
+    over the gate's ``providers`` (``canary_providers``); the worst of the two."""
+    tables = _evaluate_tables(gate, ctx, data)
+    try:
+        analysis = gate.analysis(ctx.stage_ctx.spec.analysis_templates)
+    except TemplateError:
+        return tables  # reported by the tables' comparison (or nothing to compare yet)
+    if not analysis.providers:
+        return tables
+    verdict, message, evidence = evaluate_providers(analysis.providers, analysis.tolerance, ctx, data)
+    if not ctx.baseline_tables:  # no table to compare: the providers alone decide
+        return _verdict(gate, verdict, message, {"providers": evidence})
+    both = worst([tables.verdict, verdict])
+    messages = [m for v, m in ((tables.verdict, tables.message), (verdict, message)) if v is both]
+    return _verdict(gate, both, "; ".join(messages), {**tables.evidence, "providers": evidence})
+
+
+def _evaluate_tables(gate: CanaryComparisonGate, ctx: GateContext, data: GateData) -> GateVerdict:
     if not ctx.baseline_tables:
         # like a schema's first version: with no known-good version at the stage (or at the
         # stage a canary shadows) there is nothing to compare against

@@ -1,5 +1,6 @@
 """Validation of canary analysis templates: an Environment's ``analysisTemplates`` and the
-canaryComparison gates that reference them (``template: {name, args}``).
+canaryComparison gates that reference them (``template: {name, args}``); and of the gates'
+``providers`` (a ``kafkaLag`` job must be a streaming job of the release).
 
 A gate's template is looked up, at every stage the gate runs at, in that stage's Environment (a
 canary stage: its target's, as ``plan.desired.stage_context`` does for endpoints). An unknown
@@ -38,8 +39,10 @@ def check_environment_templates(env: Environment, file: str, line: Callable[...,
 def check_gate_templates(environments: dict[str, Any], rel: PipelineRelease, add: Add) -> None:
     """Every template reference resolves at every stage its gate runs at.
 
-    ``environments`` maps names to loaded objects whose ``obj`` is the ``Environment``.
+    ``environments`` maps names to loaded objects whose ``obj`` is the ``Environment``. Inline
+    ``providers`` are checked too (``check_gate_providers``).
     """
+    check_gate_providers(rel, add)
     stages = rel.spec.rollout.stages
     for i, gate in enumerate(rel.spec.rollout.gates):
         if not isinstance(gate, CanaryComparisonGate) or gate.template is None:
@@ -50,11 +53,20 @@ def check_gate_templates(environments: dict[str, Any], rel: PipelineRelease, add
             if env is None or env.name in seen:
                 continue
             seen.add(env.name)
+            where = "Environment " + env.name + (f" (stage {stage})" if env.name != stage else "")
             try:
-                gate.analysis(env.spec.analysis_templates)
+                resolved = gate.analysis(env.spec.analysis_templates)
             except TemplateError as e:
-                where = "Environment " + env.name + (f" (stage {stage})" if env.name != stage else "")
                 add(("spec", "rollout", "gates", i, "template", *_path(e.field)), f"{e} in {where}")
+                continue
+            jobs = {j.name for j in rel.spec.streaming_jobs}
+            for m in resolved.providers or []:
+                if m.kafka_lag is not None and m.kafka_lag.job not in jobs:
+                    add(
+                        ("spec", "rollout", "gates", i, "template", "name"),
+                        f"analysis template {gate.template.name!r} ({where}): provider {m.name}: kafkaLag "
+                        f"job {m.kafka_lag.job!r} is no streaming job of this release",
+                    )
 
 
 def _effective(environments: dict[str, Any], stage: str) -> Environment | None:
@@ -74,3 +86,18 @@ def _path(field: str) -> tuple[str, ...]:
     if head in ("name", "args"):
         return (head, rest) if head == "args" and rest else (head,)
     return ("args",)
+
+
+def check_gate_providers(rel: PipelineRelease, add: Add) -> None:
+    """A canaryComparison gate's ``kafkaLag`` provider names a streaming job of the release."""
+    jobs = {j.name for j in rel.spec.streaming_jobs}
+    for i, gate in enumerate(rel.spec.rollout.gates):
+        if not isinstance(gate, CanaryComparisonGate):
+            continue
+        for k, m in enumerate(gate.providers or []):
+            if m.kafka_lag is not None and m.kafka_lag.job not in jobs:
+                add(
+                    ("spec", "rollout", "gates", i, "providers", k, "kafkaLag", "job"),
+                    f"{m.kafka_lag.job!r} is no streaming job of this release "
+                    f"(streamingJobs: {', '.join(sorted(jobs)) or 'none'})",
+                )

@@ -78,3 +78,15 @@ def test_register_target_writes_one_file_sd_file(tmp_path: Path) -> None:
         prom.register_target(layout, "nope", "a", "127.0.0.1:1")
     with pytest.raises(StackError, match="letters, digits"):
         prom.register_target(layout, "jobs", "../evil", "127.0.0.1:1")
+
+
+def test_the_controller_is_scraped_with_the_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prom, "BINARY", "/bin/sh")
+    layout = Layout(tmp_path)
+    pipectl = next(c for c in prom.config(layout)["scrape_configs"] if c["job_name"] == "pipectl")
+    token = tmp_path / ".stack/prometheus/pipectl.token"
+    assert pipectl["authorization"] == {"type": "Bearer", "credentials_file": str(token)}
+    prom.Prometheus(_ctx(tmp_path)).prepare()
+    assert token.read_text() == "" and token.stat().st_mode & 0o777 == 0o600  # refused until written
+    prom.write_token(layout, "secret-token\n")
+    assert token.read_text() == "secret-token\n"
