@@ -24,6 +24,7 @@ from controller.model.endpoints import AirflowEndpoint as AirflowEndpoint
 from controller.model.endpoints import HiveEndpoint as HiveEndpoint
 from controller.model.endpoints import KafkaEndpoint as KafkaEndpoint
 from controller.model.endpoints import PrestoEndpoint as PrestoEndpoint
+from controller.model.endpoints import PrometheusEndpoint as PrometheusEndpoint
 from controller.model.endpoints import SparkEndpoint as SparkEndpoint
 from controller.model.overrides import StageOverride as StageOverride
 from controller.model.overrides import TopicOverride as TopicOverride
@@ -556,6 +557,7 @@ class EnvironmentSpec(Spec):
     presto: PrestoEndpoint | None = None
     airflow: AirflowEndpoint | None = None
     spark: SparkEndpoint | None = None
+    prometheus: PrometheusEndpoint | None = None
     promotion: Promotion = Promotion.AUTOMATIC
     approvers: Approvers | None = Field(
         default=None,
