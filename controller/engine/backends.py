@@ -20,6 +20,7 @@ from controller.adapters.base import Adapter, CallStats
 from controller.adapters.hive import HiveAdapter
 from controller.adapters.kafka import KafkaAdapter
 from controller.adapters.presto import PrestoClient
+from controller.adapters.prometheus import PrometheusClient
 from controller.adapters.spark import JobProgress, SparkAdapter
 from controller.adapters.transforms import TransformAdapter
 from controller.plan.desired import StageContext
@@ -38,6 +39,8 @@ class StageBackends:
     airflow: AirflowAdapter
     spark: SparkAdapter
     transforms: TransformAdapter | None = None
+    prometheus: PrometheusClient | None = None
+    """The Environment's ``prometheus`` endpoint, for canaryComparison providers."""
 
     def calls(self) -> dict[str, int]:
         return {n: getattr(self, n).stats.total for n in BACKEND_NAMES}
