@@ -30,7 +30,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 
 # confluent_kafka.admin documents these names but has no __all__, so mypy sees them as private.
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -223,6 +230,21 @@ class KafkaAdapter:
         if missing:
             found.update(self._list_offsets(topic, tuple(missing), _LATEST))
         return found
+
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
+        """Topic → partition → the offset consumer group ``group`` has committed (partitions it
+        never committed are left out; an unknown group has none)."""
+        self.stats.count("list_consumer_group_offsets")
+        out: dict[str, dict[int, int]] = {}
+        with self._sdk_errors("list_consumer_group_offsets"):
+            futures = self._admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=self._timeout
+            )
+            for fut in futures.values():
+                for tp in fut.result(timeout=self._timeout).topic_partitions or []:
+                    if tp.offset >= 0:
+                        out.setdefault(tp.topic, {})[tp.partition] = int(tp.offset)
+        return out
 
     def list_topic_names(self, prefix: str = "") -> list[str]:
         """Names of the cluster's topics starting with ``prefix`` (internal topics excluded)."""

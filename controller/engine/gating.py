@@ -57,6 +57,14 @@ class StageGateData:
         with deadline(self.query_deadline):
             return [v for _labels, v in client.query(promql, at)]
 
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
+        """``canary_providers.OffsetSource``: a consumer group's committed offsets."""
+        read = getattr(self.be.kafka, "committed_offsets", None)  # OffsetsPort fakes lack it
+        if read is None:
+            raise PermanentBackendError("kafka", "this stage's Kafka cannot list consumer group offsets")
+        found: dict[str, dict[int, int]] = read(group)
+        return found
+
     def live_schema(self, release: str, schema: str) -> list[str]:
         """Earlier promoted versions' texts of ``schema``, newest first."""
         found = RolloutStore(self.store).history(release).schemas.get(schema, {})

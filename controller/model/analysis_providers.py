@@ -8,7 +8,9 @@ Each entry measures one number for the canary and one for the baseline and compa
   argument, as everywhere in a template). A vector result counts as the sum of its series.
 - ``kafkaLag: {job}`` — the consumer lag in records of the side's deployment of a streaming job of
   the release: its source topics' end offsets minus the offsets its last progress processed
-  (``controller.rollout.health.job_health``, the figure streamingHealth judges).
+  (``controller.rollout.health.job_health``, the figure streamingHealth judges);
+  ``kafkaLag: {consumerGroup}`` the same for a Kafka consumer group's committed offsets (the
+  group's name may hold ``{{version}}``/``{{stage}}``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,20 @@ class PrometheusQuery(Spec):
 
 
 class KafkaLag(Spec):
-    job: str = Field(description="A streaming job of the release (its name in spec.streamingJobs).")
+    job: str | None = Field(
+        default=None, description="A streaming job of the release (its name in spec.streamingJobs)."
+    )
+    consumer_group: str | None = Field(
+        default=None,
+        description="Or a Kafka consumer group ({{version}}/{{stage}} substituted per side): its "
+        "committed offsets.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KafkaLag:
+        if (self.job is None) == (self.consumer_group is None):
+            raise ValueError("set exactly one of job or consumerGroup")
+        return self
 
 
 class ProviderMetric(Spec):

@@ -11,7 +11,9 @@ baseline's value are measured through the data seam, then judged by ``compare``:
   sum of the returned series. No series on a side is inconclusive; a ``GateData`` that is not a
   ``MetricSource`` (no Prometheus endpoint) fails.
 - ``kafkaLag``: ``health.job_health(progress, end offsets, now).lag_records`` of the side's
-  deployed job (``ctx.jobs`` / ``ctx.baseline_jobs``). A job without progress yet is inconclusive.
+  deployed job (``ctx.jobs`` / ``ctx.baseline_jobs``), or of a consumer group's committed offsets
+  (``OffsetSource.committed_offsets``). A job without progress yet, or a group without committed
+  offsets, is inconclusive.
 
 A transient backend error is inconclusive, a permanent one fails. Pure: ``now`` comes from ``ctx``.
 """
@@ -26,9 +28,18 @@ from typing import Any, Protocol, runtime_checkable
 from controller.model.analysis_providers import ProviderMetric, substitute_side
 from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.reasons import Verdict
-from controller.rollout.context import GateContext, GateData, JobNotFound, worst
+from controller.rollout.context import GateContext, GateData, JobNotFound, ProgressView, worst
 from controller.rollout.health import job_health
 from controller.rollout.statistics import MetricOutcome, relative_total
+
+
+@runtime_checkable
+class OffsetSource(Protocol):
+    """A ``GateData`` that can also read a consumer group's committed offsets."""
+
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
+        """Topic → partition → committed offset (an unknown group: empty)."""
+        ...
 
 
 @runtime_checkable
@@ -109,10 +120,12 @@ def _value(m: ProviderMetric, ctx: GateContext, data: GateData, side: str, ev: d
             raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s query returned no series: {query}")
         return math.fsum(values)
     assert m.kafka_lag is not None
+    if m.kafka_lag.consumer_group is not None:
+        return _group_lag(m.kafka_lag.consumer_group, ctx, data, side, ev)
     if m.kafka_lag.job not in {j.name for j in ctx.release.spec.streaming_jobs}:
         raise _NoValue(Verdict.FAIL, f"kafkaLag job {m.kafka_lag.job!r} is no streaming job of the release")
     jobs = ctx.jobs if canary else ctx.baseline_jobs
-    job = jobs.get(m.kafka_lag.job)
+    job = jobs.get(str(m.kafka_lag.job))
     if job is None:
         raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s job {m.kafka_lag.job} is not mapped")
     ev[f"{side}_job"] = job
@@ -124,5 +137,25 @@ def _value(m: ProviderMetric, ctx: GateContext, data: GateData, side: str, ev: d
         raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s job {job} has reported no progress yet")
     ends = {topic: data.end_offsets(topic) for topic in sorted(progress.source_end_offsets)}
     health = job_health(progress, ends, ctx.now_utc)
+    ev[f"{side}_lag_by_topic"] = health.lag_records_by_topic
+    return float(health.lag_records)
+
+
+def _group_lag(template: str, ctx: GateContext, data: GateData, side: str, ev: dict[str, Any]) -> float:
+    """A consumer group's lag, by ``job_health`` over its committed offsets as the "processed" ones."""
+    if not isinstance(data, OffsetSource):
+        raise _NoValue(Verdict.FAIL, "this controller cannot read consumer group offsets")
+    canary = side == "canary"
+    version = ctx.version if canary else str(ctx.baseline_version)
+    group = substitute_side(
+        template, version, ctx.stage if canary else (ctx.stage_ctx.canary_of or ctx.stage)
+    )
+    ev[f"{side}_group"] = group
+    committed = data.committed_offsets(group)
+    if not committed:
+        raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s consumer group {group} has committed no offsets")
+    ends = {topic: data.end_offsets(topic) for topic in sorted(committed)}
+    as_progress = ProgressView(0, None, None, None, committed, None, ctx.now_utc)
+    health = job_health(as_progress, ends, ctx.now_utc)
     ev[f"{side}_lag_by_topic"] = health.lag_records_by_topic
     return float(health.lag_records)

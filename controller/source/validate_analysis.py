@@ -61,7 +61,7 @@ def check_gate_templates(environments: dict[str, Any], rel: PipelineRelease, add
                 continue
             jobs = {j.name for j in rel.spec.streaming_jobs}
             for m in resolved.providers or []:
-                if m.kafka_lag is not None and m.kafka_lag.job not in jobs:
+                if m.kafka_lag is not None and m.kafka_lag.job is not None and m.kafka_lag.job not in jobs:
                     add(
                         ("spec", "rollout", "gates", i, "template", "name"),
                         f"analysis template {gate.template.name!r} ({where}): provider {m.name}: kafkaLag "
@@ -95,7 +95,7 @@ def check_gate_providers(rel: PipelineRelease, add: Add) -> None:
         if not isinstance(gate, CanaryComparisonGate):
             continue
         for k, m in enumerate(gate.providers or []):
-            if m.kafka_lag is not None and m.kafka_lag.job not in jobs:
+            if m.kafka_lag is not None and m.kafka_lag.job is not None and m.kafka_lag.job not in jobs:
                 add(
                     ("spec", "rollout", "gates", i, "providers", k, "kafkaLag", "job"),
                     f"{m.kafka_lag.job!r} is no streaming job of this release "

@@ -140,3 +140,31 @@ def test_tables_and_providers_combine_to_the_worse() -> None:
     v = evaluate_canary(gate(prom("q{v='{{version}}'}")), c, data)
     # the tables' side is inconclusive (canary outputs not mapped), the provider passes
     assert v.verdict is Verdict.INCONCLUSIVE and "providers" in v.evidence
+
+
+@dataclass
+class GroupData(PromData):
+    """PromData that also answers consumer groups' committed offsets."""
+
+    groups: dict[str, dict[str, dict[int, int]]] = field(default_factory=dict)
+
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
+        return self.groups.get(group, {})
+
+
+def test_kafka_lag_of_a_consumer_group_per_side() -> None:
+    data = GroupData(
+        groups={"agg-1.0.0": {"events": {0: 100, 1: 110}}, "agg-0.9.0": {"events": {0: 40}}},
+        offsets={"events": {0: 100, 1: 110}},
+    )
+    lag = {"name": "lag", "kafkaLag": {"consumerGroup": "agg-{{version}}"}, "allowance": 0}
+    v = evaluate_canary(gate(lag), ctx(), data)
+    # canary caught up (0), baseline 60 + 110 (partition 1 never committed) behind: -100 % fails
+    assert v.verdict is Verdict.FAIL, v.message
+    ev = v.evidence["providers"][0]
+    assert (ev["canary_total"], ev["baseline_total"]) == (0.0, 170.0)
+    assert ev["canary_group"] == "agg-1.0.0" and ev["baseline_lag_by_topic"] == {"events": 170}
+    unknown = evaluate_canary(gate({**lag, "kafkaLag": {"consumerGroup": "nobody"}}), ctx(), data)
+    assert unknown.verdict is Verdict.INCONCLUSIVE and "committed no offsets" in unknown.message
+    plain = evaluate_canary(gate(lag), ctx(), PromData(offsets={"events": {0: 1}}))
+    assert plain.verdict is Verdict.FAIL and "cannot read consumer group offsets" in plain.message

@@ -99,3 +99,11 @@ def test_prometheus_endpoint_must_be_a_url(repo: Path) -> None:
         f"environments/prod.yaml:{line}: spec.prometheus.url: expected an http:// or https:// URL, "
         "got 'localhost:9090'"
     ) in problems(repo)
+
+
+def test_kafka_lag_takes_a_job_or_a_consumer_group(repo: Path) -> None:
+    with_providers(repo, "          - name: lag\n            kafkaLag: {consumerGroup: 'agg-{{version}}'}\n")
+    assert problems(repo) == []
+    edit(repo, "kafkaLag: {consumerGroup: 'agg-{{version}}'}", "kafkaLag: {}")
+    found = problems(repo)
+    assert len(found) == 1 and "providers[0].kafkaLag: set exactly one of job or consumerGroup" in found[0]
