@@ -22,7 +22,13 @@ from controller.model.identifiers import (
     split_qualified,
 )
 from controller.plan.actions import FieldChange
-from controller.plan.keysplit import BUCKETS, canary_predicate, stable_predicate
+from controller.plan.keysplit import (
+    BUCKETS,
+    canary_predicate,
+    listed_predicate,
+    split_share,
+    stable_predicate,
+)
 from controller.plan.resources import KeySplit, TableResource
 
 _STORED_AS = {"parquet": "PARQUET", "orc": "ORC", "avro": "AVRO", "textfile": "TEXTFILE"}
@@ -68,15 +74,20 @@ def view_query(
 ) -> str:
     """``SELECT cols FROM t [pipectl_all] [WHERE since <= time < next since]``, UNION ALL per segment;
     ``presto_name`` quotes a (database, table) pair as Presto addresses it. With ``split`` (key-subset
-    canary) the segments serve the keys outside the split's bucket range and the split's segments,
-    after them, the keys inside it (``controller.plan.keysplit``)."""
-    if split is None or split.percent == 0:
+    canary) the segments serve the keys outside the split's bucket range (or key list) and the split's
+    segments, after them, the keys inside it (``controller.plan.keysplit``)."""
+    share = split_share(split)
+    if split is None or share == 0:
         return _segments_query(segments, cols, all_columns, time_column, presto_name, None)
     canary = [(s.table, s.since) for s in split.segments]
-    if split.percent >= BUCKETS:
+    if share == BUCKETS:
         return _segments_query(canary, cols, all_columns, time_column, presto_name, None)
-    stable_only = stable_predicate(split.columns, split.percent)
-    canary_only = canary_predicate(split.columns, split.percent)
+    if split.keys:
+        canary_only = listed_predicate(split.columns, split.keys)
+        stable_only = f"NOT ({canary_only})"
+    else:
+        stable_only = stable_predicate(split.columns, share)
+        canary_only = canary_predicate(split.columns, share)
     return " UNION ALL ".join(
         [
             _segments_query(segments, cols, all_columns, time_column, presto_name, stable_only),
@@ -106,7 +117,7 @@ def _segments_query(
             bounds.append(keys)
         where = f" WHERE {' AND '.join(bounds)}" if bounds else ""
         # every identifier is checked and quoted (quote_presto), timestamps checked (check_timestamp),
-        # the key predicate built from quoted identifiers and an integer (controller.plan.keysplit)
+        # the key predicate built from quoted identifiers, an integer or string literals (plan.keysplit)
         parts.append(f"SELECT {select} FROM {presto_name(*split_qualified(table))}{alias}{where}")  # noqa: S608
     return " UNION ALL ".join(parts)
 

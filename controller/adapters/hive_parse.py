@@ -16,7 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from controller.model.identifiers import normalize_hive_type
-from controller.plan.keysplit import bucket_sql
+from controller.plan.keysplit import bucket_sql, key_sql
 from controller.plan.resources import Column, KeySplit, Owner, TableResource, ViewSegment
 from controller.plan.rules.hive import OWNER_PROPERTY, VERSION_PROPERTY
 
@@ -183,10 +183,11 @@ def parse_view_sql(sql: str, default_schema: str = "") -> ParsedView | None:
         return None  # not contiguous stretches: not a view pipectl wrote
     split = None
     if keyed:
-        key_columns, percent = next(iter(keyed))
+        key_columns, which = next(iter(keyed))
         split = KeySplit(
             columns=list(key_columns),
-            percent=percent,
+            percent=None if isinstance(which, tuple) else which,
+            keys=list(which) if isinstance(which, tuple) else None,
             segments=[ViewSegment(table=t, since=since) for t, since in canary_segments],
         )
     return ParsedView(
@@ -198,9 +199,9 @@ def parse_view_sql(sql: str, default_schema: str = "") -> ParsedView | None:
     )
 
 
-_Select = tuple[
-    str, list[str], str, str | None, str | None, str | None, tuple[tuple[str, ...], int, bool] | None
-]
+_KeyPredicate = tuple[tuple[str, ...], int | tuple[str, ...], bool]
+"""(key columns, bucket percent or listed keys, canary side) of a key predicate."""
+_Select = tuple[str, list[str], str, str | None, str | None, str | None, _KeyPredicate | None]
 
 
 def _contiguous(ok: list[_Select]) -> list[tuple[str, str | None]] | None:
@@ -230,7 +231,7 @@ def _parse_select(tree: Any, default_schema: str) -> _Select | None:
         cols.append(e.name)
     t = tables[0]
     time_column = since = until = None
-    keys: tuple[tuple[str, ...], int, bool] | None = None
+    keys: _KeyPredicate | None = None
     where = tree.args.get("where")
     for cond in _conjuncts(where.this) if where is not None else []:
         key = _key_predicate(cond)
@@ -265,13 +266,17 @@ def _plain(e: Any) -> str:
     return str(e.sql(dialect="presto")).replace('"', "").lower()
 
 
-def _key_predicate(cond: Any) -> tuple[tuple[str, ...], int, bool] | None:
-    """``bucket(k…) < p`` → ((k…), p, True); ``NOT (bucket(k…) < p)`` → ((k…), p, False); else None.
-    The bucket must be exactly ``keysplit.bucket_sql`` of its columns (compared as parsed SQL)."""
+def _key_predicate(cond: Any) -> _KeyPredicate | None:
+    """``bucket(k…) < p`` → ((k…), p, True); ``NOT (bucket(k…) < p)`` → ((k…), p, False); the same
+    with ``key(k…) IN ('a', …)`` → ((k…), ('a', …), …); else None. The bucket (key) must be exactly
+    ``keysplit.bucket_sql`` (``key_sql``) of its columns (compared as parsed SQL)."""
     cond = _unparen(cond)
     canary = not isinstance(cond, exp.Not)
     if not canary:
-        cond = cond.this
+        cond = _unparen(cond.this)
+    if isinstance(cond, exp.In):
+        listed = _listed(cond)
+        return None if listed is None else (listed[0], listed[1], canary)
     if (
         not isinstance(cond, exp.LT)
         or not isinstance(cond.expression, exp.Literal)
@@ -287,6 +292,25 @@ def _key_predicate(cond: Any) -> tuple[tuple[str, ...], int, bool] | None:
     if _plain(want) != _plain(cond.this):
         return None
     return columns, percent, canary
+
+
+def _listed(cond: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """``key(k…) IN ('a', …)`` → ((k…), ('a', …)), the keys sorted; else None."""
+    values = cond.expressions
+    if (
+        cond.args.get("query")
+        or not values
+        or not all(isinstance(v, exp.Literal) and v.is_string for v in values)
+    ):
+        return None
+    columns = tuple(c.name for c in cond.this.find_all(exp.Column))
+    try:
+        want = _unparen(sqlglot.parse_one(key_sql(columns), read="presto"))
+    except (ValueError, sqlglot.errors.SqlglotError):
+        return None
+    if _plain(want) != _plain(cond.this):
+        return None
+    return columns, tuple(sorted(str(v.this) for v in values))
 
 
 def _conjuncts(e: Any) -> list[Any]:

@@ -11,6 +11,7 @@ from controller.audit.ledger import GateVerdict
 from controller.engine.backends import StagePorts
 from controller.model.manifest import PipelineRelease
 from controller.plan.desired import StageContext
+from controller.plan.keysplit import KeyFilter
 
 
 @dataclass
@@ -27,8 +28,9 @@ class GateRequest:
     now: datetime
     only: frozenset[str] | None = None
     """Evaluate only these gates (post-promotion analysis); None: every gate of the stage."""
-    canary_keys: tuple[tuple[str, ...], int] | None = None
-    """A key-subset canary's step: (key columns, percent); canaryComparison reads those keys only."""
+    canary_keys: KeyFilter | None = None
+    """A key-subset canary's step: (key columns, percent or listed keys); canaryComparison reads
+    those keys only."""
 
 
 class GateRunner(Protocol):

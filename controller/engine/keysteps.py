@@ -2,7 +2,9 @@
 release's views, move the serving view to the next step of ``keys.steps`` instead of promoting
 (``controller.rollout.keysteps`` decides, pure); promotion comes after the gates pass at 100 %.
 
-The step is written to the stage's rollout document first, then the stage is converged onto it
+A step of keys of one column reads the stable version's distinct keys first (``stable_keys``, one
+Presto query) and lists exactly its share of them (``plan.keysplit.pick_keys``). The step is
+written to the stage's rollout document first, then the stage is converged onto it
 (the deploy's own converge renders the view from the document every pass), so a crash between the
 two resumes at the same step. A failed gate drops the step: the view serves every key from the
 stable version again.
@@ -10,15 +12,19 @@ stable version again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from controller.engine.backends import SqlPort, StagePorts
 from controller.engine.passes import Pass, StatusWriter
 from controller.engine.stage_ops import Baseline, StageOps
 from controller.model.canary_keys import CanaryKeys
+from controller.model.identifiers import quote_presto
+from controller.model.manifest import PipelineRelease
 from controller.model.reasons import Phase, Reason
 from controller.plan.desired import StageContext, job_name, physical_table
+from controller.plan.keysplit import MAX_LISTED_KEYS, key_sql
 from controller.plan.resources import ViewSegment
 from controller.rollout import bluegreen, keysteps
 from controller.store.rollout import StageRollout
@@ -58,20 +64,41 @@ def switched_segments(
     return bluegreen.next_segments(state.segments, views, bluegreen.cutover(starts, now))
 
 
+def stable_keys(
+    presto: SqlPort, ctx: StageContext, rel: PipelineRelease, version: str, columns: Sequence[str]
+) -> list[str]:
+    """The distinct keys (``keysplit.key_sql`` text) of the stable version's tables behind the
+    release's views, at most one more than ``MAX_LISTED_KEYS`` (more: the step uses buckets)."""
+    tables = dict.fromkeys(physical_table(ctx, rel, v.table, version) for v in rel.spec.views)
+    key = key_sql(columns)
+    parts = []
+    for table in tables:
+        db, name = table.split(".", 1)
+        ref = ".".join(quote_presto(x) for x in (presto.catalog, db, name))
+        parts.append(f"SELECT {key} AS k FROM {ref}")  # noqa: S608 - quoted identifiers only
+    sql = f"SELECT DISTINCT k FROM ({' UNION ALL '.join(parts)}) LIMIT {MAX_LISTED_KEYS + 1}"  # noqa: S608
+    return [str(r[0]) for r in presto.query(sql, op="key_step_keys")]
+
+
 @dataclass
 class KeySteps:
     ops: StageOps
     writer: StatusWriter
     clock: Callable[[], datetime]
 
-    def advance(self, p: Pass, stage: str, ctx: StageContext, base: Baseline, keys: CanaryKeys) -> bool:
+    def advance(
+        self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline, keys: CanaryKeys
+    ) -> bool:
         """After the gates passed: True when the view moved to (or stays at) a step and gates run
         again later; False when the last step passed and the release is to be promoted."""
         assert base.version is not None
         rel, now = p.rel, self.clock()
         state = self.ops.rollouts.stage(rel.name, stage)
         canary = switched_segments(p, ctx, base.version, state, now)
-        decision = keysteps.after_gates_passed(state.key_step, keys, p.version, canary, now)
+        present = None
+        if keysteps.lists_keys(state.key_step, keys, p.version):
+            present = stable_keys(be.presto, ctx, rel, base.version, keys.columns)
+        decision = keysteps.after_gates_passed(state.key_step, keys, p.version, canary, now, present)
         if decision.promote or decision.state is None:
             return False
         state.key_step = decision.state

@@ -26,6 +26,7 @@ from controller.obs.events import EventType
 from controller.obs.logging import redact
 from controller.plan.actions import Plan
 from controller.plan.desired import StageContext, job_name, physical_table, stage_context
+from controller.plan.keysplit import KeyFilter
 from controller.rollout.stages import judge
 from controller.store.rollout import PromotedVersion, RestoreIntent, StageRollout
 
@@ -105,12 +106,12 @@ class Verdicts:
         # a gate's message may quote an error holding a secret: redacted before status, events, audit
         return [v.model_copy(update={"message": redact(v.message)}) for v in self.gates.evaluate(req)]
 
-    def _canary_keys(self, p: Pass, stage: str) -> tuple[tuple[str, ...], int] | None:
+    def _canary_keys(self, p: Pass, stage: str) -> KeyFilter | None:
         """The keys a key-subset canary of this version serves at this stage, if it is stepping."""
         step = self.ops.rollouts.stage(p.name, stage).key_step
         if step is None or step.version != p.version:
             return None
-        return tuple(step.columns), step.percent
+        return tuple(step.columns), step.percent if step.keys is None else tuple(step.keys)
 
     def judge(self, p: Pass, stage: str, ctx: StageContext, be: StagePorts, base: Baseline) -> None:
         self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, "evaluating gates")
@@ -147,7 +148,7 @@ class Verdicts:
         self.ops.audit(p.rel, stage, run, ctx, upstream=self.ops.served_upstream(p.upstream, stage))
         restoring = False
         keys = keys_at(p, ctx, base)
-        if passed and keys is not None and self.keys.advance(p, stage, ctx, base, keys):
+        if passed and keys is not None and self.keys.advance(p, stage, ctx, be, base, keys):
             pass  # the view moved to the next step of a key-subset canary; gates run again there
         elif passed:
             self.promote(p, stage, ctx, base, outcome.message)

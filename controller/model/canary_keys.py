@@ -1,10 +1,12 @@
 """Key-subset canary serving of a streaming job (``strategy: canary`` with ``keys``).
 
 ``keys.columns`` name the key columns of the job's sink tables; ``keys.steps`` the percentages of
-the key space (hash buckets 0..99 of those columns, ``controller.plan.keysplit``) the serving view
-takes from the new version, step after step, until 100. Checked here: steps strictly increasing,
-each in 1..100, the last 100; columns valid identifiers, no duplicates. That the columns are
-columns of the sink tables is checked with the repo (``controller.source.validate_keys``).
+the keys the serving view takes from the new version, step after step, until 100: exactly
+``round(p * n / 100)`` of the stable table's n keys, listed, for up to 1,000 keys of one column, else
+a share of the hash buckets 0..99 of those columns (``controller.plan.keysplit``). Checked here:
+steps strictly increasing, each in 1..100, the last 100; columns valid identifiers, no duplicates.
+That the columns are columns of the sink tables is checked with the repo
+(``controller.source.validate_keys``).
 """
 
 from __future__ import annotations

@@ -101,13 +101,18 @@ class ViewSegment(BaseModel):
 
 class KeySplit(BaseModel):
     """Key-subset canary serving of a view: keys whose bucket (``controller.plan.keysplit``) is below
-    ``percent`` are served by ``segments`` (the canary side), all other keys by the view's own
-    segments (the stable side)."""
+    ``percent`` — or, with ``keys``, the keys listed — are served by ``segments`` (the canary side),
+    all other keys by the view's own segments (the stable side)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     columns: list[str]
-    percent: int = Field(ge=0, le=100)
+    percent: int | None = Field(
+        ge=0, le=100, description="The step; None for a listed split read back (the SQL holds the keys)."
+    )
     segments: list[ViewSegment]
+    keys: list[str] | None = Field(
+        default=None, description="The canary's keys (key text, sorted); None: bucket < percent."
+    )
 
 
 class ViewResource(_Res):

@@ -19,7 +19,7 @@ The SQL is built with sqlglot (Presto dialect) from checked, quoted identifiers 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +29,7 @@ from sqlglot import exp
 
 from controller.model import identifiers as ids
 from controller.model.analysis import CanaryAnalysis, CanaryMetric, Statistic
-from controller.plan.keysplit import canary_predicate
+from controller.plan import keysplit
 from controller.rollout.context import as_utc
 from controller.rollout.sqlrewrite import DIALECT, SqlRefused, physical_parts
 
@@ -216,17 +216,17 @@ def parse_live_columns(rows: list[tuple[Any, ...]]) -> list[LiveColumn]:
     ]
 
 
-KeyFilter = tuple[Sequence[str], int] | None
-"""A key-subset canary's step: (key columns, percent); only keys with bucket < percent are read."""
+KeyFilter = keysplit.KeyFilter | None
+"""A key-subset canary's step: (key columns, percent or listed keys); only the keys it serves are
+read (``plan.keysplit.served_predicate``)."""
 
 
 def _key_condition(keys: KeyFilter) -> list[exp.Expression]:
     if keys is None:
         return []
-    columns, percent = keys
-    for c in columns:
+    for c in keys[0]:
         _col(c)  # checked like every other column of the comparison
-    cond = sqlglot.parse_one(canary_predicate(columns, percent), read=DIALECT)
+    cond = sqlglot.parse_one(keysplit.served_predicate(keys), read=DIALECT)
     assert isinstance(cond, exp.Expression)
     return [cond]
 

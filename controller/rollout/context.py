@@ -23,6 +23,7 @@ from controller.model.manifest import PipelineRelease
 from controller.model.reasons import Verdict
 from controller.model.status import GateResult
 from controller.plan.desired import StageContext, job_name, physical_table, table_name
+from controller.plan.keysplit import KeyFilter
 
 # --- the data seam --------------------------------------------------------------------------
 
@@ -109,9 +110,9 @@ class GateContext:
     """The known-good version the canary is compared with (None: nothing runs beside it)."""
     revision: str | None = None
     """The digest of the release's revision (``controller.source.revision``) being judged."""
-    canary_keys: tuple[tuple[str, ...], int] | None = None
-    """A key-subset canary's step (key columns, percent): the canary comparison reads only the keys
-    the canary serves (bucket < percent, ``controller.plan.keysplit``), on both sides."""
+    canary_keys: KeyFilter | None = None
+    """A key-subset canary's step (key columns, percent or listed keys): the canary comparison reads
+    only the keys the canary serves (``controller.plan.keysplit.served_predicate``), on both sides."""
 
     @property
     def version(self) -> str:

@@ -8,6 +8,8 @@ at every step; after they pass at 100 % the release is promoted (the view is swi
 does, ``rollout.bluegreen.next_segments``). A failed gate rolls back: the split is dropped, so the
 view serves every key from the stable version again (one ``CREATE OR REPLACE VIEW``).
 
+A step of keys of one column lists them (``plan.keysplit.pick_keys``: exactly ``round(p * n / 100)`` of
+the n keys the engine read from the stable table, the previous step's kept), so the share is exact.
 The step is recorded in the stage's rollout document (``store.rollout.KeyStep``) before the view
 is converged onto it, so a pass that crashes in between resumes at the same step. Nothing here reads
 a clock or a backend: ``now`` is an argument.
@@ -21,7 +23,7 @@ from datetime import datetime
 
 from controller.model.canary_keys import CanaryKeys
 from controller.model.manifest import PipelineRelease, Strategy
-from controller.plan.keysplit import KeyStep
+from controller.plan.keysplit import KeyStep, listable, pick_keys
 from controller.plan.resources import KeySplit, ViewSegment
 
 
@@ -37,7 +39,8 @@ class Decision:
         if self.promote or self.state is None:
             return "every key served by the new version passed its gates"
         keys = ", ".join(self.state.columns)
-        return f"serving {self.state.percent}% of keys ({keys}) from {self.state.version}"
+        listed = "" if self.state.keys is None else f", {len(self.state.keys)} listed"
+        return f"serving {self.state.percent}% of keys ({keys}{listed}) from {self.state.version}"
 
 
 def canary_keys(rel: PipelineRelease) -> CanaryKeys | None:
@@ -48,30 +51,52 @@ def canary_keys(rel: PipelineRelease) -> CanaryKeys | None:
     return None
 
 
+def lists_keys(current: KeyStep | None, keys: CanaryKeys, version: str) -> bool:
+    """Whether the next step may list its keys (``keysplit.pick_keys``), so the engine reads the
+    stable table's keys first: keys of one column, and not a run of steps that began on buckets
+    (a key served by the new version at a bucket step could fall out of a list)."""
+    if not listable(keys.columns):
+        return False
+    started = current is not None and current.version == version and current.percent < 100
+    return not started or (current is not None and current.keys is not None)
+
+
 def after_gates_passed(
     current: KeyStep | None,
     keys: CanaryKeys,
     version: str,
     canary_segments: Mapping[str, Sequence[ViewSegment]],
     now: datetime,
+    present: Sequence[str] | None = None,
 ) -> Decision:
     """The next step after the gates passed at ``current`` (None, or another version's: not started).
 
     ``canary_segments`` are used when the first step starts (later steps keep the recorded ones, so
-    the cutover minute never moves while keys are split)."""
+    the cutover minute never moves while keys are split). ``present``: the stable table's distinct
+    keys when ``lists_keys`` (None: the step is a share of the hash buckets)."""
     if current is None or current.version != version:
         segs = {view: list(v) for view, v in canary_segments.items()}
+        first = keys.steps[0]
+        listed = None if present is None else pick_keys(keys.columns, present, first)
         return Decision(
             False,
             KeyStep(
-                version=version, percent=keys.steps[0], columns=list(keys.columns), segments=segs, since=now
+                version=version,
+                percent=first,
+                columns=list(keys.columns),
+                keys=listed,
+                segments=segs,
+                since=now,
             ),
         )
     if current.percent >= 100:
         return Decision(True)
     later = [s for s in keys.steps if s > current.percent]
     percent = later[0] if later else 100
-    return Decision(False, current.model_copy(update={"percent": percent, "since": now}))
+    listed = None
+    if present is not None and current.keys is not None:
+        listed = pick_keys(keys.columns, present, percent, current.keys)
+    return Decision(False, current.model_copy(update={"percent": percent, "keys": listed, "since": now}))
 
 
 def splits(current: KeyStep | None, version: str) -> dict[str, KeySplit]:
@@ -80,6 +105,8 @@ def splits(current: KeyStep | None, version: str) -> dict[str, KeySplit]:
     if current is None or current.version != version:
         return {}
     return {
-        view: KeySplit(columns=list(current.columns), percent=current.percent, segments=list(segs))
+        view: KeySplit(
+            columns=list(current.columns), percent=current.percent, keys=current.keys, segments=list(segs)
+        )
         for view, segs in current.segments.items()
     }

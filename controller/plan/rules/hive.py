@@ -45,8 +45,8 @@ segments (a blue/green view stitched by ``time_column``), on another time column
 DELETE (reversible: a view holds no data) if approved, else REFUSE ``DeleteNotApproved``. A plain
 view and a view of one segment without ``since`` are the same thing (its target, whole). A key
 split (key-subset canary, ``controller.plan.keysplit``) is compared as it serves: at 0 % it is the
-stable segments alone, at 100 % the canary segments alone, in between its columns, percent and
-canary segments; any difference is one REPLACE.
+stable segments alone, at 100 % the canary segments alone, in between its columns, percent (or key
+list) and canary segments; any difference is one REPLACE.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ import re
 from controller.model.identifiers import IdentifierError, normalize_hive_type
 from controller.model.reasons import Reason
 from controller.plan.actions import Action, DiffContext, FieldChange, Op, Reversibility
+from controller.plan.keysplit import BUCKETS, served_split, split_share, split_text
 from controller.plan.resources import (
     Column,
     DatabaseResource,
@@ -475,7 +476,7 @@ def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: Diff
     if live is None:
         changes = [_segments_change(None, want)]
         if (split := served_split(desired)) is not None:
-            changes.append(FieldChange(field="key_split", new=_split_text(split)))
+            changes.append(FieldChange(field="key_split", new=split_text(split)))
         if len(want) > 1 or want[0][1] is not None:
             changes.append(FieldChange(field="time_column", new=desired.time_column))
         if desired.columns:
@@ -495,7 +496,7 @@ def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: Diff
     reasons: list[str] = []
     if served_split(live) != served_split(desired):
         # a key split at 0 % is the stable side alone, at 100 % the canary side alone
-        old_split, new_split = _split_text(served_split(live)), _split_text(served_split(desired))
+        old_split, new_split = split_text(served_split(live)), split_text(served_split(desired))
         changes.append(FieldChange(field="key_split", old=old_split, new=new_split))
         reasons.append("the keys each version serves change")
     if have != want:
@@ -526,29 +527,13 @@ def diff_view(desired: ViewResource | None, live: ViewResource | None, ctx: Diff
     ]
 
 
-def served_split(view: ViewResource) -> tuple[tuple[str, ...], int, list[tuple[str, str | None]]] | None:
-    """A view's key split as it serves: None at 0 % and 100 % (one side serves every key)."""
-    s = view.key_split
-    if s is None or s.percent <= 0 or s.percent >= 100:
-        return None
-    return tuple(s.columns), s.percent, [(g.table, g.since) for g in s.segments]
-
-
 def _served(view: ViewResource) -> list[tuple[str, str | None]]:
     """The (table, since) stretches serving the keys outside any split (all keys at 100 %: the
     canary side's)."""
     s = view.key_split
-    if s is not None and s.percent >= 100:
+    if s is not None and split_share(s) == BUCKETS:
         return [(g.table, g.since) for g in s.segments]
     return view_segments(view)
-
-
-def _split_text(split: tuple[tuple[str, ...], int, list[tuple[str, str | None]]] | None) -> str | None:
-    if split is None:
-        return None
-    columns, percent, segs = split
-    tables = ", ".join(t if since is None else f"{t} from {since}" for t, since in segs)
-    return f"keys ({', '.join(columns)}) with bucket < {percent} from {tables}"
 
 
 def view_segments(view: ViewResource) -> list[tuple[str, str | None]]:

@@ -14,6 +14,7 @@ from controller.engine.gate_request import GateRequest
 from controller.model.errors import PermanentBackendError
 from controller.model.reasons import Phase, Verdict
 from controller.plan.actions import DiffContext
+from controller.plan.keysplit import KeyFilter, pick_keys
 from controller.plan.resources import ResourceKind
 from controller.plan.rules.hive import diff_view
 from controller.store.rollout import RolloutStore
@@ -21,6 +22,7 @@ from tests.unit.engine.world import RELEASE, World, job, release_yaml, repo_file
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
+HOSTS = [f"host-{i:02d}" for i in range(40)]
 KEYED = "      strategy: canary\n      keys: {columns: [host], steps: [10, 50, 100]}\n"
 
 
@@ -37,6 +39,7 @@ def w(tmp_path: Path) -> World:
     world.promote_everywhere("1.0.0")
     assert world.at("prod").view(view("prod")).key_split is None
     world.commit(keyed_release("1.1.0"))
+    world.at("prod").presto.rows = [(h,) for h in HOSTS]  # the stable table's distinct keys
     return world
 
 
@@ -53,11 +56,11 @@ def recorded(w: World) -> int | None:
 def to_first_step(w: World) -> None:
     w.run_until(lambda: percent(w) == 10)
     assert (w.stage("prod").phase, w.stage("prod").version) == (Phase.VERIFYING, "1.1.0")
-    assert "serving 10% of keys (host) from 1.1.0" in (w.stage("prod").message or "")
+    assert "serving 10% of keys (host, 4 listed) from 1.1.0" in (w.stage("prod").message or "")
 
 
 def test_steps_move_the_view_then_promotion_serves_every_key_from_the_new_version(w: World) -> None:
-    asked: list[tuple[tuple[str, ...], int] | None] = []
+    asked: list[KeyFilter | None] = []
     evaluate = w.gates.evaluate
 
     def recording(req: GateRequest) -> list[GateVerdict]:
@@ -94,7 +97,16 @@ def test_steps_move_the_view_then_promotion_serves_every_key_from_the_new_versio
     prod_gates = [r for r in w.history() if r["stage"] == "prod" and r["version"] == "1.1.0"]
     assert len(prod_gates) == 4  # gates ran before the first step, then at 10 %, 50 % and 100 %
     # the canary comparison reads only the keys the canary serves at each step
-    assert asked == [None, (("host",), 10), (("host",), 50), (("host",), 100)]
+    # the keys listed at each step (exactly 4, then 20 of the 40 hosts, the first 4 kept), then all
+    assert [a if a is None else (a[0], len(a[1]) if isinstance(a[1], tuple) else a[1]) for a in asked] == [
+        None,
+        (("host",), 4),
+        (("host",), 20),
+        (("host",), 100),
+    ]
+    assert asked[1] is not None and asked[2] is not None
+    assert set(asked[1][1]) <= set(asked[2][1])  # type: ignore[arg-type]
+    assert asked[1][1] == tuple(pick_keys(["host"], HOSTS, 10) or ())
 
 
 def test_a_failed_gate_between_steps_moves_the_view_back_to_zero(w: World) -> None:

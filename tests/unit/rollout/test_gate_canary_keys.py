@@ -56,3 +56,14 @@ def test_a_defect_on_served_keys_fails_the_step() -> None:
     v = judge(broken_on({sorted(SERVED)[0]}))
     assert v.verdict == Verdict.FAIL, v.message
     assert "requests" in v.message
+
+
+def test_a_listed_step_compares_exactly_the_listed_keys() -> None:
+    listed = dataclasses.replace(ctx(), canary_keys=(("service",), ("api",)))
+    web = {k for k in KEYS if k[0] == "web"}
+    v = evaluate(gate(**DECLARED), listed, world(broken_on(web)))
+    assert v.verdict == Verdict.PASS, v.message  # the defect is on keys the canary does not serve
+    sql = v.evidence["tables"][0]["canary_windows_sql"]
+    assert "IN ('api')" in sql and "CRC32" not in sql, sql
+    v = evaluate(gate(**DECLARED), listed, world(broken_on(set(KEYS) - web)))
+    assert v.verdict == Verdict.FAIL, v.message

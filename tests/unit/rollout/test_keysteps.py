@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from controller.model.canary_keys import CanaryKeys
+from controller.plan.keysplit import pick_keys
 from controller.plan.resources import KeySplit, ViewSegment
-from controller.rollout.keysteps import after_gates_passed, splits
+from controller.rollout.keysteps import after_gates_passed, lists_keys, splits
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 KEYS = CanaryKeys(columns=["host"], steps=[10, 50, 100])
@@ -38,3 +39,29 @@ def test_splits_only_for_the_version_stepping() -> None:
     state = after_gates_passed(None, KEYS, "2.0.0", SEGS, T0).state
     assert splits(state, "2.0.0") == {"db.v": KeySplit(columns=["host"], percent=10, segments=SEGS["db.v"])}
     assert splits(state, "1.0.0") == {} and splits(None, "2.0.0") == {}
+
+
+HOSTS = [f"host-{i:02d}" for i in range(40)]
+
+
+def test_listed_steps_record_their_keys_and_keep_them() -> None:
+    assert lists_keys(None, KEYS, "2.0.0")
+    d = after_gates_passed(None, KEYS, "2.0.0", SEGS, T0, HOSTS)
+    assert d.state is not None and d.state.keys == pick_keys(["host"], HOSTS, 10)
+    assert d.message == "serving 10% of keys (host, 4 listed) from 2.0.0"
+    assert splits(d.state, "2.0.0")["db.v"].keys == d.state.keys
+    assert lists_keys(d.state, KEYS, "2.0.0")
+    d2 = after_gates_passed(d.state, KEYS, "2.0.0", OTHER, T0, [*HOSTS, "host-new"])
+    assert d2.state is not None and d2.state.keys is not None and len(d2.state.keys) == 21
+    assert set(d.state.keys or []) <= set(d2.state.keys)
+    d3 = after_gates_passed(d2.state, KEYS, "2.0.0", OTHER, T0, HOSTS)
+    assert d3.state is not None and (d3.state.percent, d3.state.keys) == (100, None)  # every key
+
+
+def test_steps_begun_on_buckets_stay_on_buckets() -> None:
+    bucket = after_gates_passed(None, KEYS, "2.0.0", SEGS, T0).state  # no keys read: buckets
+    assert bucket is not None and bucket.keys is None
+    assert not lists_keys(bucket, KEYS, "2.0.0")
+    assert lists_keys(bucket, KEYS, "3.0.0")  # another version starts over
+    two = CanaryKeys(columns=["host", "metric"], steps=[10, 100])
+    assert not lists_keys(None, two, "2.0.0")
