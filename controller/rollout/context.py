@@ -45,6 +45,9 @@ class ProgressView:
     watermark: datetime | None
     timestamp: datetime
     num_input_rows: int | None = None
+    undecodable_records: int | None = None
+    """Records the job counted as undecodable since it started (``controller.jobkit.wire``);
+    ``None`` when the job does not report the count."""
 
 
 class JobNotFound(LookupError):
