@@ -119,6 +119,7 @@ def progress_view(p: JobProgress | None) -> ProgressView | None:
         watermark=wm,
         timestamp=p.timestamp if p.timestamp.tzinfo else p.timestamp.replace(tzinfo=UTC),
         num_input_rows=p.num_input_rows,
+        undecodable_records=p.undecodable_records,
     )
 
 
