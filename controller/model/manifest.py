@@ -418,6 +418,12 @@ class StreamingHealthGate(GateBase):
     type: Literal["streamingHealth"]
     max_lag_seconds: float = Field(default=60, gt=0)
     max_batch_duration_seconds: float | None = Field(default=None, gt=0)
+    max_undecodable_records: int | None = Field(
+        default=None, ge=0,
+        description="Fail when a job has counted more records it could not decode (bad wire-format "
+        "header, unknown schema id, corrupt body) since it started; a job that reports no count fails. "
+        "Unset: not judged.",
+    )
     min_processing_ratio: float = Field(default=1.0, gt=0)
     window: str = "1m"
 
