@@ -203,6 +203,8 @@ def kafka_minutes(topic: str) -> dict[str, Counter[tuple[str, str]]]:
     import avro.schema
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    from controller.jobkit.wire import parse_header
+
     schema = avro.schema.parse((ROOT / "manifests" / "schemas" / "host_metric_event.avsc").read_text())
     reader = avro.io.DatumReader(schema)
     c = Consumer(
@@ -228,7 +230,8 @@ def kafka_minutes(topic: str) -> dict[str, Counter[tuple[str, str]]]:
             if offset >= ends[p]:
                 done[p] = True
                 continue
-            e: Any = reader.read(avro.io.BinaryDecoder(io.BytesIO(msg.value() or b"")))
+            # the producer writes the Confluent wire format: the body follows the 5-byte header
+            e: Any = reader.read(avro.io.BinaryDecoder(io.BytesIO(parse_header(msg.value())[1])))
             t = e["event_time"]
             t = t if isinstance(t, datetime) else datetime.fromtimestamp(t / 1000, tz=UTC)
             minute = t.astimezone(UTC).replace(second=0, microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
