@@ -101,6 +101,10 @@ class JobProgress(BaseModel):
     watermark: str | None = None
     timestamp: datetime
     sources: list[SourceProgress] = Field(default_factory=list)
+    undecodable_records: int | None = Field(
+        default=None, description="Records the job could not decode since it started "
+        "(status file's pipectl.undecodableRecords; None when the job does not report it)."
+    )
 
     @property
     def end_offsets(self) -> dict[str, dict[int, int]]:
@@ -125,6 +129,7 @@ class JobProgress(BaseModel):
             for s in data.get("sources") or []
         ]
         duration = (data.get("durationMs") or {}).get("triggerExecution")
+        undecodable = (data.get("pipectl") or {}).get("undecodableRecords")
         return cls(
             name=data.get("name"),
             query_id=str(data["id"]),
@@ -137,6 +142,7 @@ class JobProgress(BaseModel):
             watermark=(data.get("eventTime") or {}).get("watermark"),
             timestamp=datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00")),
             sources=sources,
+            undecodable_records=int(undecodable) if undecodable is not None else None,
         )
 
 

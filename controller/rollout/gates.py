@@ -11,7 +11,8 @@ promotes nor rolls back meanwhile. ``evaluate`` does not raise for conditions of
 - ``dataQuality`` — the gate's SQL, rewritten to the stage's tables (``sqlrewrite``), run through
   Presto; its single numeric cell is compared with ``expect``.
 - ``streamingHealth`` — per streaming job: consumer lag (records and seconds), batch duration,
-  processing rate against input rate, from the job's latest progress and Kafka's end offsets.
+  processing rate against input rate, from the job's latest progress and Kafka's end offsets;
+  with ``maxUndecodableRecords``, the records the job could not decode (``controller.jobkit.wire``).
 - ``canaryComparison`` — canary vs baseline outputs over the same closed windows, per metric a
   statistic (``canary``, ``canary_query``, ``statistics``).
 - ``approval`` — a principal's ``pipectl approve`` recorded for this release, stage, version and
@@ -287,6 +288,9 @@ def _job_health(
         return Verdict.FAIL, f"{physical}: {e}", ev
     h = job_health(progress, ends, ctx.now_utc)
     ev.update(_health_evidence(h, progress.timestamp))
+    undecodable = _judge_undecodable(gate, progress, ev)
+    if undecodable is not None:
+        return Verdict.FAIL, f"{physical}: {undecodable}", ev
     ev["max_lag_seconds"] = gate.max_lag_seconds
     ev["max_batch_duration_seconds"] = gate.max_batch_duration_seconds
     ev["min_processed_rows_per_second"] = gate.min_processing_ratio * h.input_rows_per_second
@@ -299,6 +303,24 @@ def _job_health(
         )
     verdict, message = _judge_health(gate, h)
     return verdict, f"{physical}: {message}", ev
+
+
+def _judge_undecodable(gate: StreamingHealthGate, progress: ProgressView, ev: dict[str, Any]) -> str | None:
+    """Why the job's undecodable records fail ``maxUndecodableRecords``, or None (also unset)."""
+    if progress.undecodable_records is not None:
+        ev["undecodable_records"] = progress.undecodable_records
+    limit = gate.max_undecodable_records
+    if limit is None:
+        return None
+    ev["max_undecodable_records"] = limit
+    if progress.undecodable_records is None:
+        return (
+            "the job reports no count of undecodable records, so maxUndecodableRecords cannot be judged "
+            "(a job reports it when it decodes with controller.jobkit.wire.decode_confluent)"
+        )
+    if progress.undecodable_records > limit:
+        return f"{progress.undecodable_records} undecodable records since the job started > {limit}"
+    return None
 
 
 def _health_evidence(h: JobHealth, progress_time: datetime) -> dict[str, Any]:
