@@ -8,6 +8,13 @@ controller relies on: the arguments the runner passes (``base_parser``), the Kaf
 the idempotent sink (the exactly-once Iceberg sink for an Iceberg table), and the lifecycle
 contract (status file, graceful stop file).
 
+Undecodable records: a ``decode`` that keeps them with a ``decode_error`` column
+(``controller.jobkit.wire.decode_confluent``) gets them counted per reason in every batch and left
+out of the sink; the counts since the job started are written to the status file as
+``{"pipectl": {"undecodableRecords": N, "undecodableByReason": {...}}}``, which the
+streamingHealth gate's ``maxUndecodableRecords`` judges. ``--schema-registry URL --subject S``
+gives ``decode`` the subject's writer schemas (``args.writer_schemas``, fetched once at start).
+
 Used by both example jobs (``manifests/jobs/host_metrics_agg.py``, ``request_latency_agg.py``);
 imports only pyspark and the stdlib.
 """
@@ -17,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +45,7 @@ from controller.jobkit.sink import (
     make_sink,
     split_table,
 )
+from controller.jobkit.wire import DECODE_ERROR, TOKEN_ENV, fetch_writer_schemas
 
 __all__ = [
     "AggregationJob",
@@ -101,6 +111,11 @@ def base_parser(prog: str, description: str, default_schema: Path) -> argparse.A
     p.add_argument("--max-offsets-per-trigger", type=int, help="cap on Kafka records per micro-batch")
     p.add_argument("--keep-versions", type=int, default=3, help="partition directories kept per dt")
     p.add_argument("--schema", type=Path, default=default_schema, help="Avro schema of the topic's values")
+    p.add_argument(
+        "--schema-registry", metavar="URL",
+        help=f"Confluent-compatible registry the writer schemas are read from at start (token: ${TOKEN_ENV})",
+    )
+    p.add_argument("--subject", help="with --schema-registry: the topic's value subject (topic-value)")
     p.add_argument("--create-table", action="store_true", help="create the database/table if missing")
     p.add_argument(
         "--takeover-table", action="store_true",
@@ -113,7 +128,45 @@ def base_parser(prog: str, description: str, default_schema: Path) -> argparse.A
 def check_args(args: argparse.Namespace) -> argparse.Namespace:
     split_table(args.table)
     check_query_name(args.query_name)
+    if bool(args.schema_registry) != bool(args.subject):
+        raise SystemExit("--schema-registry and --subject go together")
     return args
+
+
+def writer_schemas(args: argparse.Namespace) -> dict[int, str] | None:
+    """The subject's writer schemas by id from ``--schema-registry``; ``None`` without one."""
+    if not args.schema_registry:
+        return None
+    return fetch_writer_schemas(args.schema_registry, args.subject, os.environ.get(TOKEN_ENV))
+
+
+class DecodeTally:
+    """Undecodable records since the job started, per reason (batches run one at a time, but the
+    status writer reads from another thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_reason: dict[str, int] = {}
+
+    def add(self, counts: dict[str, int]) -> None:
+        with self._lock:
+            for reason, n in counts.items():
+                self._by_reason[reason] = self._by_reason.get(reason, 0) + n
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            by_reason = dict(sorted(self._by_reason.items()))
+        return {"undecodableRecords": sum(by_reason.values()), "undecodableByReason": by_reason}
+
+
+def split_undecodable(batch: DataFrame) -> tuple[DataFrame, dict[str, int]]:
+    """The batch's decoded rows (without ``decode_error``) and its undecodable records per reason;
+    a batch without the column is returned as it is."""
+    if DECODE_ERROR not in batch.columns:
+        return batch, {}
+    failed = F.col(DECODE_ERROR).isNotNull()
+    counts = {str(r[0]): int(r[1]) for r in batch.where(failed).groupBy(DECODE_ERROR).count().collect()}
+    return batch.where(~failed).drop(DECODE_ERROR), counts
 
 
 @dataclass(frozen=True)
@@ -154,6 +207,10 @@ def run_aggregation(job: AggregationJob, args: argparse.Namespace) -> int:
     log = logging.getLogger(job.name)
     spark = _spark(job, args)
     schema_json = args.schema.read_text(encoding="utf-8")
+    args.writer_schemas = writer_schemas(args)
+    if args.writer_schemas is not None:
+        log.info("writer schemas of %s: ids %s", args.subject, sorted(args.writer_schemas))
+    tally = DecodeTally()
     sink = make_sink(
         args.sink, spark, args.table, args.query_name, job.merge,
         version=args.version, keep_versions=args.keep_versions,
@@ -175,7 +232,19 @@ def run_aggregation(job: AggregationJob, args: argparse.Namespace) -> int:
     def process(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         watermark = batch_watermark_ms(spark, args.checkpoint, batch_id)
-        result: BatchResult = sink.write_batch(job.aggregate(batch, watermark), batch_id)
+        counted = DECODE_ERROR in batch.columns
+        if counted:
+            batch = batch.persist()  # read from Kafka once for the count and the write
+        try:
+            decoded, undecodable = split_undecodable(batch)
+            result: BatchResult = sink.write_batch(job.aggregate(decoded, watermark), batch_id)
+        finally:
+            if counted:
+                batch.unpersist()
+        if undecodable:
+            # counted once the batch is written: a batch that fails is run again and counted then
+            tally.add(undecodable)
+            log.warning("batch %s: undecodable records %s", batch_id, undecodable)
         log.info(
             "batch %s: %s sink, partitions %s, %.2fs %s%s", batch_id, args.sink,
             [(p.value, p.rows) for p in result.partitions], time.monotonic() - started, result.timings,
@@ -193,4 +262,4 @@ def run_aggregation(job: AggregationJob, args: argparse.Namespace) -> int:
         writer = writer.trigger(processingTime=args.trigger)
     query = writer.start()
     log.info("started %s (version %s) on %s -> %s", args.query_name, args.version, args.topic, args.table)
-    return run_until_stopped(spark, query, args.stop_file, args.status_file)
+    return run_until_stopped(spark, query, args.stop_file, args.status_file, metrics=tally.snapshot)

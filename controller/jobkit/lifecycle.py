@@ -5,7 +5,9 @@ The runner appends two arguments to every job it starts:
 ``--status-file PATH``
     The job writes the latest ``StreamingQueryProgress`` (its JSON, as ``query.lastProgress``)
     there atomically (temp file + rename) whenever a new progress is reported, and once more when
-    it stops. The controller reads it to observe batch id, rates, offsets and watermark.
+    it stops. The controller reads it to observe batch id, rates, offsets and watermark. A job
+    may add its own figures under the key ``pipectl`` (``run_until_stopped(..., metrics=)``), e.g.
+    ``{"undecodableRecords": 3}`` (``controller.jobkit.kafka_job``).
 ``--stop-file PATH``
     When the file appears the job stops gracefully *after* the current batch and exits 0.
 
@@ -92,9 +94,13 @@ def stop_guard(fn: BatchFunction, stop_file: str | None) -> BatchFunction:
 class ProgressWriter:
     """Writes ``query.lastProgress`` to the status file when it changed since the last write."""
 
-    def __init__(self, query: StreamingQuery, status_file: str | None):
+    def __init__(
+        self, query: StreamingQuery, status_file: str | None,
+        metrics: Callable[[], dict[str, Any]] | None = None,
+    ):
         self.query = query
         self.status_file = status_file
+        self.metrics = metrics
         self._last: tuple[Any, Any] | None = None
 
     def poll(self, *, force: bool = False) -> dict[str, Any] | None:
@@ -103,6 +109,9 @@ class ProgressWriter:
             return progress
         key = (progress.get("runId"), progress.get("timestamp"))
         if force or key != self._last:
+            if self.metrics is not None:
+                # read after lastProgress: the batch it reports has run its foreachBatch already
+                progress = {**progress, "pipectl": self.metrics()}
             write_json_atomic(self.status_file, progress)
             self._last = key
         return progress
@@ -114,6 +123,7 @@ def run_until_stopped(
     stop_file: str | None,
     status_file: str | None,
     poll: float = 1.0,
+    metrics: Callable[[], dict[str, Any]] | None = None,
 ) -> int:
     """Run ``query`` until the stop file appears (graceful stop, exit code 0) or the query ends.
 
@@ -122,7 +132,7 @@ def run_until_stopped(
     exit with the returned code: 0 after a graceful stop or a clean end (e.g. an
     ``availableNow`` trigger), 1 when the query failed (its error is printed).
     """
-    writer = ProgressWriter(query, status_file)
+    writer = ProgressWriter(query, status_file, metrics)
     stop_path = Path(stop_file) if stop_file else None
     stopping = False
     try:

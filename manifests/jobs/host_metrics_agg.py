@@ -1,9 +1,10 @@
 """host-metrics-agg: Kafka HostMetricEvent stream -> 1-minute aggregates per (host, metric) in Hive.
 
-Spark Structured Streaming (PySpark 3.5). Reads the Avro-encoded (schemaless binary) events of a
-Kafka topic, keeps an event-time watermark, and in every micro-batch computes partial 1-minute
-aggregates (samples, avg_value, max_value) that the pipectl sink merges into the table's ``dt``
-partitions idempotently (see ``controller.jobkit.sink``). Events older than the watermark Spark
+Spark Structured Streaming (PySpark 3.5). Reads the events of a Kafka topic in the Confluent wire
+format (magic byte 0, 4-byte schema id, Avro body; ``controller.jobkit.wire``), decodes each with
+its writer schema to the job's reader schema (``--schema``), keeps an event-time watermark, and in
+every micro-batch computes partial 1-minute aggregates (samples, avg_value, max_value) that the
+pipectl sink merges into the table's ``dt`` partitions idempotently (see ``controller.jobkit.sink``). Events older than the watermark Spark
 recorded for the batch are dropped, so a replayed batch sees exactly the same input.
 
 The frame (arguments, Kafka reader, watermark, sink, lifecycle) is ``controller.jobkit.kafka_job``;
@@ -15,7 +16,13 @@ every connection detail is an argument, e.g.::
     spark-submit manifests/jobs/host_metrics_agg.py --bootstrap-servers 127.0.0.1:9092 \\
         --topic dev.telemetry.host_metrics --table dev_telemetry.host_metrics_1m \\
         --checkpoint .pipectl/checkpoints/dev/host-metrics/host-metrics-agg --trigger 10s \\
-        --starting-offsets earliest --query-name dev-host-metrics-host-metrics-agg --version 1.0.0
+        --starting-offsets earliest --query-name dev-host-metrics-host-metrics-agg --version 1.0.0 \\
+        --schema-registry http://127.0.0.1:8088/schema-registry --subject telemetry.host_metrics-value
+
+With ``--schema-registry`` the writer schemas are the subject's versions when the job starts (the
+API token in ``$PIPECTL_SCHEMA_REGISTRY_TOKEN``); without it every schema id is decoded with the
+reader schema. Undecodable records (bad header, unknown id, corrupt body) are counted in the status
+file and left out of the table, never dropped silently (``controller.jobkit.kafka_job``).
 
 ``--status-file``/``--stop-file`` follow pipectl's lifecycle contract (``controller.jobkit.lifecycle``):
 the latest StreamingQueryProgress JSON is kept in the status file, and the job stops after the
@@ -29,14 +36,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.avro.functions import from_avro
 
 from controller.jobkit import MergeSpec
 from controller.jobkit.kafka_job import AggregationJob, base_parser, check_args, run_aggregation
+from controller.jobkit.wire import DECODE_ERROR, decode_confluent
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "host_metric_event.avsc"
 
@@ -68,22 +76,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- transformation -------------------------------------------------------------------------
 
 
-def decode_events(raw: DataFrame, schema_json: str, drop_fraction: float = 0.0) -> DataFrame:
-    """Kafka records -> (host, metric, value, event_time); undecodable records are dropped."""
-    events = (
-        raw.select(from_avro(F.col("value"), schema_json, {"mode": "PERMISSIVE"}).alias("e"))
-        .select("e.host", "e.metric", "e.value", "e.event_time")
-        .where(
-            F.col("host").isNotNull()
-            & F.col("metric").isNotNull()
-            & F.col("value").isNotNull()
-            & F.col("event_time").isNotNull()
-        )
+def decode_events(
+    raw: DataFrame, schema_json: str, drop_fraction: float = 0.0, writers: Mapping[int, str] | None = None
+) -> DataFrame:
+    """Kafka records -> (host, metric, value, event_time, decode_error); an undecodable record is
+    kept with its reason in ``decode_error`` (the frame counts it and leaves it out of the sink)."""
+    decoded = decode_confluent(raw, schema_json, writers).select(
+        "event.host", "event.metric", "event.value", "event.event_time", DECODE_ERROR
     )
+    incomplete = F.lit(False)
+    for name in ("host", "metric", "value", "event_time"):
+        incomplete = incomplete | F.col(name).isNull()
+    error = F.when(F.col(DECODE_ERROR).isNull() & incomplete, F.lit("body")).otherwise(F.col(DECODE_ERROR))
+    events = decoded.withColumn(DECODE_ERROR, error)
     if drop_fraction > 0:
         # Deterministic by content: every run, replay and version drops the same events.
         bucket = F.pmod(F.xxhash64("host", "metric", "event_time", "value"), F.lit(1_000_000))
-        events = events.where(bucket >= F.lit(int(drop_fraction * 1_000_000)))
+        kept = bucket >= F.lit(int(drop_fraction * 1_000_000))
+        events = events.where(F.col(DECODE_ERROR).isNotNull() | kept)
     return events
 
 
@@ -106,7 +116,7 @@ def aggregate_minutes(events: DataFrame, watermark_ms: int | None = None) -> Dat
 
 
 def _decode(raw: DataFrame, schema_json: str, args: argparse.Namespace) -> DataFrame:
-    return decode_events(raw, schema_json, args.drop_fraction)
+    return decode_events(raw, schema_json, args.drop_fraction, args.writer_schemas)
 
 
 JOB = AggregationJob("host_metrics_agg", _decode, aggregate_minutes, MERGE_SPEC, TABLE_DDL_COLUMNS)

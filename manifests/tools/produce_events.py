@@ -1,4 +1,19 @@
-"""Produce HostMetricEvent records (schemaless Avro binary) to a Kafka topic.
+"""Produce HostMetricEvent records (Avro in the Confluent wire format) to a Kafka topic.
+
+Each value is magic byte 0, the writer schema's id (4 bytes, big-endian) and the Avro body
+(``controller.jobkit.wire.frame``). The id is the one pipectl's schema registry serves for the
+schema (``--schema``, default the example's ``schemas/host_metric_event.avsc``):
+
+- ``--schema-registry URL`` asks a running controller's registry (Confluent's
+  ``SchemaRegistryClient``, lookup of the schema under ``--subject``; the API token in
+  ``$PIPECTL_SCHEMA_REGISTRY_TOKEN``); registration is never attempted (git is the writer);
+- otherwise the id is computed from the git repository the schema file is in (``--repo`` to
+  name another), with pipectl's own fold of its history (``repo_schema_id``): the same id the
+  controller serves at the branch's head;
+- ``--schema-id N`` names it outright.
+
+A record field the schema has and the event has not (a field a newer schema adds) is written with
+its default.
 
 Deterministic with ``--seed``: the same arguments produce the same hosts, metrics, values and,
 with ``--event-time-start``, the same event times (``start + i * step``), so tests can compute the
@@ -17,7 +32,9 @@ import argparse
 import datetime as dt
 import io
 import json
+import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -27,6 +44,8 @@ from typing import Any
 
 import avro.io
 import avro.schema
+
+from controller.jobkit.wire import TOKEN_ENV, frame
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "host_metric_event.avsc"
 METRICS = ("cpu.user", "cpu.system", "mem.used", "disk.io", "net.rx", "net.tx", "load.1m", "gc.pause")
@@ -101,16 +120,99 @@ def expected_aggregates(events: Iterable[Event]) -> list[dict[str, Any]]:
     return out
 
 
-class Encoder:
-    """Schemaless Avro binary encoding (no registry, no container header)."""
+class _ReadLog:
+    """A ``GitSource`` that records the paths read (``repo_schema_id``'s exactness check)."""
 
-    def __init__(self, schema_path: Path) -> None:
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.paths: set[str] = set()
+
+    def first_parent(self, head: str, since: str | None = None) -> list[str]:
+        return list(self.source.first_parent(head, since))
+
+    def files_at(self, commit: str, under: str) -> list[str]:
+        return list(self.source.files_at(commit, under))
+
+    def read_at(self, commit: str, path: str) -> bytes | None:
+        self.paths.add(path)
+        data: bytes | None = self.source.read_at(commit, path)
+        return data
+
+
+def repo_schema_id(schema_path: Path, repo: Path | None = None, branch: str = "main") -> int:
+    """The id pipectl's registry gives the schema's content at the head of ``branch`` of the git
+    repository holding ``schema_path`` (or ``repo``, a directory of manifests in a git work tree).
+
+    The fold is ``controller.rollout.schema_registry.build`` over ``schema_history.at_commit``, as
+    the controller's (``registry_sync``). Only the commits that change the manifest directory are
+    read: the others declare the same schemas as the commit before them, and folding the same
+    schemas again changes nothing. That holds while every file the releases read is inside the
+    directory; when one is outside, every commit is read.
+    """
+    from controller.model.manifest import SchemaFormat
+    from controller.rollout.schema_registry import build, identity
+    from controller.source.git import GitSource
+    from controller.source.schema_history import at_commit, history
+
+    src = GitSource(str(repo or schema_path.resolve().parent.parent), branch=branch)
+    if not src.is_git:
+        where = repo or schema_path
+        raise SystemExit(f"{where}: not in a git repository; give --schema-id or --schema-registry")
+    head = src.resolve()
+    assert head is not None
+    log = _ReadLog(src)
+    under = src.subdir or "."
+    listed = subprocess.run(
+        ["git", "rev-list", "--first-parent", "--reverse", head, "--", under],
+        cwd=src.repo, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    steps = [at_commit(log, c, src.subdir) for c in listed]
+    if src.subdir and any(not p.startswith(src.subdir + "/") for p in log.paths):
+        steps = history(src, head, None, src.subdir)
+    ids = {identity(e.format, e.text): e.id for e in build(steps).schemas}
+    key = identity(SchemaFormat.AVRO, schema_path.read_text(encoding="utf-8"))
+    if key not in ids:
+        raise SystemExit(
+            f"{schema_path}: no release at {branch} ({head[:12]}) declares this schema for a topic, so "
+            "pipectl's registry serves no id for it: commit it, or give --schema-id"
+        )
+    return ids[key]
+
+
+def registry_schema_id(url: str, subject: str, schema_path: Path) -> int:
+    """The id a Confluent-compatible registry (pipectl's ``/schema-registry``) has for the schema
+    under ``subject`` (a lookup; nothing is registered)."""
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    conf: dict[str, Any] = {"url": url}
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        conf.update({
+            "bearer.auth.credentials.source": "STATIC_TOKEN",
+            "bearer.auth.token": token,
+            "bearer.auth.logical.cluster": "pipectl",  # the client requires it; pipectl ignores it
+        })
+    text = schema_path.read_text(encoding="utf-8")
+    found = SchemaRegistryClient(conf).lookup_schema(subject, Schema(text, "AVRO"))
+    return int(found.schema_id)
+
+
+class Encoder:
+    """Avro binary in the Confluent wire format with ``schema_id`` (resolved from the schema's git
+    repository when not given: ``repo_schema_id``)."""
+
+    def __init__(self, schema_path: Path, schema_id: int | None = None) -> None:
         self.schema = avro.schema.parse(schema_path.read_text(encoding="utf-8"))
+        self.schema_id = repo_schema_id(schema_path) if schema_id is None else schema_id
         self.writer = avro.io.DatumWriter(self.schema)
+        self.defaults = {
+            f.name: f.default for f in self.schema.fields if f.has_default  # type: ignore[attr-defined]
+        }
         self._validated = False
 
     def encode(self, e: Event) -> bytes:
         datum = {
+            **self.defaults,
             "host": e.host,
             "metric": e.metric,
             "value": e.value,
@@ -122,7 +224,16 @@ class Encoder:
             self._validated = True
         else:
             self.writer.write_data(self.schema, datum, avro.io.BinaryEncoder(buf))
-        return buf.getvalue()
+        return frame(self.schema_id, buf.getvalue())
+
+
+def resolve_schema_id(args: argparse.Namespace) -> int:
+    """``--schema-id``, else the registry's (``--schema-registry``), else the repo's fold."""
+    if args.schema_id is not None:
+        return int(args.schema_id)
+    if args.schema_registry:
+        return registry_schema_id(args.schema_registry, args.subject, args.schema)
+    return repo_schema_id(args.schema, args.repo, args.branch)
 
 
 def step_ms(args: argparse.Namespace) -> float:
@@ -145,7 +256,7 @@ def produce(args: argparse.Namespace) -> dict[str, Any]:
             "client.id": "pipectl-produce-events",
         }
     )
-    encoder = Encoder(args.schema)
+    encoder = Encoder(args.schema, resolve_schema_id(args))
     stats = {"delivered": 0, "failed": 0}
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -191,6 +302,7 @@ def produce(args: argparse.Namespace) -> dict[str, Any]:
         "rate": round(sent / elapsed, 1) if elapsed > 0 else None,
         "target_rate": args.rate or None,
         "seed": args.seed,
+        "schema_id": encoder.schema_id,
         "first_event_time_ms": first,
         "last_event_time_ms": last,
     }
@@ -208,7 +320,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics", type=int, default=4, help=f"how many of {len(METRICS)} metric names")
     p.add_argument("--event-time-start", type=parse_time_ms, help="epoch ms or ISO time of the first event")
     p.add_argument("--event-time-step-ms", type=float, help="event-time step (default 1000/rate, or 10)")
-    p.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
+    p.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="the writer schema (Avro)")
+    p.add_argument("--schema-id", type=int, help="the schema's registry id (default: looked up)")
+    p.add_argument("--schema-registry", metavar="URL", help=f"registry holding the id (token: ${TOKEN_ENV})")
+    p.add_argument("--subject", default="telemetry.host_metrics-value", help="with --schema-registry")
+    p.add_argument("--repo", type=Path, help="manifests (in git) the id is computed from")
+    p.add_argument("--branch", default="main", help="with the repo: the branch the controller reads")
     p.add_argument("--expected-out", type=Path, help="write the expected 1-minute aggregates (JSON)")
     p.add_argument("--flush-timeout", type=float, default=60.0)
     args = p.parse_args(argv)
