@@ -28,6 +28,7 @@ from controller.devstack.layout import (
     StackError,
     port,
 )
+from controller.devstack.metastore_txn import txn_schema_sql
 from controller.devstack.prometheus import Prometheus
 from controller.devstack.spark_cluster import SparkMaster, SparkWorker
 
@@ -187,6 +188,10 @@ class Metastore(Component):
 
     def check(self) -> str:
         return probes.metastore_check(HOST, self.port)
+
+    def after_healthy(self) -> None:
+        # the lock API's tables, which DataNucleus does not create (also on a stack already up)
+        Postgres(self.ctx).psql(txn_schema_sql(), db="metastore")
 
     def info(self) -> dict[str, Any]:
         return {"uri": f"thrift://{HOST}:{self.port}"}
