@@ -2,7 +2,8 @@
 the Spark Thrift Server's catalog ``iceberg`` (an Iceberg ``SparkCatalog`` on the same Hive
 metastore, set up by ``controller.devstack``), and how it reads back what Spark reports.
 
-Pure functions (no server); every identifier is checked and quoted.
+Pure functions (no server) but ``rollback_to_snapshot``, which is handed a Presto client; every
+identifier is checked and quoted.
 
 - An Iceberg table is registered in the metastore like any table; Spark's session catalog lists
   it with the property ``table_type=ICEBERG``, which is how observe tells it apart. Its columns,
@@ -22,7 +23,7 @@ import base64
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from controller.adapters.hive_ddl import columns_to_add, props_sql
 from controller.adapters.hive_parse import TableInfo, parse_presto_view
@@ -280,3 +281,43 @@ def parse_snapshots(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[str, str
             when = when[: -len(" UTC")].replace(" ", "T") + "Z"
         out[str(name)] = (str(snapshot_id), when)
     return out
+
+
+# --- rollback (through Presto: its CALL takes the metastore lock the stack's TxnHandler tables serve) --
+
+
+class PrestoStatements(Protocol):
+    """What ``rollback_to_snapshot`` needs of ``controller.adapters.presto.PrestoClient``."""
+
+    def query(self, sql: str, *, op: str = "query") -> list[tuple[Any, ...]]: ...
+
+
+def rollback_sql(name: str, snapshot_id: str, catalog: str = ICEBERG_CATALOG) -> str:
+    """``CALL iceberg.system.rollback_to_snapshot('db', 'table', <id>)`` (PrestoDB 0.287): makes an
+    older snapshot of the table current again; Iceberg refuses one that is not an ancestor of the
+    current snapshot. The id is an Iceberg snapshot id (a signed 64-bit integer) as a string."""
+    db, table = split_qualified(name)
+    db, table = check_hive_ident(db, "database"), check_hive_ident(table, "table")
+    if not re.fullmatch(r"-?[0-9]{1,19}", snapshot_id.strip()) or not (
+        -(2**63) <= int(snapshot_id) < 2**63
+    ):
+        raise ValueError(f"{name}: snapshot id {snapshot_id!r} is not an Iceberg snapshot id (an int64)")
+    return (
+        f"CALL {quote_presto(catalog)}.system.rollback_to_snapshot("
+        f"{presto_string_literal(db)}, {presto_string_literal(table)}, {int(snapshot_id)})"
+    )
+
+
+def rollback_to_snapshot(
+    presto: PrestoStatements, name: str, snapshot_id: str, catalog: str = ICEBERG_CATALOG
+) -> bool:
+    """Make ``snapshot_id`` the current snapshot of Iceberg table ``name`` (``db.table``) again;
+    ``False`` without a rollback when it is current already (read as ``snapshots_sql`` does: the
+    snapshot made current last), so a retried rollback changes nothing. Readers see the older
+    snapshot's rows at once; the newer snapshots stay in the metadata (time travel) until expired."""
+    sql = rollback_sql(name, snapshot_id, catalog)
+    current = parse_snapshots(presto.query(snapshots_sql([name], catalog), op="iceberg_snapshots"))
+    if current.get(name, ("", ""))[0] == str(int(snapshot_id)):
+        return False
+    presto.query(sql, op="iceberg_rollback")
+    return True
