@@ -285,7 +285,9 @@ def world(
     folder = stack["airflow_dags_folder"]
     files = {
         "environments/canary.yaml": canary_env_yaml("canary", "prod"),
-        "environments/prod.yaml": stage_env_yaml("prod", f"it{uid}.", f"it{uid}_", folder),
+        "environments/prod.yaml": stage_env_yaml(
+            "prod", f"it{uid}.", f"it{uid}_", folder, metastore_uri=stack["metastore_uri"]
+        ),
         "dags/hm_daily.py": DAG_SOURCE,
     }
     for rel in ("schemas/host_metric_event.avsc", "tools/produce_events.py"):
@@ -338,17 +340,27 @@ def ts(v: str) -> float:
     return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
 
 
-def steady(what: str, probe: Callable[[], Any], want: Any, seconds: float) -> str | None:
-    """None when ``probe()`` equals ``want`` at every look for ``seconds``, else what was seen."""
-    seen = []
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        seen.append(probe())
+Steady = tuple[str, Callable[[], Any], Any, float]  # what, probe, the value it must keep, seconds
+
+
+def steady(checks: list[Steady]) -> list[str]:
+    """Each ``probe()`` looked at about once a second, all side by side, for its own ``seconds``
+    (so the checks take as long as the longest, not their sum); what was seen for each whose
+    probe did not equal ``want`` at every look."""
+    seen: list[list[Any]] = [[] for _ in checks]
+    t0 = time.time()
+    while True:
+        live = [i for i, c in enumerate(checks) if time.time() - t0 < c[3]]
+        if not live:
+            break
+        for i in live:
+            seen[i].append(checks[i][1]())
         time.sleep(1.0)
-    bad = [v for v in seen if v != want]
-    if not bad:
-        return None
-    return f"{what}: expected {want!r} throughout {seconds:g}s; saw {sorted(set(map(str, seen)))}"
+    return [
+        f"{what}: expected {want!r} throughout {seconds:g}s; saw {sorted(set(map(str, got)))}"
+        for (what, _, want, seconds), got in zip(checks, seen, strict=True)
+        if any(v != want for v in got)
+    ]
 
 
 def process_alive(state: Any) -> bool:
@@ -409,16 +421,14 @@ def check_restored(w: World, stage: str, failed: str, blue_before: Any, green_be
     problems = audit_restored(w, stage, failed, gate)
 
     # nothing moves again afterwards (e.g. a canary starting the rolled-back version again)
-    return problems + [
-        d
-        for d in (
-            steady(f"{failed}'s job alive after the {stage} rollback", lambda: w.alive(failed), False, 15),
-            steady(f"the serving view after the {stage} rollback", w.view_sql, view, 5),
-            steady(f"retention.ms after the {stage} rollback", w.retention, RETENTION["1.0.0"], 5),
-            steady(f"v1's job alive after the {stage} rollback", lambda: w.alive("1.0.0"), True, 5),
-        )
-        if d
-    ]
+    return problems + steady(
+        [
+            (f"{failed}'s job alive after the {stage} rollback", lambda: w.alive(failed), False, 15),
+            (f"the serving view after the {stage} rollback", w.view_sql, view, 5),
+            (f"retention.ms after the {stage} rollback", w.retention, RETENTION["1.0.0"], 5),
+            (f"v1's job alive after the {stage} rollback", lambda: w.alive("1.0.0"), True, 5),
+        ]
+    )
 
 
 def audit_restored(w: World, stage: str, failed: str, gate: str) -> list[str]:
