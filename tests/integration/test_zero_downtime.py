@@ -64,7 +64,11 @@ SEED = 11
 HOSTS, METRICS = 20, 4
 QUERY_PERIOD = 0.4  # s between query starts (2.5 Hz)
 BAKE = "45s"
-MIN_DATA_AGE = 240  # s of events in the topic before 1.1.0 is committed
+# the jobs' allowed lateness (kafka_job's --watermark; 2 minutes by default): the producer writes
+# events as they happen, so one minute loses none, and green's start position (blue's watermark
+# minus the replay window) lies inside the topic a minute sooner
+WATERMARK = "1 minute"
+MIN_DATA_AGE = 180  # s of events in the topic before 1.1.0 is committed
 
 Key = tuple[str, str, str]  # (window_start 'YYYY-MM-DD HH:MM:SS', host, metric)
 
@@ -117,6 +121,7 @@ def release_yaml(name: str, version: str, shuffle_partitions: str) -> str:
                     # blue reads the topic from its start, so the test can count every event it served
                     "sources": [{"topic": "telemetry.host_metrics", "startingOffsets": "earliest"}],
                     "sinks": [{"table": "telemetry.host_metrics_1m"}],
+                    "args": ["--watermark", WATERMARK],
                     "trigger": "10s",
                     "strategy": "blueGreen",
                     # green starts 1 minute behind blue's watermark: the cutover minute then falls inside
@@ -295,7 +300,7 @@ def zd(tmp_path: Path, stack: dict[str, Any], spark_env: dict[str, str], unique_
     name = f"hm-{uid}"
     files = {
         "environments/dev.yaml": stage_env_yaml(
-            "dev", f"it{uid}.", f"it{uid}_", stack["airflow_dags_folder"]
+            "dev", f"it{uid}.", f"it{uid}_", stack["airflow_dags_folder"], metastore_uri=stack["metastore_uri"]
         ),
         "releases/host-metrics.yaml": release_yaml(name, "1.0.0", "2"),
     }
@@ -419,7 +424,7 @@ def test_zero_downtime_blue_green_switch(zd: Zd, spark_env: dict[str, str], tmp_
     loop_started = time.time()
     try:
         # at least 30 s of queries against blue alone, and enough data that green's start position
-        # (blue's watermark, 2 min behind, minus the 1 min replay window) lies inside the topic
+        # (blue's watermark, a minute behind, minus the 1 min replay window) lies inside the topic
         time.sleep(max(30.0, t_producer + MIN_DATA_AGE - time.time()))
         phase("query loop running against blue")
 
