@@ -75,7 +75,7 @@ STAGES = ["canary", "prod"]
 RATE = 20  # events/s
 RETENTION = {"1.0.0": "86400000", "2.0.0": "172800000", "3.0.0": "259200000"}
 JOB = "jobs/host_metrics_agg.py"
-SELECT_FIELDS = '.select("e.host", "e.metric", "e.value", "e.event_time")'
+SELECT_FIELDS = '"event.host", "event.metric", "event.value", "event.event_time", DECODE_ERROR'
 
 
 def marker(version: str) -> str:
@@ -89,8 +89,8 @@ def job_source(version: str) -> str:
         return code
     assert code.count(SELECT_FIELDS) == 1, "the example job changed: plant the marker elsewhere"
     planted = (
-        f'.select("e.host", F.concat(F.lit("{marker(version)}"), F.col("e.metric")).alias("metric"), '
-        '"e.value", "e.event_time")'
+        f'"event.host", F.concat(F.lit("{marker(version)}"), F.col("event.metric")).alias("metric"), '
+        '"event.value", "event.event_time", DECODE_ERROR'
     )
     return code.replace(SELECT_FIELDS, planted)
 

@@ -59,7 +59,7 @@ from ctlkit import (
 
 BOOTSTRAP = "127.0.0.1:9092"
 JOB = "jobs/host_metrics_agg.py"
-SELECT_FIELDS = '.select("e.host", "e.metric", "e.value", "e.event_time")'
+SELECT_FIELDS = '"event.host", "event.metric", "event.value", "event.event_time", DECODE_ERROR'
 MARK = "FAILED-2.0.0-"
 GATES: list[dict[str, Any]] = [
     {"name": "keeps-up", "type": "streamingHealth", "maxLagSeconds": 600},
@@ -84,8 +84,8 @@ def job_source(version: str) -> str:
         return code
     assert code.count(SELECT_FIELDS) == 1, "the example job changed: plant the marker elsewhere"
     planted = (
-        f'.select("e.host", F.concat(F.lit("{MARK}"), F.col("e.metric")).alias("metric"), '
-        '"e.value", "e.event_time")'
+        f'"event.host", F.concat(F.lit("{MARK}"), F.col("event.metric")).alias("metric"), '
+        '"event.value", "event.event_time", DECODE_ERROR'
     )
     return code.replace(SELECT_FIELDS, planted)
 
