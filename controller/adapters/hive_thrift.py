@@ -29,6 +29,9 @@ _TRANSIENT_MARKERS = (
     "SocketTimeoutException",
     "Connection refused",
     "Broken pipe",
+    # the Thrift Server is shutting down (a restart is under way): its statements fail this way
+    "Cannot call methods on a stopped SparkContext",
+    "SparkContext was shut down",
 )
 
 
