@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controller.model import identifiers as ids
 from controller.model.analysis_providers import ProviderMetric, TemplateProviderMetric
-from controller.model.base import Spec
+from controller.model.base import ResourceName, Spec
 
 DEFAULT_WINDOW_LENGTH = "1m"
 DEFAULT_MIN_SAMPLES = 3
@@ -187,7 +187,7 @@ class TemplateMetric(Spec):
 class AnalysisTemplate(Spec):
     """A named ``CanaryAnalysis`` with arguments (Argo Rollouts' AnalysisTemplate, for tables)."""
 
-    name: str
+    name: ResourceName
     args: list[TemplateArg] = Field(default_factory=list)
     keys: list[str] | None = None
     window: TemplateWindow | None = None
@@ -196,14 +196,6 @@ class AnalysisTemplate(Spec):
     tolerance: float | str | None = None
     alpha: float | str | None = None
     min_closed_windows: int | str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        try:
-            return ids.check_resource_name(v)
-        except ids.IdentifierError as e:
-            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _placeholders_are_args(self) -> AnalysisTemplate:

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from controller.model import identifiers as ids
-from controller.model.base import Spec
+from controller.model.base import ResourceName, Spec
 
 SIDE_PLACEHOLDERS = ("version", "stage")
 _SIDE = re.compile(r"\{\{\s*(version|stage)\s*\}\}")
@@ -56,7 +55,7 @@ class KafkaLag(Spec):
 
 
 class ProviderMetric(Spec):
-    name: str = Field(description="Names the metric in the verdict and the evidence.")
+    name: ResourceName = Field(description="Names the metric in the verdict and the evidence.")
     prometheus: PrometheusQuery | None = None
     kafka_lag: KafkaLag | None = None
     threshold: float | None = Field(
@@ -70,14 +69,6 @@ class ProviderMetric(Spec):
         description="An absolute difference up to this passes whatever the relative one (e.g. a few "
         "records of lag against a baseline at zero).",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        try:
-            return ids.check_resource_name(v)
-        except ids.IdentifierError as e:
-            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _one_provider(self) -> ProviderMetric:

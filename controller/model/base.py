@@ -42,6 +42,17 @@ def _checked_keys(check: Callable[[str], object]) -> Callable[[dict[str, str]], 
 SparkConf = Annotated[
     dict[str, str], BeforeValidator(string_values), AfterValidator(_checked_keys(ids.check_spark_conf_key))
 ]
+
+
+def _resource_name(v: str) -> str:
+    try:
+        return ids.check_resource_name(v)
+    except ids.IdentifierError as e:
+        raise ValueError(str(e)) from None
+
+
+# A DNS-label style name (a metric, an analysis template, a namespace, a service account).
+ResourceName = Annotated[str, AfterValidator(_resource_name)]
 KafkaConfig = Annotated[
     dict[str, str], BeforeValidator(string_values), AfterValidator(_checked_keys(ids.check_kafka_config_key))
 ]

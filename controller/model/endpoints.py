@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from controller.model import identifiers as ids
-from controller.model.base import SparkConf, Spec
+from controller.model.base import ResourceName, SparkConf, Spec
 
 REF_HELP = "A secret reference: env:VAR or file:PATH (never the secret itself)."
 
@@ -219,13 +219,17 @@ class SparkExecutorResources(SparkPodResources):
 class SparkOperatorSpec(Spec):
     """Where and how ``SparkApplication`` objects run (``runner: sparkOperator``)."""
 
-    namespace: str = Field(description="Namespace of the SparkApplication objects (and the driver pods).")
+    namespace: ResourceName = Field(
+        description="Namespace of the SparkApplication objects (and the driver pods)."
+    )
     image: str = Field(
         min_length=1,
         description="Image of driver and executors: pyspark, pipectl's controller.jobkit and the "
         "release repository's files under appRoot.",
     )
-    service_account: str = Field(description="The driver pod's service account (it creates executor pods).")
+    service_account: ResourceName = Field(
+        description="The driver pod's service account (it creates executor pods)."
+    )
     spark_version: str = Field(min_length=1, description="The image's Spark version (spec.sparkVersion).")
     app_root: str = Field(
         default="/opt/pipectl/repo",
@@ -239,14 +243,6 @@ class SparkOperatorSpec(Spec):
         description="restartPolicy OnFailure: how often the operator reruns a failed driver (and retries a "
         "failed submission) before the application is FAILED and the controller's next pass starts it again.",
     )
-
-    @field_validator("namespace", "service_account")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        try:
-            return ids.check_resource_name(v)
-        except ids.IdentifierError as e:
-            raise ValueError(str(e)) from None
 
     @field_validator("app_root")
     @classmethod
