@@ -291,6 +291,8 @@ class FakeKafka(FakeBackend):
 
     def __init__(self, clock: Clock):
         super().__init__("kafka", {ResourceKind.TOPIC}, clock)
+        self.groups: dict[str, dict[str, dict[int, int]]] = {}
+        """Consumer group → topic → partition → committed offset."""
 
     def _partitions(self, topic: str) -> int:
         t = self.live.get((ResourceKind.TOPIC, topic))
@@ -305,6 +307,10 @@ class FakeKafka(FakeBackend):
         self._read("offsets_for_times")
         at = int((ts_ms / 1000 - T0.timestamp()) * 10)
         return {p: max(0, at) for p in range(self._partitions(topic))}
+
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
+        self._read("list_consumer_group_offsets")
+        return {t: dict(offsets) for t, offsets in self.groups.get(group, {}).items()}
 
 
 class FakeSpark(FakeBackend):
@@ -406,6 +412,8 @@ class Installation:
     spark: FakeSpark
     presto: FakePresto
     transforms: FakeTransforms
+    prometheus: Any = None
+    """A ``MetricsPort``, or None: the stage's Environment sets no prometheus endpoint."""
 
     @classmethod
     def new(cls, clock: Clock) -> Installation:
