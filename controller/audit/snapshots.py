@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from controller.adapters import hive_iceberg as ice
 from controller.audit.ledger import TableSnapshot
-from controller.model.errors import PipectlError
+from controller.model.errors import PipectlError, TransientBackendError
 from controller.model.manifest import PipelineRelease, TableFormat
 from controller.plan.desired import StageContext, physical_table
 
@@ -62,18 +62,30 @@ def snapshots_at(
     return read_snapshots(sql, tables)
 
 
+MAX_ONE_BY_ONE = 8
+"""At most this many tables are read one by one after the batched read failed: the record is
+written on every run, so a broken read must not cost one Presto round trip per table."""
+
+
 def read_snapshots(sql: SqlReader, tables: Sequence[str]) -> list[TableSnapshot]:
-    """The current snapshot of each table, in one statement; if that fails (a table missing after
-    a failed create, Presto down), each table alone, so one bad table does not hide the others."""
+    """The current snapshot of each table, in one statement; if that fails for one table (missing
+    after a failed create), each table alone (at most ``MAX_ONE_BY_ONE``), so one bad table does
+    not hide the others. A transient failure (Presto down) is not retried table by table."""
     if not tables:
         return []
     try:
         found = ice.parse_snapshots(sql.query(ice.snapshots_sql(tables), op="iceberg_snapshots"))
         return [_snapshot(t, found.get(t)) for t in tables]
     except Exception as e:
+        batch_error = f"{type(e).__name__}: {e}"[:500]
+        if isinstance(e, TransientBackendError):
+            return [TableSnapshot(table=t, error=batch_error) for t in tables]
         log.warning("iceberg snapshots: batched read failed, reading each table", error=str(e))
     out = []
-    for t in tables:
+    for i, t in enumerate(tables):
+        if i >= MAX_ONE_BY_ONE:
+            out.append(TableSnapshot(table=t, error=f"not read (batched read failed: {batch_error})"[:500]))
+            continue
         try:
             one = ice.parse_snapshots(sql.query(ice.snapshots_sql([t]), op="iceberg_snapshots"))
             out.append(_snapshot(t, one.get(t)))

@@ -12,7 +12,15 @@ import pytest
 
 from controller.adapters import hive_iceberg as ice
 from controller.audit.ledger import AuditRecord, Ledger, TableSnapshot
-from controller.audit.snapshots import AsOfError, pin_query, query_as_of, read_snapshots, snapshots_at
+from controller.audit.snapshots import (
+    MAX_ONE_BY_ONE,
+    AsOfError,
+    pin_query,
+    query_as_of,
+    read_snapshots,
+    snapshots_at,
+)
+from controller.model.errors import TransientBackendError
 from controller.model.manifest import PipelineRelease
 from controller.plan.desired import StageContext
 from controller.store.db import Store
@@ -65,6 +73,26 @@ def test_a_failing_table_is_named_and_does_not_hide_the_others() -> None:
     assert len(sql.sent) == 3  # the batch, then each table alone
     assert a.snapshot_id == "7"
     assert b.snapshot_id is None and b.error is not None and "Table not found" in b.error
+
+
+def test_the_one_by_one_fallback_is_bounded_and_skipped_when_presto_is_down() -> None:
+    tables = [f"dev_t.t{i:02d}" for i in range(20)]
+    sql = Sql({t: (t, "7", "2026-12-05 16:47:10.679 UTC") for t in tables}, fail=frozenset({"dev_t.t00"}))
+    got = read_snapshots(sql, tables)
+    assert len(sql.sent) == 1 + MAX_ONE_BY_ONE  # the batch, then the first tables alone
+    assert got[0].error is not None and [g.snapshot_id for g in got[1:MAX_ONE_BY_ONE]] == ["7"] * 7
+    assert all(g.snapshot_id is None and "not read (batched read failed" in (g.error or "")
+               for g in got[MAX_ONE_BY_ONE:])
+
+    class Down:
+        sent = 0
+
+        def query(self, sql: str, *, op: str = "query") -> list[tuple[Any, ...]]:
+            Down.sent += 1
+            raise TransientBackendError("presto", "connection refused")
+
+    got = read_snapshots(Down(), tables)
+    assert Down.sent == 1 and all("connection refused" in (g.error or "") for g in got)
 
 
 def release(fmt: str) -> PipelineRelease:
