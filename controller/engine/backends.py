@@ -3,8 +3,9 @@
 Built by ``controller.wiring`` (the composition root). The reconciler, stage operations and gates
 see a stage only through the narrow Protocols here (``StagePorts``): plan actions go through
 ``Adapter`` (observe + apply one change), and the few reads the rollout needs besides — a job's
-latest progress, Kafka offsets, a Presto query — through ``JobsPort``, ``OffsetsPort`` and
-``SqlPort``. Unit tests hand the real ``Reconciler`` in-memory implementations of them.
+latest progress, Kafka offsets, a Presto query, a PromQL query — through ``JobsPort``,
+``OffsetsPort``, ``SqlPort`` and ``MetricsPort``. Unit tests hand the real ``Reconciler``
+in-memory implementations of them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from controller.adapters.base import Adapter, CallStats
 from controller.adapters.hive import HiveAdapter
 from controller.adapters.kafka import KafkaAdapter
 from controller.adapters.presto import PrestoClient
-from controller.adapters.prometheus import PrometheusClient
+from controller.adapters.prometheus import PrometheusClient, Sample
 from controller.adapters.spark import JobProgress, SparkAdapter
 from controller.adapters.transforms import TransformAdapter
 from controller.plan.desired import StageContext
@@ -69,6 +70,8 @@ class OffsetsPort(Protocol):
 
     def offsets_for_times(self, topic: str, ts_ms: int) -> dict[int, int]: ...
 
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]: ...
+
 
 class JobsPort(Protocol):
     stats: CallStats
@@ -85,6 +88,12 @@ class SqlPort(Protocol):
     def query(self, sql: str, *, op: str = "query") -> list[tuple[Any, ...]]: ...
 
 
+class MetricsPort(Protocol):
+    stats: CallStats
+
+    def query(self, promql: str, at: datetime | None = None) -> list[Sample]: ...
+
+
 class StagePorts(Protocol):
     """One stage's backends as the rollout engine sees them."""
 
@@ -99,6 +108,11 @@ class StagePorts(Protocol):
 
     @property
     def presto(self) -> SqlPort: ...
+
+    @property
+    def prometheus(self) -> MetricsPort | None:
+        """None when the stage's Environment sets no ``prometheus`` endpoint."""
+        ...
 
 
 def progress_view(p: JobProgress | None) -> ProgressView | None:

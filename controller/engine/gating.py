@@ -1,8 +1,8 @@
 """The engine side of gates: a real ``GateData`` over one stage's backends and the state store.
 
 The gate logic itself is pure (``controller.rollout.gates``); this module only answers its
-questions: Presto queries, job progress from the Spark runner, Kafka end offsets, earlier schema
-versions and approvals from the store.
+questions: Presto and PromQL queries, job progress from the Spark runner, Kafka end and committed
+offsets, earlier schema versions and approvals from the store.
 """
 
 from __future__ import annotations
@@ -50,20 +50,16 @@ class StageGateData:
         return self.be.kafka.end_offsets(topic)
 
     def prometheus_query(self, promql: str, at: datetime) -> list[float]:
-        """``canary_providers.MetricSource``: the values of an instant PromQL query."""
-        client = getattr(self.be, "prometheus", None)  # StagePorts fakes in unit tests have none
+        """``GateData.prometheus_query``: the values of an instant PromQL query."""
+        client = self.be.prometheus
         if client is None:
             raise PermanentBackendError("prometheus", "the stage's Environment sets no prometheus endpoint")
         with deadline(self.query_deadline):
             return [v for _labels, v in client.query(promql, at)]
 
     def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
-        """``canary_providers.OffsetSource``: a consumer group's committed offsets."""
-        read = getattr(self.be.kafka, "committed_offsets", None)  # OffsetsPort fakes lack it
-        if read is None:
-            raise PermanentBackendError("kafka", "this stage's Kafka cannot list consumer group offsets")
-        found: dict[str, dict[int, int]] = read(group)
-        return found
+        """``GateData.committed_offsets``: a consumer group's committed offsets."""
+        return self.be.kafka.committed_offsets(group)
 
     def live_schema(self, release: str, schema: str) -> list[str]:
         """Earlier promoted versions' texts of ``schema``, newest first."""

@@ -6,13 +6,13 @@ baseline's value are measured through the data seam, then judged by ``compare``:
 (``|canary - baseline| / |baseline| > threshold`` fails, a zero baseline fails); equal zeros pass
 (a measured zero, unlike a table's missing rows, is a value).
 
-- ``prometheus``: ``MetricSource.prometheus_query`` at the gate's ``now``, the query's
+- ``prometheus``: ``GateData.prometheus_query`` at the gate's ``now``, the query's
   ``{{version}}``/``{{stage}}`` set per side (the baseline's stage is the canary's target); the
-  sum of the returned series. No series on a side is inconclusive; a ``GateData`` that is not a
-  ``MetricSource`` (no Prometheus endpoint) fails.
+  sum of the returned series. No series on a side is inconclusive; a stage without a Prometheus
+  endpoint fails (the engine's ``prometheus_query`` raises a permanent error).
 - ``kafkaLag``: ``health.job_health(progress, end offsets, now).lag_records`` of the side's
   deployed job (``ctx.jobs`` / ``ctx.baseline_jobs``), or of a consumer group's committed offsets
-  (``OffsetSource.committed_offsets``). A job without progress yet, or a group without committed
+  (``GateData.committed_offsets``). A job without progress yet, or a group without committed
   offsets, is inconclusive.
 
 A transient backend error is inconclusive, a permanent one fails. Pure: ``now`` comes from ``ctx``.
@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from controller.model.analysis_providers import ProviderMetric, substitute_side
 from controller.model.errors import PermanentBackendError, TransientBackendError
@@ -31,24 +30,6 @@ from controller.model.reasons import Verdict
 from controller.rollout.context import GateContext, GateData, JobNotFound, ProgressView, worst
 from controller.rollout.health import job_health
 from controller.rollout.statistics import MetricOutcome, relative_total
-
-
-@runtime_checkable
-class OffsetSource(Protocol):
-    """A ``GateData`` that can also read a consumer group's committed offsets."""
-
-    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
-        """Topic → partition → committed offset (an unknown group: empty)."""
-        ...
-
-
-@runtime_checkable
-class MetricSource(Protocol):
-    """A ``GateData`` that can also answer PromQL (the engine's, when the stage has Prometheus)."""
-
-    def prometheus_query(self, promql: str, at: datetime) -> list[float]:
-        """The values of an instant query's series (a scalar: one value) at ``at``."""
-        ...
 
 
 class _NoValue(Exception):
@@ -109,8 +90,6 @@ def _describe(o: MetricOutcome, c: float, b: float) -> str:
 def _value(m: ProviderMetric, ctx: GateContext, data: GateData, side: str, ev: dict[str, Any]) -> float:
     canary = side == "canary"
     if m.prometheus is not None:
-        if not isinstance(data, MetricSource):
-            raise _NoValue(Verdict.FAIL, f"stage {ctx.stage} has no Prometheus endpoint (spec.prometheus)")
         version = ctx.version if canary else str(ctx.baseline_version)
         stage = ctx.stage if canary else (ctx.stage_ctx.canary_of or ctx.stage)
         query = substitute_side(m.prometheus.query, version, stage)
@@ -143,8 +122,6 @@ def _value(m: ProviderMetric, ctx: GateContext, data: GateData, side: str, ev: d
 
 def _group_lag(template: str, ctx: GateContext, data: GateData, side: str, ev: dict[str, Any]) -> float:
     """A consumer group's lag, by ``job_health`` over its committed offsets as the "processed" ones."""
-    if not isinstance(data, OffsetSource):
-        raise _NoValue(Verdict.FAIL, "this controller cannot read consumer group offsets")
     canary = side == "canary"
     version = ctx.version if canary else str(ctx.baseline_version)
     group = substitute_side(

@@ -2,8 +2,8 @@
 
 Gates are pure decisions: everything they look at arrives through ``GateContext`` (names, the
 time, the repository's schema texts) and ``GateData`` (queries against live systems). The engine
-supplies a ``GateData`` backed by the adapters (Presto, Kafka, the Spark job registry, the audit
-ledger); unit tests supply an in-memory one. ``controller.rollout`` never imports an adapter.
+supplies a ``GateData`` backed by the adapters (Presto, Kafka, Prometheus, the Spark job registry,
+the audit ledger); unit tests supply an in-memory one. ``controller.rollout`` never imports an adapter.
 
 ``GateVerdict`` has exactly the fields of the audit ledger's ``controller.audit.ledger.GateVerdict``
 (the ledger lives in a layer that may use a database, which the pure core may not import):
@@ -74,6 +74,17 @@ class GateData(Protocol):
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Kafka's latest (high-watermark) offsets of a topic: partition → offset."""
+        ...
+
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
+        """A consumer group's committed offsets: topic → partition → offset (unknown group: empty)."""
+        ...
+
+    def prometheus_query(self, promql: str, at: datetime) -> list[float]:
+        """The values of an instant PromQL query's series (a scalar: one value) at ``at``.
+
+        Raises ``PermanentBackendError`` when the stage has no Prometheus endpoint.
+        """
         ...
 
     def live_schema(self, release: str, schema: str) -> list[str]:

@@ -67,6 +67,12 @@ class FakeData:
     """(release, stage, version, revision digest) → principal."""
     raise_on_query: Exception | None = None
     queries: list[str] = field(default_factory=list)
+    groups: dict[str, dict[str, dict[int, int]]] = field(default_factory=dict)
+    """Consumer group → topic → partition → committed offset."""
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    """PromQL text → the values of its series (a query not listed: no series)."""
+    raise_on_promql: Exception | None = None
+    promql: list[tuple[str, datetime]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.db = sqlite3.connect(":memory:")
@@ -113,6 +119,15 @@ class FakeData:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         return dict(self.offsets.get(topic, {}))
+
+    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
+        return {t: dict(offsets) for t, offsets in self.groups.get(group, {}).items()}
+
+    def prometheus_query(self, promql: str, at: datetime) -> list[float]:
+        self.promql.append((promql, at))
+        if self.raise_on_promql is not None:
+            raise self.raise_on_promql
+        return list(self.metrics.get(promql, []))
 
     def live_schema(self, release: str, schema: str) -> list[str]:
         return list(self.schemas.get((release, schema), []))

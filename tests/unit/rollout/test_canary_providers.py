@@ -4,34 +4,17 @@ relativeTotal; the gate's verdict is the worse of the tables' and the providers'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.manifest import CanaryComparisonGate
 from controller.model.reasons import Verdict
 from controller.rollout.canary import evaluate_canary
-from controller.rollout.canary_providers import MetricSource, compare
+from controller.rollout.canary_providers import compare
 from controller.rollout.context import ProgressView
 from tests.unit.rollout.gate_fakes import NOW, FakeData, make_ctx
 
 JOB = "host-metrics-agg"
-
-
-@dataclass
-class PromData(FakeData):
-    """FakeData that also answers PromQL from a dict (query text → values)."""
-
-    answers: dict[str, list[float]] = field(default_factory=dict)
-    asked: list[tuple[str, datetime]] = field(default_factory=list)
-    error: Exception | None = None
-
-    def prometheus_query(self, promql: str, at: datetime) -> list[float]:
-        self.asked.append((promql, at))
-        if self.error is not None:
-            raise self.error
-        return self.answers.get(promql, [])
 
 
 def gate(*providers: dict[str, Any], **fields: Any) -> CanaryComparisonGate:
@@ -54,13 +37,13 @@ def ctx(**kw: Any) -> Any:
 def test_prometheus_query_per_side_passes_within_threshold() -> None:
     c = ctx()
     assert c.version == "1.0.0"  # the example release's
-    data = PromData(answers={
+    data = FakeData(metrics={
         'sum(rate(errors_total{version="1.0.0", stage="canary"}[1m]))': [1.05],
         'sum(rate(errors_total{version="0.9.0", stage="prod"}[1m]))': [0.6, 0.4],  # series summed
     })  # fmt: skip
     v = evaluate_canary(gate(prom(Q, threshold=0.1)), c, data)
     assert v.verdict is Verdict.PASS, v.message
-    assert [a for _q, a in data.asked] == [NOW, NOW]  # evaluated at the gate's now
+    assert [a for _q, a in data.promql] == [NOW, NOW]  # evaluated at the gate's now
     ev = v.evidence["providers"][0]
     assert ev["canary_query"] == 'sum(rate(errors_total{version="1.0.0", stage="canary"}[1m]))'
     assert ev["baseline_query"] == 'sum(rate(errors_total{version="0.9.0", stage="prod"}[1m]))'
@@ -69,29 +52,28 @@ def test_prometheus_query_per_side_passes_within_threshold() -> None:
 
 def test_prometheus_query_fails_beyond_threshold_and_default_tolerance() -> None:
     c = ctx()
-    data = PromData(answers={f"errors{{v='{c.version}'}}": [2.0], "errors{v='0.9.0'}": [1.0]})
+    data = FakeData(metrics={f"errors{{v='{c.version}'}}": [2.0], "errors{v='0.9.0'}": [1.0]})
     v = evaluate_canary(gate(prom("errors{v='{{version}}'}")), c, data)
     assert v.verdict is Verdict.FAIL
     assert "errors 2 vs baseline 1 (+100.00%, threshold 2.00%)" in v.message  # gate tolerance 0.02
 
 
-def test_no_series_is_inconclusive_and_no_prometheus_fails() -> None:
-    assert evaluate_canary(gate(prom("x")), ctx(), PromData()).verdict is Verdict.INCONCLUSIVE
+def test_no_series_is_inconclusive() -> None:
+    # a stage without a Prometheus endpoint: tests/unit/engine/test_gating.py
     v = evaluate_canary(gate(prom("x")), ctx(), FakeData())
-    assert v.verdict is Verdict.FAIL and "no Prometheus endpoint" in v.message
-    assert not isinstance(FakeData(), MetricSource) and isinstance(PromData(), MetricSource)
+    assert v.verdict is Verdict.INCONCLUSIVE and "the canary's query returned no series: x" in v.message
 
 
 def test_backend_errors() -> None:
-    down = PromData(error=TransientBackendError("prometheus", "connection refused"))
+    down = FakeData(raise_on_promql=TransientBackendError("prometheus", "connection refused"))
     assert evaluate_canary(gate(prom("x")), ctx(), down).verdict is Verdict.INCONCLUSIVE
-    bad = PromData(error=PermanentBackendError("prometheus", "bad_data: parse error"))
+    bad = FakeData(raise_on_promql=PermanentBackendError("prometheus", "bad_data: parse error"))
     v = evaluate_canary(gate(prom("x")), ctx(), bad)
     assert v.verdict is Verdict.FAIL and "parse error" in v.message
 
 
 def test_without_a_baseline_version_providers_pass() -> None:
-    v = evaluate_canary(gate(prom("x")), make_ctx("canary"), PromData())
+    v = evaluate_canary(gate(prom("x")), make_ctx("canary"), FakeData())
     assert v.verdict is Verdict.PASS and "no baseline version" in v.message
 
 
@@ -101,7 +83,7 @@ def _progress(offsets: dict[int, int]) -> ProgressView:
 
 def test_kafka_lag_of_the_sides_jobs() -> None:
     c = ctx(jobs={JOB: "canary-job"}, baseline_jobs={JOB: "prod-job"})
-    data = PromData(
+    data = FakeData(
         progress={"canary-job": _progress({0: 90, 1: 100}), "prod-job": _progress({0: 95, 1: 100})},
         offsets={"events": {0: 100, 1: 110}},
     )
@@ -118,7 +100,7 @@ def test_kafka_lag_of_the_sides_jobs() -> None:
 
 def test_kafka_lag_waits_for_progress_and_rejects_unknown_jobs() -> None:
     c = ctx(jobs={JOB: "canary-job"}, baseline_jobs={JOB: "prod-job"})
-    data = PromData(progress={"canary-job": None, "prod-job": _progress({0: 1})}, offsets={"events": {0: 1}})
+    data = FakeData(progress={"canary-job": None, "prod-job": _progress({0: 1})}, offsets={"events": {0: 1}})
     v = evaluate_canary(gate({"name": "lag", "kafkaLag": {"job": JOB}}), c, data)
     assert v.verdict is Verdict.INCONCLUSIVE and "no progress yet" in v.message
     v = evaluate_canary(gate({"name": "lag", "kafkaLag": {"job": "nope"}}), c, data)
@@ -136,24 +118,14 @@ def test_compare_zero_and_allowance() -> None:
 
 def test_tables_and_providers_combine_to_the_worse() -> None:
     c = ctx(baseline_tables={"telemetry.host_metrics_1m": "prod.t"}, canary_tables={})
-    data = PromData(answers={f"q{{v='{c.version}'}}": [1.0], "q{v='0.9.0'}": [1.0]})
+    data = FakeData(metrics={f"q{{v='{c.version}'}}": [1.0], "q{v='0.9.0'}": [1.0]})
     v = evaluate_canary(gate(prom("q{v='{{version}}'}")), c, data)
     # the tables' side is inconclusive (canary outputs not mapped), the provider passes
     assert v.verdict is Verdict.INCONCLUSIVE and "providers" in v.evidence
 
 
-@dataclass
-class GroupData(PromData):
-    """PromData that also answers consumer groups' committed offsets."""
-
-    groups: dict[str, dict[str, dict[int, int]]] = field(default_factory=dict)
-
-    def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
-        return self.groups.get(group, {})
-
-
 def test_kafka_lag_of_a_consumer_group_per_side() -> None:
-    data = GroupData(
+    data = FakeData(
         groups={"agg-1.0.0": {"events": {0: 100, 1: 110}}, "agg-0.9.0": {"events": {0: 40}}},
         offsets={"events": {0: 100, 1: 110}},
     )
@@ -166,5 +138,3 @@ def test_kafka_lag_of_a_consumer_group_per_side() -> None:
     assert ev["canary_group"] == "agg-1.0.0" and ev["baseline_lag_by_topic"] == {"events": 170}
     unknown = evaluate_canary(gate({**lag, "kafkaLag": {"consumerGroup": "nobody"}}), ctx(), data)
     assert unknown.verdict is Verdict.INCONCLUSIVE and "committed no offsets" in unknown.message
-    plain = evaluate_canary(gate(lag), ctx(), PromData(offsets={"events": {0: 1}}))
-    assert plain.verdict is Verdict.FAIL and "cannot read consumer group offsets" in plain.message
