@@ -88,11 +88,8 @@ def _describe(o: MetricOutcome, c: float, b: float) -> str:
 
 
 def _value(m: ProviderMetric, ctx: GateContext, data: GateData, side: str, ev: dict[str, Any]) -> float:
-    canary = side == "canary"
     if m.prometheus is not None:
-        version = ctx.version if canary else str(ctx.baseline_version)
-        stage = ctx.stage if canary else (ctx.stage_ctx.canary_of or ctx.stage)
-        query = substitute_side(m.prometheus.query, version, stage)
+        query = _for_side(m.prometheus.query, ctx, side)
         ev[f"{side}_query"] = query
         values = data.prometheus_query(query, ctx.now_utc)
         if not values:
@@ -103,7 +100,7 @@ def _value(m: ProviderMetric, ctx: GateContext, data: GateData, side: str, ev: d
         return _group_lag(m.kafka_lag.consumer_group, ctx, data, side, ev)
     if m.kafka_lag.job not in {j.name for j in ctx.release.spec.streaming_jobs}:
         raise _NoValue(Verdict.FAIL, f"kafkaLag job {m.kafka_lag.job!r} is no streaming job of the release")
-    jobs = ctx.jobs if canary else ctx.baseline_jobs
+    jobs = ctx.jobs if side == "canary" else ctx.baseline_jobs
     job = jobs.get(str(m.kafka_lag.job))
     if job is None:
         raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s job {m.kafka_lag.job} is not mapped")
@@ -114,25 +111,29 @@ def _value(m: ProviderMetric, ctx: GateContext, data: GateData, side: str, ev: d
         raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s job {job} is not deployed") from None
     if progress is None:
         raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s job {job} has reported no progress yet")
-    ends = {topic: data.end_offsets(topic) for topic in sorted(progress.source_end_offsets)}
-    health = job_health(progress, ends, ctx.now_utc)
-    ev[f"{side}_lag_by_topic"] = health.lag_records_by_topic
-    return float(health.lag_records)
+    return _lag(progress, ctx, data, side, ev)
 
 
 def _group_lag(template: str, ctx: GateContext, data: GateData, side: str, ev: dict[str, Any]) -> float:
     """A consumer group's lag, by ``job_health`` over its committed offsets as the "processed" ones."""
-    canary = side == "canary"
-    version = ctx.version if canary else str(ctx.baseline_version)
-    group = substitute_side(
-        template, version, ctx.stage if canary else (ctx.stage_ctx.canary_of or ctx.stage)
-    )
+    group = _for_side(template, ctx, side)
     ev[f"{side}_group"] = group
     committed = data.committed_offsets(group)
     if not committed:
         raise _NoValue(Verdict.INCONCLUSIVE, f"the {side}'s consumer group {group} has committed no offsets")
-    ends = {topic: data.end_offsets(topic) for topic in sorted(committed)}
-    as_progress = ProgressView(0, None, None, None, committed, None, ctx.now_utc)
-    health = job_health(as_progress, ends, ctx.now_utc)
+    return _lag(ProgressView(0, None, None, None, committed, None, ctx.now_utc), ctx, data, side, ev)
+
+
+def _for_side(template: str, ctx: GateContext, side: str) -> str:
+    """``template`` with the side's ``{{version}}`` and ``{{stage}}`` (the baseline: the canary's target)."""
+    if side == "canary":
+        return substitute_side(template, ctx.version, ctx.stage)
+    return substitute_side(template, str(ctx.baseline_version), ctx.stage_ctx.canary_of or ctx.stage)
+
+
+def _lag(progress: ProgressView, ctx: GateContext, data: GateData, side: str, ev: dict[str, Any]) -> float:
+    """``job_health``'s lag of ``progress`` behind its topics' end offsets, per topic into ``ev``."""
+    ends = {topic: data.end_offsets(topic) for topic in sorted(progress.source_end_offsets)}
+    health = job_health(progress, ends, ctx.now_utc)
     ev[f"{side}_lag_by_topic"] = health.lag_records_by_topic
     return float(health.lag_records)
