@@ -26,6 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from controller.jobkit.wire import frame
+
 ROOT = Path(__file__).resolve().parents[1]
 JOB = ROOT / "manifests" / "jobs" / "host_metrics_agg.py"
 SCHEMA = ROOT / "manifests" / "schemas" / "host_metric_event.avsc"
@@ -63,7 +65,7 @@ class FastEncoder:
 
     def __init__(self, schema_id: int | None = None) -> None:
         self.schema_id = producer_tool().repo_schema_id(SCHEMA) if schema_id is None else schema_id
-        self._header = struct.pack(">bI", 0, self.schema_id)
+        self._header = frame(self.schema_id, b"")  # the 5-byte header the body follows
         self._cache: dict[str, bytes] = {}
         self._double = struct.Struct("<d").pack
 
