@@ -20,12 +20,12 @@ from controller.engine.backends import SqlPort, StagePorts
 from controller.engine.passes import Pass, StatusWriter
 from controller.engine.stage_ops import Baseline, StageOps
 from controller.model.canary_keys import CanaryKeys
-from controller.model.identifiers import quote_presto
+from controller.model.identifiers import presto_string_literal, quote_presto
 from controller.model.manifest import PipelineRelease
 from controller.model.reasons import Phase, Reason
 from controller.plan.desired import StageContext, job_name, physical_table
-from controller.plan.keysplit import MAX_LISTED_KEYS, key_sql
-from controller.plan.resources import ViewSegment
+from controller.plan.keysplit import MAX_LISTED_KEYS, KeyStep, key_sql
+from controller.plan.resources import TIME_COLUMN, ViewSegment
 from controller.rollout import bluegreen, keysteps
 from controller.store.rollout import StageRollout
 
@@ -80,6 +80,21 @@ def stable_keys(
     return [str(r[0]) for r in presto.query(sql, op="key_step_keys")]
 
 
+def canary_served(presto: SqlPort, step: KeyStep) -> bool:
+    """Whether every view's canary side has rows from its cutover on (one ``LIMIT 1`` per table):
+    the view serves the new version's rows."""
+    for segs in step.segments.values():
+        seg = segs[-1]
+        db, name = seg.table.split(".", 1)
+        ref = ".".join(quote_presto(x) for x in (presto.catalog, db, name))
+        where = ""
+        if seg.since is not None:
+            where = f" WHERE {quote_presto(TIME_COLUMN)} >= TIMESTAMP {presto_string_literal(seg.since)}"
+        if not presto.query(f"SELECT 1 FROM {ref}{where} LIMIT 1", op="key_step_served"):  # noqa: S608
+            return False
+    return True
+
+
 @dataclass
 class KeySteps:
     ops: StageOps
@@ -94,6 +109,15 @@ class KeySteps:
         assert base.version is not None
         rel, now = p.rel, self.clock()
         state = self.ops.rollouts.stage(rel.name, stage)
+        if keysteps.needs_served_check(state.key_step, p.version):
+            assert state.key_step is not None
+            held = keysteps.served_hold(state.key_step, canary_served(be.presto, state.key_step), now)
+            if held.state is not None:
+                state.key_step = held.state
+                self.ops.rollouts.put_stage(rel.name, stage, state)
+            self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, held.message)
+            p.result.requeue(STEP_REQUEUE)
+            return True
         canary = switched_segments(p, ctx, base.version, state, now)
         present = None
         if keysteps.lists_keys(state.key_step, keys, p.version):

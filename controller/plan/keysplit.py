@@ -57,6 +57,9 @@ class KeyStep(BaseModel):
     segments: dict[str, list[ViewSegment]]
     since: datetime
     """When this step was recorded (the controller's clock)."""
+    served_at: datetime | None = None
+    """When the new version's rows from its cutover on were first seen in its tables, so the view
+    serves them (``rollout.keysteps.served_hold``); None: not yet (no step moves on before)."""
 
 
 KeyFilter = tuple[tuple[str, ...], int | tuple[str, ...]]

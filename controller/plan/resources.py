@@ -89,6 +89,10 @@ class TableResource(_Res):
     migrations: list[Migration] = Field(default_factory=list, description="Desired side only.")
 
 
+TIME_COLUMN = "window_start"
+"""The time column a stitched serving view splits its segments on."""
+
+
 class ViewSegment(BaseModel):
     """One stretch of a stitched serving view: rows of ``table`` from ``since`` (inclusive) on."""
 
@@ -127,7 +131,7 @@ class ViewResource(_Res):
     target: str
     columns: list[str] = Field(default_factory=list, description="Selected columns; empty means *.")
     segments: list[ViewSegment] = Field(default_factory=list)
-    time_column: str = "window_start"
+    time_column: str = TIME_COLUMN
     key_split: KeySplit | None = Field(
         default=None, description="Key-subset canary: the keys below a bucket percent from other segments."
     )

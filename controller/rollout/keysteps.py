@@ -3,9 +3,10 @@ version at each step, and what a gate verdict does to it.
 
 A release whose versioned job declares ``strategy: canary`` with ``keys`` is not switched in one go
 at the stage that serves its views: once the new version has soaked (caught up with the stable
-one), each pass whose gates pass moves the view to the next step of ``keys.steps``; gates run again
-at every step; after they pass at 100 % the release is promoted (the view is switched as blue/green
-does, ``rollout.bluegreen.next_segments``). A failed gate rolls back: the split is dropped, so the
+one), each pass whose gates pass moves the view to the next step of ``keys.steps`` (the first once
+the view serves the new version's rows, ``served_hold``); gates run again at every step; after
+they pass at 100 % the release is promoted (the view is switched as blue/green does,
+``rollout.bluegreen.next_segments``). A failed gate rolls back: the split is dropped, so the
 view serves every key from the stable version again (one ``CREATE OR REPLACE VIEW``).
 
 A step of keys of one column lists them (``plan.keysplit.pick_keys``: exactly ``round(p * n / 100)`` of
@@ -33,9 +34,13 @@ class Decision:
 
     promote: bool
     state: KeyStep | None = None
+    hold: str = ""
+    """Why the step stays where it is (``served_hold``); ``state``, if any, is recorded."""
 
     @property
     def message(self) -> str:
+        if self.hold:
+            return self.hold
         if self.promote or self.state is None:
             return "every key served by the new version passed its gates"
         keys = ", ".join(self.state.columns)
@@ -59,6 +64,36 @@ def lists_keys(current: KeyStep | None, keys: CanaryKeys, version: str) -> bool:
         return False
     started = current is not None and current.version == version and current.percent < 100
     return not started or (current is not None and current.keys is not None)
+
+
+def cutover_of(step: KeyStep) -> str | None:
+    """The canary side's first timestamp (its segments' latest ``since``) in the step's views."""
+    sinces = [seg.since for segs in step.segments.values() for seg in segs[-1:] if seg.since]
+    return max(sinces) if sinces else None
+
+
+def needs_served_check(current: KeyStep | None, version: str) -> bool:
+    """Whether the engine must look for the new version's rows from the cutover on before the
+    step may move on (``served_hold``): a started step of this version not yet seen served."""
+    return current is not None and current.version == version and current.served_at is None
+
+
+def served_hold(current: KeyStep, served: bool, now: datetime) -> Decision:
+    """Hold a step until its gates have passed once while the view serves the new version's rows.
+
+    The cutover is the first minute the new version has complete, so the first step usually starts
+    before any of its rows exist: the view then serves only the stable version, and gates passing
+    then say nothing of the canary's keys. Not served yet: hold. First seen served: record when, and
+    hold once more so the next pass's gates judge served rows (later steps start served)."""
+    at = cutover_of(current) or "its cutover"
+    share = f"{current.percent}% of keys from {current.version}"
+    if not served:
+        return Decision(False, None, hold=f"{share}: waiting for its rows from {at} in the view")
+    return Decision(
+        False,
+        current.model_copy(update={"served_at": now}),
+        hold=f"{share}: its rows from {at} are served; gates run again",
+    )
 
 
 def after_gates_passed(

@@ -54,9 +54,40 @@ def recorded(w: World) -> int | None:
 
 
 def to_first_step(w: World) -> None:
+    """At 10 %, the canary's rows seen served (the pass after the step: the fake answers rows)."""
     w.run_until(lambda: percent(w) == 10)
     assert (w.stage("prod").phase, w.stage("prod").version) == (Phase.VERIFYING, "1.1.0")
     assert "serving 10% of keys (host, 4 listed) from 1.1.0" in (w.stage("prod").message or "")
+    w.clock.advance(10)
+    w.reconcile()
+    assert percent(w) == 10
+    assert "10% of keys from 1.1.0: its rows from " in (w.stage("prod").message or "")
+    assert "are served; gates run again" in (w.stage("prod").message or "")
+
+
+def test_a_step_holds_until_the_view_serves_the_canarys_rows(w: World) -> None:
+    """Gates passing before the canary has rows from its cutover on judge nothing it serves: the
+    first step holds, then, once rows are seen, holds one more pass so gates judge served rows."""
+    w.run_until(lambda: percent(w) == 10)
+    presto = w.at("prod").presto
+    presto.by_op["key_step_served"] = []
+    for _ in range(3):
+        w.clock.advance(10)
+        w.reconcile()
+        assert percent(w) == 10 and recorded(w) == 10
+        assert "10% of keys from 1.1.0: waiting for its rows from " in (w.stage("prod").message or "")
+    step = RolloutStore(w.store).stage(RELEASE, "prod").key_step
+    assert step is not None and step.served_at is None
+    del presto.by_op["key_step_served"]
+    w.clock.advance(10)
+    w.reconcile()  # seen served: recorded, one more pass of gates at 10 %
+    step = RolloutStore(w.store).stage(RELEASE, "prod").key_step
+    assert step is not None and step.served_at == w.clock.now and percent(w) == 10
+    checks = presto.stats.calls.get("key_step_served", 0)
+    w.clock.advance(10)
+    w.reconcile()
+    assert percent(w) == 50
+    assert presto.stats.calls.get("key_step_served", 0) == checks  # later steps start served
 
 
 def test_steps_move_the_view_then_promotion_serves_every_key_from_the_new_version(w: World) -> None:
@@ -95,17 +126,20 @@ def test_steps_move_the_view_then_promotion_serves_every_key_from_the_new_versio
     assert diff_view(switched, served, DiffContext()) == []
     assert RolloutStore(w.store).stage(RELEASE, "prod").segments == {"telemetry.metrics": split.segments}
     prod_gates = [r for r in w.history() if r["stage"] == "prod" and r["version"] == "1.1.0"]
-    assert len(prod_gates) == 4  # gates ran before the first step, then at 10 %, 50 % and 100 %
+    # gates ran before the first step, at 10 % twice (the canary's rows first seen served, then
+    # judged served), then at 50 % and 100 %
+    assert len(prod_gates) == 5
     # the canary comparison reads only the keys the canary serves at each step
     # the keys listed at each step (exactly 4, then 20 of the 40 hosts, the first 4 kept), then all
     assert [a if a is None else (a[0], len(a[1]) if isinstance(a[1], tuple) else a[1]) for a in asked] == [
         None,
         (("host",), 4),
+        (("host",), 4),
         (("host",), 20),
         (("host",), 100),
     ]
-    assert asked[1] is not None and asked[2] is not None
-    assert set(asked[1][1]) <= set(asked[2][1])  # type: ignore[arg-type]
+    assert asked[1] is not None and asked[3] is not None
+    assert set(asked[1][1]) <= set(asked[3][1])  # type: ignore[arg-type]
     assert asked[1][1] == tuple(pick_keys(["host"], HOSTS, 10) or ())
 
 

@@ -390,16 +390,17 @@ class FakeTransforms(FakeBackend):
 
 
 class FakePresto:
-    """``SqlPort``: every query answers ``rows``."""
+    """``SqlPort``: a query answers ``by_op[op]`` if set, else ``rows``."""
 
     def __init__(self) -> None:
         self.stats = CallStats()
         self.catalog = "hive"
         self.rows: list[tuple[Any, ...]] = [(1,)]
+        self.by_op: dict[str, list[tuple[Any, ...]]] = {}
 
     def query(self, sql: str, *, op: str = "query") -> list[tuple[Any, ...]]:
         self.stats.count(op)
-        return list(self.rows)
+        return list(self.by_op.get(op, self.rows))
 
 
 @dataclass

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 from controller.model.canary_keys import CanaryKeys
 from controller.plan.keysplit import pick_keys
 from controller.plan.resources import KeySplit, ViewSegment
-from controller.rollout.keysteps import after_gates_passed, lists_keys, splits
+from controller.rollout.keysteps import (
+    after_gates_passed,
+    cutover_of,
+    lists_keys,
+    needs_served_check,
+    served_hold,
+    splits,
+)
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 KEYS = CanaryKeys(columns=["host"], steps=[10, 50, 100])
@@ -65,3 +72,20 @@ def test_steps_begun_on_buckets_stay_on_buckets() -> None:
     assert lists_keys(bucket, KEYS, "3.0.0")  # another version starts over
     two = CanaryKeys(columns=["host", "metric"], steps=[10, 100])
     assert not lists_keys(None, two, "2.0.0")
+
+
+def test_a_step_holds_until_the_canarys_rows_are_served_then_once_more() -> None:
+    step = after_gates_passed(None, KEYS, "2.0.0", SEGS, T0).state
+    assert step is not None and cutover_of(step) == "2026-03-02 12:02:00"
+    assert needs_served_check(step, "2.0.0") and not needs_served_check(step, "1.0.0")
+    assert not needs_served_check(None, "2.0.0")
+    waiting = served_hold(step, False, T0)
+    assert (waiting.promote, waiting.state) == (False, None)
+    assert waiting.message == "10% of keys from 2.0.0: waiting for its rows from 2026-03-02 12:02:00 in the view"
+    later = T0 + timedelta(seconds=40)
+    seen = served_hold(step, True, later)
+    assert not seen.promote and seen.state is not None and seen.state.served_at == later
+    assert seen.state.percent == 10 and seen.message.endswith("are served; gates run again")
+    assert not needs_served_check(seen.state, "2.0.0")
+    nxt = after_gates_passed(seen.state, KEYS, "2.0.0", OTHER, later)
+    assert nxt.state is not None and nxt.state.served_at == later  # later steps start served
