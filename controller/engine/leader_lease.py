@@ -107,6 +107,9 @@ class LeaseElector:
         self.identity = identity
         self.lease_seconds = lease_seconds
         self.renew_deadline = renew_deadline if renew_deadline is not None else lease_seconds * 2 / 3
+        # Each API call is bounded: a hung call would hold the lock, and with it every fenced write
+        # (``check_held``), past the point where this instance should have stepped down.
+        self.call_timeout = max(1.0, self.renew_deadline / 3)
         self._api = api
         self._clock = clock
         self._take_epoch = take_epoch
@@ -195,11 +198,15 @@ class LeaseElector:
 
     def _clear_holder(self) -> None:
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.call_timeout
+            )
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = _micro_time(datetime.now(UTC))
-                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, lease, _request_timeout=self.call_timeout
+                )
         except Exception as e:
             # The lease simply expires after lease_seconds.
             _log.warning("lease_release_failed", lease=self.name, error=str(e))
@@ -212,7 +219,9 @@ class LeaseElector:
         now = datetime.now(UTC)
         try:
             try:
-                lease = self.api.read_namespaced_lease(self.name, self.namespace)
+                lease = self.api.read_namespaced_lease(
+                    self.name, self.namespace, _request_timeout=self.call_timeout
+                )
             except ApiException as e:
                 if e.status != 404:
                     raise
@@ -240,7 +249,9 @@ class LeaseElector:
             spec.lease_duration_seconds = self.lease_seconds
             lease.spec = spec
             # lease.metadata.resourceVersion is the one we read: a concurrent writer makes this 409.
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.api.replace_namespaced_lease(
+                self.name, self.namespace, lease, _request_timeout=self.call_timeout
+            )
         except ApiException as e:
             if e.status == 409:
                 # Someone else wrote first; whoever it was, we are not (or no longer) sure to lead.
@@ -265,7 +276,7 @@ class LeaseElector:
             ),
         )
         try:
-            self.api.create_namespaced_lease(self.namespace, lease)
+            self.api.create_namespaced_lease(self.namespace, lease, _request_timeout=self.call_timeout)
         except ApiException as e:
             if e.status == 409:  # created by another candidate between our read and create
                 return False

@@ -66,19 +66,25 @@ class LeaseStore:
 class LeaseApi:
     def __init__(self, store: LeaseStore) -> None:
         self.s = store
+        self.timeouts: list[float | None] = []
 
-    def _check(self) -> None:
+    def _check(self, timeout: float | None) -> None:
+        self.timeouts.append(timeout)
         if self.s.down:
             raise ConnectionRefusedError("api server unreachable")
 
-    def read_namespaced_lease(self, name: str, namespace: str) -> client.V1Lease:
-        self._check()
+    def read_namespaced_lease(
+        self, name: str, namespace: str, _request_timeout: float | None = None
+    ) -> client.V1Lease:
+        self._check(_request_timeout)
         if name not in self.s.leases:
             raise ApiException(status=404, reason="Not Found")
         return self.s.leases[name].model_copy(deep=True)
 
-    def create_namespaced_lease(self, namespace: str, body: client.V1Lease) -> client.V1Lease:
-        self._check()
+    def create_namespaced_lease(
+        self, namespace: str, body: client.V1Lease, _request_timeout: float | None = None
+    ) -> client.V1Lease:
+        self._check(_request_timeout)
         name = body.metadata.name
         if name in self.s.leases:
             raise ApiException(status=409, reason="AlreadyExists")
@@ -88,8 +94,10 @@ class LeaseApi:
         self.s.leases[name] = body
         return body
 
-    def replace_namespaced_lease(self, name: str, namespace: str, body: client.V1Lease) -> client.V1Lease:
-        self._check()
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: client.V1Lease, _request_timeout: float | None = None
+    ) -> client.V1Lease:
+        self._check(_request_timeout)
         while self.s.before_replace:
             hook = self.s.before_replace.pop()
             assert callable(hook)
@@ -346,3 +354,17 @@ def test_elector_from_env_lease_uses_kubeconfig_the_lock_seconds_and_the_state_s
     monkeypatch.setenv("PIPECTL_LEADER_LOCK_SECONDS", "3")
     with pytest.raises(ValueError, match="must be at least 5"):
         elector_from_env(tmp_path, url)
+
+
+def test_every_api_call_is_bounded_well_inside_the_renew_deadline() -> None:
+    """A hung call would hold the elector's lock, and every fenced write behind it, past the point
+    where this instance should have stepped down: each call carries a timeout."""
+    store, clock = LeaseStore(), Clock()
+    api = LeaseApi(store)
+    a = LeaseElector("pipectl-controller", "pipectl", "pod-a", 15, api=api, clock=clock)
+    assert a.acquire()  # read (404), create
+    clock.t += 11  # past the renew deadline (10 s): the write check renews first (read, replace)
+    a.check_held()
+    a.release()  # read, replace
+    assert len(api.timeouts) == 6
+    assert all(t is not None and 1.0 <= t <= a.renew_deadline / 3 for t in api.timeouts), api.timeouts
