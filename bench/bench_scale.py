@@ -31,6 +31,12 @@ Why in-process for counting: the controller process does not expose its adapters
 the in-process runtime is the same code (same ``Controller``, ``Reconciler``, adapters) minus the
 HTTP API and the leader lock. RSS is only taken from the real process.
 
+Switches for finding where a pass goes: ``BENCH_KEEP=DIR`` keeps the generated repo and state in
+``DIR`` (a later run with the same ``DIR`` reuses them, so 100 releases converge once) and skips the
+cleanup; ``BENCH_PASS_ONLY=1`` stops after step 3; ``BENCH_PROFILE=1`` runs the in-process pass under
+cProfile and writes its top functions to ``bench/results/scale_profile.txt``;
+``bench_scale.py cleanup`` removes what a kept ``DIR`` created (topics, databases, DAGs, the dir).
+
 Run: ``.venv/bin/python bench/bench_scale.py [RELEASES]`` (needs the stack up; ~7 min for 100
 releases on 2 shared cores at load 8-11, half of it the first converge). With
 ``BENCH_HIVE_METASTORE=1`` the environment names the stack's metastore (``hive.metastoreUri``), so
@@ -137,35 +143,55 @@ class RssSampler(threading.Thread):
         return [v for t, v in self.samples if t0 <= t <= t1]
 
 
+KEEP = os.environ.get("BENCH_KEEP", "")
+PASS_ONLY = os.environ.get("BENCH_PASS_ONLY") == "1"
+PROFILE = os.environ.get("BENCH_PROFILE") == "1"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def generate(repo: Path, uid: str, n: int, dags_folder: str) -> None:
+    for d in ("releases", "environments", "dags"):
+        (repo / d).mkdir(parents=True)
+    (repo / "environments" / "dev.yaml").write_text(env_yaml(uid, dags_folder))
+    for i in range(n):
+        dag = f"{uid}_r{i:03d}_daily" if DAG_EVERY and i % DAG_EVERY == 0 else None
+        if dag:
+            (repo / "dags" / f"{dag}.py").write_text(DAG_SOURCE)
+        (repo / "releases" / f"sc-{uid}-{i:03d}.yaml").write_text(release_yaml(f"sc-{uid}-{i:03d}", i, dag))
+    git_init(repo)
+
+
 def main() -> int:
     install_sigterm()
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else RELEASES
+    cleanup_only = sys.argv[1:2] == ["cleanup"]
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and not cleanup_only else RELEASES
     started = machine()
     say(f"machine: {started['cpus']} cpu(s) {started['cpu_model']}, load {started['loadavg']}")
     info = stack_info()
     dags_folder = info["airflow_dags_folder"]
-    uid = new_uid("sc")
-    tmp = Path(tempfile.mkdtemp(prefix=f"pipectl-{uid}-"))
-    say(f"prefix {uid}; work dir {tmp}")
-    dag_ids: list[str] = []
+    tmp = Path(KEEP) if KEEP else Path(tempfile.mkdtemp(prefix="pipectl-sc-"))
+    kept = (tmp / "uid").is_file()
+    uid = (tmp / "uid").read_text().strip() if kept else new_uid("sc")
+    repo = tmp / "repo"
+    dag_ids = [f"{p.stem}__dev" for p in sorted((repo / "dags").glob("*.py"))] if kept else []
+    if cleanup_only:
+        if not kept:
+            say("cleanup: BENCH_KEEP names no kept run")
+            return 1
+        _cleanup(uid, dag_ids, dags_folder, tmp)
+        return 0
+    say(f"prefix {uid}; work dir {tmp}" + (" (kept from an earlier run)" if kept else ""))
     ctl: ControllerProcess | None = None
     try:
-        repo = tmp / "repo"
-        for d in ("releases", "environments", "dags"):
-            (repo / d).mkdir(parents=True)
-        (repo / "environments" / "dev.yaml").write_text(env_yaml(uid, dags_folder))
-        names = []
-        for i in range(n):
-            name = f"sc-{uid}-{i:03d}"
-            dag = f"{uid}_r{i:03d}_daily" if DAG_EVERY and i % DAG_EVERY == 0 else None
-            if dag:
-                (repo / "dags" / f"{dag}.py").write_text(DAG_SOURCE)
-                dag_ids.append(f"{dag}__dev")
-            (repo / "releases" / f"{name}.yaml").write_text(release_yaml(name, i, dag))
-            names.append(name)
-        git_init(repo)
+        if not kept:
+            tmp.mkdir(parents=True, exist_ok=True)
+            (tmp / "uid").write_text(uid)
+            generate(repo, uid, n, dags_folder)
+            dag_ids = [f"{p.stem}__dev" for p in sorted((repo / "dags").glob("*.py"))]
+        names = sorted(p.stem for p in (repo / "releases").glob("*.yaml"))
+        n = len(names)
         resources = n * 10 + len(dag_ids)
-        say(f"generated {n} releases, {resources} resources ({len(dag_ids)} DAGs) in {repo}")
+        say(f"{n} releases, {resources} resources ({len(dag_ids)} DAGs) in {repo}")
         state = tmp / "state" / "state.db"
         ctl = ControllerProcess(repo, state, tmp / "controller.log", interval=WARM_INTERVAL)
         figures: dict[str, Any] = {"releases": n, "resources": resources, "dags": len(dag_ids)}
@@ -175,17 +201,36 @@ def main() -> int:
     finally:
         if ctl is not None:
             ctl.stop()
-        t0 = time.time()
-        drop_databases_parallel(uid)
-        for p in cleanup(uid, dag_ids, dags_folder):
-            say(f"cleanup problem: {p}")
-        say(f"cleanup took {time.time() - t0:.0f}s")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not KEEP:
+            _cleanup(uid, dag_ids, dags_folder, tmp)
 
+
+def _cleanup(uid: str, dag_ids: list[str], dags_folder: str, tmp: Path) -> None:
+    t0 = time.time()
+    drop_databases_parallel(uid)
+    for p in cleanup(uid, dag_ids, dags_folder):
+        say(f"cleanup problem: {p}")
+    say(f"cleanup took {time.time() - t0:.0f}s")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dump_profile(prof: Any, name: str, seconds: float) -> None:
+    """The pass's top functions (cumulative and own time) to ``bench/results/<name>.txt``."""
+    import io
+    import pstats
+
+    out = io.StringIO()
+    out.write(f"{name}: in-process no-op pass, {seconds:.2f}s wall, load {os.getloadavg()}\n")
+    st = pstats.Stats(prof, stream=out)
+    st.sort_stats("cumulative").print_stats(60)
+    st.sort_stats("tottime").print_stats(40)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.txt").write_text(out.getvalue())
+    say(f"  profile written to bench/results/{name}.txt")
 
 
 def noop_pass(
-    loop: Any, rt: Any, be: Any, names: list[str], state: Path
+    loop: Any, rt: Any, be: Any, names: list[str], state: Path, profile: str = ""
 ) -> tuple[float, dict[str, dict[str, int]], dict[str, float], bool, int]:
     """One full in-process no-op pass: (seconds, calls per backend and operation, seconds per
     release, every plan a no-op, runs recorded)."""
@@ -196,9 +241,20 @@ def noop_pass(
     be.reset_calls()
     for x in names:  # a bare trigger makes no converged release due: ask for each one
         loop.trigger(x)
+    hits = rt.reconciler.ops.fast.hits
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     t = time.perf_counter()
     loop.run_once()
     in_s = time.perf_counter() - t
+    if prof is not None:
+        prof.disable()
+        _dump_profile(prof, profile, in_s)
+    say(f"  fast-path hits in this pass: {rt.reconciler.ops.fast.hits - hits} of {len(names)}")
     calls = be.call_detail()
     plans = [rt.reconciler.last_plans.get((x, "dev")) for x in names]
     noop = len(durations) == len(names) and all(p is not None and p.is_noop for p in plans)
@@ -260,7 +316,11 @@ def run(
     envs = {k: snap.environment(k) for k in snap.environments}
     be = rt.wiring.backends(stage_context("dev", envs), repo)
     hive_path = "metastore" if be.hive.metastore is not None else "sql"
-    in_s, calls, durations, noop, new_runs = noop_pass(loop, rt, be, names, state)
+    in_s, calls, durations, noop, new_runs = noop_pass(
+        loop, rt, be, names, state, "scale_profile" if PROFILE else "")
+    if PROFILE:  # a second pass: the fast path has seen every release's converged no-op pass now
+        again = noop_pass(loop, rt, be, names, state, "scale_profile_2nd")
+        say(f"  second pass: {again[0]:.2f}s, every plan a no-op: {again[3]}")
     by_backend = {b: sum(calls.get(b, {}).values()) for b in BACKENDS}
     total = sum(by_backend.values())
     d = list(durations.values())
@@ -302,6 +362,9 @@ def run(
         }
     )
     rt.store.close()
+    if PASS_ONLY:
+        say(f"in-process pass {in_s:.2f}s; stopping after it (BENCH_PASS_ONLY=1)")
+        return 0
 
     # --- 3. the real controller process: first pass, idle RSS, warm pass ----------------------
     # One release gets a new version first, so the process also deploys once (the first deploy
