@@ -8,6 +8,7 @@ changes nothing and returns ``changed=False``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -25,6 +26,9 @@ class ApplyResult(BaseModel):
     message: str = ""
 
 
+_COUNT_LOCK = threading.Lock()
+
+
 @dataclass
 class CallStats:
     """Backend round trips, by operation name (for `bench/` and the no-op-pass budget)."""
@@ -32,7 +36,8 @@ class CallStats:
     calls: dict[str, int] = field(default_factory=dict)
 
     def count(self, op: str, n: int = 1) -> None:
-        self.calls[op] = self.calls.get(op, 0) + n
+        with _COUNT_LOCK:  # a snapshot's prefetch counts from several threads at once
+            self.calls[op] = self.calls.get(op, 0) + n
 
     @property
     def total(self) -> int:

@@ -128,27 +128,27 @@ def database_state(
 
 
 class MetastoreClient:
-    """One lazily opened connection to the metastore (plain binary Thrift, as HMS 2.3 serves it
-    without SASL), shared under a lock; every call is counted in ``stats``."""
+    """Up to ``connections`` lazily opened connections to the metastore (plain binary Thrift, as
+    HMS 2.3 serves it without SASL, decoded by thrift's C extension when it is installed), each used
+    by one call at a time, so a pass's snapshot can read several databases at once; every call is
+    counted in ``stats``."""
 
-    def __init__(self, uri: str, stats: CallStats, timeout: float = 120.0) -> None:
+    def __init__(self, uri: str, stats: CallStats, timeout: float = 120.0, connections: int = 4) -> None:
         self.host, self.port = parse_metastore_uri(uri)
         self.uri = uri
         self.stats = stats
         self.timeout = timeout
-        self._lock = threading.RLock()
-        self._transport: Any = None
-        self._client: Any = None
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(1, connections))
+        self._idle: list[tuple[Any, Any]] = []
+        """(transport, client) of open connections no call is using."""
 
     def close(self) -> None:
-        """Close the connection (if open); the next call opens a new one."""
+        """Close the idle connections; the next call opens a new one."""
         with self._lock:
-            if self._transport is not None:
-                try:
-                    self._transport.close()
-                except Exception:  # noqa: S110 - closing a broken connection may fail; nothing to do
-                    pass
-            self._transport = self._client = None
+            idle, self._idle = self._idle, []
+        for transport, _client in idle:
+            _close(transport)
 
     def databases(self) -> list[str]:
         """Every database's name (1 call)."""
@@ -162,24 +162,33 @@ class MetastoreClient:
             return []
         return list(self._call("get_table_objects_by_name", db, names))
 
-    def _connect(self) -> Any:
-        if self._client is None:
-            sock = TSocket.TSocket(self.host, self.port)
-            sock.setTimeout(int(self.timeout * 1000))
-            transport = TTransport.TBufferedTransport(sock)
-            client = ThriftHiveMetastore.Client(TBinaryProtocol.TBinaryProtocol(transport))
-            self.stats.count("hms.connect")
-            transport.open()
-            self._transport, self._client = transport, client
-        return self._client
+    def _connect(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        sock = TSocket.TSocket(self.host, self.port)
+        sock.setTimeout(int(self.timeout * 1000))
+        transport = TTransport.TBufferedTransport(sock)
+        # the C decoder when thrift's extension is built (a pass decodes thousands of fields)
+        client = ThriftHiveMetastore.Client(TBinaryProtocol.TBinaryProtocolAccelerated(transport))
+        self.stats.count("hms.connect")
+        transport.open()
+        return transport, client
 
     def _call(self, method: str, *args: Any) -> Any:
-        with self._lock:
+        with self._slots:
             self.stats.count(f"hms.{method}")
+            conn: tuple[Any, Any] | None = None
             try:
-                return getattr(self._connect(), method)(*args)
+                conn = self._connect()
+                out = getattr(conn[1], method)(*args)
             except Exception as e:  # the bindings raise thrift, socket and metastore errors alike
+                if conn is not None:
+                    _close(conn[0])  # its state after a failed call is unknown: never reused
                 raise self._wrap(e, f"{method}{args!r}"[:200]) from e
+            with self._lock:
+                self._idle.append(conn)
+            return out
 
     def _wrap(self, e: Exception, call: str) -> BackendError:
         where = f"metastore {self.uri}: {call}"
@@ -199,3 +208,10 @@ class MetastoreClient:
         if isinstance(e, TException):
             return PermanentBackendError(BACKEND, f"{where}: {type(e).__name__}: {message[:800]}")
         return PermanentBackendError(BACKEND, f"{where}: {type(e).__name__}: {e}")
+
+
+def _close(transport: Any) -> None:
+    try:
+        transport.close()
+    except Exception:  # noqa: S110 - closing a broken connection may fail; nothing to do
+        pass

@@ -167,6 +167,8 @@ class Controller:
             log.error("git source failed", error=str(e), error_type=type(e).__name__)
             return None
         self.last_error = None
+        if live is not None:  # the due releases' scopes load side by side while their passes run
+            live.prefetch([n for n in snap.releases if (d := self.queue.due_in(n)) is not None and d <= 0])
         return snap
 
     def process(self, name: str) -> float:

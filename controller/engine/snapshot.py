@@ -14,7 +14,13 @@ Rules that keep it honest:
   or ended is returned to its caller but never stored, so no later reader sees a state older
   than the write;
 - concurrent misses of one scope wait for one load instead of each reading the backend;
-- kinds whose adapter is not a ``ScopedObserver`` (transforms) are observed as before.
+- kinds whose adapter is not a ``ScopedObserver`` (transforms) are observed as before;
+- ``prefetch(releases)``, called by the controller when a pass starts with those releases due,
+  loads every scope those releases read in their last pass on a small pool: a pass over 100
+  releases then waits for 100 Hive databases, the topics and the DAGs read side by side instead of
+  one after another, and a pass over one release reads only that release's scopes. A prefetched
+  scope is stored by the same rules (generation, ttl); one that fails is not stored and is read
+  again, with its error, by the release that asks for it.
 
 The executor's re-observe right before an apply (the journal's crash check) goes to the adapter
 itself, never to the snapshot.
@@ -23,7 +29,8 @@ itself, never to the snapshot.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -33,6 +40,8 @@ from controller.plan.actions import Action
 from controller.plan.resources import Resource, ResourceKind
 
 DEFAULT_TTL = timedelta(seconds=10)
+PREFETCH_WORKERS = 4
+"""Scopes loaded at once by ``prefetch`` (the metastore client opens as many connections)."""
 
 
 @runtime_checkable
@@ -52,8 +61,10 @@ class LiveView(Protocol):
     """How the engine reads live state: ``StageOps`` asks it instead of the adapters."""
 
     def observe(
-        self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource]
+        self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource], owner: str | None = None
     ) -> dict[tuple[str, str], Any]: ...
+
+    def prefetch(self, owners: Iterable[str]) -> None: ...
 
     def invalidate(self, adapter: object) -> None: ...
 
@@ -72,20 +83,33 @@ Direct = Callable[[Mapping[ResourceKind, Adapter], Sequence[Resource]], dict[tup
 class LiveSnapshot:
     """Thread-safe, per-adapter scope cache; ``direct`` observes what is not read by scope."""
 
-    def __init__(self, clock: Callable[[], datetime], direct: Direct, ttl: timedelta = DEFAULT_TTL):
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        direct: Direct,
+        ttl: timedelta = DEFAULT_TTL,
+        prefetch: int = PREFETCH_WORKERS,
+    ):
         self.clock = clock
         self.direct = direct
         self.ttl = ttl
+        self.workers = prefetch
+        """Threads of ``prefetch``; 0: no prefetch."""
         self._lock = threading.Lock()
         self._entries: dict[tuple[int, str], _Entry] = {}
         self._generation: dict[int, int] = {}
         self._loading: dict[tuple[int, str], threading.Lock] = {}
-        self._keep: dict[int, object] = {}  # ids stay valid while their adapter is referenced here
+        self._keep: dict[int, ScopedObserver] = {}  # ids stay valid while their adapter is referenced here
+        self._epoch = 0  # passes started (``clear``)
+        self._scopes_of: dict[str, tuple[int, set[tuple[int, str]]]] = {}
+        """owner (release) → (epoch, the scopes it read in its latest pass)."""
+        self._pool: ThreadPoolExecutor | None = None
 
     def observe(
-        self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource]
+        self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource], owner: str | None = None
     ) -> dict[tuple[str, str], Any]:
-        """Live state of ``desired``, as ``StageOps.observe`` would return it."""
+        """Live state of ``desired``, as ``StageOps.observe`` would return it; the scopes read are
+        remembered for ``owner`` (a release), for ``prefetch``."""
         live: dict[tuple[str, str], Any] = {}
         rest: list[Resource] = []
         for d in desired:
@@ -95,6 +119,8 @@ class LiveSnapshot:
             if scope is None or not isinstance(adapter, ScopedObserver):
                 rest.append(d)
                 continue
+            if owner is not None:
+                self._note(owner, (id(adapter), scope))
             found = self._scope(adapter, scope).get((kind, d.name))
             if found is not None:
                 live[(str(kind), d.name)] = found
@@ -116,6 +142,44 @@ class LiveSnapshot:
             for key in list(self._keep):
                 self._generation[key] = self._generation.get(key, 0) + 1
             self._entries.clear()
+            self._epoch += 1
+
+    def prefetch(self, owners: Iterable[str]) -> None:
+        """Start loading, on the pool, the scopes ``owners`` read in their latest pass (those not
+        fresh already); returns at once. Readers of a scope being loaded wait for that load."""
+        with self._lock:
+            by_adapter: dict[int, list[str]] = {}
+            for key in sorted({k for o in set(owners) for k in self._scopes_of.get(o, (0, set()))[1]}):
+                if key[0] in self._keep and self._fresh(key) is None:
+                    by_adapter.setdefault(key[0], []).append(key[1])
+            # round-robin over adapters: the topics and the DAGs do not wait behind 100 databases
+            todo = [
+                (self._keep[k], scopes[i])
+                for i in range(max(map(len, by_adapter.values()), default=0))
+                for k, scopes in by_adapter.items()
+                if i < len(scopes)
+            ]
+            if not todo or not self.workers:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pipectl-prefetch")
+            pool = self._pool
+        for adapter, scope in todo:
+            pool.submit(self._prefetch_one, adapter, scope)
+
+    def _note(self, owner: str, key: tuple[int, str]) -> None:
+        with self._lock:
+            epoch, scopes = self._scopes_of.get(owner, (-1, set()))
+            if epoch != self._epoch:  # the owner's first read of this pass: forget its older scopes
+                scopes = set()
+                self._scopes_of[owner] = (self._epoch, scopes)
+            scopes.add(key)
+
+    def _prefetch_one(self, adapter: ScopedObserver, scope: str) -> None:
+        try:
+            self._load(adapter, scope)
+        except Exception:  # noqa: S110 - not stored; the release that asks reads it and sees the error
+            pass
 
     def _fresh(self, key: tuple[int, str]) -> _Entry | None:
         e = self._entries.get(key)
@@ -125,9 +189,13 @@ class LiveSnapshot:
         return e if timedelta(0) <= age < self.ttl else None
 
     def _scope(self, adapter: ScopedObserver, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
-        key = (id(adapter), scope)
         with self._lock:
             self._keep[id(adapter)] = adapter
+        return self._load(adapter, scope)
+
+    def _load(self, adapter: ScopedObserver, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
+        key = (id(adapter), scope)
+        with self._lock:
             e = self._fresh(key)
             if e is not None:
                 return e.data

@@ -328,7 +328,7 @@ class StageOps:
         root, read = self.reader_for(commit)
         be = self.backends(ctx, root)
         desired = self.desired(rel, ctx, rollout, commit, upstream)
-        live = self.live.observe(be.adapters, desired) if self.live is not None else self.observe(be, desired)
+        live = self._live(be, desired, rel.name)
         stopped: list[Any] = []
         if delete_jobs:
             stopped = list(be.spark.observe(ResourceKind.STREAMING_JOB, list(delete_jobs)).values())
@@ -449,6 +449,12 @@ class StageOps:
         self.audit(rel, stage, run, ctx, read, upstream)
         return plan, report
 
+    def _live(self, be: StagePorts, desired: list[Any], owner: str) -> dict[tuple[str, str], Any]:
+        """Live state of ``desired``: from the pass-wide snapshot when there is one."""
+        if self.live is None:
+            return self.observe(be, desired)
+        return self.live.observe(be.adapters, desired, owner)
+
     def _drop_written(self, be: StagePorts, plan: Plan) -> None:
         """Drop the snapshot's entries of every adapter the plan wrote through (also when an
         injected executor did not go through ``snapshot.invalidating``)."""
@@ -488,7 +494,7 @@ class StageOps:
         root, _read = self.reader_for(commit)
         be = self.backends(ctx, root)
         desired = list(key.desired)
-        live = self.live.observe(be.adapters, desired) if self.live is not None else self.observe(be, desired)
+        live = self._live(be, desired, rel.name)
         remembered = self.fast.confirm(rel.name, stage, key, live_digest(live))
         if remembered is None:
             return None

@@ -62,7 +62,11 @@ def _world(n: int, clock: Clock) -> tuple[dict[ResourceKind, FakeBackend], list[
         airflow.live[(K.DAG, f"dag{i}")] = res[3]
         releases.append(res)
     adapters: dict[ResourceKind, FakeBackend] = {
-        K.TOPIC: kafka, K.DATABASE: hive, K.TABLE: hive, K.DAG: airflow, K.TRANSFORM: transforms
+        K.TOPIC: kafka,
+        K.DATABASE: hive,
+        K.TABLE: hive,
+        K.DAG: airflow,
+        K.TRANSFORM: transforms,
     }
     return adapters, releases
 
@@ -160,3 +164,105 @@ def test_concurrent_workers_share_one_load_per_scope() -> None:
         t.join()
     assert kafka.stats.calls["observe_scope"] == 1
     assert results == {i: StageOps.observe_adapters(adapters, releases[i]) for i in range(20)}
+
+
+def _drain(snap: LiveSnapshot) -> None:
+    """Wait for the prefetch threads' loads (then every count below is final)."""
+    if snap._pool is not None:
+        snap._pool.shutdown(wait=True)
+
+
+def _pass(
+    snap: LiveSnapshot, adapters: Mapping[ResourceKind, FakeBackend], releases: list[list[Resource]]
+) -> list[dict[tuple[str, str], object]]:
+    return [snap.observe(adapters, desired, f"r{i}") for i, desired in enumerate(releases)]
+
+
+def test_a_prefetch_reads_the_due_releases_scopes_side_by_side() -> None:
+    clock = Clock()
+    adapters, releases = _world(9, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _pass(snap, adapters, releases)  # pass 1 reads one scope after another
+    first = _calls(adapters)
+    hive = adapters[K.TABLE]
+    assert isinstance(hive, ScopedBackend)
+    running, most, where = [0], [0], set()
+    lock = threading.Lock()
+
+    def slow() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            where.add(threading.current_thread().name.split("_")[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+
+    hive.load_hook = slow
+    snap.clear()  # pass 2, every release due
+    snap.prefetch(f"r{i}" for i in range(9))
+    batched = _pass(snap, adapters, releases)
+    _drain(snap)
+    assert _calls(adapters) == {k: 2 * v for k, v in first.items()}  # each scope still read once
+    assert batched == [StageOps.observe_adapters(adapters, desired) for desired in releases]
+    assert where == {"pipectl-prefetch"} and most[0] >= 2  # Hive's 4 scopes were read side by side
+
+
+def test_a_prefetch_for_one_release_reads_only_its_scopes() -> None:
+    clock = Clock()
+    adapters, releases = _world(9, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _pass(snap, adapters, releases)
+    first = _calls(adapters)
+    snap.clear()
+    snap.clear()  # a refresh with no pass in between: r1 still has its scopes of its last pass
+    snap.prefetch(["r1", "unknown"])
+    _drain(snap)
+    # r1: its topic, the database list and db1, its DAG; not db0 or db2
+    assert _calls(adapters) == {
+        **first,
+        "kafka": first["kafka"] + 1,
+        "hive": first["hive"] + 2,
+        "airflow": first["airflow"] + 1,
+    }
+    snap.observe(adapters, releases[1], "r1")
+    assert _calls(adapters)["hive"] == first["hive"] + 2  # r1's pass read nothing more
+
+
+def test_no_prefetch_when_switched_off() -> None:
+    clock = Clock()
+    adapters, releases = _world(9, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters, prefetch=0)
+    _pass(snap, adapters, releases)
+    first = _calls(adapters)
+    snap.clear()
+    snap.prefetch(f"r{i}" for i in range(9))
+    assert snap._pool is None and _calls(adapters) == first
+
+
+def test_a_prefetch_that_fails_or_races_a_write_is_not_stored() -> None:
+    clock = Clock()
+    adapters, releases = _world(9, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _pass(snap, adapters, releases)
+    kafka, hive = adapters[K.TOPIC], adapters[K.TABLE]
+    assert isinstance(kafka, ScopedBackend) and isinstance(hive, ScopedBackend)
+
+    def hive_down() -> None:
+        raise ConnectionError("metastore unreachable")
+
+    def kafka_written() -> None:  # another worker's write lands while the prefetch reads
+        snap.invalidate(kafka)
+
+    hive.load_hook, kafka.load_hook = hive_down, kafka_written
+    snap.clear()
+    snap.prefetch(f"r{i}" for i in range(9))
+    _drain(snap)
+    hive.load_hook = kafka.load_hook = None
+    before = _calls(adapters)
+    batched = _pass(snap, adapters, releases)
+    after = _calls(adapters)
+    assert batched == [StageOps.observe_adapters(adapters, desired) for desired in releases]
+    # the failed Hive scopes (databases, db0-db2) and the racing Kafka read are read again
+    assert after["hive"] - before["hive"] == 4 and after["kafka"] - before["kafka"] == 1
+    assert after["airflow"] == before["airflow"]  # a good prefetch is used as it is
