@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -117,8 +118,10 @@ class Reconciler:
 
     def reconcile(self, snap: RepoSnapshot, name: str) -> Result:
         result = Result()
+        stored: dict[str, Any] | None = None
         try:
-            status = self.load_status(name)
+            stored = self.store.get_status(name)
+            status = ReleaseStatus.model_validate(stored) if stored else ReleaseStatus()
             held = suspension(self.store, name)
         except Exception as e:
             if not _store_outage(e):
@@ -145,12 +148,19 @@ class Reconciler:
         except Exception as e:
             self._failed(name, snap, status, result, e)
         finally:
-            self._save(name, snap.commit, result, status)
+            self._save(name, snap.commit, result, status, stored)
         return result
 
-    def _save(self, name: str, commit: str | None, result: Result, status: ReleaseStatus) -> None:
+    def _save(
+        self,
+        name: str,
+        commit: str | None,
+        result: Result,
+        status: ReleaseStatus,
+        stored: dict[str, Any] | None = None,
+    ) -> None:
         try:
-            self._write_status(name, status)
+            self._write_status(name, status, stored)
         except Exception as e:
             if not _store_outage(e):
                 raise
@@ -223,9 +233,13 @@ class Reconciler:
         result.requeue(ERROR_RETRY)
         return reason, msg
 
-    def _write_status(self, name: str, status: ReleaseStatus) -> None:
+    def _write_status(self, name: str, status: ReleaseStatus, stored: dict[str, Any] | None = None) -> None:
+        """Store ``status``; nothing is written when it equals ``stored``, what the pass read (a
+        converged release's no-op pass changes no field: transition times are kept)."""
         try:
-            self.store.put_status(name, status.model_dump(mode="json", by_alias=True))
+            dump = status.model_dump(mode="json", by_alias=True)
+            if stored is None or dump != stored:
+                self.store.put_status(name, dump)
             metrics.set_backend_up(metrics.STATE_BACKEND, True)
             self.store_error = None
         except Exception:

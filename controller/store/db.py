@@ -280,13 +280,13 @@ class Store:
 
     def journal_settle(self, release: str, stage: str, planned: set[str]) -> int:
         """Close the stage's ``waiting`` rows whose action a later plan no longer needs: the apply
-        went through and a later observe found its effect in place (so it is ``done``)."""
+        went through and a later observe found its effect in place; none to close: one read only."""
+        waiting = and_(journal.c.release == release, journal.c.stage == stage, journal.c.state == "waiting")
+        with self.tx() as c:  # a converged pass has none: no fenced write transaction
+            if all(r.action_id in planned for r in c.execute(select(journal.c.action_id).where(waiting))):
+                return 0
         with self.tx(fenced=True) as c:
-            rows = c.execute(
-                select(journal.c.id, journal.c.action_id).where(
-                    and_(journal.c.release == release, journal.c.stage == stage, journal.c.state == "waiting")
-                )
-            ).all()
+            rows = c.execute(select(journal.c.id, journal.c.action_id).where(waiting)).all()
             ids = [r.id for r in rows if r.action_id not in planned]
             if ids:
                 c.execute(

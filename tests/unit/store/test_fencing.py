@@ -59,6 +59,8 @@ def test_a_stale_token_cannot_write_status_known_good_or_records(tmp_path: Path)
     store = store_at_epoch(tmp_path, 3)
     store.fencing_token = 3
     store.put_status("r", {"version": "1.1.0"})
+    store.journal_begin("run1", "r", "dev", "intent", "Topic/t/update", "{}")
+    store.journal_end("intent", "Topic/t/update", "waiting")  # a settle would close it: a write
     with store.tx() as c:
         c.execute(leader_epoch.update().values(epoch=4))
     for write in (

@@ -28,3 +28,21 @@ def test_waiting_rows_settle_when_a_later_plan_no_longer_needs_them(tmp_path: Pa
     assert states[("dev", "Table/x/create")] == ("done", "applied; pickup pending")
     assert states[("prod", "Dag/dag_a__prod/update")][0] == "waiting"  # another stage
     assert store.journal_settle("rel", "dev", {"Topic/t/update"}) == 0  # idempotent
+
+
+def test_nothing_to_settle_is_one_read_without_a_fenced_write(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    _row(store, "d1", "dev", "Topic/t/update", "waiting")
+    asked: list[bool] = []
+    real = store.tx
+
+    def tx(fenced: bool = False):  # type: ignore[no-untyped-def]
+        asked.append(fenced)
+        return real(fenced)
+
+    store.tx = tx  # type: ignore[method-assign]
+    assert store.journal_settle("rel", "dev", {"Topic/t/update"}) == 0  # still planned
+    assert store.journal_settle("rel", "prod", set()) == 0  # no row at all
+    assert asked == [False, False]  # every converged pass: no write transaction
+    assert store.journal_settle("rel", "dev", set()) == 1
+    assert asked[2:] == [False, True]
