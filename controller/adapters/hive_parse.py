@@ -7,6 +7,7 @@ Pure functions (no server), used by ``controller.adapters.hive`` to build the ob
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -138,8 +139,11 @@ class ParsedView:
 _PRESTO_VIEW = re.compile(r"/\* Presto View: ([A-Za-z0-9+/=]+) \*/")
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_presto_view(view_text: str) -> ParsedView | None:
-    """Decode the view text Presto stores in the metastore (``/* Presto View: <base64 JSON> */``)."""
+    """Decode the view text Presto stores in the metastore (``/* Presto View: <base64 JSON> */``).
+    Cached by text: a pass reads every view again, and parsing its SQL is most of the Hive read's
+    own CPU (the result is frozen and never changed by its readers)."""
     m = _PRESTO_VIEW.search(view_text)
     if not m:
         return None

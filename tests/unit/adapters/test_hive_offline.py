@@ -244,3 +244,17 @@ def test_unreachable_presto_is_a_transient_error() -> None:
     with pytest.raises(TransientBackendError, match="cannot reach"):
         client.query("SELECT 1")
     assert client.stats.calls["query"] == 4
+
+
+def test_parse_presto_view_is_parsed_once_per_view_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.adapters import hive_parse
+
+    text = _presto_view_text('SELECT "host" FROM hive.db.cached "pipectl_all"')
+    parsed: list[str] = []
+    real = hive_parse.parse_view_sql
+    monkeypatch.setattr(hive_parse, "parse_view_sql", lambda sql, **kw: parsed.append(sql) or real(sql, **kw))
+    first = parse_presto_view(text)
+    assert first is not None and parse_presto_view(text) is first  # every pass reads the view again
+    other = parse_presto_view(_presto_view_text('SELECT "host" FROM hive.db.other "pipectl_all"'))
+    assert other is not None and other.segments == [("db.other", None)]
+    assert len(parsed) == 2  # a new text is parsed
