@@ -12,7 +12,7 @@ they cannot honour (e.g. Hive ``KERBEROS``) is refused here rather than failing 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -164,6 +164,28 @@ class PrometheusEndpoint(Spec):
     (``controller.adapters.prometheus.PrometheusClient``)."""
 
     url: str = Field(description="The server's base URL, e.g. http://127.0.0.1:9090.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
+
+
+REGISTRY_TOKEN_ENV = "PIPECTL_SCHEMA_REGISTRY_TOKEN"  # noqa: S105 (a variable's name, not a secret)
+"""Where a job the controller starts finds the registry token (``controller.jobkit.wire.TOKEN_ENV``)."""
+
+
+class SchemaRegistryEndpoint(Spec):
+    """The Confluent-compatible registry the streaming jobs this stage starts read writer schemas from."""
+
+    url: str = Field(
+        description="Base URL of the registry as the jobs reach it, e.g. pipectl's own "
+        "http://127.0.0.1:8088/schema-registry. A job whose first source topic has a valueSchema gets "
+        "--schema-registry URL --subject <topic>-value, and the controller's read-only registry token "
+        "in its environment (never in its arguments)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -338,3 +360,36 @@ class SparkEndpoint(Spec):
         elif self.spark_operator is not None:
             raise ValueError("sparkOperator is only used with runner: sparkOperator")
         return self
+
+
+REGISTRY_HELP = (
+    "Hand this registry to the streaming jobs the controller starts (writer schemas per record); "
+    "unset: jobs decode with their reader schema only."
+)
+
+
+class _EnvironmentEndpoints(Protocol):
+    @property
+    def canary_of(self) -> str | None: ...
+    @property
+    def spark(self) -> SparkEndpoint | None: ...
+    @property
+    def schema_registry(self) -> SchemaRegistryEndpoint | None: ...
+
+
+_Env = TypeVar("_Env", bound=_EnvironmentEndpoints)
+
+
+def check_environment_endpoints(env: _Env) -> _Env:
+    """An Environment's endpoints taken together (``EnvironmentSpec``'s validator): a stage of its
+    own defines every backend; the registry token is handed to spark-submit jobs only."""
+    if env.canary_of is None:
+        missing = [k for k in ("kafka", "hive", "presto", "airflow", "spark") if getattr(env, k) is None]
+        if missing:
+            raise ValueError("an environment without canaryOf must define " + ", ".join(missing))
+    if env.schema_registry is not None and env.spark is not None and env.spark.runner == "sparkOperator":
+        raise ValueError(
+            "schemaRegistry is not handed to runner sparkOperator jobs: their environment would be a "
+            "Kubernetes object, and the registry token is never written down"
+        )
+    return env

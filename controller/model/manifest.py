@@ -20,6 +20,7 @@ from controller.model.analysis import AnalysisTemplate, CanaryGateFields
 from controller.model.base import SparkConf
 from controller.model.base import Spec as Spec
 from controller.model.canary_keys import CanaryKeys
+from controller.model.endpoints import REGISTRY_HELP, SchemaRegistryEndpoint, check_environment_endpoints
 from controller.model.endpoints import AirflowEndpoint as AirflowEndpoint
 from controller.model.endpoints import HiveEndpoint as HiveEndpoint
 from controller.model.endpoints import KafkaEndpoint as KafkaEndpoint
@@ -564,6 +565,7 @@ class EnvironmentSpec(Spec):
     airflow: AirflowEndpoint | None = None
     spark: SparkEndpoint | None = None
     prometheus: PrometheusEndpoint | None = None
+    schema_registry: SchemaRegistryEndpoint | None = Field(default=None, description=REGISTRY_HELP)
     promotion: Promotion = Promotion.AUTOMATIC
     approvers: Approvers | None = Field(
         default=None,
@@ -578,11 +580,7 @@ class EnvironmentSpec(Spec):
 
     @model_validator(mode="after")
     def _endpoints(self) -> EnvironmentSpec:
-        if self.canary_of is None:
-            missing = [k for k in ("kafka", "hive", "presto", "airflow", "spark") if getattr(self, k) is None]
-            if missing:
-                raise ValueError("an environment without canaryOf must define " + ", ".join(missing))
-        return self
+        return check_environment_endpoints(self)
 
 
 class Environment(Spec):
