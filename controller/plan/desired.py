@@ -315,6 +315,7 @@ def _streaming_jobs(
             "--version",
             version,
             *(TAKEOVER if job.name in rollout.checkpoints else []),
+            *registry_args(release, ctx, job),
             *job.args,
         ]
         out.append(
@@ -331,6 +332,19 @@ def _streaming_jobs(
             )
         )
     return out
+
+
+def registry_args(release: PipelineRelease, ctx: StageContext, job: StreamingJobSpec) -> list[str]:
+    """``--schema-registry URL --subject <topic>-value`` when the environment hands its registry to
+    jobs and the job's first source topic has a ``valueSchema``. The subject is the manifest's topic
+    name, without the stage's prefix (``controller.source.schema_history``); the token is not an
+    argument: the runner puts it in the job's environment."""
+    registry = ctx.spec.schema_registry
+    first = job.sources[0].topic
+    declared = next((t for t in release.spec.topics if t.name == first), None)
+    if registry is None or declared is None or declared.value_schema is None:
+        return []
+    return ["--schema-registry", registry.url, "--subject", f"{first}-value"]
 
 
 def _views(

@@ -85,3 +85,48 @@ def test_canary_leaves_its_targets_topics_alone_once_the_target_is_live(repo: Pa
         rel, ctx, lambda p: (repo / p).read_bytes(), rollout=RolloutInputs(declare_topics=False)
     )
     assert [r.kind for r in res if r.kind == "Topic"] == []
+
+
+REGISTRY_URL = "http://127.0.0.1:8088/schema-registry"
+
+
+def hand_registry(repo: Path, env: str) -> None:
+    """Opt ``env`` in: ``spec.schemaRegistry`` under its spec."""
+    path = repo / "environments" / f"{env}.yaml"
+    path.write_text(path.read_text().replace("spec:\n", f"spec:\n  schemaRegistry: {{url: {REGISTRY_URL}}}\n", 1))
+
+
+def job_args(repo: Path, stage: str) -> list[str]:
+    snap = load_repo(repo)
+    ctx = stage_context(stage, {n: snap.environment(n) for n in snap.environments})
+    res = desired_resources(snap.release("host-metrics"), ctx, lambda p: (repo / p).read_bytes())
+    job = next(r for r in res if r.kind == "StreamingJob")
+    return list(job.args)  # type: ignore[union-attr]
+
+
+def test_an_environment_hands_its_registry_to_the_jobs_it_starts(repo: Path) -> None:
+    assert "--schema-registry" not in job_args(repo, "dev")  # opt-in: nothing without the field
+    hand_registry(repo, "dev")
+    args = job_args(repo, "dev")
+    # the subject is the manifest's topic name, without the stage's prefix (the registry's naming)
+    i = args.index("--schema-registry")
+    assert args[i : i + 4] == ["--schema-registry", REGISTRY_URL, "--subject", "telemetry.host_metrics-value"]
+    assert args[args.index("--topic") + 1] == "dev.telemetry.host_metrics"
+    # no secret in the arguments: the token reaches the job through its environment only
+    assert not [a for a in args if "token" in a.lower() or a.startswith(("pct_", "pcr_"))]
+    assert "--schema-registry" not in job_args(repo, "staging")  # per environment
+
+
+def test_a_canary_stage_uses_its_targets_registry(repo: Path) -> None:
+    hand_registry(repo, "prod")
+    assert "--schema-registry" in job_args(repo, "prod")
+    assert "--schema-registry" in job_args(repo, "canary")
+
+
+def test_no_registry_args_for_a_source_without_a_value_schema(repo: Path) -> None:
+    hand_registry(repo, "dev")
+    rel = repo / "releases" / "host-metrics.yaml"
+    text = rel.read_text()
+    assert text.count("valueSchema: host-metric-event") == 1
+    rel.write_text(text.replace("      valueSchema: host-metric-event\n", ""))
+    assert "--schema-registry" not in job_args(repo, "dev")

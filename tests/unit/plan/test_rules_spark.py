@@ -78,3 +78,16 @@ def test_effective_checkpoint() -> None:
     assert effective_checkpoint(job()) == CK
     # per-version checkpoints come from desired state (plan.desired.checkpoint_dir), not the rule
     assert effective_checkpoint(job(strategy="canary", checkpoint=CK + "/v2_0_0", version="2.0.0")) == CK + "/v2_0_0"
+
+
+def test_handing_the_registry_to_a_running_job_is_a_restart_not_a_refusal() -> None:
+    """``spec.schemaRegistry`` set on an environment adds ``--schema-registry``/``--subject``
+    (``controller.plan.desired.registry_args``): an in-place job restarts on its checkpoint."""
+    registry = ["--schema-registry", "http://ctl:8088/schema-registry", "--subject", "t-value"]
+    desired = job(args=[*job().args, *registry])
+    [a] = diff_job(desired, job(), DiffContext())
+    assert a.op is Op.UPDATE and a.reason_code is None
+    assert [(c.field, c.old, c.new) for c in a.changes] == [
+        ("args.--schema-registry", None, "http://ctl:8088/schema-registry"), ("args.--subject", None, "t-value"),
+    ]
+    assert f"restart on checkpoint {CK}" in a.reason
