@@ -32,7 +32,7 @@ from controller.engine.backends import StageBackends
 from controller.engine.gate_request import GateRequest, GateRunner
 from controller.engine.reconciler import Reconciler
 from controller.engine.stage_ops import Reader
-from controller.model.endpoints import KafkaEndpoint, PrestoEndpoint, SparkEndpoint
+from controller.model.endpoints import REGISTRY_TOKEN_ENV, KafkaEndpoint, PrestoEndpoint, SparkEndpoint
 from controller.model.errors import ConfigurationError, PipectlError
 from controller.model.secret import Secret
 from controller.obs.events import (
@@ -126,18 +126,22 @@ def _standalone_urls(master: str) -> dict[str, str]:
     return env
 
 
-def spark_runner(state_dir: Path, repo_root: Path, spec: SparkEndpoint, stage: str = "") -> JobRunner:
+def spark_runner(
+    state_dir: Path, repo_root: Path, spec: SparkEndpoint, stage: str = "",
+    job_env: dict[str, str] | None = None,
+) -> JobRunner:
     """A ``SparkOperatorRunner`` for ``runner: sparkOperator`` (the stage names its objects' stage
     label), a ``StandaloneRunner`` for ``deployMode: cluster`` (a ``spark://`` master, validated by
-    the model), else a ``LocalRunner``."""
+    the model), else a ``LocalRunner``. ``job_env`` goes into every job's environment (the
+    registry token, ``Wiring.job_env``)."""
     if spec.runner == "sparkOperator" and spec.spark_operator is not None:
         ops = spec.spark_operator
         return SparkOperatorRunner(KubeSparkApplications.connect(ops.namespace), ops, stage)
+    env = {**spark_process_env(), **(job_env or {})}
     if spec.deploy_mode == "cluster":
         api = standalone_api(spec.master, _standalone_urls(spec.master))
-        return StandaloneRunner(state_dir, repo_root, spark_process_env(), spec.master, api)
-    return LocalRunner(state_dir, repo_root, spark_process_env(), master=spec.master,
-                       deploy_mode=spec.deploy_mode)
+        return StandaloneRunner(state_dir, repo_root, env, spec.master, api)
+    return LocalRunner(state_dir, repo_root, env, master=spec.master, deploy_mode=spec.deploy_mode)
 
 
 @dataclass
@@ -149,6 +153,9 @@ class Wiring:
     dag_meta: dict[str, Any] = field(default_factory=dict)
     requeue_waits: bool = False
     """The controller: adapters raise ``NotReadyYet`` instead of sleeping through a wait."""
+    job_env: dict[str, str] = field(default_factory=dict)
+    """Put in every streaming job's environment (local and standalone runners): the controller's
+    read-only schema registry token (``REGISTRY_TOKEN_ENV``), set before the first backends."""
     _cache: dict[tuple[Any, ...], tuple[StageBackends, JobRunner]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -205,7 +212,8 @@ class Wiring:
             )
             airflow.requeue_waits = self.requeue_waits
             runner = spark_runner(
-                self.state_dir / "spark", (repo_root or self.repo_root).resolve(), spec.spark, ctx.stage
+                self.state_dir / "spark", (repo_root or self.repo_root).resolve(), spec.spark, ctx.stage,
+                self.job_env,
             )
             spark = SparkAdapter(runner)
             spark.requeue_waits = self.requeue_waits
@@ -281,6 +289,8 @@ def build_runtime(
     wiring = Wiring(state_dir=state_dir, dag_meta={"pipectl": {
         "python": sys.executable, "repo": where, "branch": branch,
     }}, requeue_waits=requeue_waits)
+    if os.environ.get(REGISTRY_TOKEN_ENV):  # a CLI verb's jobs read the registry as its caller
+        wiring.job_env[REGISTRY_TOKEN_ENV] = os.environ[REGISTRY_TOKEN_ENV]
 
     def reader_for(commit: str | None) -> tuple[Path, Reader]:
         root = source.checkout(commit).root

@@ -15,7 +15,9 @@ the job), more than one is refused for a person to look at. So a restart never s
 
 The job's status and stop files stay under the controller's ``state_dir``: the drivers must see
 that path (one host, or a shared file system). Drivers get only the variables they need
-(``_driver_env``), never the controller's token or state settings.
+(``_driver_env``: the read-only schema registry token among them when the controller hands its
+registry to jobs, ``controller.wiring.Wiring.job_env``), never the controller's other secrets or state
+settings.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import structlog
 
 from controller.adapters.spark_records import BACKEND, JobRecord, JobState, check_job_name
 from controller.adapters.spark_runner import LocalRunner, _boot_id, _now
+from controller.model.endpoints import REGISTRY_TOKEN_ENV
 from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.identifiers import IdentifierError, check_spark_conf_key
 from controller.plan.resources import StreamingJobResource
@@ -57,7 +60,7 @@ JAVA_MODULE_OPTIONS = " ".join(
     ]
 )
 # From the controller's environment, only these reach a driver (the worker provides the rest).
-_DRIVER_ENV = ("PYSPARK_PYTHON", "PYTHONPATH", "LANG", "LC_ALL", "TZ")
+_DRIVER_ENV = ("PYSPARK_PYTHON", "PYTHONPATH", "LANG", "LC_ALL", "TZ", REGISTRY_TOKEN_ENV)
 # spark-defaults.conf keys that describe the controller's host, not the worker's.
 _HOST_LOCAL_CONF = frozenset({"spark.master", "spark.driver.host", "spark.driver.bindAddress",
                               "spark.submit.deployMode"})

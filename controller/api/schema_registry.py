@@ -19,18 +19,25 @@ ids; ``controller.engine.registry_sync`` keeps it at the controller's commit).
 
 Answers are ``application/vnd.schemaregistry.v1+json``; errors carry Confluent's
 ``{"error_code", "message"}`` (plus this API's ``error``/``code``). Any principal may read (401
-without one); 501 on an API server without a controller. These routes are not in
+without one); 501 on an API server without a controller. The controller's job token
+(``new_job_token``, ``ApiState.registry_token``) is accepted here and nowhere else: ``controller
+run`` makes one at start, keeps it in memory only, and hands it to the streaming jobs it starts in
+their environment (``controller.wiring.Wiring.job_env``), so a job reads writer schemas without
+holding a principal that could approve or roll back anything. These routes are not in
 ``/openapi.json``: Confluent's API reference describes them.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from controller.api.auth import bearer
 from controller.model.manifest import SchemaFormat
 from controller.rollout import schema_registry as sr
 
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
     from controller.api.server import ApiState
 
 PREFIX = "/schema-registry"
+JOB_TOKEN_PREFIX = "pcr_"  # noqa: S105 - a prefix, not a secret
 MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
 READ_ONLY = (
     "pipectl's schema registry is read-only: git is the writer. Declare the schema in the release "
@@ -103,11 +111,24 @@ async def _candidate(request: Request) -> tuple[SchemaFormat, str]:
     return sr.schema_format(kind if isinstance(kind, str) else None), body["schema"]
 
 
+def new_job_token() -> str:
+    """A fresh read-only registry token for the jobs a controller starts (never stored)."""
+    return JOB_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def job_token_matches(given: str | None, token: str | None) -> bool:
+    """Whether a request's bearer credential is the controller's job token (constant time)."""
+    if not given or not token or not given.startswith(JOB_TOKEN_PREFIX):
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 def register(app: FastAPI, state: ApiState) -> None:
     from controller.api.server import _principal
 
     def registry(request: Request) -> sr.Registry:
-        if _principal(state, request) is None:
+        job = job_token_matches(bearer(request.headers), state.registry_token)
+        if not job and _principal(state, request) is None:
             raise sr.RegistryError(
                 401, 40101, "a valid API token is required (Authorization: Bearer <token>)"
             )

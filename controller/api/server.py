@@ -89,6 +89,8 @@ class ApiState:
     ``GET .../permissions`` asks ``controller.audit.approvals.permission`` over it."""
     schema_registry: Callable[[], Registry] | None = None
     """The schema registry at the controller's commit (``controller.api.schema_registry``)."""
+    registry_token: str | None = None
+    """The controller's job token: reads the schema registry, nothing else."""
 
 
 class ApproveBody(BaseModel):

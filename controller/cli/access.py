@@ -35,6 +35,7 @@ from controller.engine.kube_source import KubeSource
 from controller.engine.manual import preview
 from controller.engine.registry_sync import RegistrySync
 from controller.engine.requests import RequestConflict
+from controller.model.endpoints import REGISTRY_TOKEN_ENV
 from controller.model.errors import PipectlError
 from controller.obs import metrics
 from controller.rollout.schema_registry import Registry, RegistryError
@@ -186,6 +187,8 @@ def api_state(
         operations=operations(rt, ctl),
         snapshot=lambda: _current(rt, ctl),  # the approver's commit: the board's answers match approvals
         schema_registry=schema_registry(rt, ctl),
+        # the token ``controller run`` handed to its jobs (a caller's own token is no job token)
+        registry_token=rt.wiring.job_env.get(REGISTRY_TOKEN_ENV),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from controller.api.schema_registry import new_job_token
 from controller.api.server import ApiServer
 from controller.api.standby import create_standby_app
 from controller.cli.access import AccessOptions, api_state
@@ -24,6 +25,7 @@ from controller.engine.k8s_status import StatusMirror
 from controller.engine.kube_source import KubeSource, KubeStatus
 from controller.engine.kube_watch import DEFAULT_RESYNC_SECONDS, KubeWatch
 from controller.engine.leader import LeadershipKeeper, elector_from_env
+from controller.model.endpoints import REGISTRY_TOKEN_ENV
 from controller.obs import metrics
 from controller.obs.events import EventType
 from controller.obs.logging import configure_logging
@@ -83,6 +85,7 @@ def run_controller(
         stop_standby()
         elector.release()
         return 1
+    rt.wiring.job_env[REGISTRY_TOKEN_ENV] = new_job_token()  # its jobs' read-only registry token
     rt.store.fencing_token = elector.fencing_token  # journal writes check it (controller/store/fencing.py)
     rt.source.policy = policy  # environments from the policy repo (controller/source/policy.py)
     rt.store.fence_guard = getattr(elector, "check_held", None)  # LeaseElector: renewed in time

@@ -19,6 +19,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from controller.adapters.spark import JobProgress, JobRecord, LocalRunner, SparkAdapter
+from controller.api.schema_registry import new_job_token
+from controller.model.endpoints import REGISTRY_TOKEN_ENV
 from controller.model.errors import PermanentBackendError
 from controller.plan.actions import Action, DiffContext, Op
 from controller.plan.desired import digest
@@ -33,6 +35,8 @@ status = argv[argv.index("--status-file") + 1]
 stop = argv[argv.index("--stop-file") + 1]
 with open(os.path.join(os.path.dirname(status), "argv.json"), "w") as f:
     json.dump(argv, f)
+with open(os.path.join(os.path.dirname(status), "registry_token.json"), "w") as f:
+    json.dump(os.environ.get("PIPECTL_SCHEMA_REGISTRY_TOKEN"), f)
 if mode == "crash":
     print("boom: cannot start", flush=True)
     sys.exit(3)
@@ -409,3 +413,59 @@ def test_submit_command_carries_deploy_mode_conf_and_checkpoint(tmp_path: Path, 
 def test_runner_refuses_cluster_deploy_mode(tmp_path: Path, spark_home: Path, repo: Path) -> None:
     with pytest.raises(PermanentBackendError, match="deploy mode 'cluster': LocalRunner runs client only"):
         LocalRunner(tmp_path / "state", repo, {"SPARK_HOME": str(spark_home)}, deploy_mode="cluster")
+
+
+def test_the_registry_token_reaches_the_job_through_its_environment_only(
+    tmp_path: Path, spark_home: Path, repo: Path
+) -> None:
+    """``Wiring.job_env`` (``controller run``'s registry token) is in the job process's environment;
+    no file the runner writes (registry record, argv, log, status) holds it."""
+    token = new_job_token()
+    env = {"SPARK_HOME": str(spark_home), "STUB_MODE": "graceful", REGISTRY_TOKEN_ENV: token}
+    runner = LocalRunner(tmp_path / "state", repo, env, master="local[1]", startup_grace=0.3)
+    desired = job()
+    runner.start(desired)
+    try:
+        run_dir = tmp_path / "state" / "jobs" / desired.name
+        wait_for_file = time.monotonic() + 10
+        while not (run_dir / "registry_token.json").exists() and time.monotonic() < wait_for_file:
+            time.sleep(0.05)
+        seen = json.loads((run_dir / "registry_token.json").read_text())
+        assert seen == token
+    finally:
+        assert runner.stop("dev-r-j", timeout=5)
+    (run_dir / "registry_token.json").unlink()  # the stub's own report, not the runner's
+    written = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if token.encode() in p.read_bytes()]
+
+
+def test_wiring_puts_the_job_env_into_both_spark_submit_runners(tmp_path: Path, repo: Path) -> None:
+    from controller.adapters.spark_standalone import StandaloneRunner
+    from controller.model.endpoints import SparkEndpoint
+    from controller.wiring import spark_runner
+
+    job_env = {REGISTRY_TOKEN_ENV: new_job_token()}
+    local = spark_runner(tmp_path, repo, SparkEndpoint(master="local[1]"), "dev", job_env)
+    cluster = spark_runner(tmp_path, repo, SparkEndpoint(master="spark://m:7077", deploy_mode="cluster"), "dev",
+                           job_env)
+    assert isinstance(local, LocalRunner) and isinstance(cluster, StandaloneRunner)
+    assert local.env[REGISTRY_TOKEN_ENV] == cluster.env[REGISTRY_TOKEN_ENV] == job_env[REGISTRY_TOKEN_ENV]
+    plain = spark_runner(tmp_path, repo, SparkEndpoint(master="local[1]"))
+    assert isinstance(plain, LocalRunner) and REGISTRY_TOKEN_ENV not in plain.env
+
+
+def test_a_cli_verbs_jobs_read_the_registry_as_its_caller(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``build_runtime`` (every CLI verb; ``controller run`` then sets its own job token) hands the
+    caller's ``$PIPECTL_SCHEMA_REGISTRY_TOKEN`` to the jobs it starts, and nothing without one."""
+    import subprocess
+
+    from controller.wiring import build_runtime
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    state = f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+    monkeypatch.delenv(REGISTRY_TOKEN_ENV, raising=False)
+    assert build_runtime(str(repo), state, lineage=False).wiring.job_env == {}
+    monkeypatch.setenv(REGISTRY_TOKEN_ENV, "pct_callers-own")
+    assert build_runtime(str(repo), state, lineage=False).wiring.job_env == {REGISTRY_TOKEN_ENV: "pct_callers-own"}

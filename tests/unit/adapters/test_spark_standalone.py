@@ -19,7 +19,7 @@ from controller.adapters.spark_standalone import (
     pick_orphan,
     standalone_api,
 )
-from controller.model.endpoints import SparkEndpoint
+from controller.model.endpoints import REGISTRY_TOKEN_ENV, SparkEndpoint
 from controller.model.errors import PermanentBackendError
 from controller.plan.desired import digest
 from controller.plan.resources import StreamingJobResource
@@ -120,6 +120,15 @@ def test_driver_env_carries_nothing_of_the_controller(
     assert set(env) <= {"PYSPARK_PYTHON", "PYTHONPATH", "LANG", "LC_ALL", "TZ"}
     assert env["PYSPARK_PYTHON"] == "/venv/bin/python"
     assert str(Path(__file__).resolve().parents[3]) in env["PYTHONPATH"].split(":")  # controller.jobkit
+
+
+def test_driver_env_carries_the_registry_token_when_the_controller_hands_one(tmp_path: Path, repo: Path) -> None:
+    master = FakeMaster()
+    env = {"SPARK_HOME": "/opt/spark", "PYSPARK_PYTHON": "/venv/bin/python", REGISTRY_TOKEN_ENV: "pcr_t0ken"}
+    StandaloneRunner(tmp_path / "state", repo, env, MASTER, master).start(job())
+    assert master.requests[0]["environmentVariables"][REGISTRY_TOKEN_ENV] == "pcr_t0ken"
+    written = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if b"pcr_t0ken" in p.read_bytes()]
 
 
 def test_new_runner_readopts_by_submission_id_and_refuses_a_second_start(tmp_path: Path, repo: Path) -> None:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.api.schema_registry import MEDIA_TYPE, READ_ONLY
+from controller.api.schema_registry import (
+    JOB_TOKEN_PREFIX,
+    MEDIA_TYPE,
+    READ_ONLY,
+    job_token_matches,
+    new_job_token,
+)
 from controller.model.manifest import Compatibility, SchemaFormat
 from controller.rollout import schema_registry as sr
 from controller.source.schema_history import CommitSchemas, DeclaredSchema
@@ -150,3 +156,27 @@ def test_principals_only_and_a_controller_needed(world: World) -> None:
 def test_not_in_openapi(world: World) -> None:
     paths = world.client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith(SR)]
+
+
+def test_the_controllers_job_token_reads_the_registry_and_nothing_else(world: World) -> None:
+    token = new_job_token()
+    world.state.registry_token = token
+    r = world.client.get(SR + "/subjects/t.events-value/versions", headers=auth(token))
+    assert r.status_code == 200 and r.json() == [1, 2]
+    assert world.client.get(SR + "/subjects", headers=auth(token[:-1] + "x")).status_code == 401
+    # not a principal: every other route refuses it
+    assert world.client.get("/api/v1/releases", headers=auth(token)).status_code == 401
+    approve = {"stage": "dev", "version": "1.0.0"}
+    assert world.client.post("/api/v1/releases/host-metrics/approve", json=approve,
+                             headers=auth(token)).status_code == 401
+    world.state.registry_token = None  # an API server that handed out no token accepts none
+    assert world.client.get(SR + "/subjects", headers=auth(token)).status_code == 401
+
+
+def test_job_token_matches() -> None:
+    token = new_job_token()
+    assert token.startswith(JOB_TOKEN_PREFIX) and token != new_job_token()
+    assert job_token_matches(token, token)
+    assert not job_token_matches(None, token)
+    assert not job_token_matches(token, None)
+    assert not job_token_matches("pct_" + token[4:], "pct_" + token[4:])  # a user token's prefix

@@ -71,3 +71,23 @@ def test_unknown_subject_and_no_token_fail(world: World) -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="http"):
         wire.fetch_writer_schemas("file:///etc/passwd", "t.events-value")
+
+
+def test_a_job_reads_with_the_controllers_job_token(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a controller-started job does: ``--schema-registry``/``--subject`` from its arguments,
+    the token from the variable the runner sets (the name the controller side uses too)."""
+    from controller.api.schema_registry import new_job_token
+    from controller.jobkit.kafka_job import base_parser, check_args, writer_schemas
+    from controller.model.endpoints import REGISTRY_TOKEN_ENV
+
+    assert REGISTRY_TOKEN_ENV == wire.TOKEN_ENV
+    token = new_job_token()
+    world.state.registry_token = token
+    monkeypatch.setenv(wire.TOKEN_ENV, token)
+    args = check_args(base_parser("j", "", Path("s.avsc")).parse_args([
+        "--bootstrap-servers", "k:9092", "--topic", "dev.t.events", "--table", "d.t", "--checkpoint", "/c",
+        "--query-name", "dev-r-j", "--version", "1.0.0",
+        "--schema-registry", "http://ctl:8088/schema-registry", "--subject", "t.events-value",
+    ]))
+    assert sorted(writer_schemas(args) or {}) == [2, 3]
+    assert world.seen == [token, token, token]  # type: ignore[attr-defined]
