@@ -11,46 +11,24 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
-import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from ctlkit import Ctl, cleanup, commit_files, free_port, init_repo, stage_env_yaml, token_for
+from wirekit import REPO, SCHEMA_V1, SUBJECT, T0, events, pe, v2_schema
+from wirekit import produce as produce_to
 
-REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "manifests" / "jobs" / "host_metrics_agg.py"
-SCHEMA_V1 = REPO / "manifests" / "schemas" / "host_metric_event.avsc"
-SUBJECT = "telemetry.host_metrics-value"
 N, M = 300, 200
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 JOB_TIMEOUT = 600.0  # JVM start and one batch on a shared 2-core machine
-
-
-def _load_producer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("produce_events", REPO / "manifests" / "tools" / "produce_events.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("produce_events", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-pe = _load_producer()
-
-
-def v2_schema() -> str:
-    v1 = json.loads(SCHEMA_V1.read_text())
-    return json.dumps({**v1, "fields": [{"name": "region", "type": "string", "default": "eu"}, *v1["fields"]]})
 
 
 def release(name: str, version: str) -> str:
@@ -121,13 +99,8 @@ def wire(tmp_path: Path, stack: dict[str, Any], unique_name: str) -> Iterator[di
 
 
 def produce(w: dict[str, Any], schema: Path, seed: int, count: int, start: dt.datetime) -> dict[str, Any]:
-    out = pe.produce(pe.parse_args([
-        "--bootstrap-servers", "127.0.0.1:9092", "--topic", w["topic"], "--count", str(count),
-        "--seed", str(seed), "--event-time-start", start.isoformat(), "--event-time-step-ms", "50",
-        "--schema", str(schema), "--schema-registry", w["url"], "--subject", SUBJECT,
-    ]))
-    assert (out["sent"], out["delivered"], out["failed"]) == (count, count, 0), out
-    return dict(out)
+    out: dict[str, Any] = produce_to(w["url"], w["topic"], schema, seed, count, start)
+    return out
 
 
 CORRUPT = [
@@ -182,9 +155,8 @@ def test_schema_change_mid_stream_loses_no_record(
     cur = presto_conn(schema=wire["db"]).cursor()
     cur.execute("SELECT sum(samples), count(*) FROM host_metrics_1m")
     total, rows = cur.fetchall()[0]
-    events = [*pe.generate_events(1, N, 20, 4, pe.parse_time_ms(T0.isoformat()), 50.0),
-              *pe.generate_events(2, M, 20, 4, pe.parse_time_ms((T0 + dt.timedelta(minutes=5)).isoformat()), 50.0)]
-    assert (total, rows) == (N + M, len(pe.expected_aggregates(events)))
+    produced = [*events(1, N, T0), *events(2, M, T0 + dt.timedelta(minutes=5))]
+    assert (total, rows) == (N + M, len(pe.expected_aggregates(produced)))
 
     reported = json.loads(status.read_text())["pipectl"]
     assert reported == {
