@@ -168,7 +168,7 @@ class Controller:
             return None
         self.last_error = None
         if live is not None:  # the due releases' scopes load side by side while their passes run
-            live.prefetch([n for n in snap.releases if (d := self.queue.due_in(n)) is not None and d <= 0])
+            live.prefetch([n for n in self._prints if (d := self.queue.due_in(n)) is not None and d <= 0])
         return snap
 
     def process(self, name: str) -> float:

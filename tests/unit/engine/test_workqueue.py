@@ -289,3 +289,30 @@ def test_a_pass_that_raises_backs_off_too(tmp_path: Path) -> None:
     ctrl.run_once()
     assert ctrl.queue.due_in("a") == 30.0  # max(backoff 5 s, the 30 s retry of an error)
     assert ctrl.queue.failures("a") == 1
+
+
+@dataclass
+class RecordingLive:
+    """The engine's ``LiveView`` as the controller drives it: a new pass, then a prefetch."""
+
+    calls: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.calls.append(("clear", []))
+
+    def prefetch(self, owners: Any) -> None:
+        self.calls.append(("prefetch", sorted(owners)))
+
+
+def test_each_refresh_prefetches_the_live_state_of_the_due_releases_only(tmp_path: Path) -> None:
+    rec = StubReconciler()
+    live = RecordingLive()
+    rec.ops = type("Ops", (), {"live": live})()  # type: ignore[attr-defined]
+    ctrl = controller(tmp_path, ["a", "b", "c"], rec)
+    ctrl.run_once()  # first refresh: every release is new, so due
+    assert live.calls == [("clear", []), ("prefetch", ["a", "b", "c"])]
+    assert sorted(rec.passes) == ["a", "b", "c"]
+    ctrl.trigger("b")  # an approval: only b is due now, the others in an hour
+    ctrl.run_once()
+    assert live.calls[2:] == [("clear", []), ("prefetch", ["b"])]
+    assert rec.passes[3:] == ["b"]
