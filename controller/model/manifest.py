@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from controller.model import iceberg
 from controller.model import identifiers as ids
 from controller.model.analysis import AnalysisTemplate, CanaryGateFields
-from controller.model.base import SparkConf
+from controller.model.base import ResourceName, SparkConf
 from controller.model.base import Spec as Spec
 from controller.model.canary_keys import CanaryKeys
 from controller.model.endpoints import REGISTRY_HELP, SchemaRegistryEndpoint, check_environment_endpoints
@@ -42,14 +42,9 @@ def _check(fn: Any, value: Any, *args: Any) -> Any:
 
 
 class Metadata(Spec):
-    name: str = Field(description="Release or environment name (DNS-label style).")
+    name: ResourceName = Field(description="Release or environment name (DNS-label style).")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return str(_check(ids.check_resource_name, v))
 
 
 # --- schemas --------------------------------------------------------------------------------
@@ -71,15 +66,10 @@ class Compatibility(StrEnum):
 
 
 class SchemaSpec(Spec):
-    name: str = Field(description="Schema name, referenced by topics' valueSchema/keySchema.")
+    name: ResourceName = Field(description="Schema name, referenced by topics' valueSchema/keySchema.")
     format: SchemaFormat = SchemaFormat.AVRO
     path: str = Field(description="Schema file, relative to the repository root.")
     compatibility: Compatibility = Compatibility.BACKWARD
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return str(_check(ids.check_resource_name, v))
 
 
 # --- topics ---------------------------------------------------------------------------------
@@ -273,7 +263,7 @@ def parse_duration(text: str) -> float:
 
 
 class StreamingJobSpec(Spec):
-    name: str
+    name: ResourceName
     entrypoint: str = Field(description="PySpark script, relative to the repository root.")
     sources: list[SourceRef] = Field(min_length=1)
     sinks: list[SinkRef] = Field(min_length=1)
@@ -287,11 +277,6 @@ class StreamingJobSpec(Spec):
         description="Canary only: serve the new version to a growing hash range of keys (steps), gates "
         "between steps. Omitted: canary behaves as blueGreen (one switch of the whole view).",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return str(_check(ids.check_resource_name, v))
 
     @model_validator(mode="after")
     def _keys_need_canary(self) -> StreamingJobSpec:
@@ -365,7 +350,7 @@ DEFAULT_INCONCLUSIVE_TIMEOUT = "15m"
 
 
 class GateBase(Spec):
-    name: str
+    name: ResourceName
     stages: list[str] | None = Field(default=None, description="Stages the gate applies to; default all.")
     post_promotion: bool = Field(
         default=False,
@@ -378,11 +363,6 @@ class GateBase(Spec):
         "rolls back), e.g. '15m'. Default 15m; approval gates wait for a person without a timeout "
         "unless set.",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return str(_check(ids.check_resource_name, v))
 
     @field_validator("inconclusive_timeout")
     @classmethod
