@@ -12,9 +12,9 @@ they cannot honour (e.g. Hive ``KERBEROS``) is refused here rather than failing 
 from __future__ import annotations
 
 import re
-from typing import Literal, Protocol, TypeVar
+from typing import Annotated, Literal, Protocol, TypeVar
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from controller.model import identifiers as ids
 from controller.model.base import ResourceName, SparkConf, Spec
@@ -159,18 +159,21 @@ class PrestoEndpoint(Spec):
         return self
 
 
+def _http_url(v: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+        raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+    return v
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http:// or https:// URL (a Prometheus server, a schema registry)."""
+
+
 class PrometheusEndpoint(Spec):
     """Where canaryComparison ``providers`` of type ``prometheus`` send their PromQL
     (``controller.adapters.prometheus.PrometheusClient``)."""
 
-    url: str = Field(description="The server's base URL, e.g. http://127.0.0.1:9090.")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
-        return v
+    url: HttpUrl = Field(description="The server's base URL, e.g. http://127.0.0.1:9090.")
 
 
 REGISTRY_TOKEN_ENV = "PIPECTL_SCHEMA_REGISTRY_TOKEN"  # noqa: S105 (a variable's name, not a secret)
@@ -180,19 +183,12 @@ REGISTRY_TOKEN_ENV = "PIPECTL_SCHEMA_REGISTRY_TOKEN"  # noqa: S105 (a variable's
 class SchemaRegistryEndpoint(Spec):
     """The Confluent-compatible registry the streaming jobs this stage starts read writer schemas from."""
 
-    url: str = Field(
+    url: HttpUrl = Field(
         description="Base URL of the registry as the jobs reach it, e.g. pipectl's own "
         "http://127.0.0.1:8088/schema-registry. A job whose first source topic has a valueSchema gets "
         "--schema-registry URL --subject <topic>-value, and the controller's read-only registry token "
         "in its environment (never in its arguments)."
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
-        return v
 
 
 class AirflowEndpoint(Spec):
