@@ -14,8 +14,10 @@ What it scrapes (``.stack/prometheus/prometheus.yml``, written by ``prepare``):
   the scrape is refused and ``up`` is 0);
 - ``job="pipectl-jobs"``: targets listed under ``.stack/prometheus/targets/jobs/``. The streaming
   jobs themselves serve no HTTP endpoint (the stack runs Spark with ``spark.ui.enabled false``), so
-  nothing is listed there by default; their lag, rates and watermarks reach Prometheus through the
-  controller's ``pipectl_job_*`` metrics;
+  nothing is listed there by default; their lag, event freshness and undecodable records reach
+  Prometheus through the controller's ``pipectl_streaming_lag_seconds``,
+  ``pipectl_event_freshness_seconds`` and ``pipectl_streaming_undecodable_records``
+  (``controller.engine.observe``);
 - ``job="prometheus"``: itself.
 
 Standard library only, like the rest of ``controller.devstack``.

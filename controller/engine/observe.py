@@ -1,7 +1,8 @@
 """Per-pass health metrics of a stage's streaming jobs, from the one health function.
 
 After each stage's step the reconciler exports, for every streaming job deployed at the stage,
-consumer lag in seconds and event-time freshness (``rollout.health.job_health``), so the SLO
+consumer lag in seconds and event-time freshness (``rollout.health.job_health``), and the records
+it could not decode (its status file's count, when it reports one), so the SLO
 burn-rate alerts and the Grafana panels see what the gates see. A backend that cannot answer skips
 the figures of this pass (the series keep their last value until the next).
 """
@@ -43,5 +44,7 @@ class StageMetrics:
                 metrics.set_streaming_lag(p.name, stage, name, h.lag_seconds)
                 if h.freshness_seconds is not None:
                     metrics.set_event_freshness(p.name, stage, name, h.freshness_seconds)
+                if progress.undecodable_records is not None:
+                    metrics.set_undecodable_records(p.name, stage, name, progress.undecodable_records)
         except PipectlError as e:
             log.warning("streaming metrics unavailable", release=p.name, stage=stage, error=str(e))

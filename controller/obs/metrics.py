@@ -62,6 +62,7 @@ __all__ = [
     "set_leader",
     "set_release_info",
     "set_streaming_lag",
+    "set_undecodable_records",
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -127,6 +128,13 @@ STREAMING_LAG = Gauge(
 EVENT_FRESHNESS = Gauge(
     "pipectl_event_freshness_seconds",
     "Now minus the newest event time queryable in a streaming job's output (ingest to queryable).",
+    ["release", "stage", "streaming_job"],
+    registry=REGISTRY,
+)
+UNDECODABLE_RECORDS = Gauge(
+    "pipectl_streaming_undecodable_records",
+    "Records a streaming job could not decode since it started (no Confluent header, a schema id the "
+    "registry does not know, a body its writer schema does not read), from its status file.",
     ["release", "stage", "streaming_job"],
     registry=REGISTRY,
 )
@@ -282,7 +290,9 @@ def clear_leader_series() -> None:
     with _lock:
         _release_info.clear()
         RELEASE_INFO.clear()
-    for metric in (DRIFT_RESOURCES, STREAMING_LAG, EVENT_FRESHNESS, LAST_RECONCILE, BACKEND_UP):
+    for metric in (
+        DRIFT_RESOURCES, STREAMING_LAG, EVENT_FRESHNESS, UNDECODABLE_RECORDS, LAST_RECONCILE, BACKEND_UP
+    ):
         metric.clear()
 
 
@@ -292,6 +302,10 @@ def set_streaming_lag(release: str, stage: str, job: str, seconds: float) -> Non
 
 def set_event_freshness(release: str, stage: str, job: str, seconds: float) -> None:
     EVENT_FRESHNESS.labels(release, stage, job).set(seconds)
+
+
+def set_undecodable_records(release: str, stage: str, job: str, count: int) -> None:
+    UNDECODABLE_RECORDS.labels(release, stage, job).set(count)
 
 
 def set_backend_up(backend: str, up: bool) -> None:

@@ -325,6 +325,8 @@ class FakeSpark(FakeBackend):
         """Job name → how many times it was (re)started: a restart is a new run on its checkpoint."""
         self.committed: dict[str, dict[str, dict[int, int]]] = {}
         """Job name → topic → partition → the offset its last batch processed up to (scripted)."""
+        self.undecodable: dict[str, int] = {}
+        """Job name → the undecodable records its status file reports (scripted; unset: none reported)."""
 
     def live_form(self, action: Action) -> Resource:
         assert isinstance(action.desired, StreamingJobResource)
@@ -358,6 +360,7 @@ class FakeSpark(FakeBackend):
             watermark=now.isoformat(),
             timestamp=now,
             sources=[SourceProgress(description="kafka", end_offsets=self.committed.get(name, {}))],
+            undecodable_records=self.undecodable.get(name),
         )
 
     def running(self) -> set[str]:
