@@ -14,6 +14,9 @@ canary reads prod's) for the whole test.
   there), and at canary the gate ``latency-matches-baseline`` fails on ``avg_latency_ms``
   (Mann-Whitney U over the per-(service, endpoint, status class, minute) means) while its
   ``requests`` relativeTotal passes; the canary is RolledBack and prod keeps serving 1.0.0.
+
+With ``PIPECTL_KEEP_STATE=PATH`` the run's state store is copied to PATH at teardown (whatever the
+outcome), for ``bench/bench_canary_detection.py`` to read the canary verdict's audit evidence.
 """
 
 from __future__ import annotations
@@ -132,6 +135,19 @@ def world(
         print(f"cleanup: stopped streaming jobs {stop_spark_jobs(state.parent, repo, spark_env)}")
         drop_everything(uid, [w.db(s) for s in PREFIX], folder, "request_latency_daily__*")
         shutil.rmtree(state.parent / "checkpoints", ignore_errors=True)
+        if os.environ.get("PIPECTL_KEEP_STATE") and state.exists():
+            keep_state(state, Path(os.environ["PIPECTL_KEEP_STATE"]))
+
+
+def keep_state(state: Path, dest: Path) -> None:
+    """A consistent copy of the stopped controller's SQLite state store (WAL included) at ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src, out = sqlite3.connect(state), sqlite3.connect(dest)
+    try:
+        src.backup(out)
+    finally:
+        out.close()
+        src.close()
 
 
 def start_producers(w: World, log: Path) -> None:
