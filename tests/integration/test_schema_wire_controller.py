@@ -149,6 +149,12 @@ def job_token(pid: int) -> str:
     return found[0]
 
 
+def metrics_text(w: World, token: str) -> str:
+    req = urllib.request.Request(f"http://127.0.0.1:{w.ctl.port}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return str(r.read().decode())
+
+
 def http_status(url: str, token: str) -> int:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
@@ -235,6 +241,10 @@ def test_a_controller_started_job_decodes_each_record_with_its_writer_schema(
     assert tuple(cur.fetchall()[0]) == (feed.total, len(pe.expected_aggregates(feed.events())))
     status = json.loads((w.run_dir / "status.json").read_text())
     assert status["pipectl"]["undecodableRecords"] == 0, status["pipectl"]
+    # and the controller exports the count (pipectl_streaming_undecodable_records)
+    series = f'pipectl_streaming_undecodable_records{{release="{w.name}",stage="dev",streaming_job="{w.job}"}}'
+    wait_for(lambda: f"{series} 0.0" in metrics_text(w, token_for(w.state, "alice")), 60,
+             f"{series} 0.0 on /metrics", w.ctl.log)
 
     # the token: in the job's environment, read-only, and written down nowhere
     token = job_token(int(rec["pid"]))
