@@ -8,6 +8,9 @@ writes events of 40 hosts for the whole test. Once 1.0.0 serves, a query loop (2
 Presto) reads the serving view while 1.1.0 is committed: the new job starts beside the stable one,
 soaks and catches up, and the controller moves the view through 10 → 50 → 100 %, running the gate at
 each step, then promotes.
+The loop goes on over the promoted view until the jobs have closed 3 windows after the cutover, so
+the missing-key check below has judged the canary's side of the view (the steps alone can be
+shorter than that).
 
 Asserted over every result of the loop (``cutover`` is the canary side's first minute, read from
 the view at the end):
@@ -224,6 +227,20 @@ def min_watermark(runner: Any, release: str) -> datetime | None:
     return min(wms) if wms else None
 
 
+def view_cutover(view: str) -> datetime:
+    """The canary side's first window, read from the serving view's text (one cutover only)."""
+    from pyhive import presto
+
+    cur = presto.connect(
+        host="127.0.0.1", port=8080, catalog="hive", schema="default", username="it-key-canary"
+    ).cursor()
+    cur.execute(f"SHOW CREATE VIEW {view}")
+    view_sql = cur.fetchall()[0][0]
+    cutovers = set(re.findall(r"TIMESTAMP '(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", view_sql))
+    assert len(cutovers) == 1, view_sql
+    return ts(cutovers.pop())
+
+
 def ts(text: str) -> datetime:
     return datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
@@ -375,7 +392,18 @@ def test_key_subset_canary(ks: Ks, spark_env: dict[str, str], tmp_path: Path) ->
 
         wait_for(promoted, 900, "1.1.0 Succeeded", ks.ctl.log)
         phase("1.1.0 Succeeded (every key from 1.1.0)")
-        time.sleep(8)  # a few queries of the promoted view
+        # The steps can take less time than the jobs need to close 3 windows after the cutover:
+        # the loop goes on over the promoted view until they are closed, so the missing-key check
+        # has judged the canary's side (CI at e10d2b2 stopped with 2 closed).
+        cutover = view_cutover(view)
+        time.sleep(8)
+        wait_for(
+            lambda: (min_watermark(runner, ks.name) or cutover) >= cutover + (3 - 1 + 2) * WINDOW,
+            180,
+            "3 windows closed after the cutover",
+            ks.ctl.log,
+        )
+        phase("3 windows closed after the cutover")
     finally:
         t_stop = time.time()
         loop.stop.set()
@@ -389,9 +417,6 @@ def test_key_subset_canary(ks: Ks, spark_env: dict[str, str], tmp_path: Path) ->
     ).cursor()
     cur.execute(f"SHOW CREATE VIEW {view}")
     view_sql = cur.fetchall()[0][0]
-    cutovers = set(re.findall(r"TIMESTAMP '(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", view_sql))
-    assert len(cutovers) == 1, view_sql
-    cutover = ts(cutovers.pop())
     final_wm = min_watermark(runner, ks.name)
     assert final_wm is not None
     cur.execute(f"SELECT host, CAST(window_start AS varchar), samples FROM {ks.table('m_10s__v1_0_0')}")
