@@ -34,9 +34,7 @@ def test_converged_passes_skip_planning_until_live_state_drifts(
     w.reconciler.ops.share_live_state()
     w.commit(repo_files())
     w.promote_everywhere("1.0.0")
-    for _ in range(4):  # settle: bakes end, inventories are recorded, the fast path remembers
-        w.clock.advance(120)
-        assert not w.reconcile().errors
+    w.settle()
     planned = _count_plans(monkeypatch)
     exported: list[str] = []
     real_export = w.reconciler.stage_metrics.export
@@ -65,9 +63,7 @@ def test_a_new_commit_plans_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     w = World(tmp_path)
     w.commit(repo_files())
     w.promote_everywhere("1.0.0")
-    for _ in range(4):
-        w.clock.advance(120)
-        w.reconcile()
+    w.settle()
     planned = _count_plans(monkeypatch)
     w.commit({"README.md": "a commit that changes nothing the release reads\n"})
     w.clock.advance(120)

@@ -611,6 +611,14 @@ class World:
         """Run passes until ``version`` is Succeeded at every stage (gates as scripted)."""
         return self.run_until(lambda: self.succeeded_everywhere(version, name), name=name)
 
+    def settle(self, passes: int = 4, step: float = 120.0, name: str = RELEASE) -> None:
+        """Error-free passes ``step`` seconds apart after a promotion: bakes end, inventories are
+        recorded, the fast path remembers each stage's plan."""
+        for _ in range(passes):
+            self.clock.advance(step)
+            res = self.reconcile(name)
+            assert not res.errors, res.errors
+
     # --- reading the world -----------------------------------------------------------------------
 
     def status(self, name: str = RELEASE) -> ReleaseStatus:
