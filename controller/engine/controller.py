@@ -5,6 +5,8 @@ reconcile releases from a rate-limited work queue with N workers (default 4; ``-
 - a pass returns ``requeue_after``; a failed pass is retried with exponential backoff per release;
 - at most one pass per release runs at a time, so one slow release never holds up another;
 - a release whose pass changed something makes its ``dependsOn`` dependents due at once;
+- a release the git source no longer declares is marked Ready=False NotInSource once per commit
+  (``engine.orphans``), not left looking Ready;
 - a manual rollback asked through the API (``requests.RollbackRequests``) is run by the release's
   worker at the start of its pass, so it never runs beside a pass of the same release.
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import structlog
 
+from controller.engine import orphans
 from controller.engine.kube_finalizer import Finalizer
 from controller.engine.kube_source import KubeSource
 from controller.engine.manual import rollback_stage
@@ -109,6 +112,8 @@ class Controller:
     _snap: RepoSnapshot | None = None
     _prints: dict[str, str] = field(default_factory=dict)
     _dependents: dict[str, list[str]] = field(default_factory=dict)
+    _orphans_at: str | None = None
+    """The commit whose undeclared releases were last marked (``_mark_orphans``)."""
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.clock)
@@ -167,9 +172,26 @@ class Controller:
             log.error("git source failed", error=str(e), error_type=type(e).__name__)
             return None
         self.last_error = None
+        if self._orphans_at != snap.commit and not isinstance(self.source, KubeSource):
+            self._mark_orphans(snap)
         if live is not None:  # the due releases' scopes load side by side while their passes run
             live.prefetch([n for n in self._prints if (d := self.queue.due_in(n)) is not None and d <= 0])
         return snap
+
+    def _mark_orphans(self, snap: RepoSnapshot) -> None:
+        """Once per commit: stored releases the source no longer declares say so in their status
+        (``engine.orphans``); a failure is logged and tried again at the next refresh."""
+        store, clock = getattr(self.reconciler, "store", None), getattr(self.reconciler, "clock", None)
+        if store is None or clock is None:  # test doubles
+            return
+        try:
+            written = orphans.mark(store, self._prints, snap.commit, clock)
+        except Exception as e:
+            log.warning("marking releases not in the source failed", error=redact(str(e)))
+            return
+        if written:
+            log.info("releases not in the source", releases=written, commit=snap.commit)
+        self._orphans_at = snap.commit
 
     def process(self, name: str) -> float:
         """One pass over ``name`` with its bookkeeping (requeue, backoff, dependents); seconds taken."""

@@ -26,6 +26,9 @@ class Reason(StrEnum):
     SUSPENDED = "Suspended"
     """``pipectl suspend``: the controller skips the release (nothing planned, applied, gated or
     promoted; what runs keeps running) until ``pipectl resume``."""
+    NOT_IN_SOURCE = "NotInSource"
+    """No manifest in the git source declares the release any more: it is not reconciled, and what
+    it deployed is left as it is (``controller.engine.orphans``)."""
     DELETING = "Deleting"
     """The PipelineRelease object was deleted: its finalizer tears the release down and waits
     for approval of each destructive delete (``controller.rollout.deletion``)."""
