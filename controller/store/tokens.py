@@ -5,7 +5,7 @@ itself is shown once, by ``pipectl token create``, and never stored or logged. A
 principal: a user and the groups it belongs to (environment approvers may name either). Revoked
 tokens stay listed (``pipectl token list``) so the audit trail can still name them.
 
-The table lives in the state store's metadata (``controller.store.db``); it is created on first use
+The table lives in the state store's metadata (``controller.store.tables``); it is created on first use
 so an existing store gains it without a migration.
 
 While the store cannot be reached, a token this process verified in the last ``RECENT_SECONDS`` is
@@ -29,7 +29,8 @@ from typing import Any
 from sqlalchemy import Column, DateTime, String, Table, Text, func, select, update
 
 from controller.model.errors import ErrorClass, error_class
-from controller.store.db import Store, _aware, metadata, utcnow
+from controller.store.db import Store, _aware, utcnow
+from controller.store.tables import metadata
 
 TOKEN_PREFIX = "pct_"  # noqa: S105 - a prefix, not a secret
 _USER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")

@@ -12,7 +12,8 @@ from sqlalchemy import delete
 
 from controller.audit.anchor import Anchors
 from controller.audit.ledger import AuditRecord, Ledger
-from controller.store.db import Store, audit
+from controller.store.db import Store
+from controller.store.tables import audit
 
 
 def test_store_on_postgresql(pg_url: str, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from sqlalchemy import delete, insert, update
 from controller.audit.chain import legacy_hash, row_hash
 from controller.audit.ledger import AuditRecord, Ledger
 from controller.audit.lineage import OpenLineageSink
-from controller.store.db import Store, audit
+from controller.store.db import Store
+from controller.store.tables import audit
 
 T = datetime(2026, 11, 26, tzinfo=UTC)
 
