@@ -17,7 +17,8 @@ What it does, against the local stack (127.0.0.1 only):
    run was recorded, and times each release's pass;
 4. starts a real ``pipectl controller run`` process on the same repo and state: its first pass
    after start is a full no-op pass over the 100 converged releases (cold: fresh connections);
-   then, idle, its RSS is sampled for 10 s; its next periodic pass (``--interval 60s``; a webhook
+   then, idle, its RSS is sampled for 10 s and its CPU time (user + system, ``/proc/<pid>/stat``)
+   taken over them; its next periodic pass (``--interval 60s``; a webhook
    without a new commit makes no converged release due) is the warm full no-op pass. Pass time
    comes from ``pipectl_reconcile_duration_seconds`` (``/metrics``) and
    the wall clock; RSS is VmRSS from ``/proc/<pid>/status`` sampled every 0.2 s;
@@ -37,8 +38,9 @@ cleanup; ``BENCH_PASS_ONLY=1`` stops after step 3; ``BENCH_PROFILE=1`` runs the 
 cProfile and writes its top functions to ``bench/results/scale_profile.txt``;
 ``bench_scale.py cleanup`` removes what a kept ``DIR`` created (topics, databases, DAGs, the dir).
 
-Run: ``.venv/bin/python bench/bench_scale.py [RELEASES]`` (needs the stack up; ~7 min for 100
-releases on 2 shared cores at load 8-11, half of it the first converge). With
+Writes ``bench/results/scale_<RELEASES>.json``. Run: ``.venv/bin/python bench/bench_scale.py
+[RELEASES]`` (needs the stack up; 3-7 min for 100 releases on 2 shared cores at load 4-11, half of
+it the first converge; ``BENCH_DAG_EVERY`` sets how many releases get a DAG). With
 ``BENCH_HIVE_METASTORE=1`` the environment names the stack's metastore (``hive.metastoreUri``), so
 passes read Hive from its Thrift API; step 3 then also runs the same in-process pass with the
 shared Hive adapter on the SQL path (``SHOW TABLE EXTENDED``), for a comparison in one run.
@@ -46,6 +48,7 @@ shared Hive adapter on the SQL path (``SHOW TABLE EXTENDED``), for a comparison 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -143,6 +146,12 @@ class RssSampler(threading.Thread):
         return [v for t, v in self.samples if t0 <= t <= t1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (``/proc/<pid>/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 KEEP = os.environ.get("BENCH_KEEP", "")
 PASS_ONLY = os.environ.get("BENCH_PASS_ONLY") == "1"
 PROFILE = os.environ.get("BENCH_PROFILE") == "1"
@@ -197,6 +206,9 @@ def main() -> int:
         figures: dict[str, Any] = {"releases": n, "resources": resources, "dags": len(dag_ids)}
         code = run(ctl, uid, repo, state, names, figures)
         emit_json("scale", figures, started)
+        out = RESULTS / f"scale_{n}.json"
+        out.write_text(json.dumps({"machine": started, "figures": figures}, indent=2, default=str) + "\n")
+        say(f"wrote {out}")
         return code
     finally:
         if ctl is not None:
@@ -401,12 +413,14 @@ def run(
     say(f"  first pass: {n} releases {t_cold - t_up:.1f}s after the API came up "
         f"({s_cold:.1f}s in reconcile); RSS up to {max(cold_during):.0f} MiB")
     time.sleep(3.0)
-    t_idle0 = time.time()
+    t_idle0, cpu0 = time.time(), cpu_seconds(ctl.pid)
     time.sleep(10.0)
+    idle_cpu = (cpu_seconds(ctl.pid) - cpu0) / (time.time() - t_idle0) * 100
     idle = sampler.window(t_idle0, time.time())
     # A webhook without a new commit wakes nothing (a converged release is not due): the warm pass
     # is the controller's next periodic pass (--interval), timed from its first release to its last.
-    say(f"  idle: RSS {median(idle):.0f} MiB; waiting for the periodic warm full no-op pass ...")
+    say(f"  idle: RSS {median(idle):.0f} MiB, CPU {idle_cpu:.2f} % of one core; "
+        "waiting for the periodic warm full no-op pass ...")
     # Counted over the releases that did not deploy (the deployed one is requeued sooner).
     others = [x for x in names if x != bumped]
     s1, c1 = count(others)
@@ -452,6 +466,7 @@ def run(
             "process_warm_pass_sum_s": round(warm_sum, 1),
             "process_runs_recorded_for_unchanged_releases": new_runs_sub,
             "last_release_commit_to_visible_s": round(last_latency, 1) if last_latency is not None else None,
+            "idle_cpu_percent_of_one_core": round(idle_cpu, 2),
             "rss_mib": {
                 "first_pass_max": round(max(cold_during), 1),
                 "idle_median": round(median(idle), 1),
@@ -503,6 +518,8 @@ def run(
         ["during the warm pass (median)", median(warm_during)],
     ]
     print(render_table(["when", "MiB"], rows))
+    print(f"Controller process CPU while idle at {n} releases (10 s, user + system): "
+          f"{idle_cpu:.2f} % of one core")
     print()
     if last_latency is None:
         say("FAILED: the last release's commit was not applied within the budget")
