@@ -1,5 +1,6 @@
 """Hadoop filesystem access for the jobkit sink, through Spark's JVM (so HDFS, S3 and local files
-all work), and the batch watermark Spark recorded in a checkpoint's offset log.
+all work), and what Spark recorded for a batch in a checkpoint's offset log: its watermark and
+its source's end offsets.
 
 Imports only pyspark and the standard library: it ships with the job, not the controller.
 """
@@ -99,3 +100,37 @@ def batch_watermark_ms(spark: SparkSession, checkpoint: str, batch_id: int) -> i
         return int(meta.get("batchWatermarkMs", 0))
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def source_end_offsets(log_text: str | None) -> str | None:
+    """The end offsets of a batch's one Kafka source, from its offset log file's text, as Spark's
+    ``startingOffsets`` JSON (``{"topic": {"0": 42}}``, keys sorted, no spaces): a query started
+    from them reads exactly the events after the batch.
+
+    The file is ``v1``, a metadata line, then one line per source (``-`` for a source with no
+    offset yet). None unless there is exactly one source with topic → partition → offset.
+    """
+    lines = [ln for ln in (log_text or "").splitlines()[2:] if ln.strip()]
+    if len(lines) != 1:
+        return None
+    try:
+        parsed = json.loads(lines[0])
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or not parsed:
+        return None
+    out: dict[str, dict[str, int]] = {}
+    for topic, parts in parsed.items():
+        if not isinstance(parts, dict) or not parts:
+            return None
+        if not all(str(p).isdigit() and type(o) is int and o >= 0 for p, o in parts.items()):
+            return None
+        out[str(topic)] = {str(p): o for p, o in parts.items()}
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+def batch_end_offsets(spark: SparkSession, checkpoint: str, batch_id: int) -> str | None:
+    """``source_end_offsets`` of ``<checkpoint>/offsets/<batchId>`` (written before the batch runs,
+    re-used on replay); None when the file is missing or not one Kafka source's offsets."""
+    fs = HadoopFs(spark)
+    return source_end_offsets(fs.read_text(fs.path(checkpoint, "offsets", str(int(batch_id)))))

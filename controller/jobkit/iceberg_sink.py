@@ -2,7 +2,10 @@
 
 Each micro-batch of partial aggregates becomes one Iceberg commit whose snapshot summary holds
 ``pipectl.query-id`` (the checkpoint's query id) and ``pipectl.batch-id``, like Iceberg's own
-streaming sink records ``spark.sql.streaming.queryId`` and ``spark.sql.streaming.epochId``.
+streaming sink records ``spark.sql.streaming.queryId`` and ``spark.sql.streaming.epochId``, and
+``pipectl.end-offsets``: the batch's end offsets from the checkpoint's offset log (Spark's
+``startingOffsets`` JSON), so a query started from them on a table rolled back to this snapshot
+reads exactly the events the table does not hold (``controller.rollout.table_rollback``).
 Before writing, the sink reads the table's snapshot summaries once per process: a batch whose id
 is at most the highest one committed under this query id was committed before a crash (Spark
 replays it because its own commit log missed it) and is skipped. Batch ids grow per checkpoint
@@ -39,7 +42,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from controller.jobkit.checks import SinkError, check_query_name, quote_ident, split_table, sql_string
-from controller.jobkit.hadoop_fs import HadoopFs
+from controller.jobkit.hadoop_fs import HadoopFs, batch_end_offsets
 from controller.jobkit.merge import MergeSpec, merge_frames
 from controller.jobkit.sink import BatchResult
 
@@ -50,6 +53,7 @@ QUERY_ID_KEY = "pipectl.query-id"
 BATCH_ID_KEY = "pipectl.batch-id"
 QUERY_KEY = "pipectl.query"
 VERSION_KEY = "pipectl.version"
+END_OFFSETS_KEY = "pipectl.end-offsets"
 EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
@@ -66,8 +70,14 @@ def last_committed_batch(summaries: Iterable[Mapping[str, str] | None], query_id
     return max(ids) if ids else None
 
 
-def snapshot_properties(query: str, query_id: str, batch_id: int, version: str) -> dict[str, str]:
-    return {QUERY_KEY: query, QUERY_ID_KEY: query_id, BATCH_ID_KEY: str(int(batch_id)), VERSION_KEY: version}
+def snapshot_properties(
+    query: str, query_id: str, batch_id: int, version: str, end_offsets: str | None = None
+) -> dict[str, str]:
+    """The snapshot summary of one batch's commit; ``end_offsets`` only when the offset log gave them."""
+    props = {QUERY_KEY: query, QUERY_ID_KEY: query_id, BATCH_ID_KEY: str(int(batch_id)), VERSION_KEY: version}
+    if end_offsets:
+        props[END_OFFSETS_KEY] = end_offsets
+    return props
 
 
 def merge_value_exprs(spec: MergeSpec, target: str = "t", source: str = "s") -> list[tuple[str, str]]:
@@ -244,7 +254,7 @@ class IcebergSink:
             t = result.lap("probe", t)
             writer = out.writeTo(self.qualified)
             if self.exactly_once:
-                for k, v in snapshot_properties(self.query, self.query_id, batch_id, self.version).items():
+                for k, v in self._properties(int(batch_id)).items():
                     writer = writer.option(f"snapshot-property.{k}", v)
             writer.append()
             result.lap("append", t)
@@ -252,6 +262,10 @@ class IcebergSink:
             self._last = int(batch_id)
         result.seconds = time.monotonic() - t0
         return result
+
+    def _properties(self, batch_id: int) -> dict[str, str]:
+        ends = batch_end_offsets(self.spark, self.checkpoint, batch_id) if self.checkpoint else None
+        return snapshot_properties(self.query, self.query_id, batch_id, self.version, ends)
 
     def _bounds(self, out: DataFrame) -> dict[str, tuple[Any, Any]]:
         """Each key's min and max in the batch (they bound the probe and the MERGE's target scan)."""
@@ -272,7 +286,7 @@ class IcebergSink:
         view = f"pipectl_batch_{self.query.replace('-', '_').replace('.', '_')}"
         session = out.sparkSession
         out.createOrReplaceTempView(view)
-        props = snapshot_properties(self.query, self.query_id, batch_id, self.version)
+        props = self._properties(batch_id)
         with _commit_properties(session, props):
             session.sql(merge_sql(self.qualified, view, self.spec, [n for n, _ in self.columns()], bounds))
         session.catalog.dropTempView(view)
