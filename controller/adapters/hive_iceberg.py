@@ -283,6 +283,32 @@ def parse_snapshots(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[str, str
     return out
 
 
+def snapshot_log_sql(name: str, catalog: str = ICEBERG_CATALOG) -> str:
+    """Every snapshot of Iceberg table ``name`` (``$snapshots``), oldest first: id, parent id,
+    commit time and summary (as JSON text: the client's map decoding is not relied on)."""
+    db, table = split_qualified(name)
+    snaps = metadata_table(db, table, "$snapshots", catalog)
+    cols = "CAST(snapshot_id AS varchar), CAST(parent_id AS varchar), CAST(committed_at AS varchar)"
+    order = "ORDER BY committed_at, snapshot_id"
+    # the name is checked and quoted
+    return f"SELECT {cols}, json_format(CAST(summary AS json)) FROM {snaps} {order}"  # noqa: S608
+
+
+def parse_snapshot_log(
+    rows: Sequence[tuple[Any, ...]],
+) -> list[tuple[str, str | None, str, dict[str, str]]]:
+    """``snapshot_log_sql``'s rows as (id, parent id or None, commit time in ISO 8601 UTC, summary)."""
+    out = []
+    for snapshot_id, parent, committed, summary in rows:
+        when = str(committed).strip()
+        if when.endswith(" UTC"):
+            when = when[: -len(" UTC")].replace(" ", "T") + "+00:00"
+        parsed = json.loads(summary) if isinstance(summary, str) else dict(summary or {})
+        summary_map = {str(k): str(v) for k, v in parsed.items()}
+        out.append((str(snapshot_id), None if parent is None else str(parent), when, summary_map))
+    return out
+
+
 # --- rollback (through Presto: its CALL takes the metastore lock the stack's TxnHandler tables serve) --
 
 

@@ -4,7 +4,10 @@
 the known good restored, the failed version's jobs, when it started on the controller's clock),
 then makes the first attempt. An attempt converges the known good (stopping the failed jobs) and,
 when nothing is left waiting, proves the restore: live state is re-observed and planned against the
-known good again, and only an empty plan counts as restored.
+known good again, and only an empty plan counts as restored. An in-place job's Iceberg tables go
+back with it (``controller.engine.table_restore``): their rollback points are decided and written
+into the intent at the start, and each attempt first stops the job and rolls the tables back
+before the known good restarts from the points' end offsets.
 
 While a backend has not caught up yet (Airflow parsing the restored DAG file, a job stopping after
 its current batch, a transient backend error) the stage is Progressing with reason ``RollingBack``
@@ -25,6 +28,8 @@ from typing import Any
 
 from controller.audit.ledger import GateVerdict
 from controller.audit.records import RunFacts, rollback_details
+from controller.engine import table_restore
+from controller.engine.backends import SqlPort
 from controller.engine.executor import ApplyReport
 from controller.engine.passes import Pass, StatusWriter
 from controller.engine.stage_ops import StageOps
@@ -85,14 +90,21 @@ class Restorer:
     def start(self, p: Pass, stage: str, intent: RestoreIntent) -> None:
         """Record the restore (intent first: a crash after this resumes it), then attempt it.
         In-place jobs whose failed version's start was recorded move, in the same write, to a fresh
-        checkpoint from those offsets (``StageOps.pin_restarts``)."""
+        checkpoint from those offsets (``StageOps.pin_restarts``), or from where their Iceberg
+        tables' rollback points end when every one is exact (``table_restore.decide``)."""
         state = self.ops.rollouts.stage(p.name, stage)
         state.restoring = intent
         if intent.to is not None:
             good = PipelineRelease.model_validate_json(intent.to.manifest)
-            self.ops.pin_restarts(good, p.ctx(stage), state, intent.version)
+            failed, ctx = PipelineRelease.model_validate_json(intent.failed.manifest), p.ctx(stage)
+            intent.tables = table_restore.decide(good, failed, ctx, state, lambda: self._presto(ctx))
+            starts = table_restore.restart_offsets(intent.tables)
+            self.ops.pin_restarts(good, ctx, state, intent.version, starts)
         self.ops.rollouts.put_stage(p.name, stage, state)
         self.resume(p, stage)
+
+    def _presto(self, ctx: StageContext) -> SqlPort:
+        return self.ops.backends(ctx, None).presto
 
     def resume(self, p: Pass, stage: str) -> None:
         """Attempt the recorded restore; requeue while it waits, end it otherwise."""
@@ -101,7 +113,9 @@ class Restorer:
             return
         good = (PipelineRelease.model_validate_json(r.to.manifest), r.to.commit) if r.to else None
         failed = PipelineRelease.model_validate_json(r.failed.manifest)
-        attempt = self._attempt(failed, stage, p.ctx(stage), good, r.failed_jobs)
+        attempt = self._tables(p, stage, failed, r) or self._attempt(
+            failed, stage, p.ctx(stage), good, r.failed_jobs
+        )
         waited = (self.clock() - r.started_at).total_seconds()
         to = good[0].spec.version if good else "nothing (first version)"
         if attempt.waiting and waited < self.deadline:
@@ -116,6 +130,29 @@ class Restorer:
                 + attempt.waiting
             )
         self._end(p, stage, r, failed, to, problem, attempt.proved)
+
+    def _tables(self, p: Pass, stage: str, failed: PipelineRelease, r: RestoreIntent) -> Attempt | None:
+        """Before the known good restarts: stop the jobs whose tables go back, make each table's
+        point current, and record it done (``engine.table_restore``). None when nothing is left."""
+        todo = table_restore.to_restore(r.tables)
+        if not todo:
+            return None
+        ctx = p.ctx(stage)
+        try:
+            stopped = _outcome(self.ops.delete_jobs(failed, stage, ctx, sorted({t.job for t in todo})))
+            if stopped is not None:  # still stopping (or failed to): no table is touched while it writes
+                return stopped
+            table_restore.apply(self._presto(ctx), todo)
+        except PipectlError as e:
+            if error_class(e) is ErrorClass.TRANSIENT:
+                return Attempt(waiting=str(e), retry_after=getattr(e, "retry_after", None) or WAIT_RETRY)
+            return Attempt(problem=f"rolling tables back: {e}")
+        finally:
+            state = self.ops.rollouts.stage(p.name, stage)
+            if state.restoring is not None:
+                state.restoring.tables = r.tables
+                self.ops.rollouts.put_stage(p.name, stage, state)
+        return None
 
     def pending(self, p: Pass, stage: str) -> Plan | None:
         """What the restore under way at ``stage`` still has to change (``pipectl plan``/``diff``:
@@ -200,15 +237,17 @@ class Restorer:
         proved: list[Any] | None = None,
     ) -> None:
         """The restore's one outcome: status, event, rollback record, history row; then forget it."""
+        tables_msg, tables_detail = table_restore.summary(r.tables)
+        tables_msg = f"; {tables_msg}" if tables_msg else ""
         if problem:
-            msg = f"{r.message}; rollback to {to} did not complete: {problem}"
+            msg = f"{r.message}; rollback to {to} did not complete: {problem}{tables_msg}"
             self.writer.set(p, stage, Phase.ROLLBACK_FAILED, Reason.ROLLBACK_FAILED, msg)
             metrics.record_reconcile_error(p.name, Reason.ROLLBACK_FAILED)
             outcome, reason = "failed", Reason.ROLLBACK_FAILED
         else:
             if r.record_known_good and r.to is not None:
                 self.ops.set_known_good(p.name, stage, to, r.to.commit, r.to.manifest)
-            msg = f"{r.message}; restored {to}"
+            msg = f"{r.message}; restored {to}{tables_msg}"
             metrics.record_rollback(p.name, stage)
             self.writer.set(p, stage, Phase.ROLLED_BACK, Reason.GATE_FAILED, msg)
             outcome, reason = "rolledBack", Reason.GATE_FAILED
@@ -229,6 +268,7 @@ class Restorer:
         run.details = rollback_details(
             r.trigger, r.version, None if r.to is None else to, proved, [] if problem else r.failed_jobs
         )
+        run.details.update(tables_detail)
         self.ops.audit(failed, stage, run, tables_at=p.ctx(stage))
         if r.run_id is not None:
             rows = [{k: str(g.get(k, "")) for k in ("name", "type", "verdict", "message")} for g in r.gates]

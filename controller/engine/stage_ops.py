@@ -160,20 +160,25 @@ class StageOps:
         return self.versioned_jobs(rel, ctx, version) + list(self.inplace_jobs(rel, ctx))
 
     def pin_restarts(
-        self, rel: PipelineRelease, ctx: StageContext, state: StageRollout, failed_version: str
+        self,
+        rel: PipelineRelease,
+        ctx: StageContext,
+        state: StageRollout,
+        failed_version: str,
+        offsets: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Move ``rel``'s in-place jobs whose ``failed_version`` start was recorded to a fresh
-        checkpoint from those offsets (in ``state``, which the caller writes before any side
-        effect); the pinned job names."""
+        checkpoint from those offsets, or from ``offsets[job]`` (where its rolled back tables end,
+        ``engine.table_restore``), in ``state``, which the caller writes before any side effect;
+        the pinned job names."""
         pinned = []
         for name in self.inplace_jobs(rel, ctx):
             rec = state.inplace_starts.get(name)
             if rec is None or rec.version != failed_version:
                 continue
-            fresh = inplace.fresh_checkpoint(rec.checkpoint, failed_version, rec.offsets)
-            state.checkpoints[name] = PinnedCheckpoint(
-                checkpoint=fresh, offsets=rec.offsets, after=failed_version
-            )
+            start = (offsets or {}).get(name, rec.offsets)
+            fresh = inplace.fresh_checkpoint(rec.checkpoint, failed_version, start)
+            state.checkpoints[name] = PinnedCheckpoint(checkpoint=fresh, offsets=start, after=failed_version)
             pinned.append(name)
         return pinned
 

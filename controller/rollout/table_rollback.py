@@ -112,9 +112,11 @@ def rollback_point(
     ``since`` (optional) is when the current attempt started: the failed version's commits before
     it belong to an earlier attempt, whose rows an earlier restore already left as they were.
     """
-    chain = ancestry(snapshots, current) if current is not None else None
-    if not chain:
+    if current is None:
         return RollbackPoint(table, PointReason.NO_SNAPSHOT, "it has no current snapshot")
+    chain = ancestry(snapshots, current)
+    if not chain:
+        return RollbackPoint(table, PointReason.NO_SNAPSHOT, f"its current snapshot {current} is not listed")
     first = next(
         (
             i

@@ -74,6 +74,25 @@ class PostPromotion(_Doc):
     segments_before: dict[str, list[ViewSegment]] = Field(default_factory=dict)
 
 
+class TableRollback(_Doc):
+    """What a restore does with one Iceberg table an in-place job of the failed version wrote
+    (``controller.rollout.table_rollback``), decided before any side effect."""
+
+    job: str
+    """Physical name of the in-place job that writes it."""
+    table: str
+    """Physical ``db.table``."""
+    reason: str
+    """A ``PointReason``: ``RollBack``/``NotCommitted`` are exact, any other keeps today's restart."""
+    detail: str
+    snapshot_id: str | None = None
+    """The snapshot the table is made current at (exact points only)."""
+    end_offsets: str | None = None
+    """Its ``pipectl.end-offsets``: where the known good restarts reading."""
+    done: bool = False
+    """The job is stopped and the snapshot is current (set once, before the known good restarts)."""
+
+
 class RestoreIntent(_Doc):
     """A rollback restoring the stage's known good, from when it starts until it ends: every pass
     resumes it (``controller.engine.restore``), a controller restarted after a crash too."""
@@ -97,6 +116,8 @@ class RestoreIntent(_Doc):
     """The history row of the gate attempt, written when the restore ends."""
     record_known_good: bool = False
     """Post-promotion: the restored version becomes the stage's known good again."""
+    tables: list[TableRollback] = Field(default_factory=list)
+    """The failed version's in-place jobs' Iceberg tables and their rollback points."""
 
 
 class StageRollout(_Doc):
