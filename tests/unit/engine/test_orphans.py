@@ -16,32 +16,9 @@ from controller.model.reasons import Reason
 from controller.model.status import Condition, ReleaseStatus
 from controller.source.validate import RepoSnapshot
 from controller.store.db import Store
+from tests.unit.engine.fakes import FakeSource, write_repo
 
 NOW = datetime(2026, 12, 6, 0, 30, tzinfo=UTC)
-
-
-def write_repo(root: Path, names: list[str]) -> None:
-    rel = root / "releases"
-    rel.mkdir(parents=True, exist_ok=True)
-    for old in rel.glob("*.yaml"):
-        old.unlink()
-    for n in names:
-        (rel / f"{n}.yaml").write_text(
-            "apiVersion: pipectl.dev/v1alpha1\nkind: PipelineRelease\n"
-            f"metadata:\n  name: {n}\nspec:\n  version: 0.1.0\n  rollout:\n    stages: [dev]\n"
-        )
-
-
-@dataclass
-class Source:
-    root: Path
-    commit: str = "c1"
-
-    def resolve(self) -> str:
-        return self.commit
-
-    def checkout(self, commit: str | None) -> Any:
-        return type("Checkout", (), {"root": self.root})()
 
 
 @dataclass
@@ -74,7 +51,7 @@ def test_a_removed_release_is_marked_once_and_a_returning_one_is_ready_again(tmp
     write_repo(root, ["a", "b"])
     store = Store(f"sqlite:///{tmp_path}/state.db")
     rec = PassWriter(store)
-    src = Source(root)
+    src = FakeSource(root, commit="c1")
     ctrl = Controller(src, rec, interval=3600.0, workers=1)  # type: ignore[arg-type]
     ctrl.run_once()
     assert sorted(rec.passes) == ["a", "b"] and ready(store, "b")["status"] == "True"

@@ -27,6 +27,7 @@ from controller.engine.controller import Controller
 from controller.engine.passes import Result
 from controller.engine.workqueue import WorkQueue
 from controller.source.validate import RepoSnapshot
+from tests.unit.engine.fakes import FakeSource, write_repo
 
 WAIT = 5.0  # upper bound of every wait on another thread (never reached when the code is right)
 
@@ -122,31 +123,6 @@ def test_shutdown_releases_waiting_workers() -> None:
 
 
 # --- Controller with workers --------------------------------------------------------------------
-
-
-def write_repo(root: Path, names: list[str]) -> Path:
-    (root / "releases").mkdir(parents=True)
-    for n in names:
-        (root / "releases" / f"{n}.yaml").write_text(
-            "apiVersion: pipectl.dev/v1alpha1\nkind: PipelineRelease\n"
-            f"metadata:\n  name: {n}\nspec:\n  version: 0.1.0\n  rollout:\n    stages: [dev]\n"
-        )
-    return root
-
-
-@dataclass
-class FakeSource:
-    """``GitSource`` as the controller uses it: one pinned commit, checked out at ``root``."""
-
-    root: Path
-    repo: str = "fake"
-    commit: str = "c0ffee"
-
-    def resolve(self) -> str:
-        return self.commit
-
-    def checkout(self, commit: str | None) -> Any:
-        return type("Checkout", (), {"root": self.root})()
 
 
 @dataclass
