@@ -8,7 +8,10 @@ from that read: calls per pass no longer grow with the number of releases.
 
 Rules that keep it honest:
 
-- an entry lives at most ``ttl`` on the injected clock (a pass, not longer);
+- an entry read on demand lives at most ``ttl`` on the injected clock; one loaded by the pass's
+  ``prefetch`` lives until the next ``clear`` (the next pass), at most ``pass_ttl``: a pass over
+  1,000 releases lasts longer than ``ttl``, and its last releases must not read again what its
+  prefetch loaded for them (a no-op pass is one read per scope, not one per scope per ``ttl``);
 - a write through the executor (``InvalidatingAdapter``) drops every entry of the adapter it
   goes through, both before and after the change; a read that was in flight while a write started
   or ended is returned to its caller but never stored, so no later reader sees a state older
@@ -40,6 +43,9 @@ from controller.plan.actions import Action
 from controller.plan.resources import Resource, ResourceKind
 
 DEFAULT_TTL = timedelta(seconds=10)
+DEFAULT_PASS_TTL = timedelta(seconds=120)
+"""Longest life of a prefetched entry when no new pass clears it (the controller refreshes every
+``interval``, 30 s by default, and at each webhook)."""
 PREFETCH_WORKERS = 4
 """Scopes loaded at once by ``prefetch`` (the metastore client opens as many connections)."""
 
@@ -75,6 +81,7 @@ class LiveView(Protocol):
 class _Entry:
     loaded_at: datetime
     data: Mapping[tuple[ResourceKind, str], Resource]
+    lifetime: timedelta
 
 
 Direct = Callable[[Mapping[ResourceKind, Adapter], Sequence[Resource]], dict[tuple[str, str], Any]]
@@ -89,10 +96,12 @@ class LiveSnapshot:
         direct: Direct,
         ttl: timedelta = DEFAULT_TTL,
         prefetch: int = PREFETCH_WORKERS,
+        pass_ttl: timedelta = DEFAULT_PASS_TTL,
     ):
         self.clock = clock
         self.direct = direct
         self.ttl = ttl
+        self.pass_ttl = max(pass_ttl, ttl)
         self.workers = prefetch
         """Threads of ``prefetch``; 0: no prefetch."""
         self._lock = threading.Lock()
@@ -177,7 +186,7 @@ class LiveSnapshot:
 
     def _prefetch_one(self, adapter: ScopedObserver, scope: str) -> None:
         try:
-            self._load(adapter, scope)
+            self._load(adapter, scope, self.pass_ttl)
         except Exception:  # noqa: S110 - not stored; the release that asks reads it and sees the error
             pass
 
@@ -186,14 +195,16 @@ class LiveSnapshot:
         if e is None:
             return None
         age = self.clock() - e.loaded_at
-        return e if timedelta(0) <= age < self.ttl else None
+        return e if timedelta(0) <= age < e.lifetime else None
 
     def _scope(self, adapter: ScopedObserver, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
         with self._lock:
             self._keep[id(adapter)] = adapter
         return self._load(adapter, scope)
 
-    def _load(self, adapter: ScopedObserver, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
+    def _load(
+        self, adapter: ScopedObserver, scope: str, lifetime: timedelta | None = None
+    ) -> Mapping[tuple[ResourceKind, str], Resource]:
         key = (id(adapter), scope)
         with self._lock:
             e = self._fresh(key)
@@ -210,7 +221,7 @@ class LiveSnapshot:
             data = dict(adapter.observe_scope(scope))
             with self._lock:
                 if self._generation.get(key[0], 0) == generation:
-                    self._entries[key] = _Entry(started, data)
+                    self._entries[key] = _Entry(started, data, lifetime or self.ttl)
         return data
 
 
