@@ -42,7 +42,8 @@ Round trips per observe pass (each counted in ``stats``; ``connect`` once per co
   1 ``SHOW DATABASES`` + 1 ``GetColumns`` + 1 ``SHOW TABLE EXTENDED`` per database, when the views'
   tables are among the tables asked for.
 - ``observe_scope`` (a pass's shared snapshot) reads a whole database; with ``metastore_uri`` it
-  asks the metastore's Thrift API instead (``hive_metastore``: 2 calls per database, exact properties).
+  asks the metastore's Thrift API instead (``hive_metastore``: 2 calls per database, exact properties;
+  1 per database when the snapshot's prefetch first lists up to 200 databases in one call).
 
 Idempotence: ``apply`` re-reads the resource first and only issues the statements whose effect is
 missing; an action whose effect is present makes no changing call and returns ``changed=False``.
@@ -68,7 +69,7 @@ from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.adapters.hive_ddl import columns_to_add, props_sql, view_query
 from controller.adapters.hive_ddl import create_table_sql as create_table_sql
-from controller.adapters.hive_metastore import MetastoreClient, database_state
+from controller.adapters.hive_metastore import MetastoreClient
 from controller.adapters.hive_parse import ALL_COLUMNS_ALIAS as ALL_COLUMNS_ALIAS
 from controller.adapters.hive_parse import BACKEND as BACKEND
 from controller.adapters.hive_parse import ParsedView as ParsedView
@@ -79,6 +80,7 @@ from controller.adapters.hive_parse import parse_presto_view as parse_presto_vie
 from controller.adapters.hive_parse import parse_properties as parse_properties
 from controller.adapters.hive_parse import parse_table_info as parse_table_info
 from controller.adapters.hive_parse import parse_view_sql as parse_view_sql
+from controller.adapters.hive_scopes import HiveScopes
 from controller.adapters.hive_thrift import HiveThriftConnection, check_auth
 from controller.adapters.presto import PrestoClient
 from controller.model.errors import PermanentBackendError
@@ -110,11 +112,11 @@ UNRECOGNISED_VIEW = "(unrecognised view definition)"
 SPARK_VIEW = "(a Spark view, unreadable by Presto)"
 
 
-class HiveAdapter(HiveThriftConnection):
+class HiveAdapter(HiveThriftConnection, HiveScopes):
     """Databases, tables and views of one Hive metastore (Spark Thrift Server + optional Presto).
 
     The Thrift Server connection (``close``, ``_query``, ``_execute``, ``_metadata_columns``) comes
-    from ``HiveThriftConnection``."""
+    from ``HiveThriftConnection``, the snapshot's whole-scope reads from ``HiveScopes``."""
 
     kinds = frozenset({ResourceKind.DATABASE, ResourceKind.TABLE, ResourceKind.VIEW})
 
@@ -186,39 +188,6 @@ class HiveAdapter(HiveThriftConnection):
         if ResourceKind.VIEW in requests:
             known = {t: columns.get(t, []) for t in tables}  # a requested table GetColumns missed is absent
             out[ResourceKind.VIEW] = dict(self._views_from(extended, views, known))
-        return out
-
-    def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
-        """Scopes of ``engine.snapshot``: the database list, and each database's tables and views."""
-        if kind is ResourceKind.DATABASE:
-            return "databases"
-        return f"db:{split_qualified(name)[0]}" if kind in (ResourceKind.TABLE, ResourceKind.VIEW) else None
-
-    @retrying()
-    def observe_scope(self, scope: str) -> dict[tuple[ResourceKind, str], Resource]:
-        """``databases``: 1 ``SHOW DATABASES``. ``db:<name>``: every table and view of the database
-        in 1 ``GetColumns`` + 1 ``SHOW TABLE EXTENDED`` (+ 1 ``GetColumns`` when an all-column view
-        reads a table of another database), the same resources ``observe_kinds`` reads one by one.
-        With ``metastore_uri``: 1 ``get_all_databases``, and 2 metastore calls per database
-        (``hive_metastore``; Iceberg tables still read their columns from the ``iceberg`` catalog)."""
-        if scope == "databases":
-            if self.metastore is not None:
-                names = self.metastore.databases()
-            else:
-                names = [str(r[0]) for r in self._query("SHOW DATABASES", "show_databases")]
-            return {(ResourceKind.DATABASE, n): DatabaseResource(name=n) for n in names}
-        db = check_hive_ident(scope.removeprefix("db:"), "database")
-        if self.metastore is not None:
-            extended, columns = database_state(self.metastore.tables(db), self._get_columns)
-        else:
-            columns = {k: v for k, v in self._get_columns([(db, "%")], exact=False).items() if k[0] == db}
-            extended = self._show_extended({(db, "*")}, missing_ok=True, every=True)
-        out: dict[tuple[ResourceKind, str], Resource] = {}
-        for name, t in self._tables_from(extended, columns).items():
-            out[(ResourceKind.TABLE, name)] = t
-        views = {k for k, v in extended.items() if v.type == "VIEW"}
-        for name, v in self._views_from(extended, views, columns).items():
-            out[(ResourceKind.VIEW, name)] = v
         return out
 
     @retrying()

@@ -23,7 +23,12 @@ Rules that keep it honest:
   releases then waits for 100 Hive databases, the topics and the DAGs read side by side instead of
   one after another, and a pass over one release reads only that release's scopes. A prefetched
   scope is stored by the same rules (generation, ttl); one that fails is not stored and is read
-  again, with its error, by the release that asks for it.
+  again, with its error, by the release that asks for it;
+- an adapter that can also list what several of its scopes hold in one call (``ScopeLister``: Hive
+  on the metastore path, one ``get_table_meta`` for up to 200 databases) is listed once by the
+  prefetch, and each scope is then loaded with its part of the listing (one call per database
+  instead of two). A write that lands after the listing started keeps those loads out of the
+  snapshot, as for any load.
 
 The executor's re-observe right before an apply (the journal's crash check) goes to the adapter
 itself, never to the snapshot.
@@ -60,6 +65,20 @@ class ScopedObserver(Protocol):
 
     def observe_scope(self, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
         """Every live resource of ``scope``, keyed by (kind, name)."""
+        ...
+
+
+@runtime_checkable
+class ScopeLister(ScopedObserver, Protocol):
+    """A ``ScopedObserver`` that lists several scopes at once, then loads each with its hint."""
+
+    def list_scopes(self, scopes: Sequence[str]) -> Mapping[str, Any] | None:
+        """scope → a hint for ``observe_scope_with``, for the scopes it can list (others absent);
+        None when this adapter has no cheaper way than loading each scope."""
+        ...
+
+    def observe_scope_with(self, scope: str, hint: Any) -> Mapping[tuple[ResourceKind, str], Resource]:
+        """``observe_scope(scope)`` given its part of a ``list_scopes`` answer."""
         ...
 
 
@@ -113,6 +132,10 @@ class LiveSnapshot:
         self._scopes_of: dict[str, tuple[int, set[tuple[int, str]]]] = {}
         """owner (release) → (epoch, the scopes it read in its latest pass)."""
         self._pool: ThreadPoolExecutor | None = None
+        self._hints: dict[tuple[int, str], tuple[int, datetime, Any]] = {}
+        self._busy = 0  # prefetch tasks submitted and not finished
+        self._idle = threading.Condition(self._lock)
+        """scope key → (the adapter's generation and the clock at the listing, the hint)."""
 
     def observe(
         self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource], owner: str | None = None
@@ -151,6 +174,7 @@ class LiveSnapshot:
             for key in list(self._keep):
                 self._generation[key] = self._generation.get(key, 0) + 1
             self._entries.clear()
+            self._hints.clear()
             self._epoch += 1
 
     def prefetch(self, owners: Iterable[str]) -> None:
@@ -173,8 +197,32 @@ class LiveSnapshot:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pipectl-prefetch")
             pool = self._pool
+        listers = {id(a): a for a, _ in todo if isinstance(a, ScopeLister)}
+        for ident, lister in listers.items():
+            self._submit(pool, self._prefetch_listed, lister, by_adapter[ident])
         for adapter, scope in todo:
-            pool.submit(self._prefetch_one, adapter, scope)
+            if id(adapter) not in listers:
+                self._submit(pool, self._prefetch_one, adapter, scope)
+
+    def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            self._busy += 1
+        pool.submit(self._run, fn, *args)
+
+    def _run(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.notify_all()
+
+    def wait_prefetched(self, timeout: float = 60.0) -> bool:
+        """Wait until every prefetch load (and the loads a listing queued) is done; False on
+        timeout. For tests and benchmarks: a pass never waits for the prefetch as a whole."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._busy, timeout)
 
     def _note(self, owner: str, key: tuple[int, str]) -> None:
         with self._lock:
@@ -189,6 +237,34 @@ class LiveSnapshot:
             self._load(adapter, scope, self.pass_ttl)
         except Exception:  # noqa: S110 - not stored; the release that asks reads it and sees the error
             pass
+
+    def _prefetch_listed(self, adapter: ScopeLister, scopes: list[str]) -> None:
+        """List ``scopes`` in one go, then load each on the pool with its hint. The scopes' load
+        locks are held while listing, so a release asking for one meanwhile waits and then loads it
+        with its hint too; a scope the listing does not cover, or every scope when it fails, loads
+        as usual."""
+        keys = sorted((id(adapter), s) for s in scopes)
+        with self._lock:
+            locks = [self._loading.setdefault(k, threading.Lock()) for k in keys]
+            pool = self._pool
+        for lock in locks:  # sorted: two listings never wait for each other in a cycle
+            lock.acquire()
+        try:
+            with self._lock:
+                generation, listed_at = self._generation.get(id(adapter), 0), self.clock()
+            try:
+                hints: Mapping[str, Any] = adapter.list_scopes(scopes) or {}
+            except Exception:  # each scope loads as usual and reports its own error to its reader
+                hints = {}
+            with self._lock:
+                for scope, hint in hints.items():
+                    self._hints[(id(adapter), scope)] = (generation, listed_at, hint)
+        finally:
+            for lock in locks:
+                lock.release()
+        for scope in scopes:
+            if pool is not None:
+                self._submit(pool, self._prefetch_one, adapter, scope)
 
     def _fresh(self, key: tuple[int, str]) -> _Entry | None:
         e = self._entries.get(key)
@@ -205,6 +281,9 @@ class LiveSnapshot:
     def _load(
         self, adapter: ScopedObserver, scope: str, lifetime: timedelta | None = None
     ) -> Mapping[tuple[ResourceKind, str], Resource]:
+        """The scope's entry, loaded when not fresh. A hint of ``_prefetch_listed`` is used once,
+        and only when no write came since its listing and it is younger than ``ttl``; the entry
+        is then as old as the listing."""
         key = (id(adapter), scope)
         with self._lock:
             e = self._fresh(key)
@@ -216,9 +295,17 @@ class LiveSnapshot:
                 e = self._fresh(key)
                 if e is not None:
                     return e.data
-                generation = self._generation.get(key[0], 0)
-                started = self.clock()
-            data = dict(adapter.observe_scope(scope))
+                generation, started = self._generation.get(key[0], 0), self.clock()
+                listed = self._hints.pop(key, None)
+                if listed is not None and (
+                    listed[0] != generation or not timedelta(0) <= started - listed[1] < self.ttl
+                ):
+                    listed = None  # written since the listing, or too old to trust
+            if listed is not None and isinstance(adapter, ScopeLister):
+                started = listed[1]
+                data = dict(adapter.observe_scope_with(scope, listed[2]))
+            else:
+                data = dict(adapter.observe_scope(scope))
             with self._lock:
                 if self._generation.get(key[0], 0) == generation:
                     self._entries[key] = _Entry(started, data, lifetime or self.ttl)

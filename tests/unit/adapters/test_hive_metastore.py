@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from controller.adapters.hive_metastore import (
 )
 from controller.adapters.presto import PrestoClient
 from controller.model.errors import PermanentBackendError, TransientBackendError
+from controller.model.identifiers import IdentifierError
 from controller.plan.resources import Column, DatabaseResource, ResourceKind, TableResource, ViewResource
 
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -202,8 +205,8 @@ class _Metastore(MetastoreClient):
     def databases(self) -> list[str]:
         return ["default", "hx_exp"]
 
-    def tables(self, db: str) -> list[Any]:
-        return [t for t in self.objects if t.dbName == db]
+    def tables(self, db: str, names: Sequence[str] | None = None) -> list[Any]:
+        return [t for t in self.objects if t.dbName == db and (names is None or t.tableName in names)]
 
 
 def test_observe_scope_builds_tables_and_views_from_the_metastore_without_sql() -> None:
@@ -222,6 +225,39 @@ def test_observe_scope_builds_tables_and_views_from_the_metastore_without_sql() 
     assert set(got) == {(ResourceKind.TABLE, "hx_exp.t1"), (ResourceKind.VIEW, "hx_exp.t1_v")}
     assert adapter.stats.calls == {}  # nothing went to the (closed) Thrift Server
     assert adapter._iceberg[("hx_exp", "t1")] is False
+
+
+def test_a_listed_scope_reads_only_the_listed_objects() -> None:
+    adapter = HiveAdapter("127.0.0.1", _closed_port(), presto=PrestoClient("127.0.0.1"), timeout=1)
+    adapter.metastore = _Metastore([T1, _view("t1_v", "SELECT 1")])
+    assert set(adapter.observe_scope_with("db:hx_exp", ["t1"])) == {(ResourceKind.TABLE, "hx_exp.t1")}
+    assert adapter.observe_scope_with("db:hx_exp", []) == {}
+    assert HiveAdapter("127.0.0.1", _closed_port(), timeout=1).list_scopes(["db:a"]) is None  # SQL path
+
+
+class _Listing(MetastoreClient):
+    """Answers ``get_table_meta`` from (db, table) pairs, recording each pattern asked."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__("thrift://127.0.0.1:9", CallStats())
+        self.pairs, self.patterns = pairs, []
+
+    def _call(self, method: str, *args: Any) -> Any:
+        assert method == "get_table_meta" and args[1:] == ("*", [])
+        self.patterns.append(args[0])
+        wanted = set(args[0].split("|"))
+        return [SimpleNamespace(dbName=d, tableName=t) for d, t in self.pairs if d in wanted]
+
+
+def test_table_names_lists_databases_in_chunks_with_one_pattern_each() -> None:
+    client = _Listing([("a", "x"), ("a", "y"), ("c", "z"), ("other", "w")])
+    assert client.table_names(["a", "b", "c"], chunk=2) == {"a": ["x", "y"], "b": [], "c": ["z"]}
+    assert client.patterns == ["a|b", "c"]
+    adapter = HiveAdapter("127.0.0.1", _closed_port(), timeout=1)
+    adapter.metastore = client
+    assert adapter.list_scopes(["databases", "db:c", "db:a"]) == {"db:c": ["z"], "db:a": ["x", "y"]}
+    with pytest.raises(IdentifierError):
+        adapter.list_scopes(["db:a|b"])  # never a pattern of the caller's making
 
 
 def _closed_port() -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from controller.engine.snapshot import InvalidatingAdapter, LiveSnapshot
 from controller.engine.stage_ops import StageOps
@@ -197,8 +198,7 @@ def test_a_prefetched_scope_lives_for_the_whole_pass_and_not_past_the_next() -> 
 
 def _drain(snap: LiveSnapshot) -> None:
     """Wait for the prefetch threads' loads (then every count below is final)."""
-    if snap._pool is not None:
-        snap._pool.shutdown(wait=True)
+    assert snap.wait_prefetched(timeout=10)
 
 
 def _pass(
@@ -295,3 +295,117 @@ def test_a_prefetch_that_fails_or_races_a_write_is_not_stored() -> None:
     # the failed Hive scopes (databases, db0-db2) and the racing Kafka read are read again
     assert after["hive"] - before["hive"] == 4 and after["kafka"] - before["kafka"] == 1
     assert after["airflow"] == before["airflow"]  # a good prefetch is used as it is
+
+
+class ListingBackend(ScopedBackend):
+    """A ScopedBackend that is also a ``ScopeLister`` (Hive on the metastore path): one listing for
+    every ``db:`` scope, then a load per scope that uses its part of the listing."""
+
+    list_hook: object = None
+
+    def list_scopes(self, scopes: Sequence[str]) -> dict[str, list[str]] | None:
+        self._read("list_scopes")
+        if callable(self.list_hook):
+            self.list_hook()
+        dbs = [s for s in scopes if s.startswith("db:")]
+        return {s: sorted(n for k, n in self.live if k is K.TABLE and "db:" + n.split(".")[0] == s) for s in dbs}
+
+    def observe_scope_with(self, scope: str, hint: Any) -> Mapping[tuple[ResourceKind, str], Resource]:
+        self._read("observe_scope_with")
+        listed = set(hint)
+        return {k: v for k, v in self.live.items() if k[1] in listed or (k[0] is K.DATABASE and scope == "db")}
+
+
+def _listing_world(clock: Clock) -> tuple[dict[ResourceKind, FakeBackend], list[list[Resource]], ListingBackend]:
+    adapters, releases = _world(9, clock)
+    old = adapters[K.TABLE]
+    hive = ListingBackend("hive", {K.DATABASE, K.TABLE}, clock)
+    hive.live = old.live
+    adapters[K.TABLE] = adapters[K.DATABASE] = hive
+    return adapters, releases, hive
+
+
+def _warm(snap: LiveSnapshot, adapters: Mapping[ResourceKind, FakeBackend], releases: list[list[Resource]]) -> None:
+    _pass(snap, adapters, releases)  # on demand: each release's scopes are remembered
+    for a in {id(a): a for a in adapters.values()}.values():
+        a.stats.reset()
+    snap.clear()
+
+
+def test_a_lister_is_listed_once_per_prefetch_then_read_once_per_scope() -> None:
+    clock = Clock()
+    adapters, releases, hive = _listing_world(clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _warm(snap, adapters, releases)
+    snap.prefetch(f"r{i}" for i in range(9))
+    _drain(snap)
+    batched = _pass(snap, adapters, releases)
+    # 1 listing of db0-db2, 1 load of each with its names, and the database list as before
+    assert hive.stats.calls == {"list_scopes": 1, "observe_scope_with": 3, "observe_scope": 1}
+    assert batched == [StageOps.observe_adapters(adapters, desired) for desired in releases]
+
+
+def test_a_release_asking_during_the_listing_waits_for_it_and_uses_it() -> None:
+    clock = Clock()
+    adapters, releases, hive = _listing_world(clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _warm(snap, adapters, releases)
+    got: list[dict[tuple[str, str], object]] = []
+    reader = threading.Thread(target=lambda: got.append(snap.observe(adapters, releases[4], "r4")))
+
+    def listing() -> None:  # r4's pass starts while the listing is on the wire
+        reader.start()
+        time.sleep(0.2)
+
+    hive.list_hook = listing
+    snap.prefetch(f"r{i}" for i in range(9))
+    _drain(snap)
+    reader.join(timeout=5)
+    hive.list_hook = None
+    assert hive.stats.calls == {"list_scopes": 1, "observe_scope_with": 3, "observe_scope": 1}
+    assert got == [StageOps.observe_adapters(adapters, releases[4])]
+
+
+def test_a_write_during_the_listing_or_a_failed_listing_loads_each_scope_as_usual() -> None:
+    clock = Clock()
+    adapters, releases, hive = _listing_world(clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _warm(snap, adapters, releases)
+
+    def written() -> None:  # the listing may miss this write: no load may use it
+        hive.live[(K.TABLE, "db1.late")] = TableResource(name="db1.late", columns=[])
+        snap.invalidate(hive)
+
+    hive.list_hook = written
+    snap.prefetch(f"r{i}" for i in range(9))
+    _drain(snap)
+    assert hive.stats.calls == {"list_scopes": 1, "observe_scope": 4}
+    late = [TableResource(name="db1.late", columns=[])]
+    assert snap.observe(adapters, late) == {("Table", "db1.late"): late[0]}
+
+    def down() -> None:
+        raise ConnectionError("metastore unreachable")
+
+    hive.stats.reset()
+    hive.list_hook = down
+    snap.clear()
+    snap.prefetch(f"r{i}" for i in range(9))
+    _drain(snap)
+    assert hive.stats.calls == {"list_scopes": 1, "observe_scope": 4}
+    assert _pass(snap, adapters, releases) == [StageOps.observe_adapters(adapters, d) for d in releases]
+
+
+def test_a_hint_is_used_once_and_never_after_the_ttl() -> None:
+    clock = Clock()
+    adapters, releases, hive = _listing_world(clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters, ttl=timedelta(seconds=5))
+    _warm(snap, adapters, releases)
+    snap._pool = None  # the listing alone, no loads queued
+    snap._prefetch_listed(hive, ["db:db0"])
+    clock.advance(6)
+    snap.observe(adapters, releases[0], "r0")  # the database list, and db0: its hint is too old
+    snap._prefetch_listed(hive, ["db:db1"])
+    snap.observe(adapters, releases[1], "r1")  # db1: its hint is used
+    snap.clear()
+    snap.observe(adapters, releases[1], "r1")  # once
+    assert hive.stats.calls == {"list_scopes": 2, "observe_scope": 4, "observe_scope_with": 1}
