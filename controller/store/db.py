@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from controller.store.fencing import check_fence
 from controller.store.tables import (
+    LATER_INDEXES,
     approvals,
     audit,
     backfills,
@@ -70,6 +71,8 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _set_aside_unbound_approvals(self.engine)
         metadata.create_all(self.engine)
+        for index in LATER_INDEXES:  # create_all adds no index to a table that exists already
+            index.create(self.engine, checkfirst=True)
 
     @contextmanager
     def tx(self, fenced: bool = False) -> Iterator[Connection]:
