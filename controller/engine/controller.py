@@ -37,6 +37,9 @@ from controller.obs import metrics
 from controller.obs.logging import redact
 from controller.source.git import GitSource
 from controller.source.validate import RepoSnapshot, load_repo
+from controller.store.db import Store
+from controller.store.destructive import Inventory
+from controller.store.rollout import RolloutStore
 
 log = structlog.get_logger(__name__)
 
@@ -165,6 +168,7 @@ class Controller:
         live = getattr(getattr(self.reconciler, "ops", None), "live", None)  # test doubles have none
         if live is not None:
             live.clear()
+        self._preload_store()
         try:
             snap = self.snapshot()
         except Exception as e:
@@ -177,6 +181,17 @@ class Controller:
         if live is not None:  # the due releases' scopes load side by side while their passes run
             live.prefetch([n for n in self._prints if (d := self.queue.due_in(n)) is not None and d <= 0])
         return snap
+
+    def _preload_store(self) -> None:
+        """Read the controller-owned state rows of every release in one statement for this pass
+        (``store.kvcache``); on failure each pass reads its own rows."""
+        store = getattr(self.reconciler, "store", None)
+        if not isinstance(store, Store):  # test doubles
+            return
+        try:
+            store.preload_kv(RolloutStore.OWNED_PREFIXES + Inventory.OWNED_PREFIXES)
+        except Exception as e:
+            log.warning("state store preload failed; passes read their own rows", error=redact(str(e)))
 
     def _mark_orphans(self, snap: RepoSnapshot) -> None:
         """Once per commit: stored releases the source no longer declares say so in their status

@@ -21,12 +21,14 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 
 from controller.store.fencing import check_fence
+from controller.store.kvcache import KvReadCache
 from controller.store.tables import (
     LATER_INDEXES,
     approvals,
@@ -67,6 +69,7 @@ class Store:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True, connect_args=connect_args(url))
+        self.kv_cache = KvReadCache()  # controller-owned keys, read once per pass (preload_kv)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _set_aside_unbound_approvals(self.engine)
@@ -331,6 +334,9 @@ class Store:
     # --- key/value ---------------------------------------------------------------------------
 
     def kv_get(self, key: str) -> str | None:
+        cached, value = self.kv_cache.get(key)
+        if cached:
+            return value
         with self.tx() as c:
             row = c.execute(select(kv.c.value).where(kv.c.key == key)).first()
         return row[0] if row else None
@@ -339,6 +345,19 @@ class Store:
         with self.tx(fenced=True) as c:
             if not c.execute(update(kv).where(kv.c.key == key).values(value=value)).rowcount:
                 c.execute(insert(kv).values(key=key, value=value))
+        self.kv_cache.wrote(key, value)
+
+    def preload_kv(self, prefixes: Sequence[str]) -> None:
+        """Read every row under ``prefixes`` in one statement; ``kv_get`` answers them from memory
+        until the next preload. Only for keys this process alone writes (``store.kvcache``)."""
+        self.kv_cache.load(prefixes, self._kv_rows)
+
+    def _kv_rows(self, prefixes: tuple[str, ...]) -> dict[str, str]:
+        if not prefixes:
+            return {}
+        match = or_(*(kv.c.key.startswith(p, autoescape=True) for p in prefixes))
+        with self.tx() as c:
+            return {r[0]: r[1] for r in c.execute(select(kv.c.key, kv.c.value).where(match))}
 
     # --- audit ledger (hashing: controller.audit.chain; anchors: controller.audit.anchor) -----
 

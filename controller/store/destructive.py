@@ -50,6 +50,9 @@ def _approval_prefix(release: str, stage: str) -> str:
 
 
 class Inventory:
+    OWNED_PREFIXES = ("inventory/",)
+    """Keys only the controller's passes write: ``Store.preload_kv`` may read them once per pass."""
+
     def __init__(self, store: Store):
         self.store = store
 

@@ -166,6 +166,9 @@ class ReleaseHistory(_Doc):
 class RolloutStore:
     """Typed reads and writes of rollout progress; the only code that knows the keys."""
 
+    OWNED_PREFIXES = ("rollout/", "history/")
+    """Keys only the controller's passes write: ``Store.preload_kv`` may read them once per pass."""
+
     def __init__(self, store: Store):
         self.store = store
 

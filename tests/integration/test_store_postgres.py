@@ -59,6 +59,11 @@ def test_store_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     assert store.backfill_rows("host-metrics", "prod")[0]["rows"] == day
     store.kv_put("segments/host-metrics/dev", "[]")
     assert store.kv_prefix("segments/") == {"segments/host-metrics/dev": "[]"}
+    store.kv_put("rollout/host-metrics/dev", "{}")
+    store.preload_kv(("rollout/", "history/"))  # one statement on PostgreSQL too (store.kvcache)
+    assert store.kv_cache.get("rollout/host-metrics/dev") == (True, "{}")
+    assert store.kv_cache.get("history/host-metrics") == (True, None)
+    assert store.kv_cache.get("segments/host-metrics/dev") == (False, None)  # not preloaded: the store
     store.close()
 
 
