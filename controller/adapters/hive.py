@@ -69,7 +69,7 @@ from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.adapters.hive_ddl import columns_to_add, props_sql, view_query
 from controller.adapters.hive_ddl import create_table_sql as create_table_sql
-from controller.adapters.hive_metastore import MetastoreClient
+from controller.adapters.hive_metastore import MetastoreClient, NotificationCursor
 from controller.adapters.hive_parse import ALL_COLUMNS_ALIAS as ALL_COLUMNS_ALIAS
 from controller.adapters.hive_parse import BACKEND as BACKEND
 from controller.adapters.hive_parse import ParsedView as ParsedView
@@ -143,6 +143,7 @@ class HiveAdapter(HiveThriftConnection, HiveScopes):
         self.stats = CallStats()
         # observe_scope's bulk reads, when the environment names the metastore (hive_metastore)
         self.metastore = MetastoreClient(metastore_uri, self.stats, timeout) if metastore_uri else None
+        self.events = NotificationCursor(self.metastore) if self.metastore is not None else None
         self._conn: Any = None
         self._lock = threading.RLock()
         self._iceberg: dict[tuple[str, str], bool] = {}  # is (db, table) an Iceberg table

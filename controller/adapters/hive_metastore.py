@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pymetastore.hive_metastore import ThriftHiveMetastore
+from pymetastore.hive_metastore.ttypes import NotificationEventRequest
 from thrift.protocol import TBinaryProtocol
 from thrift.Thrift import TApplicationException, TException
 from thrift.transport import TSocket, TTransport
@@ -179,6 +180,23 @@ class MetastoreClient:
                     found.append(str(meta.tableName))
         return out
 
+    def config_value(self, key: str) -> str:
+        """A ``hive.*`` setting of the metastore ("" when unset; 1 call)."""
+        return str(self._call("get_config_value", key, "") or "")
+
+    def current_event_id(self) -> int:
+        """The id of the newest event of the metastore's notification log (1 call)."""
+        return int(self._call("get_current_notificationEventId").eventId)
+
+    def events_after(self, last: int, limit: int) -> list[tuple[int, str, str | None]]:
+        """(id, type, database) of up to ``limit`` notification-log events after ``last``, oldest
+        first (1 call). The log is written by ``DbNotificationListener`` in each change's own
+        transaction (the local stack configures it); without the listener it stays empty."""
+        res = self._call("get_next_notification", NotificationEventRequest(lastEvent=last, maxEvents=limit))
+        return [
+            (int(e.eventId), str(e.eventType), str(e.dbName) if e.dbName else None) for e in res.events or ()
+        ]
+
     def _connect(self) -> tuple[Any, Any]:
         with self._lock:
             if self._idle:
@@ -232,3 +250,63 @@ def _close(transport: Any) -> None:
         transport.close()
     except Exception:  # noqa: S110 - closing a broken connection may fail; nothing to do
         pass
+
+
+LISTENER = "DbNotificationListener"
+LISTENER_KEYS = ("hive.metastore.transactional.event.listeners", "hive.metastore.event.listeners")
+_LISTING_EVENTS = frozenset({"CREATE_DATABASE", "DROP_DATABASE", "ALTER_DATABASE"})
+
+
+class NotificationCursor:
+    """What changed in the metastore since the previous look, from its notification log: the
+    watch behind the snapshot's ``ScopeWatcher`` (``HiveScopes.changed_scopes``).
+
+    The first call checks that the metastore writes the log (``DbNotificationListener`` in its
+    listener settings, read with ``get_config_value``) and takes the newest event id: 2 or 3
+    calls, once; it answers "nothing changed" (the watch starts). Each later call reads the
+    events after the last one seen: 1 call per ``page`` events. ``changed`` answers None
+    ("unknown: read everything again") when the metastore writes no log, when ids are not
+    consecutive (events deleted by the log's cleaner before they were read), for an event naming
+    no database, and past ``pages`` pages."""
+
+    def __init__(self, client: MetastoreClient, page: int = 1000, pages: int = 10) -> None:
+        self.client = client
+        self.page = page
+        self.pages = pages
+        self.last: int | None = None
+        self.enabled: bool | None = None  # None: not checked yet
+        self._lock = threading.Lock()
+
+    def changed(self) -> tuple[set[str], bool] | None:
+        """(databases changed since the previous call, whether the database list changed), or None."""
+        with self._lock:
+            if self.enabled is None:
+                self.enabled = any(LISTENER in self.client.config_value(k) for k in LISTENER_KEYS)
+            if not self.enabled:
+                return None
+            if self.last is None:  # the watch starts: nothing read before it needs forgetting
+                self.last = self.client.current_event_id()
+                return set(), False
+            return self._read()
+
+    def _read(self) -> tuple[set[str], bool] | None:
+        """The events after ``last``; ``last`` moves only when they were all read (a failed call
+        leaves it, so the next call reads them again)."""
+        assert self.last is not None
+        last = self.last
+        dbs: set[str] = set()
+        listing = False
+        for _ in range(self.pages):
+            events = self.client.events_after(last, self.page)
+            for event_id, event_type, db in events:
+                if event_id != last + 1 or db is None:
+                    self.last = events[-1][0]
+                    return None
+                last = event_id
+                dbs.add(db.lower())
+                listing = listing or event_type in _LISTING_EVENTS
+            if len(events) < self.page:
+                self.last = last
+                return dbs, listing
+        self.last = last
+        return None

@@ -18,7 +18,7 @@ from controller.plan.resources import DatabaseResource, Resource, ResourceKind
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from controller.adapters.hive_metastore import MetastoreClient
+    from controller.adapters.hive_metastore import MetastoreClient, NotificationCursor
     from controller.adapters.hive_parse import TableInfo
     from controller.plan.resources import Column, TableResource, ViewResource
 
@@ -26,10 +26,11 @@ Key = tuple[str, str]
 
 
 class HiveScopes:
-    """``engine.snapshot.ScopedObserver`` and ``ScopeLister`` of ``HiveAdapter``."""
+    """``engine.snapshot.ScopedObserver``, ``ScopeLister`` and ``ScopeWatcher`` of ``HiveAdapter``."""
 
     if TYPE_CHECKING:  # what it uses of HiveAdapter (and its Thrift Server connection)
         metastore: MetastoreClient | None
+        events: NotificationCursor | None
 
         def _query(self, sql: str, op: str) -> list[tuple[Any, ...]]: ...
         def _get_columns(self, tables: Iterable[Key], *, exact: bool = True) -> dict[Key, list[Column]]: ...
@@ -66,6 +67,17 @@ class HiveScopes:
         dbs = {s: check_hive_ident(s.removeprefix("db:"), "database") for s in scopes if s.startswith("db:")}
         names = self.metastore.table_names(sorted(set(dbs.values()))) if dbs else {}
         return {s: names[db] for s, db in dbs.items()}
+
+    def changed_scopes(self) -> set[str] | None:
+        """``engine.snapshot.ScopeWatcher``: the scopes changed since the previous call, from the
+        metastore's notification log (``hive_metastore.NotificationCursor``, 1 call; the first
+        call starts the watch: 2 or 3 calls, nothing changed); None ("read every scope again") on the
+        SQL path or when the log cannot tell."""
+        found = self.events.changed() if self.events is not None else None
+        if found is None:
+            return None
+        dbs, listing = found
+        return {f"db:{db}" for db in dbs} | ({"databases"} if listing else set())
 
     @retrying()
     def observe_scope_with(self, scope: str, hint: Any) -> dict[tuple[ResourceKind, str], Resource]:

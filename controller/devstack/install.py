@@ -38,6 +38,7 @@ APT_PACKAGES = {
 }
 
 ICEBERG_SPARK_RUNTIME = "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.9.2"
+HMS_LISTENER = "org.apache.hive.hcatalog:hive-hcatalog-server-extensions:2.3.9"
 
 _mvn_lock = threading.Lock()
 
@@ -105,23 +106,26 @@ def _mvn(layout: Layout, args: list[str], log: Path, java_home: Path) -> None:
                   log=log, env=env, cwd=layout.maven, timeout=1800)
 
 
-def _dep_xml(coords: str, type_: str = "jar") -> str:
+def _dep_xml(coords: str, type_: str = "jar", transitive: bool = True) -> str:
     g, a, v = coords.split(":")
+    none = ("<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+            if not transitive else "")
     return (f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-            f"<version>{v}</version><type>{type_}</type></dependency>")
+            f"<version>{v}</version><type>{type_}</type>{none}</dependency>")
 
 
 @dataclass(frozen=True)
 class JarGroup:
     """Jars copied into .stack/jars/<name>/: ``coords`` and their runtime dependencies, optionally
-    filtered to ``include`` artifact ids."""
+    filtered to ``include`` artifact ids; ``transitive=False``: ``coords`` alone."""
 
     name: str
     coords: tuple[str, ...]
     include: tuple[str, ...] = ()
+    transitive: bool = True
 
     def key(self) -> str:
-        return hashlib.sha256(repr((self.coords, self.include)).encode()).hexdigest()[:16]
+        return hashlib.sha256(repr((self.coords, self.include, self.transitive)).encode()).hexdigest()[:16]
 
 
 def _group_ok(layout: Layout, g: JarGroup) -> bool:
@@ -149,7 +153,8 @@ def resolve_jar_groups(layout: Layout, java_home: Path, groups: list[JarGroup]) 
             shutil.rmtree(tmp, ignore_errors=True)
             (d / "pom.xml").write_text(render(
                 "pom.xml.tmpl", artifact=f"stack-{g.name}", output_dir=tmp,
-                include_ids=",".join(g.include), dependencies="\n".join(_dep_xml(c) for c in g.coords)))
+                include_ids=",".join(g.include),
+                dependencies="\n".join(_dep_xml(c, transitive=g.transitive) for c in g.coords)))
             modules.append(f"    <module>{g.name}</module>")
         agg = layout.maven / "pom.xml"
         agg.write_text(render("pom-aggregator.xml.tmpl", modules="\n".join(modules)))
@@ -209,6 +214,10 @@ def stack_jar_groups(spark_kafka_version: str) -> list[JarGroup]:
     v = spark_kafka_version
     return [
         JarGroup("metastore", (POSTGRES_JDBC,)),
+        # The metastore's notification log (DbNotificationListener): pipectl's live-state snapshot
+        # reads what changed since its last pass in one call (adapters/hive_metastore.py). Its
+        # classes need only the metastore's, which pyspark ships; its own dependencies are left out.
+        JarGroup("metastore-listener", (HMS_LISTENER,), transitive=False),
         JarGroup("kafka", (f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", SLF4J_BINDING)),
         # spark-avro: pipectl-managed jobs decode schemaless Avro values with from_avro.
         JarGroup("spark", (f"org.apache.spark:spark-sql-kafka-0-10_2.12:{v}",

@@ -149,12 +149,11 @@ class Stack:
         self.say(f"stack under {lay.stack}; components: {', '.join(selected)}")
 
         def task_jars() -> str:
-            ctx.spark_kafka_version = install.choose_spark_kafka_version(
-                lay, ctx.java_home, ctx.spark_version)
-            groups = install.resolve_jar_groups(lay, ctx.java_home,
-                                                install.stack_jar_groups(ctx.spark_kafka_version))
-            ctx.metastore_jars, ctx.kafka_jars = groups["metastore"], groups["kafka"]
-            ctx.spark_jars, ctx.spark_classpath = groups["spark"], groups["iceberg"]
+            v = install.choose_spark_kafka_version(lay, ctx.java_home, ctx.spark_version)
+            ctx.spark_kafka_version = v
+            g = install.resolve_jar_groups(lay, ctx.java_home, install.stack_jar_groups(v))
+            ctx.metastore_jars, ctx.kafka_jars = [*g["metastore"], *g["metastore-listener"]], g["kafka"]
+            ctx.spark_jars, ctx.spark_classpath = g["spark"], g["iceberg"]
             C.write_spark_conf(ctx)
             return (f"metastore {len(ctx.metastore_jars)}, kafka {len(ctx.kafka_jars)}, spark "
                     f"{len(ctx.spark_jars)} (connector {ctx.spark_kafka_version}) jars")

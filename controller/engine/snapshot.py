@@ -28,7 +28,13 @@ Rules that keep it honest:
   on the metastore path, one ``get_table_meta`` for up to 200 databases) is listed once by the
   prefetch, and each scope is then loaded with its part of the listing (one call per database
   instead of two). A write that lands after the listing started keeps those loads out of the
-  snapshot, as for any load.
+  snapshot, as for any load;
+- an adapter that can tell which of its scopes changed since it was last asked (``ScopeWatcher``:
+  Hive on the metastore path, from the metastore's notification log) keeps its other scopes
+  across passes: ``clear`` asks it (one call) and forgets only what it names, so a no-op pass
+  reads no database at all. Its watch starts before its first load, so every entry is covered;
+  its entries still live at most ``watch_ttl`` (a resync); a watch that cannot tell, or fails,
+  forgets all of the adapter's entries, as for any other adapter.
 
 The executor's re-observe right before an apply (the journal's crash check) goes to the adapter
 itself, never to the snapshot.
@@ -48,6 +54,9 @@ from controller.plan.actions import Action
 from controller.plan.resources import Resource, ResourceKind
 
 DEFAULT_TTL = timedelta(seconds=10)
+DEFAULT_WATCH_TTL = timedelta(seconds=600)
+"""Longest life of an entry of a watched adapter (``ScopeWatcher``): every scope is read again at
+least this often, whatever the watch says (as an informer's resync)."""
 DEFAULT_PASS_TTL = timedelta(seconds=120)
 """Longest life of a prefetched entry when no new pass clears it (the controller refreshes every
 ``interval``, 30 s by default, and at each webhook)."""
@@ -79,6 +88,16 @@ class ScopeLister(ScopedObserver, Protocol):
 
     def observe_scope_with(self, scope: str, hint: Any) -> Mapping[tuple[ResourceKind, str], Resource]:
         """``observe_scope(scope)`` given its part of a ``list_scopes`` answer."""
+        ...
+
+
+@runtime_checkable
+class ScopeWatcher(ScopedObserver, Protocol):
+    """A ``ScopedObserver`` that can tell which of its scopes changed since it was last asked."""
+
+    def changed_scopes(self) -> set[str] | None:
+        """The scopes changed since the previous call (the first call starts the watch and answers
+        the empty set); None: it cannot tell, read every scope again."""
         ...
 
 
@@ -116,11 +135,13 @@ class LiveSnapshot:
         ttl: timedelta = DEFAULT_TTL,
         prefetch: int = PREFETCH_WORKERS,
         pass_ttl: timedelta = DEFAULT_PASS_TTL,
+        watch_ttl: timedelta = DEFAULT_WATCH_TTL,
     ):
         self.clock = clock
         self.direct = direct
         self.ttl = ttl
         self.pass_ttl = max(pass_ttl, ttl)
+        self.watch_ttl = max(watch_ttl, self.pass_ttl)
         self.workers = prefetch
         """Threads of ``prefetch``; 0: no prefetch."""
         self._lock = threading.Lock()
@@ -133,9 +154,12 @@ class LiveSnapshot:
         """owner (release) → (epoch, the scopes it read in its latest pass)."""
         self._pool: ThreadPoolExecutor | None = None
         self._hints: dict[tuple[int, str], tuple[int, datetime, Any]] = {}
+        """scope key → (the adapter's generation and the clock at the listing, the hint)."""
         self._busy = 0  # prefetch tasks submitted and not finished
         self._idle = threading.Condition(self._lock)
-        """scope key → (the adapter's generation and the clock at the listing, the hint)."""
+        self._watched: set[int] = set()
+        """Adapters whose watch has answered every time since it started (at their first use or a
+        ``clear``): their entries live ``watch_ttl`` and stay across a ``clear`` unless named."""
 
     def observe(
         self, adapters: Mapping[ResourceKind, Adapter], desired: Sequence[Resource], owner: str | None = None
@@ -169,13 +193,36 @@ class LiveSnapshot:
                 del self._entries[k]
 
     def clear(self) -> None:
-        """Forget every entry (a new pass); loads in flight are not stored."""
+        """A new pass: forget every entry (loads in flight are not stored), except those of a
+        watched adapter (``ScopeWatcher``) whose scopes its watch says did not change: asked here,
+        one call per adapter. A watch that cannot tell, or fails, forgets all of its adapter's."""
+        with self._lock:
+            watchers = {k: a for k, a in self._keep.items() if isinstance(a, ScopeWatcher)}
+        answers = {k: self._ask(a) for k, a in watchers.items()}
         with self._lock:
             for key in list(self._keep):
+                changed = answers.get(key)
+                if key not in self._watched:
+                    changed = None  # the watch did not cover every entry: forget them all
+                if changed is not None and not changed:
+                    continue  # nothing changed: entries, hints and loads in flight stay good
+                if answers.get(key) is not None:
+                    self._watched.add(key)
+                else:
+                    self._watched.discard(key)
                 self._generation[key] = self._generation.get(key, 0) + 1
-            self._entries.clear()
-            self._hints.clear()
+                for k in [k for k in self._entries if k[0] == key and (changed is None or k[1] in changed)]:
+                    del self._entries[k]
+                for k in [k for k in self._hints if k[0] == key]:
+                    del self._hints[k]
             self._epoch += 1
+
+    @staticmethod
+    def _ask(adapter: ScopeWatcher) -> set[str] | None:
+        try:
+            return adapter.changed_scopes()
+        except Exception:  # the watch failed: read every scope of the adapter again
+            return None
 
     def prefetch(self, owners: Iterable[str]) -> None:
         """Start loading, on the pool, the scopes ``owners`` read in their latest pass (those not
@@ -275,7 +322,11 @@ class LiveSnapshot:
 
     def _scope(self, adapter: ScopedObserver, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
         with self._lock:
+            first = id(adapter) not in self._keep
             self._keep[id(adapter)] = adapter
+        if first and isinstance(adapter, ScopeWatcher) and self._ask(adapter) is not None:
+            with self._lock:  # the watch started before the adapter's first load: it covers every entry
+                self._watched.add(id(adapter))
         return self._load(adapter, scope)
 
     def _load(
@@ -308,7 +359,8 @@ class LiveSnapshot:
                 data = dict(adapter.observe_scope(scope))
             with self._lock:
                 if self._generation.get(key[0], 0) == generation:
-                    self._entries[key] = _Entry(started, data, lifetime or self.ttl)
+                    life = self.watch_ttl if key[0] in self._watched else lifetime or self.ttl
+                    self._entries[key] = _Entry(started, data, life)
         return data
 
 

@@ -8,7 +8,9 @@ Three small releases on one ``dev`` stage: ``a`` (topic with a config, database,
 Run twice: with the Hive SQL path (``SHOW TABLE EXTENDED`` through the Thrift Server) and with the
 environment's ``hive.metastoreUri`` (the pass reads each database from the metastore's Thrift API,
 ``controller.adapters.hive_metastore``). With the metastore the per-release reads stay on the SQL
-path, so the first check compares the two paths; a database of tables no release declares (Hive
+path, so the first check compares the two paths. With the metastore a no-op pass reads no database
+at all: the snapshot asks the metastore's notification log what changed (one call) and keeps the
+rest; a property changed behind pipectl's back is seen through it and repaired. A database of tables no release declares (Hive
 parquet partitioned or not, types the text output mangles, a property value with ", ", a Spark
 datasource table, an Iceberg table) and their Presto views is compared path against path too.
 """
@@ -137,24 +139,56 @@ def test_batched_reads_equal_per_release_reads_and_calls_do_not_grow(
         one, two, three = noop_pass(["a"]), noop_pass(["a", "b"]), noop_pass(names)
         assert one == two, (one, two)
         assert {k: v for k, v in three.items() if k != "hive"} == {k: v for k, v in one.items() if k != "hive"}
-        # sc: GetColumns + SHOW TABLE EXTENDED; on the metastore path get_table_objects_by_name
-        # (one get_table_meta lists the names of every database the pass prefetches)
-        assert three["hive"] - one["hive"] == (1 if metastore else 2), (one, three)
         assert one["kafka"] == 2 and one["airflow"] >= 1, one  # one describe, one describe_configs
-        hive_ops = be.call_detail()["hive"]
-        if metastore:  # the 3-release pass: the database list, one listing, 1 call per database
-            assert {k: v for k, v in hive_ops.items() if k != "hms.connect"} == {
+        hive_ops = {k: v for k, v in be.call_detail()["hive"].items() if k != "hms.connect"}
+        print(f"no-op pass calls: 1 release {one}, 2 releases {two}, 3 releases {three}; hive {hive_ops}")
+        if not metastore:  # sc: GetColumns + SHOW TABLE EXTENDED
+            assert three["hive"] - one["hive"] == 2, (one, three)
+        else:
+            # the watch (the metastore's notification log, engine.snapshot.ScopeWatcher): nothing
+            # changed since the last pass, so no database is read, whatever the number of releases
+            assert one["hive"] == three["hive"] == 1 and hive_ops == {"hms.get_next_notification": 1}, hive_ops
+            hive = be.adapters[ResourceKind.TABLE]
+            rt.reconciler.ops.live.invalidate(hive)  # forget what the watch kept: read as a first pass
+            noop_pass(names)
+            hive_ops = {k: v for k, v in be.call_detail()["hive"].items() if k != "hms.connect"}
+            # the database list, one listing of every database, 1 call per database
+            assert hive_ops == {
+                "hms.get_next_notification": 1,
                 "hms.get_all_databases": 1,
                 "hms.get_table_meta": 1,
                 "hms.get_table_objects_by_name": 2,
             }, hive_ops
-        print(f"no-op pass calls: 1 release {one}, 2 releases {two}, 3 releases {three}; hive {hive_ops}")
+            _drift_behind_pipectl_is_seen_through_the_watch(stack, rt, ctl, be, uid)
 
         if metastore:
             _metastore_path_equals_sql_path(stack, be.hive, uid)
     finally:
         dbs = [f"it{uid}_sa", f"it{uid}_sc", f"it{uid}_sx"]
         ctlkit.drop_everything(uid, dbs, dags_folder, f"{uid}_*")
+
+
+def _drift_behind_pipectl_is_seen_through_the_watch(
+    stack: dict[str, Any], rt: Any, ctl: Controller, be: Any, uid: str
+) -> None:
+    """A table property changed through the Thrift Server (not through pipectl) is in the
+    metastore's notification log: the next pass reads that database again, and only it, and
+    plans the repair."""
+    sql = HiveAdapter(str(stack["thrift_host"]), int(stack["thrift_port"]), auth="NOSASL")
+    try:
+        sql._execute(f"ALTER TABLE it{uid}_sa.counts SET TBLPROPERTIES ('team'='drifted')", "drift")
+    finally:
+        sql.close()
+    ctl.trigger("a")
+    be.reset_calls()
+    ctl.run_once()
+    hive_ops = {k: v for k, v in be.call_detail()["hive"].items() if k != "hms.connect"}
+    assert hive_ops.get("hms.get_next_notification") == 1, hive_ops
+    assert hive_ops.get("hms.get_table_objects_by_name") == 1, hive_ops  # sa only, not sc
+    plan = rt.reconciler.last_plans[("a", "dev")]
+    assert any(a.name == f"it{uid}_sa.counts" for a in plan.actions), plan.actions
+    live = be.adapters[ResourceKind.TABLE].observe(ResourceKind.TABLE, [f"it{uid}_sa.counts"])
+    assert live[f"it{uid}_sa.counts"].properties["team"] == "it", live  # repaired
 
 
 def _metastore_path_equals_sql_path(stack: dict[str, Any], hive: HiveAdapter, uid: str) -> None:
