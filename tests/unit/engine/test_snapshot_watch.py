@@ -49,6 +49,14 @@ def _pass(snap: LiveSnapshot, adapters: Mapping[ResourceKind, FakeBackend], rele
         assert snap.observe(adapters, desired, f"r{i}") == StageOps.observe_adapters(adapters, desired)  # type: ignore[arg-type]
 
 
+def _next_pass(snap: LiveSnapshot, adapters: Mapping[ResourceKind, FakeBackend], releases: list[list[object]],
+               hive: WatchedBackend) -> int:
+    """A new pass (``clear``, then every release observes); the scope loads so far."""
+    snap.clear()
+    _pass(snap, adapters, releases)
+    return _loads(hive)
+
+
 def test_unchanged_scopes_stay_across_passes_and_a_named_one_is_read_again() -> None:
     clock = Clock()
     adapters, releases, hive = _watched_world(clock)
@@ -97,13 +105,9 @@ def test_entries_of_a_watched_adapter_are_read_again_after_watch_ttl() -> None:
     _pass(snap, adapters, releases)  # watched from the first use: entries live watch_ttl
     first = _loads(hive)
     clock.advance(299)
-    snap.clear()
-    _pass(snap, adapters, releases)
-    assert _loads(hive) == first
+    assert _next_pass(snap, adapters, releases, hive) == first
     clock.advance(2)  # a resync, whatever the watch says
-    snap.clear()
-    _pass(snap, adapters, releases)
-    assert _loads(hive) == 2 * first
+    assert _next_pass(snap, adapters, releases, hive) == 2 * first
 
 
 def test_a_watch_that_failed_once_keeps_nothing_until_it_has_covered_a_whole_pass() -> None:
@@ -113,12 +117,9 @@ def test_a_watch_that_failed_once_keeps_nothing_until_it_has_covered_a_whole_pas
     hive.answers = [OSError("metastore down")]  # at the first use: not watched
     _pass(snap, adapters, releases)
     first = _loads(hive)
-    snap.clear()  # the watch answers set() now, but it did not cover the entries loaded before
-    _pass(snap, adapters, releases)
-    assert _loads(hive) == 2 * first
-    snap.clear()  # now it did
-    _pass(snap, adapters, releases)
-    assert _loads(hive) == 2 * first
+    # the watch answers set() now, but it did not cover the entries loaded before
+    assert _next_pass(snap, adapters, releases, hive) == 2 * first
+    assert _next_pass(snap, adapters, releases, hive) == 2 * first  # now it did
 
 
 def test_a_load_in_flight_when_the_watch_names_its_scope_is_not_kept() -> None:
