@@ -4,7 +4,7 @@ or fails makes the pass read everything, as without a watch."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from controller.engine.snapshot import LiveSnapshot, ScopeWatcher
@@ -21,7 +21,7 @@ class WatchedBackend(ScopedBackend):
 
     def __init__(self, *a: object, **kw: object) -> None:
         super().__init__(*a, **kw)  # type: ignore[arg-type]
-        self.answers: list[set[str] | Exception | None] = []
+        self.answers: list[set[str] | Exception | Callable[[], set[str] | None] | None] = []
         self.asked = 0
 
     def changed_scopes(self) -> set[str] | None:
@@ -29,7 +29,7 @@ class WatchedBackend(ScopedBackend):
         answer = self.answers.pop(0) if self.answers else set()
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return answer() if callable(answer) else answer
 
 
 def _watched_world(clock: Clock) -> tuple[dict[ResourceKind, FakeBackend], list[list[object]], WatchedBackend]:
@@ -136,3 +136,23 @@ def test_a_load_in_flight_when_the_watch_names_its_scope_is_not_kept() -> None:
     loads = _loads(hive)
     snap.observe(adapters, releases[0], "r0")  # db0's racing load was not stored: read again
     assert _loads(hive) > loads
+
+
+def test_a_scope_loaded_by_a_concurrent_first_reader_before_the_watch_started_is_not_kept() -> None:
+    clock = Clock()
+    adapters, releases, hive = _watched_world(clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    racing = releases[1]  # its table is db1.tab1
+
+    def first_ask() -> set[str] | None:
+        # While the first reader waits for the watch to start, another release reads db1 ...
+        snap.observe(adapters, racing, "r1")
+        # ... and db1 changes before the watch starts: the watch will never report it.
+        hive.live[(K.TABLE, "db1.tab1")] = TableResource(name="db1.tab1", columns=[], properties={"x": "2"})
+        return set()
+
+    hive.answers = [first_ask]
+    _pass(snap, adapters, releases)  # every release's view equals a direct read
+    hive.answers = [set()]
+    snap.clear()
+    _pass(snap, adapters, releases)  # and the entry read before the watch started was not kept
