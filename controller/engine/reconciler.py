@@ -36,6 +36,7 @@ from controller.engine.stage_ops import ReaderFor, StageOps
 from controller.engine.steps import Steps
 from controller.engine.verdicts import Verdicts
 from controller.model.errors import BackendError, ErrorClass, PipectlError, error_class
+from controller.model.manifest import Promotion
 from controller.model.reasons import Phase, Reason
 from controller.model.status import Condition, ReleaseStatus, StageStatus, set_condition
 from controller.obs import metrics
@@ -262,15 +263,19 @@ class Reconciler:
 
     def facts(self, p: Pass) -> list[StageFacts]:
         out = []
-        digest = revision(p.rel, p.snap.root).digest  # an approval counts for this exact content only
+        digest: str | None = None  # an approval counts for this exact content only
         for stage in p.rel.spec.rollout.stages:
             st = p.status.stages.get(stage, StageStatus())
-            approval = self.store.approval(p.name, stage, p.version, digest)
+            promotion = p.envs[stage].spec.promotion
+            approval = None
+            if promotion is Promotion.APPROVAL:  # only then: no statement per stage and pass for nothing
+                digest = digest or revision(p.rel, p.snap.root).digest
+                approval = self.store.approval(p.name, stage, p.version, digest)
             restoring = self.ops.rollouts.stage(p.name, stage).restoring
             out.append(
                 StageFacts(
                     stage=stage,
-                    promotion=p.envs[stage].spec.promotion,
+                    promotion=promotion,
                     version=st.version,
                     phase=st.phase,
                     approved_by=approval["approver"] if approval else None,
