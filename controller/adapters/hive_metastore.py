@@ -318,15 +318,16 @@ class NotificationCursor:
     def _read(self, last: int) -> tuple[set[str], bool] | None:
         """The events not seen yet; ``last`` and what was seen move only when every page was read
         (a failed call leaves them, so the next call reads those events again)."""
-        read_to, after = last, max(0, last - self.overlap)
+        start, after = last, max(0, last - self.overlap)
         seen: dict[LogEvent, int] = {}
         dbs: set[str] = set()
-        listing = unknown = False
+        listing = unknown = gap_checked = False
         for _ in range(self.pages):
             events = self.client.events_after(after, self.page)
-            newer = [ev.id for ev in events if ev.id > read_to]
-            if read_to == last and newer and newer[0] > last + 1:
-                unknown = True  # ids never read are gone (the log's cleaner): their changes are unknown
+            newer = [ev.id for ev in events if ev.id > start]
+            if newer and not gap_checked:  # the first id past the newest one read before
+                gap_checked = True
+                unknown = unknown or newer[0] > start + 1  # ids never read are gone (the log's cleaner)
             for ev in events:
                 if ev in self._seen or ev in seen:
                     continue

@@ -350,14 +350,7 @@ class Store:
     def preload_kv(self, prefixes: Sequence[str]) -> None:
         """Read every row under ``prefixes`` in one statement; ``kv_get`` answers them from memory
         until the next preload. Only for keys this process alone writes (``store.kvcache``)."""
-        self.kv_cache.load(prefixes, self._kv_rows)
-
-    def _kv_rows(self, prefixes: tuple[str, ...]) -> dict[str, str]:
-        if not prefixes:
-            return {}
-        match = or_(*(kv.c.key.startswith(p, autoescape=True) for p in prefixes))
-        with self.tx() as c:
-            return {r[0]: r[1] for r in c.execute(select(kv.c.key, kv.c.value).where(match))}
+        self.kv_cache.load(prefixes, lambda ps: self.kv_prefix(*ps))
 
     # --- audit ledger (hashing: controller.audit.chain; anchors: controller.audit.anchor) -----
 
@@ -408,11 +401,13 @@ class Store:
         with self.tx() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
-    def kv_prefix(self, prefix: str) -> dict[str, str]:
+    def kv_prefix(self, *prefixes: str) -> dict[str, str]:
+        """Every row whose key starts with one of ``prefixes``, in one statement."""
+        if not prefixes:
+            return {}
+        match = or_(*(kv.c.key.startswith(p, autoescape=True) for p in prefixes))
         with self.tx() as c:
-            q = select(kv.c.key, kv.c.value).where(kv.c.key.startswith(prefix, autoescape=True))
-            rows = c.execute(q).all()
-        return {r[0]: r[1] for r in rows}
+            return {r[0]: r[1] for r in c.execute(select(kv.c.key, kv.c.value).where(match))}
 
     # --- backfill ledger (rules live in controller.plan.backfill) ---------------------------
 

@@ -68,10 +68,8 @@ def test_the_process_own_write_is_seen_at_once(store: Store) -> None:
 
 def test_a_key_written_while_the_preload_reads_is_read_from_the_store(store: Store) -> None:
     store.kv_put("rollout/r/dev", "old")
-    real = store._kv_rows
-
     def racing(prefixes: tuple[str, ...]) -> dict[str, str]:
-        rows = real(prefixes)  # the preload's statement saw "old" ...
+        rows = store.kv_prefix(*prefixes)  # the preload's statement saw "old" ...
         store.kv_put("rollout/r/dev", "new")  # ... and a pass writes before it is installed
         return rows
 
