@@ -46,8 +46,8 @@ def mark(store: Store, declared: Iterable[str], commit: str | None, now: Callabl
     the names written."""
     names = set(declared)
     written = []
-    for name, status in store.list_statuses().items():
-        if name in names:
+    for name in store.release_names():  # only the undeclared ones' statuses are read and parsed
+        if name in names or (status := store.get_status(name)) is None:
             continue
         new = marked(status, commit, now())
         if new is not None:

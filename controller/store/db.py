@@ -100,6 +100,11 @@ class Store:
             row = c.execute(select(releases.c.status).where(releases.c.name == release)).first()
         return json.loads(row[0]) if row else None
 
+    def release_names(self) -> list[str]:
+        """Names of the releases with a stored status, sorted (no status is parsed)."""
+        with self.tx() as c:
+            return [r[0] for r in c.execute(select(releases.c.name).order_by(releases.c.name))]
+
     def list_statuses(self) -> dict[str, dict[str, Any]]:
         with self.tx() as c:
             rows = c.execute(select(releases.c.name, releases.c.status).order_by(releases.c.name)).all()

@@ -100,3 +100,20 @@ def test_marking_is_idempotent_per_commit_and_keeps_other_conditions() -> None:
     again = orphans.marked(once, "c10", NOW)  # a later commit names itself
     assert again is not None and "commit c10" in next(c for c in again["conditions"] if c["type"] == "Ready")["message"]
     assert [c["type"] for c in once["conditions"]] == ["Ready", "Stalled"]
+
+
+def test_only_the_undeclared_releases_statuses_are_read(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    for name in ("a", "b", "c"):
+        store.put_status(name, ReleaseStatus(version="0.1.0").model_dump(mode="json", by_alias=True))
+    read: list[str] = []
+    real = store.get_status
+
+    def counting(name: str) -> dict[str, Any] | None:
+        read.append(name)
+        return real(name)
+
+    store.get_status = counting  # type: ignore[method-assign]
+    assert orphans.mark(store, ["a", "c"], "c9", lambda: NOW) == ["b"]
+    assert read == ["b"]  # a 1,000-release source parses one status per commit, not 1,000
+    assert orphans.mark(store, ["a", "c"], "c9", lambda: NOW) == []  # already marked: not rewritten
