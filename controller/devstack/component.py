@@ -27,6 +27,8 @@ class Context:
     # set by install tasks
     kafka_jars: list[Path] = field(default_factory=list)
     metastore_jars: list[Path] = field(default_factory=list)
+    # ahead of Spark's jars on the metastore's classpath: its hive-metastore 2.3.10 (HIVE-26882)
+    metastore_server_jars: list[Path] = field(default_factory=list)
     spark_jars: list[Path] = field(default_factory=list)
     # on the driver's own classpath (spark.driver.extraClassPath), not spark.jars: the Thrift
     # Server runs statements on threads whose class loader does not see spark.jars, so a catalog

@@ -32,6 +32,8 @@ from controller.devstack.metastore_txn import txn_schema_sql
 from controller.devstack.prometheus import Prometheus
 from controller.devstack.spark_cluster import SparkMaster, SparkWorker
 
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
 class Postgres(Component):
@@ -163,7 +165,9 @@ class Metastore(Component):
         return self.layout.stack / "metastore" / "conf"
 
     def version(self) -> str:
-        jar = next(iter(sorted((self.ctx.spark_home / "jars").glob("hive-metastore-*.jar"))), None)
+        shipped = sorted((self.ctx.spark_home / "jars").glob("hive-metastore-*.jar"))
+        jars = [*self.ctx.metastore_server_jars, *shipped]
+        jar = next((j for j in jars if j.name.startswith("hive-metastore-")), None)
         return jar.stem.removeprefix("hive-metastore-") if jar else ""
 
     def prepare(self) -> None:
@@ -178,7 +182,8 @@ class Metastore(Component):
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         jdbc = [str(p) for p in self.ctx.metastore_jars]
-        cp = os.pathsep.join([str(self.confdir), str(self.ctx.spark_home / "jars" / "*"), *jdbc])
+        server = [str(p) for p in self.ctx.metastore_server_jars]  # first: its classes win over Spark's
+        cp = os.pathsep.join([str(self.confdir), *server, str(self.ctx.spark_home / "jars" / "*"), *jdbc])
         argv = [self.ctx.java, "-Xmx384m", "-Xms64m", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true",
                 f"-Dhive.log.dir={self.layout.logs}",
                 f"-Dlog4j2.configurationFile=file:{self.confdir / 'hive-log4j2.properties'}",
@@ -284,6 +289,9 @@ class Thrift(Component):
                 "--name", "pipectl-thrift-server", "--driver-memory", "1g",
                 "--conf", "spark.sql.hive.filesourcePartitionFileCacheSize=0",
                 "--conf", f"spark.driver.extraJavaOptions=-Djava.io.tmpdir={work}",
+                # Iceberg's SQL extensions (CALL procedures) for the table maintenance pipectl runs
+                # here (controller/engine/maintenance.py); other statements parse as before.
+                "--conf", f"spark.sql.extensions={ICEBERG_EXTENSIONS}",
                 "spark-internal",
                 "--hiveconf", f"hive.server2.thrift.bind.host={HOST}",
                 "--hiveconf", f"hive.server2.thrift.port={self.port}",

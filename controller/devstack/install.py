@@ -38,7 +38,15 @@ APT_PACKAGES = {
 }
 
 ICEBERG_SPARK_RUNTIME = "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.9.2"
-HMS_LISTENER = "org.apache.hive.hcatalog:hive-hcatalog-server-extensions:2.3.9"
+HMS_LISTENER = "org.apache.hive.hcatalog:hive-hcatalog-server-extensions:2.3.10"
+HMS_SERVER = (
+    *(f"org.apache.hive:{a}:2.3.10" for a in ("hive-metastore", "hive-common", "hive-serde", "hive-shims")),
+    *(f"org.apache.hive.shims:{a}:2.3.10" for a in ("hive-shims-common", "hive-shims-0.23")),
+    "org.apache.thrift:libthrift:0.14.1",
+)
+"""The metastore server's own classes: 2.3.10 has HIVE-26882 (``alter_table`` checks an expected
+parameter value in its transaction), which makes Iceberg's lock-free commits atomic: a commit
+whose table moved since it read it is refused and retried, never lost. pyspark ships 2.3.9."""
 
 _mvn_lock = threading.Lock()
 
@@ -218,6 +226,7 @@ def stack_jar_groups(spark_kafka_version: str) -> list[JarGroup]:
         # reads what changed since its last pass in one call (adapters/hive_metastore.py). Its
         # classes need only the metastore's, which pyspark ships; its own dependencies are left out.
         JarGroup("metastore-listener", (HMS_LISTENER,), transitive=False),
+        JarGroup("metastore-server", HMS_SERVER, transitive=False),
         JarGroup("kafka", (f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", SLF4J_BINDING)),
         # spark-avro: pipectl-managed jobs decode schemaless Avro values with from_avro.
         JarGroup("spark", (f"org.apache.spark:spark-sql-kafka-0-10_2.12:{v}",

@@ -153,6 +153,7 @@ class Stack:
             ctx.spark_kafka_version = v
             g = install.resolve_jar_groups(lay, ctx.java_home, install.stack_jar_groups(v))
             ctx.metastore_jars, ctx.kafka_jars = [*g["metastore"], *g["metastore-listener"]], g["kafka"]
+            ctx.metastore_server_jars = g["metastore-server"]
             ctx.spark_jars, ctx.spark_classpath = g["spark"], g["iceberg"]
             C.write_spark_conf(ctx)
             return (f"metastore {len(ctx.metastore_jars)}, kafka {len(ctx.kafka_jars)}, spark "
