@@ -69,6 +69,7 @@ from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
 from controller.adapters.hive_ddl import columns_to_add, props_sql, view_query
 from controller.adapters.hive_ddl import create_table_sql as create_table_sql
+from controller.adapters.hive_maintenance import IcebergMaintenance
 from controller.adapters.hive_metastore import MetastoreClient, NotificationCursor
 from controller.adapters.hive_parse import ALL_COLUMNS_ALIAS as ALL_COLUMNS_ALIAS
 from controller.adapters.hive_parse import BACKEND as BACKEND
@@ -112,11 +113,12 @@ UNRECOGNISED_VIEW = "(unrecognised view definition)"
 SPARK_VIEW = "(a Spark view, unreadable by Presto)"
 
 
-class HiveAdapter(HiveThriftConnection, HiveScopes):
+class HiveAdapter(HiveThriftConnection, HiveScopes, IcebergMaintenance):
     """Databases, tables and views of one Hive metastore (Spark Thrift Server + optional Presto).
 
     The Thrift Server connection (``close``, ``_query``, ``_execute``, ``_metadata_columns``) comes
-    from ``HiveThriftConnection``, the snapshot's whole-scope reads from ``HiveScopes``."""
+    from ``HiveThriftConnection``, the snapshot's whole-scope reads from ``HiveScopes``, Iceberg
+    table maintenance (``maintain``) from ``IcebergMaintenance``."""
 
     kinds = frozenset({ResourceKind.DATABASE, ResourceKind.TABLE, ResourceKind.VIEW})
 

@@ -58,6 +58,7 @@ RecordKind = Literal[
     "transform",
     "state-backup",
     "state-restore",
+    "maintenance",
 ]
 
 

@@ -29,6 +29,7 @@ from controller.engine.analysis import Analysis
 from controller.engine.backends import BackendsFactory, StagePorts
 from controller.engine.executor import Executor
 from controller.engine.gate_request import GateRequest, GateRunner
+from controller.engine.maintenance import Maintenance
 from controller.engine.observe import StageMetrics
 from controller.engine.passes import Pass, Result, StatusWriter
 from controller.engine.restore import RESTORE_DEADLINE
@@ -104,7 +105,16 @@ class Reconciler:
         self.restorer = verdicts.restorer
         analysis = Analysis(self.ops, self.writer, verdicts, clock)
         verdicts.on_promoted = analysis.record
-        self.steps = Steps(self.ops, self.writer, verdicts, clock, bake_seconds, soak_timeout, analysis)
+        self.steps = Steps(
+            self.ops,
+            self.writer,
+            verdicts,
+            clock,
+            bake_seconds,
+            soak_timeout,
+            analysis,
+            Maintenance(self.ops, clock),
+        )
         self.stage_metrics = StageMetrics(self.ops)
 
     @property

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from controller.engine.analysis import Analysis
 from controller.engine.backends import StagePorts, progress_view
 from controller.engine.executor import ApplyReport
+from controller.engine.maintenance import Maintenance
 from controller.engine.passes import Pass, StatusWriter
 from controller.engine.stage_ops import Baseline, StageOps
 from controller.engine.verdicts import Verdicts
@@ -53,6 +54,7 @@ class Steps:
     bake_seconds: float = 60.0
     soak_timeout: float = 600.0
     analysis: Analysis | None = None
+    maintenance: Maintenance | None = None
 
     # --- in sync -------------------------------------------------------------------------------
 
@@ -88,6 +90,8 @@ class Steps:
             )
         if self.analysis is not None:
             self.analysis.watch(p, stage, ctx)
+        if self.maintenance is not None:
+            self.maintenance.run(p, stage, ctx)
 
     def _background_outcome(self, p: Pass, report: ApplyReport) -> bool:
         """A stage kept in place (in sync, held): waits requeue soon, failures back off."""

@@ -66,3 +66,13 @@ def is_promotion(old: str, new: str) -> bool:
         return True
     do, dn = _DECIMAL.fullmatch(old), _DECIMAL.fullmatch(new)
     return bool(do and dn and do.group(2) == dn.group(2) and int(dn.group(1)) > int(do.group(1)))
+
+
+def time_transform(partitioning: list[str], column: str) -> str | None:
+    """The finest time transform (``hours`` < ``days`` < ``months`` < ``years``) the table is
+    partitioned by of ``column``, or None."""
+    found = [t.split("(", 1)[0] for t in partitioning if "(" in t and transform_column(t) == column]
+    for fn in reversed(_TIME_TRANSFORMS):
+        if fn in found:
+            return fn
+    return None

@@ -27,6 +27,7 @@ from controller.model.endpoints import KafkaEndpoint as KafkaEndpoint
 from controller.model.endpoints import PrestoEndpoint as PrestoEndpoint
 from controller.model.endpoints import PrometheusEndpoint as PrometheusEndpoint
 from controller.model.endpoints import SparkEndpoint as SparkEndpoint
+from controller.model.maintenance import TableMaintenance
 from controller.model.overrides import StageOverride as StageOverride
 from controller.model.overrides import TopicOverride as TopicOverride
 from controller.model.schedule import normalize_schedule
@@ -169,6 +170,11 @@ class TableSpec(Spec):
     )
     properties: dict[str, str] = Field(default_factory=dict)
     migrations: list[ColumnMigration] = Field(default_factory=list)
+    maintenance: TableMaintenance | None = Field(
+        default=None,
+        description="format iceberg only: retention, snapshot expiry, compaction and orphan-file "
+        "removal, run by the controller on this schedule (docs/iceberg.md).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -185,10 +191,13 @@ class TableSpec(Spec):
         if self.format is not TableFormat.ICEBERG:
             if self.partitioning:
                 raise ValueError("partitioning (hidden partition transforms) needs format: iceberg")
+            if self.maintenance is not None:
+                raise ValueError("maintenance needs format: iceberg")
             return self
         if self.partitioned_by:
-            raise ValueError("format iceberg partitions by transforms of columns: use partitioning, "
-                             "not partitionedBy")
+            raise ValueError(
+                "format iceberg partitions by transforms of columns: use partitioning, not partitionedBy"
+            )
         names = {c.name for c in self.columns}
         for i, c in enumerate(self.columns):
             try:
@@ -198,6 +207,12 @@ class TableSpec(Spec):
         for t in self.partitioning:
             if iceberg.transform_column(t) not in names:
                 raise ValueError(f"partitioning {t}: no column {iceberg.transform_column(t)!r}")
+        retention = self.maintenance.retention if self.maintenance else None
+        if retention is not None and iceberg.time_transform(self.partitioning, retention.column) is None:
+            raise ValueError(
+                f"maintenance.retention.column {retention.column!r}: the table must be partitioned by "
+                "years|months|days|hours of it, so that retention drops whole partitions"
+            )
         return self
 
     @field_validator("properties")
@@ -289,7 +304,6 @@ class StreamingJobSpec(Spec):
     def _duration(cls, v: str) -> str:
         parse_duration(v)
         return v
-
 
 
 # --- DAGs and transforms --------------------------------------------------------------------
@@ -400,7 +414,8 @@ class StreamingHealthGate(GateBase):
     max_lag_seconds: float = Field(default=60, gt=0)
     max_batch_duration_seconds: float | None = Field(default=None, gt=0)
     max_undecodable_records: int | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="Fail when a job has counted more records it could not decode (bad wire-format "
         "header, unknown schema id, corrupt body) since it started; a job that reports no count fails. "
         "Unset: not judged.",

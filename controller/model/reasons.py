@@ -33,6 +33,10 @@ class Reason(StrEnum):
     """The PipelineRelease object was deleted: its finalizer tears the release down and waits
     for approval of each destructive delete (``controller.rollout.deletion``)."""
 
+    TABLE_MAINTAINED = "TableMaintained"
+    """A scheduled maintenance run of an Iceberg table (retention, compaction, snapshot expiry,
+    orphan files) finished (``controller.engine.maintenance``)."""
+
     # --- failures ---------------------------------------------------------------------------
     VALIDATION_FAILED = "ValidationFailed"
     """The manifest is invalid; nothing was planned or applied."""
@@ -48,6 +52,8 @@ class Reason(StrEnum):
     """A gate returned verdict fail."""
     GATE_INCONCLUSIVE = "GateInconclusive"
     """A gate could not decide yet (not enough data); it is re-evaluated later."""
+    MAINTENANCE_FAILED = "MaintenanceFailed"
+    """A table maintenance run failed; it is retried after ``RETRY`` (``controller.engine.maintenance``)."""
     ROLLED_BACK = "RolledBack"
     """A failed gate triggered the restore of the last good version at this stage."""
     ROLLING_BACK = "RollingBack"
