@@ -44,6 +44,9 @@ from controller.store.rollout import RolloutStore
 log = structlog.get_logger(__name__)
 
 DEFAULT_WORKERS = 4
+SWEEP_GRACE = 1.0
+"""Converged releases come due this long after the periodic refresh (half of it, so the refresh's
+prefetch, which covers releases due within it, sees them)."""
 
 
 def dependency_order(snap: RepoSnapshot) -> list[str]:
@@ -117,6 +120,8 @@ class Controller:
     _dependents: dict[str, list[str]] = field(default_factory=dict)
     _orphans_at: str | None = None
     """The commit whose undeclared releases were last marked (``_mark_orphans``)."""
+    _next_sweep: float | None = None
+    """When the next periodic refresh is due (``clock``): converged releases are requeued to it."""
 
     def __post_init__(self) -> None:
         self.queue = WorkQueue(self.clock)
@@ -178,9 +183,24 @@ class Controller:
         self.last_error = None
         if self._orphans_at != snap.commit and not isinstance(self.source, KubeSource):
             self._mark_orphans(snap)
+        self._next_sweep = self.clock() + self.interval
         if live is not None:  # the due releases' scopes load side by side while their passes run
-            live.prefetch([n for n in self._prints if (d := self.queue.due_in(n)) is not None and d <= 0])
+            live.prefetch(
+                [n for n in self._prints if (d := self.queue.due_in(n)) is not None and d <= SWEEP_GRACE]
+            )
         return snap
+
+    def _converged_after(self) -> float:
+        """Seconds until a converged release's next pass: just after the next periodic refresh, so
+        every converged release of a sweep comes due together, right after the refresh that
+        prefetches their live state, instead of ``interval`` after each one's own pass (which kept
+        the spread of the first pass and had each release read its own scopes)."""
+        if self._next_sweep is None:
+            return self.interval
+        now, nxt = self.clock(), self._next_sweep
+        if nxt <= now:  # the refresh is late (a long git read): this pass ran just now, so the one after
+            nxt += self.interval * (1 + (now - nxt) // self.interval)
+        return nxt - now + SWEEP_GRACE / 2
 
     def _preload_store(self) -> None:
         """Read the controller-owned state rows of every release in one statement for this pass
@@ -230,7 +250,8 @@ class Controller:
             self.queue.add_rate_limited(name, at_least=res.requeue_after or 0.0)
         else:
             self.queue.forget(name)
-            self.queue.add(name, res.requeue_after if res.requeue_after is not None else self.interval)
+            after = self._converged_after()  # a requeue further off than the sweep waits for the sweep
+            self.queue.add(name, after if res.requeue_after is None else min(res.requeue_after, after))
         if res.changed:
             for dep in self._dependents.get(name, []):
                 self.queue.add(dep)

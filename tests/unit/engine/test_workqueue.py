@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from controller.engine.controller import Controller
+from controller.engine.controller import SWEEP_GRACE, Controller
 from controller.engine.passes import Result
 from controller.engine.workqueue import WorkQueue
 from controller.source.validate import RepoSnapshot
@@ -292,3 +292,53 @@ def test_each_refresh_prefetches_the_live_state_of_the_due_releases_only(tmp_pat
     ctrl.run_once()
     assert live.calls[2:] == [("clear", []), ("prefetch", ["b"])]
     assert rec.passes[3:] == ["b"]
+
+
+def test_converged_releases_come_due_together_just_after_the_next_refresh_which_prefetches_them(
+    tmp_path: Path,
+) -> None:
+    """A converged release (no requeue asked) is not requeued ``interval`` after its own pass but
+    to the next periodic refresh, so a sweep's releases come due together and that refresh's
+    prefetch covers them all, whenever each one's pass ran in the sweep before."""
+    clock = FakeClock()
+    rec = StubReconciler()
+    live = RecordingLive()
+    rec.ops = type("Ops", (), {"live": live})()  # type: ignore[attr-defined]
+    source = FakeSource(write_repo(tmp_path / "repo", ["a", "b", "c"]))
+    ctrl = Controller(source, rec, interval=300.0, workers=1, clock=clock)  # type: ignore[arg-type]
+    ctrl.refresh()
+    for name, took in (("a", 2.0), ("b", 40.0), ("c", 120.0)):  # passes spread over the sweep
+        clock.advance(took)
+        assert ctrl.queue.take(name)
+        ctrl.process(name)
+        ctrl.queue.done(name)
+    dues = {n: ctrl.queue.due_in(n) for n in "abc"}
+    assert dues["a"] == dues["b"] == dues["c"]
+    assert dues["a"] == pytest.approx(300.0 - 162.0 + SWEEP_GRACE / 2)
+    clock.advance(300.0 - 162.0)  # the next periodic refresh
+    ctrl.refresh()
+    assert live.calls[-1] == ("prefetch", ["a", "b", "c"])
+
+
+def test_a_requeue_further_off_than_the_next_sweep_waits_only_for_the_sweep(tmp_path: Path) -> None:
+    clock = FakeClock()
+    rec = StubReconciler(requeue_after=13 * 3600.0)  # e.g. a table's next maintenance fire
+    source = FakeSource(write_repo(tmp_path / "repo", ["a"]))
+    ctrl = Controller(source, rec, interval=300.0, workers=1, clock=clock)  # type: ignore[arg-type]
+    ctrl.run_once()
+    assert ctrl.queue.due_in("a") == pytest.approx(300.0 + SWEEP_GRACE / 2)
+
+
+def test_a_release_that_converges_after_a_late_refresh_was_due_waits_for_the_sweep_after(tmp_path: Path) -> None:
+    """No pass loop while the periodic refresh is late: a release converging after the sweep time
+    (but before that refresh ran) is requeued to the sweep after, not at once."""
+    clock = FakeClock()
+    rec = StubReconciler()
+    source = FakeSource(write_repo(tmp_path / "repo", ["a"]))
+    ctrl = Controller(source, rec, interval=300.0, workers=1, clock=clock)  # type: ignore[arg-type]
+    ctrl.refresh()
+    clock.advance(310.0)  # past the sweep; no refresh yet
+    assert ctrl.queue.take("a")
+    ctrl.process("a")
+    ctrl.queue.done("a")
+    assert ctrl.queue.due_in("a") == pytest.approx(600.0 - 310.0 + SWEEP_GRACE / 2)
