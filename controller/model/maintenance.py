@@ -8,8 +8,10 @@ Manifest shape only; what a run does is ``controller.plan.maintenance`` (pure) a
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from croniter import croniter
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from controller.model.base import Spec
 from controller.model.schedule import normalize_schedule
@@ -30,6 +32,15 @@ def parse_age(text: str) -> float:
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
+def _age(text: str) -> str:
+    parse_age(text)
+    return text
+
+
+Age = Annotated[str, AfterValidator(_age)]
+"""A maintenance age in a manifest (``180d``, ``12h``, ``30m``)."""
+
+
 class Retention(Spec):
     """Keep ``keep`` of data by ``column``; older partitions are dropped whole."""
 
@@ -37,39 +48,27 @@ class Retention(Spec):
         description="A column the table is partitioned by a time transform of (days(column), ...): the "
         "cut-off is a partition boundary, so a run deletes whole partitions (no data file rewritten)."
     )
-    keep: str = Field(description="The hot query window, e.g. 180d.")
-
-    @field_validator("keep")
-    @classmethod
-    def _keep(cls, v: str) -> str:
-        parse_age(v)
-        return v
+    keep: Age = Field(description="The hot query window, e.g. 180d.")
 
 
 class SnapshotExpiry(Spec):
     """Expire snapshots older than ``olderThan`` (never the newest ``retainLast``, never one a
     recorded run or a rollback still needs: see ``keepAudited``)."""
 
-    older_than: str = "7d"
+    older_than: Age = "7d"
     retain_last: int = Field(default=1, ge=1)
-    keep_audited: str = Field(
+    keep_audited: Age = Field(
         default="30d",
         description="Snapshots named by this release's audit records at the stage from this long ago on "
         "(and by its latest record, whatever its age) are kept, so `pipectl audit show RUN --query` and "
         "an in-place rollback still find them.",
     )
 
-    @field_validator("older_than", "keep_audited")
-    @classmethod
-    def _ages(cls, v: str) -> str:
-        parse_age(v)
-        return v
-
 
 class OrphanFiles(Spec):
     """Delete files under the table's location that no snapshot references, older than ``olderThan``."""
 
-    older_than: str = Field(
+    older_than: Age = Field(
         default="3d",
         description="At least 1d: Iceberg refuses less (a file being "
         "written by a concurrent commit is not referenced yet).",
@@ -77,7 +76,7 @@ class OrphanFiles(Spec):
 
     @field_validator("older_than")
     @classmethod
-    def _age(cls, v: str) -> str:
+    def _at_least_a_day(cls, v: str) -> str:
         if parse_age(v) < DAY:
             raise ValueError(
                 f"olderThan {v!r} is under 1d: Iceberg refuses to remove orphan files younger "
