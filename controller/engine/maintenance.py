@@ -54,17 +54,22 @@ class RunState:
         at = {k: datetime.fromisoformat(d[k]) if d.get(k) else None for k in ("attempted", "succeeded")}
         return cls(at["attempted"], at["succeeded"], d.get("error"))
 
+    @property
+    def failed(self) -> bool:
+        """The last attempt did not succeed (an error, or cut short)."""
+        return self.attempted is not None and (self.succeeded is None or self.attempted > self.succeeded)
+
     def due(self, schedule: str, now: datetime) -> bool:
         if not pm.is_due(schedule, self.succeeded, now):
             return False
-        failed = self.attempted is not None and (self.succeeded is None or self.attempted > self.succeeded)
-        return not failed or self.attempted is None or now - self.attempted >= RETRY
+        return not self.failed or self.attempted is None or now - self.attempted >= RETRY
 
     def next_check(self, schedule: str, now: datetime) -> datetime:
-        if self.due(schedule, now + RETRY):  # a retry of a failed run comes before the next fire
-            assert self.attempted is not None
-            return min(self.attempted + RETRY, pm.next_fire(schedule, now))
-        return pm.next_fire(schedule, now)
+        """When to look again: a failed run's retry, if that comes before the next fire."""
+        nxt = pm.next_fire(schedule, now)
+        if self.failed and self.attempted is not None and pm.is_due(schedule, self.succeeded, now):
+            return max(now, min(self.attempted + RETRY, nxt))
+        return nxt
 
 
 def audited_snapshots(records: Sequence[dict[str, Any]], stage: str, table: str) -> list[pm.AuditedSnapshot]:

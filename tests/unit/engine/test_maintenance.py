@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from controller.engine.maintenance import RETRY
+from controller.engine.maintenance import RETRY, RunState
 from controller.model.reasons import Reason
 from controller.plan.maintenance import Task, TaskKind
 from tests.unit.engine.world import STAGES, World, release_yaml, repo_files
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
+NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 PARQUET = "      partitionedBy:\n        - {name: dt, type: string}\n"
 MAINTAINED = """\
       format: iceberg
@@ -142,3 +143,23 @@ def test_expiry_keeps_the_snapshot_the_stages_latest_audit_record_names(w: World
     assert "4242" in expire.reason
     other = next(t for t in maintainer(w, "staging").tasks if t.kind is TaskKind.EXPIRE_SNAPSHOTS)
     assert other.before is not None and other.before > committed  # staging's records name none
+
+
+@pytest.mark.parametrize(
+    ("state", "schedule", "expected"),
+    [
+        # succeeded two days ago, next fire in 5 minutes: look again at the fire, not at once
+        (RunState(NOW - timedelta(days=2), NOW - timedelta(days=2)), "5 3 * * *", NOW + timedelta(minutes=5)),
+        # failed 3 minutes ago: the retry, 7 minutes on, comes before the next fire (noon)
+        (RunState(NOW - timedelta(minutes=3), None, "boom"), "0 12 * * *", NOW + timedelta(minutes=7)),
+        # ... unless the schedule fires first
+        (RunState(NOW - timedelta(minutes=3), None, "boom"), "5 3 * * *", NOW + timedelta(minutes=5)),
+        # failed, but it succeeded after the last fire: wait for the next fire
+        (RunState(NOW - timedelta(minutes=3), NOW - timedelta(hours=1), "boom"), "0 12 * * *",
+         NOW + timedelta(hours=9)),
+    ],
+)
+def test_the_next_look_is_the_next_fire_or_a_failed_runs_retry_never_in_the_past(
+    state: RunState, schedule: str, expected: datetime
+) -> None:
+    assert state.next_check(schedule, NOW) == expected
