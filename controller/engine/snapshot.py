@@ -22,8 +22,10 @@ Rules that keep it honest:
   loads every scope those releases read in their last pass on a small pool: a pass over 100
   releases then waits for 100 Hive databases, the topics and the DAGs read side by side instead of
   one after another, and a pass over one release reads only that release's scopes. A prefetched
-  scope is stored by the same rules (generation, ttl); one that fails is not stored and is read
-  again, with its error, by the release that asks for it;
+  scope is stored by the same rules (generation, ttl); one that fails is not stored, and its
+  error is given for ``ttl`` to every reader of the scope (those that waited on that load
+  included) unless a write came since: a backend that is down costs one failing read (retries
+  included) per scope and ``ttl``, not one per release and stage; after that it is read again;
 - an adapter that can also list what several of its scopes hold in one call (``ScopeLister``: Hive
   on the metastore path, one ``get_table_meta`` for up to 200 databases) is listed once by the
   prefetch, and each scope is then loaded with its part of the listing (one call per database
@@ -163,6 +165,8 @@ class LiveSnapshot:
         """owner (release) → (epoch, the scopes it read in its latest pass)."""
         self._pool: ThreadPoolExecutor | None = None
         self._hints: dict[tuple[int, str], tuple[int, datetime, Any]] = {}
+        # (generation, when, error) of a scope's last load when it failed: given to its readers for ttl
+        self._failures: dict[tuple[int, str], tuple[int, datetime, Exception]] = {}
         """scope key → (the adapter's generation and the clock at the listing, the hint)."""
         self._busy = 0  # prefetch tasks submitted and not finished
         self._idle = threading.Condition(self._lock)
@@ -339,6 +343,18 @@ class LiveSnapshot:
                 self._watched.add(id(adapter))
         return self._load(adapter, scope)
 
+    def _raise_recent_failure(self, key: tuple[int, str]) -> None:
+        """Re-raise the scope's last load error if it is younger than ``ttl`` and no write came
+        since (lock held): a backend that is down costs one failing read (with its retries) per
+        scope and ``ttl``, not one per release and stage waiting behind it."""
+        failed = self._failures.get(key)
+        if failed is None:
+            return
+        generation, at, exc = failed
+        if generation == self._generation.get(key[0], 0) and timedelta(0) <= self.clock() - at < self.ttl:
+            raise exc
+        del self._failures[key]
+
     def _drop_all(self, key: int) -> None:
         """Forget the adapter's entries and hints; loads in flight are not stored (lock held)."""
         self._generation[key] = self._generation.get(key, 0) + 1
@@ -358,24 +374,33 @@ class LiveSnapshot:
             e = self._fresh(key)
             if e is not None:
                 return e.data
+            self._raise_recent_failure(key)
             loading = self._loading.setdefault(key, threading.Lock())
-        with loading:  # one load per scope; the others wait for it and then read the entry
+        with loading:  # one load per scope; the others wait for it and then read the entry (or its error)
             with self._lock:
                 e = self._fresh(key)
                 if e is not None:
                     return e.data
+                self._raise_recent_failure(key)
                 generation, started = self._generation.get(key[0], 0), self.clock()
                 listed = self._hints.pop(key, None)
                 if listed is not None and (
                     listed[0] != generation or not timedelta(0) <= started - listed[1] < self.ttl
                 ):
                     listed = None  # written since the listing, or too old to trust
-            if listed is not None and isinstance(adapter, ScopeLister):
-                started = listed[1]
-                data = dict(adapter.observe_scope_with(scope, listed[2]))
-            else:
-                data = dict(adapter.observe_scope(scope))
+            try:
+                if listed is not None and isinstance(adapter, ScopeLister):
+                    started = listed[1]
+                    data = dict(adapter.observe_scope_with(scope, listed[2]))
+                else:
+                    data = dict(adapter.observe_scope(scope))
+            except Exception as exc:
+                with self._lock:
+                    if self._generation.get(key[0], 0) == generation:
+                        self._failures[key] = (generation, self.clock(), exc)
+                raise
             with self._lock:
+                self._failures.pop(key, None)
                 if self._generation.get(key[0], 0) == generation:
                     life = self.watch_ttl if key[0] in self._watched else lifetime or self.ttl
                     self._entries[key] = _Entry(started, data, life)

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from controller.engine.snapshot import InvalidatingAdapter, LiveSnapshot
 from controller.engine.stage_ops import StageOps
 from controller.plan.actions import Action, Op
@@ -270,6 +272,8 @@ def test_no_prefetch_when_switched_off() -> None:
 
 
 def test_a_prefetch_that_fails_or_races_a_write_is_not_stored() -> None:
+    """A failed load is not stored; its error is given to the scope's readers for ttl, then the
+    scope is read again. A load that raced a write is not stored either."""
     clock = Clock()
     adapters, releases = _world(9, clock)
     snap = LiveSnapshot(clock, StageOps.observe_adapters)
@@ -288,6 +292,12 @@ def test_a_prefetch_that_fails_or_races_a_write_is_not_stored() -> None:
     snap.prefetch(f"r{i}" for i in range(9))
     _drain(snap)
     hive.load_hook = kafka.load_hook = None
+    hive_before = _calls(adapters)["hive"]
+    # within ttl a reader of a failed scope gets the prefetch's error, without reading again
+    with pytest.raises(ConnectionError, match="metastore unreachable"):
+        snap.observe(adapters, releases[0], "r0")
+    assert _calls(adapters)["hive"] == hive_before
+    clock.advance(snap.ttl.total_seconds())  # then it is read again
     before = _calls(adapters)
     batched = _pass(snap, adapters, releases)
     after = _calls(adapters)
@@ -409,3 +419,44 @@ def test_a_hint_is_used_once_and_never_after_the_ttl() -> None:
     snap.clear()
     snap.observe(adapters, releases[1], "r1")  # once
     assert hive.stats.calls == {"list_scopes": 2, "observe_scope": 4, "observe_scope_with": 1}
+
+
+def test_readers_waiting_on_a_failing_load_get_its_error_and_no_read_of_their_own() -> None:
+    """A backend that is down and slow to say so (a client's retries): the readers that wait on
+    the load, and those that come within ttl, fail with its error; the backend is read once."""
+    clock = Clock()
+    adapters, releases = _world(3, clock)
+    kafka = adapters[K.TOPIC]
+    assert isinstance(kafka, ScopedBackend)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    entered, release = threading.Event(), threading.Event()
+
+    def down_slowly() -> None:
+        entered.set()
+        assert release.wait(10)
+        raise ConnectionError("kafka: broker transport failure")
+
+    kafka.load_hook = down_slowly
+    errors: list[str] = []
+
+    def read(i: int) -> None:
+        try:
+            snap.observe(adapters, releases[i], f"r{i}")
+        except ConnectionError as e:
+            errors.append(str(e))
+
+    first = threading.Thread(target=read, args=(0,))
+    first.start()
+    assert entered.wait(10)
+    waiting = [threading.Thread(target=read, args=(i,)) for i in (1, 2)]
+    for t in waiting:
+        t.start()
+    time.sleep(0.2)  # both wait on the load in flight
+    release.set()
+    for t in [first, *waiting]:
+        t.join(10)
+    assert errors == ["kafka: broker transport failure"] * 3
+    assert kafka.stats.calls.get("observe_scope") == 1
+    kafka.load_hook = None
+    snap.invalidate(kafka)  # a write: the scope is read again at once
+    assert snap.observe(adapters, releases[0], "r0") == StageOps.observe_adapters(adapters, releases[0])
