@@ -25,6 +25,7 @@ from controller.engine.passes import Pass
 from controller.engine.stage_ops import StageOps
 from controller.model.manifest import TableFormat, TableSpec
 from controller.model.reasons import Reason
+from controller.obs.logging import redact
 from controller.plan import maintenance as pm
 from controller.plan.desired import StageContext, physical_table
 from controller.plan.resources import ResourceKind
@@ -132,7 +133,7 @@ class Maintenance:
             for task in tasks:
                 done.append({"task": str(task.kind), "reason": task.reason, **port.maintain(task)})
         except Exception as e:
-            error = f"{type(e).__name__}: {e}"[:500]
+            error = redact(f"{type(e).__name__}: {e}")[:500]  # a backend's error may quote a credential
             self._put(key, RunState(now, prior.succeeded, error))
             msg = f"{physical}: {error} (after {len(done)} of {len(tasks)} tasks; retried in {RETRY})"
             self.ops.store.add_event(p.name, stage, "Warning", Reason.MAINTENANCE_FAILED, msg)
@@ -182,7 +183,7 @@ class Maintenance:
         try:
             rec.snapshots = read_snapshots(self.ops.backends(ctx, None).presto, [physical])
         except Exception as e:  # the record is written without them rather than not at all
-            rec.details["snapshots_error"] = f"{type(e).__name__}: {e}"[:300]
+            rec.details["snapshots_error"] = redact(f"{type(e).__name__}: {e}")[:300]
         self.ops.ledger.append(rec)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from controller.engine.maintenance import RETRY, RunState
 from controller.model.reasons import Reason
+from controller.obs.logging import register_secret
 from controller.plan.maintenance import Task, TaskKind
 from tests.unit.engine.world import STAGES, World, release_yaml, repo_files
 
@@ -106,8 +107,9 @@ def test_each_stage_runs_its_tables_maintenance_once_in_sync_then_at_each_fire(w
 
 
 def test_a_failed_run_is_recorded_and_retried_after_the_retry_delay_not_at_every_pass(w: World) -> None:
+    register_secret("s3cr3t-thrift-pass")
     for inst in ("dev", "staging", "prod"):
-        maintainer(w, inst).fail = RuntimeError("thrift server gone")
+        maintainer(w, inst).fail = RuntimeError("thrift server gone (user hive, password s3cr3t-thrift-pass)")
     w.commit({})
     for _ in range(12):  # promote with maintenance failing: the promotion is not held up by it
         w.reconcile()
@@ -115,6 +117,8 @@ def test_a_failed_run_is_recorded_and_retried_after_the_retry_delay_not_at_every
     dev = maintainer(w, "dev")
     failed = [r for r in runs(w, "dev") if r["outcome"] == "Failed"]
     assert failed and "thrift server gone" in failed[0]["message"]
+    events = [e["message"] for e in w.store.recent_events("metrics", 200) if e["reason"] == Reason.MAINTENANCE_FAILED]
+    assert events and all("s3cr3t" not in m for m in events + [r["message"] for r in failed])
     key = next(k for k in w.store.kv_prefix("maintenance/metrics/dev/"))
     state = json.loads(w.store.kv_prefix("maintenance/metrics/dev/")[key])
     assert state["succeeded"] is None and "thrift server gone" in state["error"]
