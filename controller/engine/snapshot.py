@@ -165,8 +165,11 @@ class LiveSnapshot:
         """owner (release) → (epoch, the scopes it read in its latest pass)."""
         self._pool: ThreadPoolExecutor | None = None
         self._hints: dict[tuple[int, str], tuple[int, datetime, Any]] = {}
-        # (generation, when, error) of a scope's last load when it failed: given to its readers for ttl
+        # (writes, when, error) of a scope's last load when it failed: given to its readers for ttl.
+        # Counted against the adapter's writes, not its generation: a new pass (clear) bumps that
+        # every refresh, and a backend that is down stays down across refreshes.
         self._failures: dict[tuple[int, str], tuple[int, datetime, Exception]] = {}
+        self._writes: dict[int, int] = {}
         """scope key → (the adapter's generation and the clock at the listing, the hint)."""
         self._busy = 0  # prefetch tasks submitted and not finished
         self._idle = threading.Condition(self._lock)
@@ -201,6 +204,7 @@ class LiveSnapshot:
     def invalidate(self, adapter: object) -> None:
         """Forget everything read through ``adapter``; loads in flight are not stored."""
         with self._lock:
+            self._writes[id(adapter)] = self._writes.get(id(adapter), 0) + 1
             self._drop_all(id(adapter))
 
     def clear(self) -> None:
@@ -345,13 +349,14 @@ class LiveSnapshot:
 
     def _raise_recent_failure(self, key: tuple[int, str]) -> None:
         """Re-raise the scope's last load error if it is younger than ``ttl`` and no write came
-        since (lock held): a backend that is down costs one failing read (with its retries) per
-        scope and ``ttl``, not one per release and stage waiting behind it."""
+        since, new passes (``clear``) notwithstanding (lock held): a backend that is down costs
+        one failing read (with its retries) per scope and ``ttl``, not one per release and stage
+        waiting behind it."""
         failed = self._failures.get(key)
         if failed is None:
             return
-        generation, at, exc = failed
-        if generation == self._generation.get(key[0], 0) and timedelta(0) <= self.clock() - at < self.ttl:
+        writes, at, exc = failed
+        if writes == self._writes.get(key[0], 0) and timedelta(0) <= self.clock() - at < self.ttl:
             raise exc
         del self._failures[key]
 
@@ -383,6 +388,7 @@ class LiveSnapshot:
                     return e.data
                 self._raise_recent_failure(key)
                 generation, started = self._generation.get(key[0], 0), self.clock()
+                writes = self._writes.get(key[0], 0)
                 listed = self._hints.pop(key, None)
                 if listed is not None and (
                     listed[0] != generation or not timedelta(0) <= started - listed[1] < self.ttl
@@ -396,8 +402,8 @@ class LiveSnapshot:
                     data = dict(adapter.observe_scope(scope))
             except Exception as exc:
                 with self._lock:
-                    if self._generation.get(key[0], 0) == generation:
-                        self._failures[key] = (generation, self.clock(), exc)
+                    if self._writes.get(key[0], 0) == writes:
+                        self._failures[key] = (writes, self.clock(), exc)
                 raise
             with self._lock:
                 self._failures.pop(key, None)

@@ -457,6 +457,10 @@ def test_readers_waiting_on_a_failing_load_get_its_error_and_no_read_of_their_ow
         t.join(10)
     assert errors == ["kafka: broker transport failure"] * 3
     assert kafka.stats.calls.get("observe_scope") == 1
+    snap.clear()  # a new pass (the controller refreshes every few seconds): the backend is still down
+    with pytest.raises(ConnectionError):
+        snap.observe(adapters, releases[0], "r0")
+    assert kafka.stats.calls.get("observe_scope") == 1
     kafka.load_hook = None
     snap.invalidate(kafka)  # a write: the scope is read again at once
     assert snap.observe(adapters, releases[0], "r0") == StageOps.observe_adapters(adapters, releases[0])
