@@ -74,10 +74,9 @@ class RunState:
 
 
 def audited_snapshots(records: Sequence[dict[str, Any]], stage: str, table: str) -> list[pm.AuditedSnapshot]:
-    """The snapshots of ``table`` the release's audit records at ``stage`` name."""
+    """The snapshots of ``table`` the release's audit records (``Ledger.records``) at ``stage`` name."""
     out = []
-    for r in records:
-        rec = json.loads(r["record"]) if "record" in r else r
+    for rec in records:
         if rec.get("stage") != stage:
             continue
         for s in rec.get("snapshots") or []:
@@ -114,16 +113,23 @@ class Maintenance:
             key = f"maintenance/{p.name}/{stage}/{physical}"
             state = RunState.parse(self.ops.store.kv_get(key))
             if state.due(t.maintenance.schedule, now):
-                state = self._run_one(p, stage, ctx, t, physical, key, now)
+                state = self._run_one(p, stage, ctx, t, physical, key, now, state)
             wait = (state.next_check(t.maintenance.schedule, now) - now).total_seconds()
             p.result.requeue(max(wait, 1.0))
 
     def _run_one(
-        self, p: Pass, stage: str, ctx: StageContext, t: TableSpec, physical: str, key: str, now: datetime
+        self,
+        p: Pass,
+        stage: str,
+        ctx: StageContext,
+        t: TableSpec,
+        physical: str,
+        key: str,
+        now: datetime,
+        prior: RunState,
     ) -> RunState:
-        prior = RunState.parse(self.ops.store.kv_get(key))
         self._put(key, RunState(now, prior.succeeded, prior.error))  # the attempt, before any statement
-        audited = audited_snapshots(self.ops.store.audit_rows(p.name), stage, physical)
+        audited = audited_snapshots(self.ops.ledger.records(p.name), stage, physical)
         tasks = pm.plan_tasks(t, physical, now, audited)
         done: list[dict[str, Any]] = []
         try:

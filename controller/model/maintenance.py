@@ -8,13 +8,13 @@ Manifest shape only; what a run does is ``controller.plan.maintenance`` (pure) a
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from croniter import croniter
 from pydantic import AfterValidator, Field, field_validator
 
 from controller.model.base import Spec
-from controller.model.schedule import normalize_schedule
+from controller.model.schedule import AIRFLOW_SPECIAL, normalize_schedule
 
 DAY = 86400.0
 _UNITS = {"m": 60.0, "h": 3600.0, "d": DAY}
@@ -22,8 +22,6 @@ _UNITS = {"m": 60.0, "h": 3600.0, "d": DAY}
 
 def parse_age(text: str) -> float:
     """'180d' → seconds; accepts m, h and d (a maintenance age is minutes at the least)."""
-    import re
-
     m = re.fullmatch(r"\s*(\d+)\s*(m|h|d)\s*", text)
     if not m or int(m.group(1)) <= 0:
         raise ValueError(
@@ -107,8 +105,8 @@ class TableMaintenance(Spec):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str) -> str:
-        value = normalize_schedule(v)
-        if value is None or value in ("@once", "@continuous") or not croniter.is_valid(value):
+        value = normalize_schedule(v)  # cron and the presets checked as Airflow reads them
+        if value is None or value in AIRFLOW_SPECIAL:
             raise ValueError(
                 f"maintenance schedule {v!r}: expected a cron expression or @hourly, @daily, "
                 "@weekly, @monthly, @yearly"

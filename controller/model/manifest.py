@@ -195,9 +195,8 @@ class TableSpec(Spec):
                 raise ValueError("maintenance needs format: iceberg")
             return self
         if self.partitioned_by:
-            raise ValueError(
-                "format iceberg partitions by transforms of columns: use partitioning, not partitionedBy"
-            )
+            raise ValueError("format iceberg partitions by transforms of columns: use partitioning, "
+                             "not partitionedBy")
         names = {c.name for c in self.columns}
         for i, c in enumerate(self.columns):
             try:
@@ -304,6 +303,7 @@ class StreamingJobSpec(Spec):
     def _duration(cls, v: str) -> str:
         parse_duration(v)
         return v
+
 
 
 # --- DAGs and transforms --------------------------------------------------------------------
@@ -414,8 +414,7 @@ class StreamingHealthGate(GateBase):
     max_lag_seconds: float = Field(default=60, gt=0)
     max_batch_duration_seconds: float | None = Field(default=None, gt=0)
     max_undecodable_records: int | None = Field(
-        default=None,
-        ge=0,
+        default=None, ge=0,
         description="Fail when a job has counted more records it could not decode (bad wire-format "
         "header, unknown schema id, corrupt body) since it started; a job that reports no count fails. "
         "Unset: not judged.",

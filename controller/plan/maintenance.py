@@ -69,10 +69,8 @@ def _utc(t: datetime) -> datetime:
 
 def last_fire(schedule: str, now: datetime) -> datetime:
     """The schedule's latest fire time at or before ``now`` (UTC)."""
-    now = _utc(now).astimezone(UTC)
-    if croniter.match(schedule, now.replace(second=0, microsecond=0)) and now.second == now.microsecond == 0:
-        return now
-    return _utc(croniter(schedule, now.replace(tzinfo=None)).get_prev(datetime))
+    start = _utc(now).astimezone(UTC).replace(tzinfo=None) + timedelta(microseconds=1)  # a fire at now counts
+    return _utc(croniter(schedule, start).get_prev(datetime))
 
 
 def next_fire(schedule: str, now: datetime) -> datetime:

@@ -96,7 +96,7 @@ def test_maintenance_drops_old_partitions_compacts_expires_and_keeps_the_audited
     insert(1, ("c", 100))  # a second small file in day 1's partition
 
     plan_now = real_now + timedelta(days=2)
-    audited = audited_snapshots(store.audit_rows("rel"), "dev", name)
+    audited = audited_snapshots(ledger.records("rel"), "dev", name)
     assert [a.snapshot_id for a in audited] == [held.snapshot_id]
     tasks = pm.plan_tasks(spec(db), name, plan_now, audited)
     assert [t.kind for t in tasks] == [pm.TaskKind.RETENTION, pm.TaskKind.COMPACT,
