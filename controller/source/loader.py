@@ -1,7 +1,9 @@
 """Safe YAML loading that remembers where every value came from.
 
-``load_documents`` returns plain Python data plus a table of ``path → line`` so that any later
-check can report ``file:line: field.path: message``. It refuses what a manifest never needs and an
+``load_documents`` returns plain Python data and, when first asked, a table of ``path → line`` so
+that any later check can report ``file:line: field.path: message``: the table is built by reading
+the document again, since a valid manifest never needs it (at 1,000 manifests the tables would
+stay in memory for the controller's life). It refuses what a manifest never needs and an
 attacker might send: invalid UTF-8, duplicate keys, merge keys, recursive aliases, and alias
 expansion past a fixed budget (billion-laughs), failing before anything walks the expanded tree.
 """
@@ -30,8 +32,19 @@ class Document:
 
     file: str
     data: Any
-    lines: dict[Path_, int] = field(default_factory=dict)
     start_line: int = 1
+    text: str = field(default="", repr=False)
+    """The YAML stream the document was read from (shared by the stream's documents)."""
+    index: int = 0
+    """Its position among the stream's documents."""
+    _lines: dict[Path_, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lines(self) -> dict[Path_, int]:
+        """path → line, read again from ``text`` on first use."""
+        if self._lines is None:
+            self._lines = _lines_of(self.text, self.index)
+        return self._lines
 
     def line_of(self, path: Path_) -> int:
         """Line of ``path``, or of its nearest ancestor that has one."""
@@ -109,18 +122,21 @@ def _reader_line(text: str, position: int) -> int:
 
 
 class _Converter:
-    def __init__(self, loader: yaml.SafeLoader):
+    def __init__(self, loader: yaml.SafeLoader, lines: dict[Path_, int] | None = None):
         self.loader = loader
-        self.lines: dict[Path_, int] = {}
+        self.lines = lines
+        """Filled with every path's line when given."""
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
-        self.lines.setdefault(path, node.start_mark.line + 1)
+        if self.lines is not None:
+            self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(child, (*path, i)) for i, child in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
+            key_lines: dict[str, int] = {}
             for knode, vnode in node.value:
                 if knode.tag == "tag:yaml.org,2002:merge":
                     raise _LoadError(
@@ -134,10 +150,12 @@ class _Converter:
                 if key in out:
                     raise _LoadError(
                         knode.start_mark.line + 1,
-                        f"duplicate key {key!r} (first on line {self.lines[(*path, key)]})",
+                        f"duplicate key {key!r} (first on line {key_lines[key]})",
                         (*path, key),
                     )
-                self.lines[(*path, key)] = knode.start_mark.line + 1
+                key_lines[key] = knode.start_mark.line + 1
+                if self.lines is not None:
+                    self.lines[(*path, key)] = key_lines[key]
                 out[key] = self.convert(vnode, (*path, key))
             return out
         raise _LoadError(node.start_mark.line + 1, f"unsupported YAML node {type(node).__name__}", path)
@@ -180,9 +198,9 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]
             if node is None:
                 continue
             _expanded_size(node, {}, set())
-            conv = _Converter(loader)
-            data = conv.convert(node, ())
-            docs.append(Document(file=file, data=data, lines=conv.lines, start_line=node.start_mark.line + 1))
+            data = _Converter(loader).convert(node, ())
+            start = node.start_mark.line + 1
+            docs.append(Document(file=file, data=data, start_line=start, text=text, index=len(docs)))
     except _LoadError as e:
         return docs, [Problem(file, e.line, format_path(e.path), e.message)]
     except yaml.MarkedYAMLError as e:
@@ -207,3 +225,24 @@ def iter_yaml_files(root: Any) -> Iterator[Any]:
             continue
         if p.is_file() and p.suffix in {".yaml", ".yml"}:
             yield p
+
+
+def _lines_of(text: str, index: int) -> dict[Path_, int]:
+    """path → line of document ``index`` of ``text``, which ``load_documents`` read without error."""
+    lines: dict[Path_, int] = {}
+    loader = yaml.SafeLoader(text)
+    try:
+        found = 0
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            if found == index:
+                _Converter(loader, lines).convert(node, ())
+                break
+            found += 1
+    except (_LoadError, yaml.YAMLError, RecursionError):
+        pass  # not read as before (cannot happen): every path then reports the document's first line
+    finally:
+        loader.dispose()
+    return lines
