@@ -33,7 +33,7 @@ MANIFEST_DIRS = ("releases", "environments")
 
 @dataclass
 class Loaded:
-    """A parsed manifest object with the document it came from (for line numbers)."""
+    """A parsed manifest object and its document (for line numbers; ``load_repo`` drops its data)."""
 
     obj: Any
     doc: Document
@@ -232,6 +232,8 @@ def load_repo(
         if loaded.file in bad_files:
             snap.invalid_releases[name] = [p for p in snap.problems if p.file == loaded.file]
             del snap.releases[name]
+    for loaded in (*snap.releases.values(), *snap.environments.values()):
+        loaded.doc.data = None  # read by the checks above only (the objects carry it): ~7 MiB at 1,000
     snap.problems.sort()
     return snap
 

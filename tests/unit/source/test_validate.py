@@ -29,6 +29,14 @@ def test_reference_repo_is_valid(repo: Path) -> None:
     assert sorted(snap.environments) == ["canary", "dev", "prod", "staging"]
 
 
+def test_a_valid_snapshot_keeps_objects_not_raw_documents(repo: Path) -> None:
+    snap = load_repo(repo)
+    kept = [*snap.releases.values(), *snap.environments.values()]
+    assert kept and all(loaded.doc.data is None and loaded.doc._lines is None for loaded in kept)
+    assert snap.release("host-metrics").spec.version == "1.0.0"
+    assert snap.releases["host-metrics"].line("spec", "owner") == 11  # read again from the text
+
+
 def test_yaml_syntax_error(repo: Path) -> None:
     edit(repo, "  version: 1.0.0", "  version: [1.0.0")
     [p] = problems(repo)
