@@ -29,6 +29,7 @@ if a sum is off, the history is not that size, or no batch went through MERGE. W
 from __future__ import annotations
 
 import argparse
+import ast
 import itertools
 import json
 import shutil
@@ -120,20 +121,36 @@ def run_once(
     }
 
 
-def _iceberg_commits(log: Path) -> dict[str, int]:
-    """How the Iceberg sink committed each batch, from its log line's timing phases."""
+def _iceberg_commits(log: Path) -> dict[str, Any]:
+    """How the Iceberg sink committed each batch, and the median seconds of each of its phases
+    (aggregate, stats, merge or append...) over the batches after the first, from its log lines."""
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if "host_metrics_agg: batch " in ln]
+    phases: dict[str, list[float]] = {}
+    for ln in lines[1:]:
+        timings = ln[ln.rfind("{"):ln.rfind("}") + 1] if "{" in ln else ""
+        try:
+            parsed = ast.literal_eval(timings) if timings else {}
+        except (ValueError, SyntaxError):
+            parsed = {}
+        for k, v in parsed.items() if isinstance(parsed, dict) else ():
+            phases.setdefault(str(k), []).append(float(v))
     return {
         "merge_batches": sum("'merge':" in ln for ln in lines),
         "append_batches": sum("'append':" in ln for ln in lines),
         "skipped_batches": sum("already committed" in ln for ln in lines),
+        "median_phase_seconds": {k: round(statistics.median(v), 3) for k, v in sorted(phases.items())},
     }
 
 
 ICEBERG_DDL = (
     "(host STRING, metric STRING, window_start TIMESTAMP_NTZ, samples BIGINT, avg_value DOUBLE, "
-    "max_value DOUBLE) USING iceberg PARTITIONED BY (days(window_start)) TBLPROPERTIES ('format-version'='2')"
+    "max_value DOUBLE) USING iceberg PARTITIONED BY (days(window_start)) TBLPROPERTIES ('format-version'='2'"
 )
+
+
+def iceberg_ddl(merge_mode: str) -> str:
+    """The bench table's DDL; ``merge_mode`` is Iceberg's ``write.merge.mode`` (how MERGE rewrites)."""
+    return f"{ICEBERG_DDL}, 'write.merge.mode'='{merge_mode}')"
 
 
 def _iceberg_rows(info: dict[str, Any], db: str, name: str) -> int:
@@ -180,7 +197,7 @@ def iceberg_bench(info: dict[str, Any], args: argparse.Namespace, uid: str, work
             order = ["append", "idempotent"] if n % 2 == 0 else ["idempotent", "append"]
             for sink in order:
                 name = f"ice_{sink}_{n}"
-                st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {ICEBERG_DDL}", info)
+                st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {iceberg_ddl(args.merge_mode)}", info)
                 say(f"round {n + 1}: iceberg {sink} sink ...")
                 r = run_once(info, args, topic, db, sink, work, n, args.job_timeout, name=name,
                              catalog="iceberg")
@@ -190,7 +207,7 @@ def iceberg_bench(info: dict[str, Any], args: argparse.Namespace, uid: str, work
                 runs.append(r)
         # Per-batch cost as the table grows: 1x, then 10x the history rows, fresh data each time.
         name = "ice_growth"
-        st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {ICEBERG_DDL}", info)
+        st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {iceberg_ddl(args.merge_mode)}", info)
         for factor, data in ((1, topic), (10, topic2)):
             want = factor * args.history_rows
             _add_history(info, db, name, want - _history_rows(info, db, name), start_ms)
@@ -260,6 +277,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, help=f"default {RESULTS}, with --iceberg {ICEBERG_RESULTS}")
     p.add_argument("--iceberg", action="store_true",
                    help="Iceberg: exactly-once vs plain append, batch cost at 1x and 10x table size")
+    p.add_argument("--merge-mode", choices=("copy-on-write", "merge-on-read"), default="copy-on-write",
+                   help="with --iceberg: the tables' write.merge.mode")
     p.add_argument("--history-rows", type=int, default=500_000, help="with --iceberg: table rows at 1x")
     args = p.parse_args()
     if args.iceberg:
@@ -367,7 +386,7 @@ def iceberg_main(args: argparse.Namespace) -> int:
     result = {
         "bench": "sink_iceberg", "measured_at": started["date"], "events": args.events,
         "batch_rows": args.batch, "kafka_partitions": args.partitions, "master": args.master,
-        "rounds": args.rounds, **figures,
+        "rounds": args.rounds, "merge_mode": args.merge_mode, **figures,
         "machine": {**{k: started[k] for k in ("cpus", "cpu_model", "mem_gib")},
                     "loadavg_start": started["loadavg"], "loadavg_end": end["loadavg"]},
     }

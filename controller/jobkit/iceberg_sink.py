@@ -13,8 +13,11 @@ and a table has one writer, so "at most the highest" is exact.
 
 The commit is
 
-- a plain append (``writeTo(...).append()`` with ``snapshot-property.*`` options) when none of
-  the batch's keys (``MergeSpec.keys``) is in the table yet;
+- a plain append (``writeTo(...).append()`` with ``snapshot-property.*`` options) when the batch's
+  keys (``MergeSpec.keys``) cannot be in the table yet: for some ordered key (a time, a date, a
+  number) the batch's range lies outside the range the table holds. The sink reads the table's
+  key ranges once per process (one ``min``/``max`` query, which Iceberg answers from its file
+  stats) and widens them with each batch it commits, so the decision costs no Spark job;
 - else one ``MERGE INTO`` keyed by the merge spec's keys: matched rows combine by the spec's
   rules (counts add, means weighted by the count, max/min/sum), new keys are inserted. MERGE
   needs Iceberg's SQL extensions on the session (``kafka_job`` sets ``spark.sql.extensions``);
@@ -111,6 +114,51 @@ def merge_set_clause(spec: MergeSpec, target: str = "t", source: str = "s") -> s
     return ", ".join(f"{quote_ident(c)} = {e}" for c, e in merge_value_exprs(spec, target, source))
 
 
+KeyRanges = dict[str, tuple[Any, Any]]
+
+
+def ordered(value: Any) -> bool:
+    """Whether a key value orders the rows in time or number (strings and booleans do not)."""
+    return isinstance(value, int | float | dt.date) and not isinstance(value, bool)
+
+
+def disjoint(bounds: Mapping[str, tuple[Any, Any]], table: Mapping[str, tuple[Any, Any]] | None) -> bool:
+    """Whether no key of a batch with these (min, max) ``bounds`` per key can be a row of a table
+    with the ``table`` ranges: true when the table holds no value of some key (a null key never
+    matches), or when some ordered key's ranges do not meet. A key missing from ``table`` has an
+    unknown range and decides nothing; ``table`` None is a table not read yet (nothing known)."""
+    if table is None:
+        return False
+    for k, (lo, hi) in bounds.items():
+        if k not in table:
+            continue
+        t_lo, t_hi = table[k]
+        if t_lo is None and t_hi is None:
+            return True
+        if ordered(lo) and ordered(hi) and ordered(t_lo) and ordered(t_hi) and (lo > t_hi or hi < t_lo):
+            return True
+    return False
+
+
+def widen(table: Mapping[str, tuple[Any, Any]], bounds: Mapping[str, tuple[Any, Any]]) -> KeyRanges:
+    """The table's key ranges after committing a batch with ``bounds``. A range that cannot take
+    the batch's values (naive vs aware times) becomes unknown (dropped): the sink then MERGEs."""
+    out: KeyRanges = dict(table)
+    for k, (lo, hi) in bounds.items():
+        if k not in out:
+            continue
+        t_lo, t_hi = out[k]
+        try:
+            out[k] = (_pick(min, t_lo, lo), _pick(max, t_hi, hi))
+        except TypeError:
+            del out[k]
+    return out
+
+
+def _pick(f: Any, a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else f(a, b)
+
+
 def sql_literal(value: Any) -> str:
     """A Spark SQL literal of a key bound (the batch's min or max of a key column)."""
     if isinstance(value, bool):
@@ -190,6 +238,7 @@ class IcebergSink:
         self._columns: list[tuple[str, str]] | None = None
         self._last: int | None = None
         self._loaded = False
+        self._ranges: KeyRanges | None = None
 
     def columns(self) -> list[tuple[str, str]]:
         if self._columns is None:
@@ -244,14 +293,14 @@ class IcebergSink:
             out = merge_frames([out], self.spec).select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
         out = out.localCheckpoint(eager=True)
         t = result.lap("aggregate", t)
-        if out.isEmpty():
+        rows, bounds = self._stats(out)
+        t = result.lap("stats", t)
+        if rows == 0:
             result.skipped = "empty batch"
-        elif self.exactly_once and self._overlaps(out, bounds := self._bounds(out)):
-            t = result.lap("probe", t)
+        elif self.exactly_once and not disjoint(bounds, self.key_ranges()):
             self._merge(out, int(batch_id), bounds)
             result.lap("merge", t)
         else:
-            t = result.lap("probe", t)
             writer = out.writeTo(self.qualified)
             if self.exactly_once:
                 for k, v in self._properties(int(batch_id)).items():
@@ -260,6 +309,7 @@ class IcebergSink:
             result.lap("append", t)
         if self.exactly_once and result.skipped is None:
             self._last = int(batch_id)
+            self._ranges = widen(self.key_ranges(), bounds)
         result.seconds = time.monotonic() - t0
         return result
 
@@ -267,20 +317,26 @@ class IcebergSink:
         ends = batch_end_offsets(self.spark, self.checkpoint, batch_id) if self.checkpoint else None
         return snapshot_properties(self.query, self.query_id, batch_id, self.version, ends)
 
-    def _bounds(self, out: DataFrame) -> dict[str, tuple[Any, Any]]:
-        """Each key's min and max in the batch (they bound the probe and the MERGE's target scan)."""
-        keys = list(self.spec.keys)
-        row = out.agg(*[f(k) for k in keys for f in (F.min, F.max)]).first()
-        return {k: (row[2 * i], row[2 * i + 1]) for i, k in enumerate(keys)} if row else {}
+    def key_ranges(self) -> KeyRanges:
+        """The (min, max) of each key in the table: read once per process, then widened by this
+        (the only) writer's commits. Deletes (retention) only narrow the true ranges, so the kept
+        ones stay a safe superset."""
+        if self._ranges is None:
+            keys = list(self.spec.keys)
+            table = self.spark.table(self.qualified)
+            row = table.agg(*[f(k) for k in keys for f in (F.min, F.max)]).first()
+            self._ranges = {k: (row[2 * i], row[2 * i + 1]) if row else (None, None)
+                            for i, k in enumerate(keys)}
+        return self._ranges
 
-    def _overlaps(self, out: DataFrame, bounds: Mapping[str, tuple[Any, Any]]) -> bool:
-        """Whether any key of the batch is already a row of the table (then MERGE, else append)."""
+    def _stats(self, out: DataFrame) -> tuple[int, dict[str, tuple[Any, Any]]]:
+        """The batch's row count and each key's min and max, in one job (the bounds decide append
+        vs MERGE and bound the MERGE's target scan)."""
         keys = list(self.spec.keys)
-        target = self.spark.table(self.qualified).select(*keys)
-        for k, (lo, hi) in bounds.items():
-            if lo is not None and hi is not None:
-                target = target.where(F.col(k).between(lo, hi))  # Iceberg prunes files by their stats
-        return not out.join(target, keys, "left_semi").limit(1).isEmpty()
+        row = out.agg(F.count(F.lit(1)), *[f(k) for k in keys for f in (F.min, F.max)]).first()
+        if row is None:
+            return 0, {}
+        return int(row[0]), {k: (row[1 + 2 * i], row[2 + 2 * i]) for i, k in enumerate(keys)}
 
     def _merge(self, out: DataFrame, batch_id: int, bounds: Mapping[str, tuple[Any, Any]]) -> None:
         view = f"pipectl_batch_{self.query.replace('-', '_').replace('.', '_')}"

@@ -13,12 +13,14 @@ import pytest
 from controller.jobkit.iceberg_sink import (
     BATCH_ID_KEY,
     QUERY_ID_KEY,
+    disjoint,
     last_committed_batch,
     merge_set_clause,
     merge_sql,
     merge_value_exprs,
     snapshot_properties,
     sql_literal,
+    widen,
 )
 from controller.jobkit.sink import MergeSpec, SinkError, merge_rows
 from tests.unit.jobkit.test_sink_merge import spark  # noqa: F401 (the module's local Spark fixture)
@@ -102,3 +104,36 @@ def test_merge_sql_bounds_the_target_scan_by_the_batch_range() -> None:
     assert sql_literal(dt.datetime(2026, 3, 2, tzinfo=dt.UTC)).startswith("TIMESTAMP '2026-03-02 00:00:00")
     with pytest.raises(SinkError):
         sql_literal("web-01")
+
+
+T = dt.datetime
+
+
+def test_disjoint_appends_only_when_an_ordered_key_range_cannot_meet_the_tables() -> None:
+    table = {"host": ("a", "z"), "window_start": (T(2026, 3, 1, 10, 0), T(2026, 3, 1, 10, 5))}
+    later = {"host": ("a", "b"), "window_start": (T(2026, 3, 1, 10, 6), T(2026, 3, 1, 10, 9))}
+    touching = {"host": ("a", "b"), "window_start": (T(2026, 3, 1, 10, 5), T(2026, 3, 1, 10, 9))}
+    earlier = {"host": ("q", "r"), "window_start": (T(2026, 3, 1, 9, 0), T(2026, 3, 1, 9, 59))}
+    assert disjoint(later, table)
+    assert disjoint(earlier, table)  # a replayed past range that the table no longer holds
+    assert not disjoint(touching, table)  # the window 10:05 may be a row already: MERGE
+    # Strings say nothing about order in time; a host range outside the table's is not trusted.
+    assert not disjoint({"host": ("zz", "zz"), "window_start": touching["window_start"]}, table)
+    assert not disjoint(later, None)  # a table not read yet: nothing known, MERGE
+    assert disjoint(later, {"host": (None, None), "window_start": (None, None)})  # an empty table
+    assert not disjoint(later, {"host": ("a", "z")})  # window_start's range unknown
+    assert not disjoint({"n": (True, True)}, {"n": (False, False)})  # booleans are not ranges
+
+
+def test_widen_keeps_a_superset_of_every_committed_range() -> None:
+    empty = {"window_start": (None, None), "host": (None, None)}
+    r = widen(empty, {"window_start": (T(2026, 3, 1, 10), T(2026, 3, 1, 11)), "host": ("a", "b")})
+    r = widen(r, {"window_start": (T(2026, 3, 1, 9), T(2026, 3, 1, 10, 30)), "host": (None, None)})
+    assert r == {"window_start": (T(2026, 3, 1, 9), T(2026, 3, 1, 11)), "host": ("a", "b")}
+    assert widen({"d": (None, None)}, {"d": (dt.date(2026, 3, 1), dt.date(2026, 3, 2))}) == {
+        "d": (dt.date(2026, 3, 1), dt.date(2026, 3, 2))}
+    # Values that do not compare (naive vs aware) make the range unknown: the sink then MERGEs.
+    aware = T(2026, 3, 1, tzinfo=dt.UTC)
+    r = widen({"w": (T(2026, 3, 1), T(2026, 3, 1))}, {"w": (aware, aware)})
+    assert r == {} and not disjoint({"w": (T(2027, 1, 1), T(2027, 1, 1))}, r)
+    assert widen(r, {"w": (aware, aware)}) == {}  # unknown stays unknown
