@@ -26,7 +26,7 @@ from controller.engine.kube_source import KubeSource, KubeStatus
 from controller.engine.kube_watch import DEFAULT_RESYNC_SECONDS, KubeWatch
 from controller.engine.leader import LeadershipKeeper, elector_from_env
 from controller.model.endpoints import REGISTRY_TOKEN_ENV
-from controller.obs import metrics
+from controller.obs import memory, metrics
 from controller.obs.events import EventType
 from controller.obs.logging import configure_logging
 from controller.source.git import GitSource
@@ -56,6 +56,7 @@ def run_controller(
     ``namespaces``, ``resync``: ``--source kubernetes`` (all namespaces when empty; engine/kube_watch.py)."""
     configure_logging(json=log_format == "json")
     log = structlog.get_logger("pipectl.controller")
+    memory.limit_arenas()  # before the API, worker and prefetch threads start (controller/obs/memory.py)
     state_dir = state_dir_of(state)
     try:
         elector = elector_from_env(state_dir, state)

@@ -33,7 +33,7 @@ from controller.engine.reconciler import Reconciler
 from controller.engine.requests import RollbackRequest, RollbackRequests
 from controller.engine.workqueue import WorkQueue
 from controller.model.errors import PipectlError
-from controller.obs import metrics
+from controller.obs import memory, metrics
 from controller.obs.logging import redact
 from controller.source.git import GitSource
 from controller.source.validate import RepoSnapshot, load_repo
@@ -173,6 +173,7 @@ class Controller:
         live = getattr(getattr(self.reconciler, "ops", None), "live", None)  # test doubles have none
         if live is not None:
             live.clear()
+            memory.trim()  # the last sweep's snapshot is garbage now: hand its pages back
         self._preload_store()
         try:
             snap = self.snapshot()
