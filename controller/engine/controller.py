@@ -49,6 +49,10 @@ SWEEP_GRACE = 1.0
 prefetch, which covers releases due within it, sees them)."""
 
 
+IDLE_TRIM_AFTER = 1.0
+"""A worker that leaves the queue with nothing held and nothing due this soon trims the heap."""
+
+
 def dependency_order(snap: RepoSnapshot) -> list[str]:
     """Releases sorted so that dependsOn come first (cycles were refused by validation)."""
     names = sorted(set(snap.releases) | set(snap.invalid_releases))
@@ -173,7 +177,6 @@ class Controller:
         live = getattr(getattr(self.reconciler, "ops", None), "live", None)  # test doubles have none
         if live is not None:
             live.clear()
-            memory.trim()  # the last sweep's snapshot is garbage now: hand its pages back
         self._preload_store()
         try:
             snap = self.snapshot()
@@ -306,6 +309,9 @@ class Controller:
                 self.process(name)
             finally:
                 self.queue.done(name)
+            if self.queue.idle(within=IDLE_TRIM_AFTER):
+                # The sweep is over: hand the pages its passes freed back (controller/obs/memory.py).
+                memory.trim()
 
     def run(self) -> None:
         log.info("controller started", repo=self.source.repo, interval=self.interval, workers=self.workers)

@@ -118,6 +118,14 @@ class WorkQueue:
             at = min(self._due.values(), default=None)
         return None if at is None else at - self._clock()
 
+    def idle(self, within: float = 0.0) -> bool:
+        """True when no worker holds an item and none is due within ``within`` seconds."""
+        with self._cond:
+            if self._active:
+                return False
+            at = min(self._due.values(), default=math.inf)
+        return at - self._clock() > within
+
     def shutdown(self) -> None:
         with self._cond:
             self._closed = True

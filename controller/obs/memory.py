@@ -5,8 +5,9 @@ snapshot's scopes, pydantic models, SDK results). CPython frees them, but glibc 
 pages in its per-thread arenas, so the process's RSS stays at the pass's peak
 (``docs/benchmarks.md``: ~60 MiB handed back by one trim after a cold pass at 1,000 releases).
 ``limit_arenas`` caps the arenas the controller's worker and prefetch threads spread over (glibc's
-default is 8 per core), before they start; ``trim`` runs ``malloc_trim(0)`` at each periodic
-refresh (``engine.controller``), once the previous sweep's snapshot is dropped.
+default is 8 per core), before they start; ``trim`` runs ``malloc_trim(0)`` when a sweep is over:
+a worker leaves the queue with no pass in flight and none due within a second
+(``engine.controller``), so the process idles at its live size, not its peak.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from controller.engine import controller as controller_module
 from controller.engine.controller import SWEEP_GRACE, Controller
 from controller.engine.passes import Result
 from controller.engine.workqueue import WorkQueue
@@ -100,6 +101,20 @@ def test_forget_resets_the_backoff_and_at_least_is_honoured() -> None:
     q.forget("a")
     assert q.add_rate_limited("a") == 5.0
     assert q.add_rate_limited("b", at_least=30.0) == 30.0  # the pass's own requeue_after wins
+
+
+def test_idle_means_nothing_held_and_nothing_due_soon() -> None:
+    clock = FakeClock()
+    q = WorkQueue(clock=clock)
+    assert q.idle(within=1.0)
+    q.add("a", after=0.5)
+    assert not q.idle(within=1.0) and q.idle(within=0.1)
+    clock.advance(0.5)
+    assert q.get(timeout=0) == "a"
+    assert not q.idle(within=0.0)  # held by a worker
+    q.add("a", after=30.0)  # asked again while held
+    q.done("a")
+    assert q.idle(within=1.0) and not q.idle(within=60.0)
 
 
 def test_get_wakes_for_an_add_from_another_thread() -> None:
@@ -342,3 +357,20 @@ def test_a_release_that_converges_after_a_late_refresh_was_due_waits_for_the_swe
     ctrl.process("a")
     ctrl.queue.done("a")
     assert ctrl.queue.due_in("a") == pytest.approx(600.0 - 310.0 + SWEEP_GRACE / 2)
+
+
+def test_a_worker_trims_the_heap_once_the_sweep_is_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[set[str]] = []
+    rec = StubReconciler()
+    ctrl = controller(tmp_path, ["a", "b", "c"], rec, workers=2)
+
+    def trim() -> bool:
+        trims.append(ctrl.queue.names())
+        return True
+
+    monkeypatch.setattr(controller_module.memory, "trim", trim)
+    with running(ctrl):
+        wait_for(lambda: bool(trims), "a trim")
+        assert all(rec.count(n) == 1 for n in ("a", "b", "c"))
+    # Only once every pass of the sweep was done: all three waiting for the next sweep, none held.
+    assert trims[0] == {"a", "b", "c"} and all(ctrl.queue.due_in(n) > 60 for n in trims[0])  # type: ignore[operator]
