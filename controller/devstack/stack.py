@@ -83,6 +83,25 @@ def _with_deps(names: list[str], comps: dict[str, C.Component]) -> list[str]:
     return [n for n in ORDER if n in out]
 
 
+def command_change(comp: C.Component, rec: procs.ProcRecord) -> str | None:
+    """How the command ``comp`` would start with now differs from the one its running process
+    ``rec`` was started with (None when equal, or when the command cannot be built)."""
+    try:
+        argv = [str(a) for a in comp.command()[0]]
+    except Exception:  # a command that cannot be built now is no reason to restart
+        return None
+    if argv == rec.argv:
+        return None
+    for i, (old, new) in enumerate(zip(rec.argv, argv, strict=False)):
+        if old != new:
+            return f"argument {i}: {_clip(old)} -> {_clip(new)}"
+    return f"{len(rec.argv)} -> {len(argv)} arguments"
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 class Stack:
     def __init__(self, root: Path, say: Callable[[str], None] | None = None) -> None:
         self.layout = Layout(root)
@@ -243,7 +262,13 @@ class Stack:
     def _component_runner(self, comp: C.Component) -> Callable[[], str]:
         def run() -> str:
             rec = procs.live_record(comp.pidfile)
-            if rec is not None:
+            changed = command_change(comp, rec) if rec is not None else None
+            if rec is not None and changed:
+                # A server started by an older checkout (other jars, flags) would otherwise stay.
+                self.say(f"{comp.name}: running (pid {rec.pid}) with another command ({changed}); "
+                         "restarting it")
+                comp.stop(rec)
+            elif rec is not None:
                 try:
                     detail = comp.check()
                     comp.after_healthy()
