@@ -23,6 +23,7 @@ SASL PLAIN/SCRAM with a user and a ``Secret`` password, a CA bundle for TLS.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -400,9 +401,6 @@ class KafkaAdapter:
     def _describe_configs(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
         self.stats.count("describe_configs")
         out: dict[str, dict[str, str]] = {}
-        # One str object per distinct name and value across the topics (most are broker defaults):
-        # the SDK builds new ones for every entry, ~180k for 5,000 topics.
-        same: dict[str, str] = {}
         with self._sdk_errors("describe_configs"):
             resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
             futures = self._admin.describe_configs(resources, request_timeout=self._timeout)
@@ -414,10 +412,10 @@ class KafkaAdapter:
                         continue
                     raise
                 # Sensitive values come back as None; they cannot be compared and are left out.
+                # Interned: one str per distinct name and value across the topics (most are broker
+                # defaults), where the SDK builds new ones for every entry, ~180k for 5,000 topics.
                 out[res.name] = {
-                    same.setdefault(k, k): same.setdefault(e.value, e.value)
-                    for k, e in entries.items()
-                    if e.value is not None
+                    sys.intern(k): sys.intern(e.value) for k, e in entries.items() if e.value is not None
                 }
         return out
 

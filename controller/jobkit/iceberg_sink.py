@@ -293,7 +293,7 @@ class IcebergSink:
             out = merge_frames([out], self.spec).select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
         out = out.localCheckpoint(eager=True)
         t = result.lap("aggregate", t)
-        rows, bounds = self._stats(out)
+        rows, bounds = self._key_bounds(out)
         t = result.lap("stats", t)
         if rows == 0:
             result.skipped = "empty batch"
@@ -322,20 +322,16 @@ class IcebergSink:
         (the only) writer's commits. Deletes (retention) only narrow the true ranges, so the kept
         ones stay a safe superset."""
         if self._ranges is None:
-            keys = list(self.spec.keys)
-            table = self.spark.table(self.qualified)
-            row = table.agg(*[f(k) for k in keys for f in (F.min, F.max)]).first()
-            self._ranges = {k: (row[2 * i], row[2 * i + 1]) if row else (None, None)
-                            for i, k in enumerate(keys)}
+            _, self._ranges = self._key_bounds(self.spark.table(self.qualified))
         return self._ranges
 
-    def _stats(self, out: DataFrame) -> tuple[int, dict[str, tuple[Any, Any]]]:
-        """The batch's row count and each key's min and max, in one job (the bounds decide append
-        vs MERGE and bound the MERGE's target scan)."""
+    def _key_bounds(self, df: DataFrame) -> tuple[int, KeyRanges]:
+        """``df``'s row count and each key's (min, max), in one job: for a batch they decide append
+        vs MERGE and bound the MERGE's target scan; for the table they are its key ranges."""
         keys = list(self.spec.keys)
-        row = out.agg(F.count(F.lit(1)), *[f(k) for k in keys for f in (F.min, F.max)]).first()
+        row = df.agg(F.count(F.lit(1)), *[f(k) for k in keys for f in (F.min, F.max)]).first()
         if row is None:
-            return 0, {}
+            return 0, {k: (None, None) for k in keys}
         return int(row[0]), {k: (row[1 + 2 * i], row[2 + 2 * i]) for i, k in enumerate(keys)}
 
     def _merge(self, out: DataFrame, batch_id: int, bounds: Mapping[str, tuple[Any, Any]]) -> None:
