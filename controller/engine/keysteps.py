@@ -118,6 +118,11 @@ class KeySteps:
             self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, held.message)
             p.result.requeue(STEP_REQUEUE)
             return True
+        paused = keysteps.pause_hold(state.key_step, keys, p.version, now)
+        if paused is not None:
+            self.writer.set(p, stage, Phase.VERIFYING, Reason.VERIFYING, paused.message)
+            p.result.requeue(min(STEP_REQUEUE, paused.wait))
+            return True
         canary = switched_segments(p, ctx, base.version, state, now)
         present = None
         if keysteps.lists_keys(state.key_step, keys, p.version):

@@ -19,17 +19,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controller.model import identifiers as ids
 from controller.model.analysis_providers import ProviderMetric, TemplateProviderMetric
-from controller.model.base import ResourceName, Spec
+from controller.model.base import ResourceName, Spec, parse_duration
 
 DEFAULT_WINDOW_LENGTH = "1m"
 DEFAULT_MIN_SAMPLES = 3
-
-
-def _duration_seconds(text: str) -> float:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", text)
-    if not m:
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 1m, 5m, 1h")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
 
 
 def _column(v: str) -> str:
@@ -63,13 +56,13 @@ class CanaryWindow(Spec):
     @field_validator("length")
     @classmethod
     def _length(cls, v: str) -> str:
-        if _duration_seconds(v) <= 0:
+        if parse_duration(v) <= 0:
             raise ValueError("window length must be > 0")
         return v
 
     @property
     def seconds(self) -> float:
-        return _duration_seconds(self.length)
+        return parse_duration(self.length)
 
 
 class CanaryMetric(Spec):

@@ -3,6 +3,7 @@ camelCase aliases, unknown fields forbidden, immutable."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -10,6 +11,16 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from controller.model import identifiers as ids
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'10s' → 10.0 seconds; accepts ms, s, m, h."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", text)
+    if not m:
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 500ms, 10s, 5m, 1h")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
 
 
 class Spec(BaseModel):

@@ -19,6 +19,7 @@ from controller.model import identifiers as ids
 from controller.model.analysis import AnalysisTemplate, CanaryGateFields
 from controller.model.base import ResourceName, SparkConf
 from controller.model.base import Spec as Spec
+from controller.model.base import parse_duration as parse_duration
 from controller.model.canary_keys import CanaryKeys
 from controller.model.endpoints import REGISTRY_HELP, SchemaRegistryEndpoint, check_environment_endpoints
 from controller.model.endpoints import AirflowEndpoint as AirflowEndpoint
@@ -263,19 +264,6 @@ class SinkRef(Spec):
         return _qualified(v)
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """'10s' → 10.0 seconds; accepts ms, s, m, h."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*", text)
-    if not m:
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 500ms, 10s, 5m, 1h")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-
-
 class StreamingJobSpec(Spec):
     name: ResourceName
     entrypoint: str = Field(description="PySpark script, relative to the repository root.")
@@ -288,8 +276,8 @@ class StreamingJobSpec(Spec):
     replay_window: str = Field(default="5m", description="Blue/green: green starts this far behind blue.")
     keys: CanaryKeys | None = Field(
         default=None,
-        description="Canary only: serve the new version to a growing hash range of keys (steps), gates "
-        "between steps. Omitted: canary behaves as blueGreen (one switch of the whole view).",
+        description="Canary only: serve the new version to a growing share of the keys (steps), gates "
+        "at each step. Omitted: canary behaves as blueGreen (one switch of the whole view).",
     )
 
     @model_validator(mode="after")

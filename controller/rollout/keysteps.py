@@ -4,7 +4,8 @@ version at each step, and what a gate verdict does to it.
 A release whose versioned job declares ``strategy: canary`` with ``keys`` is not switched in one go
 at the stage that serves its views: once the new version has soaked (caught up with the stable
 one), each pass whose gates pass moves the view to the next step of ``keys.steps`` (the first once
-the view serves the new version's rows, ``served_hold``); gates run again at every step; after
+the view serves the new version's rows, ``served_hold``; each no sooner than ``keys.pause`` after
+it began serving, ``pause_hold``); gates run again at every step; after
 they pass at 100 % the release is promoted (the view is switched as blue/green does,
 ``rollout.bluegreen.next_segments``). A failed gate rolls back: the split is dropped, so the
 view serves every key from the stable version again (one ``CREATE OR REPLACE VIEW``).
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from controller.model.canary_keys import CanaryKeys
 from controller.model.manifest import PipelineRelease, Strategy
@@ -35,7 +36,9 @@ class Decision:
     promote: bool
     state: KeyStep | None = None
     hold: str = ""
-    """Why the step stays where it is (``served_hold``); ``state``, if any, is recorded."""
+    """Why the step stays where it is (``served_hold``, ``pause_hold``); ``state``, if any, is recorded."""
+    wait: float = 0.0
+    """Seconds until a ``pause_hold`` ends (0: no known end; the engine looks again next pass)."""
 
     @property
     def message(self) -> str:
@@ -93,6 +96,27 @@ def served_hold(current: KeyStep, served: bool, now: datetime) -> Decision:
         False,
         current.model_copy(update={"served_at": now}),
         hold=f"{share}: its rows from {at} are served; gates run again",
+    )
+
+
+def pause_hold(current: KeyStep | None, keys: CanaryKeys, version: str, now: datetime) -> Decision | None:
+    """Hold a step of ``version`` until ``keys.pause`` has passed since it began serving: the first
+    step from when its rows were seen served, a later one from when it was recorded (later steps
+    start served). None: no pause, or it is over (the gates that just passed may move the step)."""
+    pause = keys.pause_seconds
+    if current is None or current.version != version or pause <= 0:
+        return None
+    began = max(current.since, current.served_at or current.since)
+    left = pause - (now - began).total_seconds()
+    if left <= 0:
+        return None
+    until = began + timedelta(seconds=pause)
+    return Decision(
+        False,
+        None,
+        hold=f"{current.percent}% of keys from {version}: held {keys.pause} per step, until "
+        f"{until:%Y-%m-%d %H:%M:%S}; gates run meanwhile",
+        wait=left,
     )
 
 

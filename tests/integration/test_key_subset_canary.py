@@ -3,11 +3,11 @@
 A real ``pipectl controller run`` drives a release at one stage, ``dev``, whose Spark job
 (``jobs/keyed_agg.py``, written below: the example job's decoding, 10-second windows per host, and
 a ``src`` column holding the job's ``--version``, so every row says which version wrote it) is
-``strategy: canary`` with ``keys: {columns: [host], steps: [10, 50, 100]}``. The example producer
-writes events of 40 hosts for the whole test. Once 1.0.0 serves, a query loop (2.5 Hz, pyhive →
+``strategy: canary`` with ``keys: {columns: [host], steps: [10, 50, 100], pause: 20s}``. The example
+producer writes events of 40 hosts for the whole test. Once 1.0.0 serves, a query loop (2.5 Hz, pyhive →
 Presto) reads the serving view while 1.1.0 is committed: the new job starts beside the stable one,
-soaks and catches up, and the controller moves the view through 10 → 50 → 100 %, running the gate at
-each step, then promotes.
+soaks and catches up, and the controller moves the view through 10 → 50 → 100 %, each step held 20 s
+once it serves, running the gate at each pass, then promotes.
 The loop goes on over the promoted view until the jobs have closed 3 windows after the cutover, so
 the missing-key check below has judged the canary's side of the view (the steps alone can be
 shorter than that).
@@ -66,6 +66,10 @@ pytestmark = pytest.mark.integration
 BOOTSTRAP = "127.0.0.1:9092"
 HOSTS, RATE = 40, 40  # events/s: each host about once a second
 STEPS = [10, 50, 100]
+# Each step is held this long once it serves: the stable job writes a window up to a trigger after
+# the canary does, and only a result holding every host from the cutover on judges the share (CI at
+# c5bee57 saw the 10 % step for 5 s, none of it with the stable side's first window: 0 queries)
+PAUSE = "20s"
 WINDOW = timedelta(seconds=10)
 QUERY_PERIOD = 0.4  # s between query starts (2.5 Hz)
 
@@ -157,7 +161,7 @@ def release_yaml(name: str, version: str) -> str:
                     "sinks": [{"table": "tel.m_10s"}],
                     "trigger": "10s",
                     "strategy": "canary",
-                    "keys": {"columns": ["host"], "steps": STEPS},
+                    "keys": {"columns": ["host"], "steps": STEPS, "pause": PAUSE},
                     "replayWindow": "30s",
                     "args": ["--watermark", "10s"],
                     "conf": {"spark.sql.shuffle.partitions": "1"},

@@ -168,3 +168,35 @@ def test_a_crash_after_recording_a_step_resumes_at_that_step(w: World) -> None:
     w.reconcile()  # the deploy converges the recorded step first, then its gates pass
     assert recorded(w) in (50, 100) and percent(w) == recorded(w)
     assert w.at("prod").hive.get(ResourceKind.VIEW, view("prod")).key_split is not None
+
+
+def test_a_pause_holds_each_step_while_gates_run(tmp_path: Path) -> None:
+    """``keys.pause: 1m``: each step is held a minute once it serves (the first from when its rows
+    were seen), gates running on every pass meanwhile; the pass asks to come back when it ends."""
+    world = World(tmp_path)
+    paused = KEYED.replace("steps: [10, 50, 100]}", "steps: [10, 50, 100], pause: 1m}")
+
+    def release(version: str) -> dict[str, str]:
+        return {k: v.replace(KEYED, paused) for k, v in keyed_release(version).items()}
+
+    world.commit({**repo_files(), **release("1.0.0")})
+    world.promote_everywhere("1.0.0")
+    world.commit(release("1.1.0"))
+    world.at("prod").presto.rows = [(h,) for h in HOSTS]
+    to_first_step(world)
+    gates = len(world.history())
+    res = world.reconcile()  # 0 s into the pause
+    assert percent(world) == 10 and "held 1m per step, until " in (world.stage("prod").message or "")
+    assert res.requeue_after is not None and res.requeue_after <= 10
+    world.clock.advance(50)
+    world.reconcile()
+    assert percent(world) == 10 and len(world.history()) == gates + 2  # gates ran at each held pass
+    world.clock.advance(10)
+    world.reconcile()
+    assert percent(world) == 50
+    world.clock.advance(30)
+    world.reconcile()
+    assert percent(world) == 50 and "50% of keys from 1.1.0: held 1m" in (world.stage("prod").message or "")
+    world.clock.advance(30)
+    world.reconcile()
+    assert percent(world) == 100

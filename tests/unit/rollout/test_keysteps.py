@@ -12,6 +12,7 @@ from controller.rollout.keysteps import (
     cutover_of,
     lists_keys,
     needs_served_check,
+    pause_hold,
     served_hold,
     splits,
 )
@@ -89,3 +90,29 @@ def test_a_step_holds_until_the_canarys_rows_are_served_then_once_more() -> None
     assert not needs_served_check(seen.state, "2.0.0")
     nxt = after_gates_passed(seen.state, KEYS, "2.0.0", OTHER, later)
     assert nxt.state is not None and nxt.state.served_at == later  # later steps start served
+
+
+def test_a_pause_holds_each_step_from_when_it_began_serving() -> None:
+    keys = CanaryKeys(columns=["host"], steps=[10, 50, 100], pause="1m")
+    first = after_gates_passed(None, keys, "2.0.0", SEGS, T0).state
+    assert first is not None
+    served_at = T0 + timedelta(seconds=40)
+    seen = served_hold(first, True, served_at).state
+    assert seen is not None
+    # the first step's pause counts from when its rows were seen served, not from when it was recorded
+    held = pause_hold(seen, keys, "2.0.0", T0 + timedelta(seconds=70))
+    assert held is not None and not held.promote and held.state is None and held.wait == 30.0
+    assert held.message == (
+        "10% of keys from 2.0.0: held 1m per step, until 2026-03-02 12:01:40; gates run meanwhile"
+    )
+    assert pause_hold(seen, keys, "2.0.0", served_at + timedelta(seconds=60)) is None
+    # a later step counts from when it was recorded (it starts served)
+    later = served_at + timedelta(seconds=60)
+    second = after_gates_passed(seen, keys, "2.0.0", OTHER, later).state
+    assert second is not None and second.percent == 50
+    held = pause_hold(second, keys, "2.0.0", later + timedelta(seconds=59))
+    assert held is not None and held.wait == 1.0
+    assert pause_hold(second, keys, "2.0.0", later + timedelta(seconds=60)) is None
+    # no pause declared, or another version's step: nothing held
+    assert pause_hold(second, KEYS, "2.0.0", later) is None
+    assert pause_hold(second, keys, "3.0.0", later) is None and pause_hold(None, keys, "2.0.0", later) is None
