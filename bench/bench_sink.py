@@ -148,9 +148,11 @@ ICEBERG_DDL = (
 )
 
 
-def iceberg_ddl(merge_mode: str) -> str:
-    """The bench table's DDL; ``merge_mode`` is Iceberg's ``write.merge.mode`` (how MERGE rewrites)."""
-    return f"{ICEBERG_DDL}, 'write.merge.mode'='{merge_mode}')"
+def iceberg_ddl(merge_mode: str, distribution: str | None = None) -> str:
+    """The bench table's DDL; ``merge_mode`` is Iceberg's ``write.merge.mode`` (how MERGE rewrites),
+    ``distribution`` its ``write.merge.distribution-mode`` (None: Iceberg's default, hash)."""
+    extra = f", 'write.merge.distribution-mode'='{distribution}'" if distribution else ""
+    return f"{ICEBERG_DDL}, 'write.merge.mode'='{merge_mode}'{extra})"
 
 
 def _iceberg_rows(info: dict[str, Any], db: str, name: str) -> int:
@@ -197,7 +199,8 @@ def iceberg_bench(info: dict[str, Any], args: argparse.Namespace, uid: str, work
             order = ["append", "idempotent"] if n % 2 == 0 else ["idempotent", "append"]
             for sink in order:
                 name = f"ice_{sink}_{n}"
-                st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {iceberg_ddl(args.merge_mode)}", info)
+                ddl = iceberg_ddl(args.merge_mode, args.merge_distribution)
+                st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {ddl}", info)
                 say(f"round {n + 1}: iceberg {sink} sink ...")
                 r = run_once(info, args, topic, db, sink, work, n, args.job_timeout, name=name,
                              catalog="iceberg")
@@ -207,7 +210,8 @@ def iceberg_bench(info: dict[str, Any], args: argparse.Namespace, uid: str, work
                 runs.append(r)
         # Per-batch cost as the table grows: 1x, then 10x the history rows, fresh data each time.
         name = "ice_growth"
-        st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {iceberg_ddl(args.merge_mode)}", info)
+        ddl = iceberg_ddl(args.merge_mode, args.merge_distribution)
+        st.hive(f"CREATE TABLE iceberg.`{db}`.`{name}` {ddl}", info)
         for factor, data in ((1, topic), (10, topic2)):
             want = factor * args.history_rows
             _add_history(info, db, name, want - _history_rows(info, db, name), start_ms)
@@ -279,6 +283,8 @@ def main() -> int:
                    help="Iceberg: exactly-once vs plain append, batch cost at 1x and 10x table size")
     p.add_argument("--merge-mode", choices=("copy-on-write", "merge-on-read"), default="copy-on-write",
                    help="with --iceberg: the tables' write.merge.mode")
+    p.add_argument("--merge-distribution", choices=("none", "hash", "range"),
+                   help="with --iceberg: the tables' write.merge.distribution-mode (default: Iceberg's)")
     p.add_argument("--history-rows", type=int, default=500_000, help="with --iceberg: table rows at 1x")
     args = p.parse_args()
     if args.iceberg:
@@ -386,7 +392,8 @@ def iceberg_main(args: argparse.Namespace) -> int:
     result = {
         "bench": "sink_iceberg", "measured_at": started["date"], "events": args.events,
         "batch_rows": args.batch, "kafka_partitions": args.partitions, "master": args.master,
-        "rounds": args.rounds, "merge_mode": args.merge_mode, **figures,
+        "rounds": args.rounds, "merge_mode": args.merge_mode,
+        "merge_distribution": args.merge_distribution, **figures,
         "machine": {**{k: started[k] for k in ("cpus", "cpu_model", "mem_gib")},
                     "loadavg_start": started["loadavg"], "loadavg_end": end["loadavg"]},
     }
