@@ -33,6 +33,10 @@ from controller.devstack.prometheus import Prometheus
 from controller.devstack.spark_cluster import SparkMaster, SparkWorker
 
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+# The JIT of every Spark JVM the stack starts (its Thrift Server, and through spark-defaults.conf
+# every local job and cluster driver and executor): C1 only, half the CPU of the default tiered
+# C2 on this 2-core stack (docs/stack.md, "Spark JVMs: C1 only").
+JIT_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
@@ -266,7 +270,7 @@ def write_spark_conf(ctx: Context) -> None:
     conf = ctx.layout.spark_conf
     values = dict(host=HOST, metastore_port=port("metastore"), warehouse_uri=ctx.layout.warehouse_uri,
                   conf_dir=conf, jars=",".join(str(p) for p in ctx.spark_jars),
-                  classpath=os.pathsep.join(str(p) for p in ctx.spark_classpath))
+                  classpath=os.pathsep.join(str(p) for p in ctx.spark_classpath), jit_options=JIT_OPTIONS)
     write_if_changed(conf / "spark-defaults.conf", render("spark-defaults.conf.tmpl", **values))
     write_if_changed(conf / "hive-site.xml", render("spark-hive-site.xml.tmpl", **values))
     write_if_changed(conf / "log4j2.properties", (CONF_DIR / "spark-log4j2.properties").read_text())
@@ -288,7 +292,7 @@ class Thrift(Component):
                 "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
                 "--name", "pipectl-thrift-server", "--driver-memory", "1g",
                 "--conf", "spark.sql.hive.filesourcePartitionFileCacheSize=0",
-                "--conf", f"spark.driver.extraJavaOptions=-Djava.io.tmpdir={work}",
+                "--conf", f"spark.driver.extraJavaOptions=-Djava.io.tmpdir={work} {JIT_OPTIONS}",
                 # Iceberg's SQL extensions (CALL procedures) for the table maintenance pipectl runs
                 # here (controller/engine/maintenance.py); other statements parse as before.
                 "--conf", f"spark.sql.extensions={ICEBERG_EXTENSIONS}",

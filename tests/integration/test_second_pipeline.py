@@ -102,9 +102,13 @@ class World:
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
-def environments(uid: str, folder: str) -> dict[str, str]:
+def environments(uid: str, folder: str, metastore: str) -> dict[str, str]:
+    """Each stage reads Hive from the metastore (not SHOW TABLE EXTENDED through the Thrift Server,
+    which shares its CPU with this test's four Spark jobs)."""
     files = {
-        f"environments/{s}.yaml": stage_env_yaml(s, f"it{uid}{PREFIX[s]}.", f"it{uid}{PREFIX[s]}_", folder)
+        f"environments/{s}.yaml": stage_env_yaml(
+            s, f"it{uid}{PREFIX[s]}.", f"it{uid}{PREFIX[s]}_", folder, metastore_uri=metastore
+        )
         for s in ("dev", "staging", "prod")
     }
     files["environments/canary.yaml"] = canary_env_yaml("canary", "prod")
@@ -117,7 +121,7 @@ def world(
 ) -> Iterator[World]:
     uid = unique_name
     folder = stack["airflow_dags_folder"]
-    files = environments(uid, folder)
+    files = environments(uid, folder, stack["metastore_uri"])
     for rel in FILES:
         files[rel] = (ROOT / "manifests" / rel).read_text()
     repo = init_repo(tmp_path, files, "request-latency 1.0.0")
