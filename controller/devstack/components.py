@@ -35,7 +35,7 @@ from controller.devstack.spark_cluster import SparkMaster, SparkWorker
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 # The JIT of every Spark JVM the stack starts (its Thrift Server, and through spark-defaults.conf
 # every local job and cluster driver and executor): C1 only, half the CPU of the default tiered
-# C2 on this 2-core stack (docs/stack.md, "Spark JVMs: C1 only").
+# C2 on this 2-core stack. Presto's presto-jvm.config.tmpl sets the same flag (docs/stack.md, "CPU").
 JIT_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 # --- PostgreSQL ------------------------------------------------------------------------------------

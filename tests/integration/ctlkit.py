@@ -105,7 +105,7 @@ class Ctl:
         self.repo, self.state, self.port, self.log = repo, state, port, log
         # bake None: the controller's default (60s). interval 5s, not less: every refresh drops the
         # live snapshot, so each pass then reads Hive, Presto and Kafka again, and at 2s those reads
-        # took a core of this 2-core stack from the tests' Spark jobs (docs/stack.md, "CPU").
+        # took about half a core of this 2-core stack from the tests' Spark jobs (docs/stack.md, "CPU").
         self.bake, self.interval = bake, interval
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
