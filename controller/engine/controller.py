@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import structlog
 
@@ -40,6 +41,7 @@ from controller.source.validate import RepoSnapshot, load_repo
 from controller.store.db import Store
 from controller.store.destructive import Inventory
 from controller.store.rollout import RolloutStore
+from controller.store.suspend import PREFIX as SUSPEND_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +105,11 @@ def fingerprints(snap: RepoSnapshot) -> dict[str, str]:
 @dataclass
 class Controller:
     """Git → work queue → N workers, each running one release's pass at a time."""
+
+    PRELOAD_PREFIXES: ClassVar[tuple[str, ...]] = (
+        RolloutStore.OWNED_PREFIXES + Inventory.OWNED_PREFIXES + (SUSPEND_PREFIX,)
+    )
+    """The kv rows every pass reads in one statement (``store.kvcache``)."""
 
     source: GitSource | KubeSource
     reconciler: Reconciler
@@ -213,7 +220,8 @@ class Controller:
         if not isinstance(store, Store):  # test doubles
             return
         try:
-            store.preload_kv(RolloutStore.OWNED_PREFIXES + Inventory.OWNED_PREFIXES)
+            store.preload_kv(self.PRELOAD_PREFIXES)
+            store.preload_pass()
         except Exception as e:
             log.warning("state store preload failed; passes read their own rows", error=redact(str(e)))
 

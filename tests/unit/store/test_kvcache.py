@@ -1,6 +1,6 @@
 """The pass-wide read cache of controller-owned key/value rows (``store.kvcache``): one statement
 per preload, the process's own writes seen at once, a write during the preload left to the store,
-people's keys always read from the store, and a failed preload falling back to per-key reads."""
+people's keys always read from the store (suspensions once per pass), and a failed preload falling back to per-key reads."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from controller.engine.controller import Controller
 from controller.store.db import Store
-from controller.store.destructive import Inventory
+from controller.store.destructive import DestructiveApprovals, Inventory
 from controller.store.rollout import RolloutStore
 from controller.store.suspend import set_suspended, suspension
 
 OWNED = RolloutStore.OWNED_PREFIXES + Inventory.OWNED_PREFIXES
+PASS = Controller.PRELOAD_PREFIXES
 
 
 @pytest.fixture
@@ -80,11 +82,24 @@ def test_a_key_written_while_the_preload_reads_is_read_from_the_store(store: Sto
 def test_keys_people_write_are_never_cached(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     controller, cli = Store(url), Store(url)  # the CLI writes from another process
-    controller.preload_kv(OWNED)
+    controller.preload_kv(PASS)
+    assert DestructiveApprovals(controller).all("r", "dev") == []
+    DestructiveApprovals(cli).record("r", "dev", "Topic/t/delete", "sha256:ab", "alice", None)
+    assert [a.approver for a in DestructiveApprovals(controller).all("r", "dev")] == ["alice"]
+
+
+def test_a_suspension_is_read_once_per_pass(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    controller, cli = Store(url), Store(url)
+    controller.preload_kv(PASS)
     assert suspension(controller, "r") is None
-    set_suspended(cli, "r", True, "alice", "incident")
+    set_suspended(cli, "r", True, "alice", "incident")  # another process: seen from the next pass
+    assert suspension(controller, "r") is None
+    controller.preload_kv(PASS)
     held = suspension(controller, "r")
     assert held is not None and held["by"] == "alice"
+    set_suspended(controller, "r", False, "bob")  # through this Store (the API): seen at once
+    assert suspension(controller, "r") is None
 
 
 def test_an_owned_key_another_writer_changes_is_seen_at_the_next_preload(tmp_path: Path) -> None:
