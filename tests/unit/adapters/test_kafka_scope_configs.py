@@ -10,6 +10,8 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any
 
+import confluent_kafka.admin as sdk_admin
+import pytest
 from confluent_kafka.admin import ConfigEntry, ConfigSource  # type: ignore[attr-defined]
 
 from controller.adapters.kafka import KafkaAdapter
@@ -65,3 +67,52 @@ def test_scope_keeps_every_reported_value_and_shares_equal_strings() -> None:
     assert ka is kb and va is vb
     desired = TopicResource(name="a.events", partitions=1, replication_factor=1, config={"retention.ms": "6.048E+8"})
     assert diff_topic(desired, a, DiffContext()) == []
+
+
+class _LateAdmin(_Admin):
+    """Builds each answer the way the SDK's C code does: when the response arrives (here, when the
+    adapter asks for the result), looking ``confluent_kafka.admin.ConfigEntry`` up by name."""
+
+    def __init__(self) -> None:
+        self.built: set[str] = set()
+
+    def describe_configs(self, resources: list[Any], request_timeout: float | None = None) -> Any:
+        admin = self
+
+        class _Late(Future[Any]):
+            def __init__(self, topic: str) -> None:
+                super().__init__()
+                self.topic = topic
+
+            def result(self, timeout: float | None = None) -> Any:
+                cls = sdk_admin.ConfigEntry
+                admin.built.add(cls.__name__)
+                return {k: cls(name=k, value=v, source=ConfigSource.DEFAULT_CONFIG, is_default=True,
+                               synonyms={}) for k, v in _REPORTED[self.topic].items()}
+
+        return {r: _Late(r.name) for r in resources}
+
+
+def test_described_entries_are_built_lean_and_the_sdk_name_is_put_back() -> None:
+    adapter = KafkaAdapter("127.0.0.1:1", timeout=0.5)
+    admin = _LateAdmin()
+    adapter._admin = admin
+    live = adapter.observe_scope("topics")
+    assert admin.built == {"_LiveEntry"}  # never the SDK's nine-attribute ConfigEntry
+    assert sdk_admin.ConfigEntry is ConfigEntry  # put back once the answers are read
+    a = live[(ResourceKind.TOPIC, "a.events")]
+    assert isinstance(a, TopicResource)
+    assert a.config == {"retention.ms": "604800000", "cleanup.policy": "delete"}
+
+
+def test_the_sdk_name_is_put_back_when_the_read_fails() -> None:
+    adapter = KafkaAdapter("127.0.0.1:1", timeout=0.5)
+
+    class _Broken(_Admin):
+        def describe_configs(self, resources: list[Any], request_timeout: float | None = None) -> Any:
+            raise RuntimeError("broker gone")
+
+    adapter._admin = _Broken()
+    with pytest.raises(Exception, match="broker gone"):
+        adapter._describe_configs.__wrapped__(adapter, ["a.events"])  # type: ignore[attr-defined]
+    assert sdk_admin.ConfigEntry is ConfigEntry
