@@ -56,7 +56,7 @@ def run_controller(
     ``namespaces``, ``resync``: ``--source kubernetes`` (all namespaces when empty; engine/kube_watch.py)."""
     configure_logging(json=log_format == "json")
     log = structlog.get_logger("pipectl.controller")
-    memory.limit_arenas()  # before the API, worker and prefetch threads start (controller/obs/memory.py)
+    memory.set_up_process()  # arenas and GC, before any thread starts (controller/obs/memory.py)
     state_dir = state_dir_of(state)
     try:
         elector = elector_from_env(state_dir, state)

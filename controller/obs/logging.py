@@ -81,14 +81,31 @@ def register_secret(value: str) -> None:
         _REGISTERED.add(value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_env_name(name: str) -> bool:
+    """Whether an environment variable of this name holds a secret (names are few; each pass
+    redacts every release's messages, and matching every name each time was ~0.3 ms a call)."""
+    return bool(_SECRET_ENV.fullmatch(name)) and not _NOT_SECRET_ENV.fullmatch(name)
+
+
+_env_seen: tuple[dict[Any, Any], int, list[str]] | None = None
+
+
 def _secret_env_values() -> list[str]:
-    values = {
-        v
-        for k, v in os.environ.items()
-        if _SECRET_ENV.fullmatch(k) and not _NOT_SECRET_ENV.fullmatch(k) and len(v) >= _MIN_SECRET_LEN
-    }
+    """The secret values to hide, longest first (one secret may contain another). Recomputed only
+    when the environment or the registered secrets changed: every pass redacts each release's
+    messages, and reading ``os.environ`` decodes every variable (~0.3 ms a call)."""
+    global _env_seen
+    raw = getattr(os.environ, "_data", None)  # CPython's undecoded mapping: a copy compares in C
+    seen = _env_seen
+    if isinstance(raw, dict) and seen is not None and seen[1] == len(_REGISTERED) and seen[0] == raw:
+        return seen[2]
+    values = {v for k, v in os.environ.items() if len(v) >= _MIN_SECRET_LEN and _secret_env_name(k)}
     values |= _REGISTERED
-    return sorted(values, key=len, reverse=True)  # longest first: one secret may contain another
+    out = sorted(values, key=len, reverse=True)
+    if isinstance(raw, dict):
+        _env_seen = (dict(raw), len(_REGISTERED), out)
+    return out
 
 
 def _redact_str(text: str, secrets: list[str]) -> str:

@@ -31,3 +31,15 @@ def test_trim_gives_freed_small_objects_back() -> None:
     after = _rss_kib()
     assert before - after > 50 * 1024, (before, after)  # at least 50 MiB handed back
     assert len(keep) == 1172
+
+
+def test_tune_gc_spaces_collections_out() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        memory.tune_gc()
+        assert gc.get_threshold() == memory.GC_THRESHOLDS
+        assert memory.GC_THRESHOLDS[0] > before[0]
+    finally:
+        gc.set_threshold(*before)

@@ -197,3 +197,13 @@ def test_console_renderer_for_people() -> None:
     get_logger("t").info("hello", password="x")
     text = buf.getvalue()
     assert "hello" in text and REDACTED in text and not text.lstrip().startswith("{")
+
+
+def test_a_secret_env_value_set_or_changed_later_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the secret values are remembered between calls; a changed environment is seen at once
+    monkeypatch.setenv("PIPECTL_DB_PASSWORD", "first-long-secret")
+    assert redact("x first-long-secret y") == f"x {REDACTED} y"
+    monkeypatch.setenv("PIPECTL_DB_PASSWORD", "second-long-secret")
+    assert redact("first-long-secret second-long-secret") == f"first-long-secret {REDACTED}"
+    monkeypatch.delenv("PIPECTL_DB_PASSWORD")
+    assert redact("second-long-secret") == "second-long-secret"
