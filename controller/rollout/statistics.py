@@ -12,6 +12,10 @@ against, the sample sizes and the figures behind it (the evidence the audit ledg
   ``(q(canary) - q(baseline)) / |q(baseline)|``; ``|value| > threshold`` fails.
 
 Fewer values than ``min_samples`` on a side (``relative_total``: on the baseline) is inconclusive.
+
+scipy is imported by the three statistics that use it, when first called: ``scipy.stats`` adds
+~70 MiB to a process, and a controller whose canaries judge totals only (or that runs no canary
+gate) never needs it (issue #17: the controller's RSS at 1,000 releases).
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-
-from scipy.stats import ks_2samp, mannwhitneyu, scoreatpercentile
 
 from controller.model.analysis import CanaryMetric, KsCriterion, Statistic
 from controller.model.reasons import Verdict
@@ -136,6 +138,8 @@ def mann_whitney(
     few = _too_few(column, Statistic.MANN_WHITNEY_U, threshold, len(canary), len(baseline), min_samples)
     if few is not None:
         return few
+    from scipy.stats import mannwhitneyu  # on first use (module docstring)
+
     res = mannwhitneyu(list(canary), list(baseline), alternative="two-sided")
     p = float(res.pvalue)
     p = 1.0 if math.isnan(p) else p  # identical constant samples: no evidence of a difference
@@ -163,6 +167,8 @@ def kolmogorov_smirnov(
     few = _too_few(column, Statistic.KOLMOGOROV_SMIRNOV, threshold, len(canary), len(baseline), min_samples)
     if few is not None:
         return few
+    from scipy.stats import ks_2samp
+
     res = ks_2samp(list(canary), list(baseline))
     d, p = float(res.statistic), float(res.pvalue)
     p = 1.0 if math.isnan(p) else p
@@ -193,6 +199,8 @@ def quantile_shift(
     few = _too_few(column, Statistic.QUANTILE_SHIFT, threshold, len(canary), len(baseline), min_samples)
     if few is not None:
         return few
+    from scipy.stats import scoreatpercentile
+
     qc = float(scoreatpercentile(list(canary), quantile * 100))  # linear interpolation
     qb = float(scoreatpercentile(list(baseline), quantile * 100))
     if qb == 0:

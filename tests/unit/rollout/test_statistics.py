@@ -4,6 +4,8 @@ change with equal totals fails the distribution statistics but not relativeTotal
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,3 +130,16 @@ def test_default_thresholds() -> None:
     assert threshold_of(ALL[1], 0.05, 0.001) == 0.001
     assert threshold_of(ALL[3], 0.05, 0.001) == 0.1
     assert threshold_of(ALL[4], 0.05, 0.001) == 0.05
+
+
+def test_scipy_is_loaded_only_by_a_statistic_that_needs_it() -> None:
+    # ~70 MiB: a controller whose gates never compute a distribution statistic does without it
+    code = (
+        "import sys\n"
+        "import controller.cli.run, controller.wiring, controller.rollout.gates\n"
+        "import controller.rollout.statistics\n"
+        "assert 'scipy' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
