@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,11 +90,23 @@ def test_wait_met_and_timing_out(state: str) -> None:
         assert r.exit_code == 2 and "--for" in r.stderr, bad
 
 
-def test_wait_sees_a_change(state: str, tmp_path: Path) -> None:
+def test_wait_sees_a_change(state: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    def promote() -> None:
-        time.sleep(1.0)
+    import controller.cli.get as get
+
+    polled, read = threading.Event(), get.statuses
+
+    def statuses(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(*args, **kwargs)
+        finally:
+            polled.set()
+
+    monkeypatch.setattr(get, "statuses", statuses)
+
+    def promote() -> None:  # after the command's first poll, not after a guess at its start-up time
+        assert polled.wait(20)
         Store(state).put_status("alpha", status("1.1.0", {"prod": ("1.1.0", "Succeeded")}))
 
     t = threading.Thread(target=promote)
