@@ -135,6 +135,16 @@ spec:
 """
 
 
+def next_version(text: str) -> tuple[str, str]:
+    """``text`` with its ``version: 1.0.k`` raised to 1.0.k+1, and that version: a kept run
+    (``BENCH_KEEP``) holds the versions an earlier run committed."""
+    found = re.search(r"version: 1\.0\.(\d+)", text)
+    if found is None:
+        raise ValueError("no `version: 1.0.k` in the release")
+    version = f"1.0.{int(found.group(1)) + 1}"
+    return f"{text[:found.start()]}version: {version}{text[found.end():]}", version
+
+
 class RssSampler(threading.Thread):
     """VmRSS of one process every ``period`` seconds, as (wall time, MiB)."""
 
@@ -288,11 +298,13 @@ def run(
     n = len(names)
     quiet_logs()
     from controller.engine.controller import Controller
+    from controller.obs import memory
     from controller.plan.desired import stage_context
     from controller.wiring import build_runtime
 
     # --- 1. converge with the controller's loop, in-process -----------------------------------
     rss_before = rss_mib(os.getpid())
+    memory.set_up_process()  # as `controller run` (controller/cli/run.py)
     rt = build_runtime(str(repo), f"sqlite:///{state}", share_live_state=True)  # as `controller run`
     loop = Controller(rt.source, rt.reconciler, interval=3600)
     worker = threading.Thread(target=loop.run, name="pipectl-loop", daemon=True)
@@ -399,10 +411,11 @@ def run(
     # imports the gate machinery, scipy & co: a long-running controller has it loaded).
     bumped = names[0]
     path = repo / "releases" / f"{bumped}.yaml"
-    path.write_text(path.read_text().replace("version: 1.0.0", "version: 1.0.1"))
-    git_commit(repo, f"{bumped} 1.0.1")
+    text, version = next_version(path.read_text())
+    path.write_text(text)
+    git_commit(repo, f"{bumped} {version}")
     say(f"starting `pipectl controller run` on the same repo and state; its first pass deploys "
-        f"{bumped} 1.0.1 and finds the other {n - 1} releases in sync ...")
+        f"{bumped} {version} and finds the other {n - 1} releases in sync ...")
     others_before = _runs_not_of(state, bumped)
     t_launch = time.time()
     ctl.start()
@@ -456,14 +469,16 @@ def run(
     path = repo / "releases" / f"{last}.yaml"
     admin = kafka_admin()
     latencies: list[float] = []
-    retention = "3600000"
+    found = re.search(r'retention\.ms: "(\d+)"', path.read_text())  # the input topic's (a kept run may
+    retention = found.group(1) if found else "3600000"  # have toggled it in an earlier run)
     for k in range(1, COMMITS + 1):
         # changed content needs a new version (the same version with other content is VersionReused)
         new = "7200000" if retention == "3600000" else "3600000"
-        text = path.read_text().replace(f'retention.ms: "{retention}"', f'retention.ms: "{new}"')
-        path.write_text(re.sub(r"version: 1\.0\.\d+", f"version: 1.0.{k}", text))
+        text = path.read_text().replace(f'retention.ms: "{retention}"', f'retention.ms: "{new}"', 1)
+        text, version = next_version(text)
+        path.write_text(text)
         retention = new
-        git_commit(repo, f"{last} 1.0.{k}: retention {new}")
+        git_commit(repo, f"{last} {version}: retention {new}")
         say(f"commit {k}/{COMMITS}: retention.ms of {topic} (release {last}, visited last); webhook; "
             "polling Kafka ...")
         t_commit = time.time()
