@@ -88,7 +88,7 @@ def _secret_env_name(name: str) -> bool:
     return bool(_SECRET_ENV.fullmatch(name)) and not _NOT_SECRET_ENV.fullmatch(name)
 
 
-_env_seen: tuple[dict[Any, Any], int, list[str]] | None = None
+_env_seen: tuple[dict[Any, Any], frozenset[str], list[str]] | None = None
 
 
 def _secret_env_values() -> list[str]:
@@ -98,13 +98,13 @@ def _secret_env_values() -> list[str]:
     global _env_seen
     raw = getattr(os.environ, "_data", None)  # CPython's undecoded mapping: a copy compares in C
     seen = _env_seen
-    if isinstance(raw, dict) and seen is not None and seen[1] == len(_REGISTERED) and seen[0] == raw:
+    if isinstance(raw, dict) and seen is not None and seen[1] == _REGISTERED and seen[0] == raw:
         return seen[2]
     values = {v for k, v in os.environ.items() if len(v) >= _MIN_SECRET_LEN and _secret_env_name(k)}
     values |= _REGISTERED
     out = sorted(values, key=len, reverse=True)
     if isinstance(raw, dict):
-        _env_seen = (dict(raw), len(_REGISTERED), out)
+        _env_seen = (dict(raw), frozenset(_REGISTERED), out)
     return out
 
 

@@ -207,3 +207,12 @@ def test_a_secret_env_value_set_or_changed_later_is_redacted(monkeypatch: pytest
     assert redact("first-long-secret second-long-secret") == f"first-long-secret {REDACTED}"
     monkeypatch.delenv("PIPECTL_DB_PASSWORD")
     assert redact("second-long-secret") == "second-long-secret"
+
+
+def test_registered_secrets_replaced_by_others_are_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.obs import logging as obs_logging
+
+    monkeypatch.setattr(obs_logging, "_REGISTERED", {"registered-secret-one"})
+    assert redact("registered-secret-one") == REDACTED
+    monkeypatch.setattr(obs_logging, "_REGISTERED", {"registered-secret-two"})  # as many, other values
+    assert redact("registered-secret-one registered-secret-two") == f"registered-secret-one {REDACTED}"
