@@ -408,7 +408,8 @@ def run(
 
     # --- 3. the real controller process: first pass, idle RSS, warm pass ----------------------
     # One release gets a new version first, so the process also deploys once (the first deploy
-    # imports the gate machinery, scipy & co: a long-running controller has it loaded).
+    # imports the gate machinery: a long-running controller has it loaded; scipy loads only with a
+    # distribution statistic, which these releases do not declare).
     bumped = names[0]
     path = repo / "releases" / f"{bumped}.yaml"
     text, version = next_version(path.read_text())

@@ -112,9 +112,7 @@ class Store:
             return [r[0] for r in c.execute(select(releases.c.name).order_by(releases.c.name))]
 
     def list_statuses(self) -> dict[str, dict[str, Any]]:
-        with self.tx() as c:
-            rows = c.execute(select(releases.c.name, releases.c.status).order_by(releases.c.name)).all()
-        return {r[0]: json.loads(r[1]) for r in rows}
+        return {name: json.loads(text) for name, text in sorted(self._status_texts().items())}
 
     def put_status(self, release: str, status: dict[str, Any], spec_digest: str | None = None) -> None:
         now = utcnow()
@@ -451,8 +449,8 @@ class Store:
     def _prefix_match(self, prefix: str) -> ColumnElement[bool]:
         """``key`` starts with ``prefix``. On SQLite also as a key range, which its primary-key
         index answers: SQLite never uses an index for ``LIKE`` (case-insensitive by default), so
-        each prefix read scanned every row, values included (~0.6 ms per release and pass at
-        1,000 releases, issue #17). The range is exact in SQLite's binary collation; PostgreSQL's
+        each prefix read scanned every row, values included (7.4 ms a read at 1,000 releases
+        against 0.28 ms as a range, issue #17). The range is exact in SQLite's binary collation; PostgreSQL's
         may be linguistic, so there only ``LIKE`` decides."""
         like = kv.c.key.startswith(prefix, autoescape=True)
         if self.engine.dialect.name != "sqlite" or not prefix or ord(prefix[-1]) >= 0x10FFFF:
