@@ -324,7 +324,7 @@ def run(
                     f"load {os.getloadavg()[0]:.1f}")
                 last_ok, last_print = ok, time.time()
             if bad:
-                msg = rt.store.get_status(bad[0])["stages"]["dev"].get("message", "")
+                msg = (rt.store.get_status(bad[0]) or {}).get("stages", {}).get("dev", {}).get("message", "")
                 say(f"release {bad[0]} failed: {msg}")
                 return 1
             if ok == n:

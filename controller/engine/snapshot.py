@@ -9,9 +9,16 @@ from that read: calls per pass no longer grow with the number of releases.
 Rules that keep it honest:
 
 - an entry read on demand lives at most ``ttl`` on the injected clock; one loaded by the pass's
-  ``prefetch`` lives until the next ``clear`` (the next pass), at most ``pass_ttl``: a pass over
-  1,000 releases lasts longer than ``ttl``, and its last releases must not read again what its
-  prefetch loaded for them (a no-op pass is one read per scope, not one per scope per ``ttl``);
+  ``prefetch``, or on demand by a release that pass was started for, lives until the next ``clear``
+  (the next pass), at most ``pass_ttl``: a pass over 1,000 releases lasts longer than ``ttl``, and
+  its last releases must not read again what was loaded for them (a no-op pass is one read per
+  scope, not one per scope per ``ttl``; the controller's first pass, with nothing to prefetch yet,
+  read 5,001 topics every ``ttl`` before this);
+- a big scope is not read whole for a few of its names: when the last load of a scope held at
+  least ``NARROW_MIN`` entries and more than ``NARROW_RATIO`` times the names the releases due ask
+  of it, they read their own names through ``direct`` (not stored) instead. One release waiting on
+  Airflow at 1,000 releases read all 5,001 topics at every requeue (~2 CPU-s) before this. A scope
+  fresh already, being loaded, or of a watched adapter is always read from the snapshot;
 - a write through the executor (``InvalidatingAdapter``) drops every entry of the adapter it
   goes through, both before and after the change; a read that was in flight while a write started
   or ended is returned to its caller but never stored, so no later reader sees a state older
@@ -63,6 +70,10 @@ least this often, whatever the watch says (as an informer's resync)."""
 DEFAULT_PASS_TTL = timedelta(seconds=120)
 """Longest life of a prefetched entry when no new pass clears it (the controller refreshes every
 ``interval``, 30 s by default, and at each webhook)."""
+NARROW_MIN = 1000
+"""Entries from which a scope may be read narrowly: a smaller one costs one cheap read whole."""
+NARROW_RATIO = 4
+"""A scope is read narrowly when it held more than this many times the names asked of it."""
 PREFETCH_WORKERS = 4
 """Scopes loaded at once by ``prefetch`` (the metastore client opens as many connections)."""
 
@@ -161,8 +172,14 @@ class LiveSnapshot:
         self._loading: dict[tuple[int, str], threading.Lock] = {}
         self._keep: dict[int, ScopedObserver] = {}  # ids stay valid while their adapter is referenced here
         self._epoch = 0  # passes started (``clear``)
-        self._scopes_of: dict[str, tuple[int, set[tuple[int, str]]]] = {}
-        """owner (release) → (epoch, the scopes it read in its latest pass)."""
+        self._scopes_of: dict[str, tuple[int, dict[tuple[int, str], int]]] = {}
+        """owner (release) → (epoch, the scopes it read in its latest pass → names it asked)."""
+        self._sizes: dict[tuple[int, str], int] = {}
+        """scope key → entries in its latest load (for the narrow reads)."""
+        self._sweep: set[str] = set()
+        """The owners this pass's ``prefetch`` was started for."""
+        self._narrow: set[tuple[int, str]] = set()
+        """Scopes this pass reads narrowly (decided by ``prefetch``)."""
         self._pool: ThreadPoolExecutor | None = None
         self._hints: dict[tuple[int, str], tuple[int, datetime, Any]] = {}
         # (writes, when, error) of a scope's last load when it failed: given to its readers for ttl.
@@ -184,6 +201,7 @@ class LiveSnapshot:
         remembered for ``owner`` (a release), for ``prefetch``."""
         live: dict[tuple[str, str], Any] = {}
         rest: list[Resource] = []
+        by_scope: dict[tuple[int, str], tuple[ScopedObserver, list[Resource]]] = {}
         for d in desired:
             kind = ResourceKind(d.kind)
             adapter = adapters[kind]
@@ -191,15 +209,38 @@ class LiveSnapshot:
             scope = scoped.snapshot_scope(kind, d.name) if scoped is not None else None
             if scoped is None or scope is None:
                 rest.append(d)
-                continue
+            else:
+                by_scope.setdefault((id(scoped), scope), (scoped, []))[1].append(d)
+        for key, (scoped, ds) in by_scope.items():
             if owner is not None:
-                self._note(owner, (id(scoped), scope))
-            found = self._scope(scoped, scope).get((kind, d.name))
-            if found is not None:
-                live[(str(kind), d.name)] = found
+                self._note(owner, key, len(ds))
+            if self._narrows(key, owner, len(ds)):
+                rest.extend(ds)
+                continue
+            data = self._scope(scoped, key[1], self.pass_ttl if owner in self._sweep else None)
+            for d in ds:
+                found = data.get((ResourceKind(d.kind), d.name))
+                if found is not None:
+                    live[(str(d.kind), d.name)] = found
         if rest:
             live.update(self.direct(adapters, rest))
         return live
+
+    def _narrows(self, key: tuple[int, str], owner: str | None, asked: int) -> bool:
+        """Whether ``owner`` reads its ``asked`` names of scope ``key`` through ``direct``."""
+        with self._lock:
+            loading = self._loading.get(key)
+            if self._fresh(key) is not None or key[0] in self._watched or (loading and loading.locked()):
+                return False
+            if key in self._narrow:
+                return True
+            if owner is not None and owner in self._sweep:
+                return False  # the prefetch chose to read it whole for this pass
+            return self._too_big(key, asked)
+
+    def _too_big(self, key: tuple[int, str], asked: int) -> bool:
+        size = self._sizes.get(key)
+        return size is not None and size >= NARROW_MIN and size > NARROW_RATIO * asked
 
     def invalidate(self, adapter: object) -> None:
         """Forget everything read through ``adapter``; loads in flight are not stored."""
@@ -231,6 +272,7 @@ class LiveSnapshot:
                 for k in [k for k in self._hints if k[0] == key]:
                     del self._hints[k]
             self._epoch += 1
+            self._sweep, self._narrow = set(), set()
 
     @staticmethod
     def _ask(adapter: ScopeWatcher) -> set[str] | None:
@@ -243,9 +285,19 @@ class LiveSnapshot:
         """Start loading, on the pool, the scopes ``owners`` read in their latest pass (those not
         fresh already); returns at once. Readers of a scope being loaded wait for that load."""
         with self._lock:
+            due = set(owners)
+            self._sweep |= due
+            asked: dict[tuple[int, str], int] = {}
+            for o in due:
+                for k, n in self._scopes_of.get(o, (0, {}))[1].items():
+                    asked[k] = asked.get(k, 0) + n
             by_adapter: dict[int, list[str]] = {}
-            for key in sorted({k for o in set(owners) for k in self._scopes_of.get(o, (0, set()))[1]}):
-                if key[0] in self._keep and self._fresh(key) is None:
+            for key in sorted(asked):
+                if key[0] not in self._keep or self._fresh(key) is not None:
+                    continue
+                if key[0] not in self._watched and self._too_big(key, asked[key]):
+                    self._narrow.add(key)  # a few releases of many: each reads its own names
+                else:
                     by_adapter.setdefault(key[0], []).append(key[1])
             # round-robin over adapters: the topics and the DAGs do not wait behind 100 databases
             todo = [
@@ -286,13 +338,13 @@ class LiveSnapshot:
         with self._lock:
             return self._idle.wait_for(lambda: not self._busy, timeout)
 
-    def _note(self, owner: str, key: tuple[int, str]) -> None:
+    def _note(self, owner: str, key: tuple[int, str], names: int) -> None:
         with self._lock:
-            epoch, scopes = self._scopes_of.get(owner, (-1, set()))
+            epoch, scopes = self._scopes_of.get(owner, (-1, {}))
             if epoch != self._epoch:  # the owner's first read of this pass: forget its older scopes
-                scopes = set()
+                scopes = {}
                 self._scopes_of[owner] = (self._epoch, scopes)
-            scopes.add(key)
+            scopes[key] = scopes.get(key, 0) + names
 
     def _prefetch_one(self, adapter: ScopedObserver, scope: str) -> None:
         try:
@@ -335,7 +387,9 @@ class LiveSnapshot:
         age = self.clock() - e.loaded_at
         return e if timedelta(0) <= age < e.lifetime else None
 
-    def _scope(self, adapter: ScopedObserver, scope: str) -> Mapping[tuple[ResourceKind, str], Resource]:
+    def _scope(
+        self, adapter: ScopedObserver, scope: str, lifetime: timedelta | None = None
+    ) -> Mapping[tuple[ResourceKind, str], Resource]:
         with self._lock:
             first = id(adapter) not in self._keep
             self._keep[id(adapter)] = adapter
@@ -345,7 +399,7 @@ class LiveSnapshot:
                 # watch started: forget it, so every entry kept is covered by the watch.
                 self._drop_all(id(adapter))
                 self._watched.add(id(adapter))
-        return self._load(adapter, scope)
+        return self._load(adapter, scope, lifetime)
 
     def _raise_recent_failure(self, key: tuple[int, str]) -> None:
         """Re-raise the scope's last load error if it is younger than ``ttl`` and no write came
@@ -407,6 +461,7 @@ class LiveSnapshot:
                 raise
             with self._lock:
                 self._failures.pop(key, None)
+                self._sizes[key] = len(data)
                 if self._generation.get(key[0], 0) == generation:
                     life = self.watch_ttl if key[0] in self._watched else lifetime or self.ttl
                     self._entries[key] = _Entry(started, data, life)

@@ -292,18 +292,20 @@ def test_a_prefetch_that_fails_or_races_a_write_is_not_stored() -> None:
     snap.prefetch(f"r{i}" for i in range(9))
     _drain(snap)
     hive.load_hook = kafka.load_hook = None
-    hive_before = _calls(adapters)["hive"]
+    hive_before, kafka_before = _calls(adapters)["hive"], _calls(adapters)["kafka"]
     # within ttl a reader of a failed scope gets the prefetch's error, without reading again
     with pytest.raises(ConnectionError, match="metastore unreachable"):
         snap.observe(adapters, releases[0], "r0")
     assert _calls(adapters)["hive"] == hive_before
+    # the racing Kafka read was not stored: read again, by a release of this pass, for the pass
+    assert _calls(adapters)["kafka"] == kafka_before + 1
     clock.advance(snap.ttl.total_seconds())  # then it is read again
     before = _calls(adapters)
     batched = _pass(snap, adapters, releases)
     after = _calls(adapters)
     assert batched == [StageOps.observe_adapters(adapters, desired) for desired in releases]
-    # the failed Hive scopes (databases, db0-db2) and the racing Kafka read are read again
-    assert after["hive"] - before["hive"] == 4 and after["kafka"] - before["kafka"] == 1
+    # the failed Hive scopes (databases, db0-db2) are read again; Kafka's reread lives for the pass
+    assert after["hive"] - before["hive"] == 4 and after["kafka"] == before["kafka"]
     assert after["airflow"] == before["airflow"]  # a good prefetch is used as it is
 
 
@@ -464,3 +466,79 @@ def test_readers_waiting_on_a_failing_load_get_its_error_and_no_read_of_their_ow
     kafka.load_hook = None
     snap.invalidate(kafka)  # a write: the scope is read again at once
     assert snap.observe(adapters, releases[0], "r0") == StageOps.observe_adapters(adapters, releases[0])
+
+
+def _topics_only(kafka: ScopedBackend, n: int) -> list[list[Resource]]:
+    """``n`` releases of one topic each, all live."""
+    releases: list[list[Resource]] = []
+    for i in range(n):
+        t = TopicResource(name=f"t{i}", partitions=1, replication_factor=1)
+        kafka.live[(K.TOPIC, t.name)] = t
+        releases.append([t])
+    return releases
+
+
+def test_a_few_names_of_a_big_scope_are_read_narrowly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a scope is known to be big, a release outside a sweep (a requeue waiting on another
+    backend) reads its own names, not the whole scope; a sweep over most releases reads it whole,
+    and a sweep over a few of them reads narrowly too. Answers are the same either way."""
+    monkeypatch.setattr("controller.engine.snapshot.NARROW_MIN", 20)
+    clock = Clock()
+    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
+    releases = _topics_only(kafka, 40)
+    adapters: dict[ResourceKind, FakeBackend] = {K.TOPIC: kafka}
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    snap.prefetch(f"r{i}" for i in range(40))  # the first sweep: nothing known yet
+    _pass(snap, adapters, releases)
+    assert kafka.stats.calls == {"observe_scope": 1}
+
+    snap.clear()  # a requeue between sweeps, outside any prefetch: its own topic only
+    assert snap.observe(adapters, releases[3], "r3") == StageOps.observe_adapters(adapters, releases[3])
+    assert kafka.stats.calls == {"observe_scope": 1, "observe": 2}  # the line above read directly too
+
+    snap.clear()  # a sweep of 5 releases out of 40: 5 names of 40, each reads its own
+    snap.prefetch(f"r{i}" for i in range(5))
+    _drain(snap)
+    live = [snap.observe(adapters, releases[i], f"r{i}") for i in range(5)]
+    assert live == [StageOps.observe_adapters(adapters, releases[i]) for i in range(5)]
+    assert kafka.stats.calls["observe_scope"] == 1
+
+    snap.clear()  # a sweep of every release: read whole once, by the prefetch
+    snap.prefetch(f"r{i}" for i in range(40))
+    _drain(snap)
+    before = dict(kafka.stats.calls)
+    assert _pass(snap, adapters, releases) == [StageOps.observe_adapters(adapters, d) for d in releases]
+    # the snapshot read nothing directly (the 40 direct reads are the comparison's)
+    assert kafka.stats.calls["observe_scope"] == 2 and kafka.stats.calls["observe"] == before["observe"] + 40
+
+
+def test_a_small_scope_is_always_read_whole() -> None:
+    """Below ``NARROW_MIN`` entries a whole read is cheap: a lone release reads it whole, once."""
+    clock = Clock()
+    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
+    releases = _topics_only(kafka, 40)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _pass(snap, {K.TOPIC: kafka}, releases)
+    snap.clear()
+    snap.observe({K.TOPIC: kafka}, releases[3], "r3")
+    assert kafka.stats.calls == {"observe_scope": 2}
+
+
+def test_an_on_demand_load_by_a_release_of_the_sweep_lives_for_the_pass() -> None:
+    """The controller's first pass has nothing to prefetch: what its releases load on demand
+    lives for the pass (``pass_ttl``), not ``ttl``; a release outside the sweep keeps ``ttl``."""
+    clock = Clock()
+    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
+    releases = _topics_only(kafka, 10)
+    adapters: dict[ResourceKind, FakeBackend] = {K.TOPIC: kafka}
+    snap = LiveSnapshot(clock, StageOps.observe_adapters, ttl=timedelta(seconds=5), pass_ttl=timedelta(seconds=60))
+    snap.prefetch(f"r{i}" for i in range(5))
+    snap.observe(adapters, releases[0], "r0")
+    clock.advance(30)
+    snap.observe(adapters, releases[4], "r4")
+    assert kafka.stats.calls == {"observe_scope": 1}
+    snap.clear()
+    snap.observe(adapters, releases[7], "r7")  # no sweep: an on-demand entry keeps ttl
+    clock.advance(6)
+    snap.observe(adapters, releases[8], "r8")
+    assert kafka.stats.calls == {"observe_scope": 3}
