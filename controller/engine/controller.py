@@ -225,6 +225,11 @@ class Controller:
         except Exception as e:
             log.warning("state store preload failed; passes read their own rows", error=redact(str(e)))
 
+    def _end_sweep(self) -> None:
+        store = getattr(self.reconciler, "store", None)
+        if isinstance(store, Store):  # test doubles have none
+            store.end_pass()
+
     def _mark_orphans(self, snap: RepoSnapshot) -> None:
         """Once per commit: stored releases the source no longer declares say so in their status
         (``engine.orphans``); a failure is logged and tried again at the next refresh."""
@@ -318,7 +323,9 @@ class Controller:
             finally:
                 self.queue.done(name)
             if self.queue.idle(within=IDLE_TRIM_AFTER):
-                # The sweep is over: hand the pages its passes freed back (controller/obs/memory.py).
+                # The sweep is over: drop its preloaded rows and hand the pages its passes freed
+                # back (controller/obs/memory.py).
+                self._end_sweep()
                 memory.trim()
 
     def run(self) -> None:

@@ -103,6 +103,10 @@ class WaitingCache:
             self._writes += 1
             self._rows = None
 
+    def clear(self) -> None:
+        """Forget the rows (as a write does: a load in flight is not kept either)."""
+        self.wrote()
+
     def get(self, release: str, stage: str) -> frozenset[str] | None:
         """The waiting action ids, or None: not known here, read the store."""
         with self._lock:

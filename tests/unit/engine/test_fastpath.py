@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from controller.engine import stage_ops
-from controller.engine.fastpath import FastPath, digest
+from controller.engine.fastpath import FastPath, Ref, digest
 from controller.plan.actions import Plan
-from controller.plan.resources import ResourceKind
+from controller.plan.resources import ResourceKind, TopicResource
 from tests.unit.engine.world import STAGES, T0, World, repo_files
 
 
@@ -87,3 +87,14 @@ def test_only_plans_without_actions_are_remembered() -> None:
 def test_digest_is_stable_and_sensitive() -> None:
     assert digest({"b": 1, "a": [1, 2]}, {3, 1}) == digest({"a": [1, 2], "b": 1}, {1, 3})
     assert digest({"a": [1, 2]}) != digest({"a": [2, 1]})
+
+
+def test_a_remembered_pass_holds_references_not_the_desired_models() -> None:
+    """What a hit reads live state for is kind and name: the models are not held between passes."""
+    fast = FastPath()
+    empty = Plan(release="r", version="1", stage="dev", generated_at=T0)
+    topic = TopicResource(name="dev.t", partitions=3, replication_factor=1, config={"retention.ms": "1"})
+    fast.remember("r", "dev", "in", [topic], "live", empty)
+    key = fast.candidate("r", "dev", "in")
+    assert key is not None and key.desired == (Ref("Topic", "dev.t"),)
+    assert all(not isinstance(d, TopicResource) for d in key.desired)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -374,3 +375,15 @@ def test_a_worker_trims_the_heap_once_the_sweep_is_over(tmp_path: Path, monkeypa
         assert all(rec.count(n) == 1 for n in ("a", "b", "c"))
     # Only once every pass of the sweep was done: all three waiting for the next sweep, none held.
     assert trims[0] == {"a", "b", "c"} and all(ctrl.queue.due_in(n) > 60 for n in trims[0])  # type: ignore[operator]
+
+
+def test_the_end_of_a_sweep_drops_the_store_preloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ended: list[set[str]] = []
+    rec = StubReconciler()
+    ctrl = controller(tmp_path, ["a", "b"], rec, workers=1)
+    monkeypatch.setattr(controller_module, "Store", object)  # the stub's store stands for a Store
+    rec.store = SimpleNamespace(end_pass=lambda: ended.append(ctrl.queue.names()))  # type: ignore[attr-defined]
+    with running(ctrl):
+        wait_for(lambda: bool(ended), "the sweep's end")
+        assert all(rec.count(n) == 1 for n in ("a", "b"))
+    assert ended[0] == {"a", "b"}
