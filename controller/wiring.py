@@ -20,7 +20,8 @@ from typing import Any
 from controller.adapters.airflow import AirflowAdapter, LocalFolderDeployer
 from controller.adapters.base import Adapter
 from controller.adapters.hive import HiveAdapter
-from controller.adapters.kafka import KafkaAdapter, KafkaSecurity
+from controller.adapters.kafka import KafkaAdapter
+from controller.adapters.kafka_security import KafkaSecurity
 from controller.adapters.presto import PrestoClient
 from controller.adapters.prometheus import PrometheusClient
 from controller.adapters.spark import JobRunner, LocalRunner, SparkAdapter

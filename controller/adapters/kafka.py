@@ -56,8 +56,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
+from controller.adapters.kafka_security import KafkaSecurity
 from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
-from controller.model.secret import Secret
 from controller.plan.actions import Action, Op
 from controller.plan.resources import Resource, ResourceKind, TopicResource
 from controller.plan.rules.kafka import config_drift, wire_config_value
@@ -102,12 +102,37 @@ class _LiveEntry:
     """A described config entry as this module reads it: name and value. The SDK's ``ConfigEntry``
     sets nine attributes in a Python ``__init__``, and building ~180k of them (5,000 topics)
     was most of a no-op pass's Kafka read at 1,000 releases: 3.6-4.2 CPU-s with it, 1.7-2.3 with
-    this class, same topics, one run each (docs/benchmarks.md, issue #17)."""
+    this class, same topics, one run each (docs/benchmarks.md, issue #17).
+
+    Entries are shared: most of a topic's 36 entries are broker defaults, the same for every topic,
+    so one object per distinct name and value is built (``_SHARED``) instead of one per entry
+    (~180k at 5,000 topics, ~18 MiB more at the read's peak)."""
 
     __slots__ = ("name", "value")
+    name: str
+    value: str | None
 
-    def __init__(self, name: str, value: str | None, *_args: object, **_kwargs: object) -> None:
-        self.name, self.value = name, value
+    def __new__(cls, name: str, value: str | None, *_args: object, **_kwargs: object) -> _LiveEntry:
+        key = (name, value)
+        entry = _SHARED.get(key)
+        if entry is None:
+            if len(_SHARED) >= _SHARED_MAX:  # per-topic values (retention.ms...) do not pile up
+                _SHARED.clear()
+            entry = object.__new__(cls)
+            entry.name, entry.value = name, value
+            _SHARED[key] = entry
+        return entry
+
+    def __init__(self, *_args: object, **_kwargs: object) -> None:
+        pass  # built (or found) by __new__
+
+
+_SHARED: dict[tuple[str, str | None], _LiveEntry] = {}
+_SHARED_MAX = 20_000
+CONFIG_CHUNK = 1_000
+"""Topics per ``describe_configs`` request. The SDK holds a whole answer at once, in C and as
+Python objects: ~100 MiB at the peak for 5,000 topics in one request, ~20 MiB per 1,000. So
+calls grow by one per 1,000 topics (not per release): 1 up to 1,000 topics, 6 for 5,001."""
 
 
 _ENTRY_CLASS = threading.Lock()
@@ -148,36 +173,6 @@ def _classify(op: str, exc: KafkaException) -> BackendError:
             return TransientBackendError(BACKEND, text)
         return PermanentBackendError(BACKEND, text)
     return PermanentBackendError(BACKEND, f"{op}: {exc}")
-
-
-@dataclass(frozen=True)
-class KafkaSecurity:
-    """How pipectl authenticates to a cluster (an Environment's ``kafka`` security settings,
-    ``controller.model.endpoints.KafkaEndpoint``). ``password`` is a ``Secret``: the repr of this
-    object, of the adapter and of its errors never shows it."""
-
-    protocol: str = "PLAINTEXT"
-    mechanism: str | None = None
-    username: str | None = None
-    password: Secret | None = None
-    ca_file: str | None = None
-
-    def client_config(self) -> dict[str, str]:
-        """librdkafka settings (the only place the password is revealed: to the client itself)."""
-        conf = {"security.protocol": self.protocol}
-        if self.protocol.startswith("SASL_"):
-            if not (self.mechanism and self.username and self.password):
-                raise ValueError(f"security protocol {self.protocol} needs a SASL mechanism, user, password")
-            conf.update(
-                {
-                    "sasl.mechanism": self.mechanism,
-                    "sasl.username": self.username,
-                    "sasl.password": self.password.reveal(),
-                }
-            )
-        if self.ca_file:
-            conf["ssl.ca.location"] = self.ca_file
-        return conf
 
 
 class KafkaAdapter:
@@ -428,8 +423,15 @@ class KafkaAdapter:
                 out[name] = _TopicMeta(partitions=tuple(p.id for p in parts), replication_factor=rf)
         return out
 
-    @retrying()
     def _describe_configs(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Every config of ``names`` (topics gone meanwhile left out), ``CONFIG_CHUNK`` at a time."""
+        out: dict[str, dict[str, str]] = {}
+        for i in range(0, len(names), CONFIG_CHUNK):
+            out.update(self._describe_config_chunk(names[i : i + CONFIG_CHUNK]))
+        return out
+
+    @retrying()
+    def _describe_config_chunk(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
         self.stats.count("describe_configs")
         out: dict[str, dict[str, str]] = {}
         with self._sdk_errors("describe_configs"), _lean_entries():

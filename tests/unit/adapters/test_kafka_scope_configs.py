@@ -14,6 +14,7 @@ import confluent_kafka.admin as sdk_admin
 import pytest
 from confluent_kafka.admin import ConfigEntry, ConfigSource  # type: ignore[attr-defined]
 
+from controller.adapters import kafka as kafka_module
 from controller.adapters.kafka import KafkaAdapter
 from controller.plan.actions import DiffContext
 from controller.plan.resources import ResourceKind, TopicResource
@@ -114,5 +115,42 @@ def test_the_sdk_name_is_put_back_when_the_read_fails() -> None:
 
     adapter._admin = _Broken()
     with pytest.raises(Exception, match="broker gone"):
-        adapter._describe_configs.__wrapped__(adapter, ["a.events"])  # type: ignore[attr-defined]
+        adapter._describe_config_chunk.__wrapped__(adapter, ["a.events"])  # type: ignore[attr-defined]
     assert sdk_admin.ConfigEntry is ConfigEntry
+
+
+def test_equal_entries_are_built_once_across_topics() -> None:
+    """The broker defaults every topic reports are one object each, not one per topic."""
+    admin = _LateAdmin()
+    built: list[Any] = []
+
+    class _Keep(_LateAdmin):
+        def describe_configs(self, resources: list[Any], request_timeout: float | None = None) -> Any:
+            answers = {r: f.result() for r, f in admin.describe_configs(resources, request_timeout).items()}
+            built.extend(answers.values())
+            return {r: _done(a) for r, a in answers.items()}
+
+    adapter = KafkaAdapter("127.0.0.1:1", timeout=0.5)
+    adapter._admin = _Keep()
+    adapter.observe_scope("topics")
+    a, b = built
+    assert a["cleanup.policy"] is b["cleanup.policy"]  # same name and value: one entry
+    assert a["retention.ms"] is not b["retention.ms"] and a["retention.ms"].value == "604800000"
+
+
+def test_configs_are_described_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK holds a whole answer at once: at most ``CONFIG_CHUNK`` topics per request, every
+    topic answered once."""
+    monkeypatch.setattr(kafka_module, "CONFIG_CHUNK", 1)
+    sizes: list[int] = []
+
+    class _Counting(_Admin):
+        def describe_configs(self, resources: list[Any], request_timeout: float | None = None) -> Any:
+            sizes.append(len(resources))
+            return super().describe_configs(resources, request_timeout)
+
+    adapter = KafkaAdapter("127.0.0.1:1", timeout=0.5)
+    adapter._admin = _Counting()
+    live = adapter.observe_scope("topics")
+    assert sizes == [1, 1] and adapter.stats.calls["describe_configs"] == 2
+    assert {n for _, n in live} == set(_REPORTED)
