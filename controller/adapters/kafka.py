@@ -92,9 +92,12 @@ class _TopicMeta:
     replication_factor: int
 
     def resource(self, name: str, config: dict[str, str] | None = None) -> TopicResource:
-        return TopicResource(
+        """The live topic. Built without validation (every value is typed here already), so that
+        ``config`` stays the map ``_describe_configs`` shares between topics: live resources are
+        frozen and nothing changes a live config in place."""
+        return TopicResource.model_construct(
             name=name, partitions=len(self.partitions), replication_factor=self.replication_factor,
-            config=config or {},
+            config=config if config is not None else {},
         )
 
 
@@ -424,10 +427,15 @@ class KafkaAdapter:
         return out
 
     def _describe_configs(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Every config of ``names`` (topics gone meanwhile left out), ``CONFIG_CHUNK`` at a time."""
+        """Every config of ``names`` (topics gone meanwhile left out), ``CONFIG_CHUNK`` at a time.
+        Topics with equal configs share one map: most topics differ from the broker's defaults in
+        a few values that whole families of topics share (3 distinct maps among 300 bench topics),
+        and a map of 36 entries is ~1.2 KB, 6 MiB held for 5,000 topics between passes."""
         out: dict[str, dict[str, str]] = {}
+        maps: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
         for i in range(0, len(names), CONFIG_CHUNK):
-            out.update(self._describe_config_chunk(names[i : i + CONFIG_CHUNK]))
+            for name, config in self._describe_config_chunk(names[i : i + CONFIG_CHUNK]).items():
+                out[name] = maps.setdefault(frozenset(config.items()), config)
         return out
 
     @retrying()

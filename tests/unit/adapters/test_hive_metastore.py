@@ -118,6 +118,10 @@ def test_table_object_gives_what_show_table_extended_says() -> None:
     assert info.view_text is None
 
 
+def test_equal_columns_are_one_object_across_tables() -> None:
+    assert all(a is b for a, b in zip(table_columns(T1), table_columns(T1), strict=True))
+
+
 def test_table_object_builds_the_sql_paths_resource() -> None:
     columns = table_columns(T1)
     assert columns == [  # GetColumns' order: data columns, then partition columns; types normalized

@@ -154,3 +154,26 @@ def test_configs_are_described_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch
     live = adapter.observe_scope("topics")
     assert sizes == [1, 1] and adapter.stats.calls["describe_configs"] == 2
     assert {n for _, n in live} == set(_REPORTED)
+
+
+def test_topics_with_equal_configs_share_one_map() -> None:
+    both = {"retention.ms": "604800000", "cleanup.policy": "delete"}
+    reported = {"a.events": both, "b.events": dict(both), "c.events": {**both, "retention.ms": "1"}}
+
+    class _Same(_Admin):
+        def list_topics(self, timeout: float | None = None) -> Any:
+            parts = {0: SimpleNamespace(id=0, replicas=[1])}
+            return SimpleNamespace(topics={n: SimpleNamespace(error=None, partitions=parts) for n in reported})
+
+        def describe_configs(self, resources: list[Any], request_timeout: float | None = None) -> Any:
+            return {r: _done({k: ConfigEntry(_fresh(k), _fresh(v)) for k, v in reported[r.name].items()})
+                    for r in resources}
+
+    adapter = KafkaAdapter("127.0.0.1:1", timeout=0.5)
+    adapter._admin = _Same()
+    live = adapter.observe_scope("topics")
+    a, b, c = (live[(ResourceKind.TOPIC, n)] for n in reported)
+    assert isinstance(a, TopicResource) and isinstance(b, TopicResource) and isinstance(c, TopicResource)
+    assert a.config is b.config and a.config == both
+    assert c.config == {**both, "retention.ms": "1"} and c.config is not a.config
+    assert a == TopicResource(name="a.events", partitions=1, replication_factor=1, config=both)
