@@ -7,10 +7,11 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BeforeValidator, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from controller.model import identifiers as ids
+from controller.model.frozen import Frozen
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -23,7 +24,7 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
 
 
-class Spec(BaseModel):
+class Spec(Frozen):
     """Base for every manifest model: camelCase aliases, unknown fields forbidden, immutable."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)

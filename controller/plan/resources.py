@@ -9,7 +9,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from controller.model.frozen import Frozen
 
 
 class ResourceKind(StrEnum):
@@ -34,13 +36,13 @@ KIND_ORDER: tuple[ResourceKind, ...] = (
 )
 
 
-class Owner(BaseModel):
+class Owner(Frozen):
     model_config = ConfigDict(frozen=True, extra="forbid")
     release: str
     version: str
 
 
-class _Res(BaseModel):
+class _Res(Frozen):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(description="Physical, stage-scoped name (e.g. dev.telemetry.host_metrics).")
     owner: Owner | None = None
@@ -61,13 +63,13 @@ class TopicResource(_Res):
     config: dict[str, str] = Field(default_factory=dict)
 
 
-class Column(BaseModel):
+class Column(Frozen):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str
     type: str
 
 
-class Migration(BaseModel):
+class Migration(Frozen):
     model_config = ConfigDict(frozen=True, extra="forbid")
     op: Literal["drop", "rename", "retype", "reorder"]
     column: str
@@ -93,7 +95,7 @@ TIME_COLUMN = "window_start"
 """The time column a stitched serving view splits its segments on."""
 
 
-class ViewSegment(BaseModel):
+class ViewSegment(Frozen):
     """One stretch of a stitched serving view: rows of ``table`` from ``since`` (inclusive) on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -103,7 +105,7 @@ class ViewSegment(BaseModel):
     )
 
 
-class KeySplit(BaseModel):
+class KeySplit(Frozen):
     """Key-subset canary serving of a view: keys whose bucket (``controller.plan.keysplit``) is below
     ``percent`` — or, with ``keys``, the keys listed — are served by ``segments`` (the canary side),
     all other keys by the view's own segments (the stable side)."""
@@ -168,7 +170,7 @@ class StreamingJobResource(_Res):
     strategy: str = "inPlace"
 
 
-class TransformInput(BaseModel):
+class TransformInput(Frozen):
     """One relation a transform reads through ``{{ ref() }}``, and what identifies its content."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
