@@ -15,10 +15,14 @@ Rules that keep it honest:
   scope, not one per scope per ``ttl``; the controller's first pass, with nothing to prefetch yet,
   read 5,001 topics every ``ttl`` before this);
 - a big scope is not read whole for a few of its names: when the last load of a scope held at
-  least ``NARROW_MIN`` entries and more than ``NARROW_RATIO`` times the names the releases due ask
-  of it, they read their own names through ``direct`` (not stored) instead. One release waiting on
-  Airflow at 1,000 releases read all 5,001 topics at every requeue (~2 CPU-s) before this. A scope
-  fresh already, being loaded, or of a watched adapter is always read from the snapshot;
+  least ``NARROW_MIN`` entries and more than ``NARROW_RATIO`` times what the releases due ask of
+  it (their names, plus ``NARROW_CALL`` per release for the round trip), they read their own names
+  through ``direct`` (not stored) instead. One release waiting on Airflow at 1,000 releases read
+  all 5,001 topics at every requeue (~2 CPU-s) before this. What narrow reads ask in a pass adds
+  up: once it would have paid for a whole read, the scope is loaded whole for the rest of the pass
+  (a refresh in the middle of a sweep leaves its remaining releases outside the new prefetch; one
+  narrow read each took a commit-to-visible at 1,000 releases from ~7 to 72 s). A scope fresh
+  already, being loaded, or of a watched adapter is always read from the snapshot;
 - a write through the executor (``InvalidatingAdapter``) drops every entry of the adapter it
   goes through, both before and after the change; a read that was in flight while a write started
   or ended is returned to its caller but never stored, so no later reader sees a state older
@@ -73,7 +77,11 @@ DEFAULT_PASS_TTL = timedelta(seconds=120)
 NARROW_MIN = 1000
 """Entries from which a scope may be read narrowly: a smaller one costs one cheap read whole."""
 NARROW_RATIO = 4
-"""A scope is read narrowly when it held more than this many times the names asked of it."""
+"""A scope is read narrowly when it held more than this many times what is asked of it."""
+NARROW_CALL = 20
+"""A narrow read's round trip, counted as this many names (~10-20 ms against ~2 s for 5,000 topics)."""
+_NARROW = timedelta(-1)
+"""``_read_plan``'s answer for a read through ``direct``."""
 PREFETCH_WORKERS = 4
 """Scopes loaded at once by ``prefetch`` (the metastore client opens as many connections)."""
 
@@ -180,6 +188,8 @@ class LiveSnapshot:
         """The owners this pass's ``prefetch`` was started for."""
         self._narrow: set[tuple[int, str]] = set()
         """Scopes this pass reads narrowly (decided by ``prefetch``)."""
+        self._demand: dict[tuple[int, str], int] = {}
+        """Scope → what this pass's narrow reads asked of it so far (names + ``NARROW_CALL`` each)."""
         self._pool: ThreadPoolExecutor | None = None
         self._hints: dict[tuple[int, str], tuple[int, datetime, Any]] = {}
         # (writes, when, error) of a scope's last load when it failed: given to its readers for ttl.
@@ -214,10 +224,11 @@ class LiveSnapshot:
         for key, (scoped, ds) in by_scope.items():
             if owner is not None:
                 self._note(owner, key, len(ds))
-            if self._narrows(key, owner, len(ds)):
+            lifetime = self._read_plan(key, owner, len(ds))
+            if lifetime == _NARROW:
                 rest.extend(ds)
                 continue
-            data = self._scope(scoped, key[1], self.pass_ttl if owner in self._sweep else None)
+            data = self._scope(scoped, key[1], lifetime)
             for d in ds:
                 found = data.get((ResourceKind(d.kind), d.name))
                 if found is not None:
@@ -226,17 +237,23 @@ class LiveSnapshot:
             live.update(self.direct(adapters, rest))
         return live
 
-    def _narrows(self, key: tuple[int, str], owner: str | None, asked: int) -> bool:
-        """Whether ``owner`` reads its ``asked`` names of scope ``key`` through ``direct``."""
+    def _read_plan(self, key: tuple[int, str], owner: str | None, asked: int) -> timedelta | None:
+        """How ``owner`` reads its ``asked`` names of scope ``key``: ``_NARROW`` (through
+        ``direct``), or from the snapshot, where an entry loaded now lives that long (None:
+        ``ttl``; the pass, for a release the pass was started for)."""
         with self._lock:
+            in_sweep = owner is not None and owner in self._sweep
+            lifetime = self.pass_ttl if in_sweep else None
             loading = self._loading.get(key)
             if self._fresh(key) is not None or key[0] in self._watched or (loading and loading.locked()):
-                return False
-            if key in self._narrow:
-                return True
-            if owner is not None and owner in self._sweep:
-                return False  # the prefetch chose to read it whole for this pass
-            return self._too_big(key, asked)
+                return lifetime
+            if key not in self._narrow and (in_sweep or not self._too_big(key, asked + NARROW_CALL)):
+                return lifetime
+            demand = self._demand.get(key, 0) + asked + NARROW_CALL
+            if demand * NARROW_RATIO >= self._sizes.get(key, 0):
+                return self.pass_ttl  # narrow reads would add up to more than one whole read
+            self._demand[key] = demand
+            return _NARROW
 
     def _too_big(self, key: tuple[int, str], asked: int) -> bool:
         size = self._sizes.get(key)
@@ -272,7 +289,7 @@ class LiveSnapshot:
                 for k in [k for k in self._hints if k[0] == key]:
                     del self._hints[k]
             self._epoch += 1
-            self._sweep, self._narrow = set(), set()
+            self._sweep, self._narrow, self._demand = set(), set(), {}
 
     @staticmethod
     def _ask(adapter: ScopeWatcher) -> set[str] | None:
@@ -290,7 +307,7 @@ class LiveSnapshot:
             asked: dict[tuple[int, str], int] = {}
             for o in due:
                 for k, n in self._scopes_of.get(o, (0, {}))[1].items():
-                    asked[k] = asked.get(k, 0) + n
+                    asked[k] = asked.get(k, 0) + n + NARROW_CALL
             by_adapter: dict[int, list[str]] = {}
             for key in sorted(asked):
                 if key[0] not in self._keep or self._fresh(key) is not None:

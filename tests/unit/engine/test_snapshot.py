@@ -483,6 +483,7 @@ def test_a_few_names_of_a_big_scope_are_read_narrowly(monkeypatch: pytest.Monkey
     backend) reads its own names, not the whole scope; a sweep over most releases reads it whole,
     and a sweep over a few of them reads narrowly too. Answers are the same either way."""
     monkeypatch.setattr("controller.engine.snapshot.NARROW_MIN", 20)
+    monkeypatch.setattr("controller.engine.snapshot.NARROW_CALL", 0)
     clock = Clock()
     kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
     releases = _topics_only(kafka, 40)
@@ -542,3 +543,29 @@ def test_an_on_demand_load_by_a_release_of_the_sweep_lives_for_the_pass() -> Non
     clock.advance(6)
     snap.observe(adapters, releases[8], "r8")
     assert kafka.stats.calls == {"observe_scope": 3}
+
+
+def test_narrow_reads_that_add_up_to_a_whole_read_load_the_scope_for_the_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refresh in the middle of a sweep: the new prefetch is for one release, so the scope is
+    read narrowly, but the rest of the earlier sweep is still running. Once their narrow reads
+    ask as much as a quarter of the scope, it is loaded whole, once, for the rest of the pass."""
+    monkeypatch.setattr("controller.engine.snapshot.NARROW_MIN", 20)
+    monkeypatch.setattr("controller.engine.snapshot.NARROW_CALL", 1)
+    clock = Clock()
+    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
+    releases = _topics_only(kafka, 40)
+    adapters: dict[ResourceKind, FakeBackend] = {K.TOPIC: kafka}
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    snap.prefetch(f"r{i}" for i in range(40))
+    _pass(snap, adapters, releases[:10])  # the sweep's first ten releases, then a refresh
+    snap.clear()
+    snap.prefetch(["r0"])
+    _drain(snap)
+    assert kafka.stats.calls == {"observe_scope": 1}
+    live = [snap.observe(adapters, releases[i], f"r{i}") for i in range(10, 40)]
+    assert live == [StageOps.observe_adapters(adapters, releases[i]) for i in range(10, 40)]
+    # 40 topics / 4 = 10 asked; each narrow read asks 1 name + 1 for its round trip: 4 narrow
+    # reads (8 asked), then the fifth loads the scope, which the other 25 read
+    assert kafka.stats.calls == {"observe_scope": 2, "observe": 4 + 30}
