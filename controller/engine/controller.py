@@ -185,6 +185,12 @@ class Controller:
         if live is not None:
             live.clear()
         self._preload_store()
+        now = self.clock()
+        if self._next_sweep is None or now >= self._next_sweep:
+            # A webhook's refresh before the sweep time leaves it: the converged releases are due
+            # just after it, and that refresh must prefetch for them (a webhook every 10 s used to
+            # push it off for good, and every sweep of 1,000 releases ran with nothing prefetched).
+            self._next_sweep = now + self.interval
         try:
             snap = self.snapshot()
         except Exception as e:
@@ -194,12 +200,17 @@ class Controller:
         self.last_error = None
         if self._orphans_at != snap.commit and not isinstance(self.source, KubeSource):
             self._mark_orphans(snap)
-        self._next_sweep = self.clock() + self.interval
         if live is not None:  # the due releases' scopes load side by side while their passes run
             live.prefetch(
                 [n for n in self._prints if (d := self.queue.due_in(n)) is not None and d <= SWEEP_GRACE]
             )
         return snap
+
+    def _until_sweep(self) -> float:
+        """Seconds until the periodic refresh is due (at most ``interval``)."""
+        if self._next_sweep is None:
+            return self.interval
+        return min(self.interval, max(0.0, self._next_sweep - self.clock()))
 
     def _converged_after(self) -> float:
         """Seconds until a converged release's next pass: just after the next periodic refresh, so
@@ -338,7 +349,7 @@ class Controller:
         for t in threads:
             t.start()
         while not self.stop.is_set():
-            self.wake.wait(timeout=self.interval)
+            self.wake.wait(timeout=self._until_sweep())
             self.wake.clear()
             if not self.stop.is_set():
                 self.refresh()

@@ -336,6 +336,28 @@ def test_converged_releases_come_due_together_just_after_the_next_refresh_which_
     assert live.calls[-1] == ("prefetch", ["a", "b", "c"])
 
 
+def test_a_webhook_before_the_sweep_time_does_not_move_it(tmp_path: Path) -> None:
+    """Webhooks every few seconds used to push the periodic refresh off for good: the converged
+    releases still came due at the sweep time, with no refresh there to prefetch for them."""
+    clock = FakeClock()
+    rec = StubReconciler()
+    live = RecordingLive()
+    rec.ops = type("Ops", (), {"live": live})()  # type: ignore[attr-defined]
+    source = FakeSource(write_repo(tmp_path / "repo", ["a", "b"]))
+    ctrl = Controller(source, rec, interval=300.0, workers=1, clock=clock)  # type: ignore[arg-type]
+    ctrl.run_once()
+    assert ctrl._until_sweep() == pytest.approx(300.0)
+    for _ in range(5):  # a webhook every 50 s, no new commit
+        clock.advance(50.0)
+        ctrl.refresh()
+    assert ctrl._until_sweep() == pytest.approx(50.0)
+    assert ctrl.queue.due_in("a") == pytest.approx(50.0 + SWEEP_GRACE / 2)
+    clock.advance(50.0)  # the sweep time: the refresh the loop runs now prefetches both
+    assert ctrl._until_sweep() == 0.0
+    ctrl.refresh()
+    assert live.calls[-1] == ("prefetch", ["a", "b"]) and ctrl._until_sweep() == pytest.approx(300.0)
+
+
 def test_a_requeue_further_off_than_the_next_sweep_waits_only_for_the_sweep(tmp_path: Path) -> None:
     clock = FakeClock()
     rec = StubReconciler(requeue_after=13 * 3600.0)  # e.g. a table's next maintenance fire
