@@ -23,10 +23,12 @@ Rules that keep it honest:
   (a refresh in the middle of a sweep leaves its remaining releases outside the new prefetch; one
   narrow read each took a commit-to-visible at 1,000 releases from ~7 to 72 s). A scope fresh
   already, being loaded, or of a watched adapter is always read from the snapshot;
-- a write through the executor (``InvalidatingAdapter``) drops every entry of the adapter it
-  goes through, both before and after the change; a read that was in flight while a write started
-  or ended is returned to its caller but never stored, so no later reader sees a state older
-  than the write;
+- a write through the executor (``InvalidatingAdapter``) drops the entry of the scope it writes
+  (every entry of the adapter for a database, or when the adapter cannot name the scope), both
+  before and after the change; a read of that scope that was in flight while a write started or
+  ended is returned to its caller but never stored, so no later reader sees a state older than
+  the write. At 1,000 releases a table property change of one release dropped all 1,000 Hive
+  databases, and the next sweep read each of them again (a commit-to-visible of 25-80 s);
 - concurrent misses of one scope wait for one load instead of each reading the backend;
 - kinds whose adapter is not a ``ScopedObserver`` (transforms) are observed as before;
 - ``prefetch(releases)``, called by the controller when a pass starts with those releases due,
@@ -140,7 +142,7 @@ class LiveView(Protocol):
 
     def prefetch(self, owners: Iterable[str]) -> None: ...
 
-    def invalidate(self, adapter: object) -> None: ...
+    def invalidate(self, adapter: object, scope: str | None = None) -> None: ...
 
     def clear(self) -> None: ...
 
@@ -191,12 +193,13 @@ class LiveSnapshot:
         self._demand: dict[tuple[int, str], int] = {}
         """Scope → what this pass's narrow reads asked of it so far (names + ``NARROW_CALL`` each)."""
         self._pool: ThreadPoolExecutor | None = None
-        self._hints: dict[tuple[int, str], tuple[int, datetime, Any]] = {}
+        self._hints: dict[tuple[int, str], tuple[tuple[int, int], datetime, Any]] = {}
         # (writes, when, error) of a scope's last load when it failed: given to its readers for ttl.
         # Counted against the adapter's writes, not its generation: a new pass (clear) bumps that
         # every refresh, and a backend that is down stays down across refreshes.
         self._failures: dict[tuple[int, str], tuple[int, datetime, Exception]] = {}
         self._writes: dict[int, int] = {}
+        self._scope_gen: dict[tuple[int, str], int] = {}  # writes to one scope (``invalidate``)
         """scope key → (the adapter's generation and the clock at the listing, the hint)."""
         self._busy = 0  # prefetch tasks submitted and not finished
         self._idle = threading.Condition(self._lock)
@@ -259,11 +262,22 @@ class LiveSnapshot:
         size = self._sizes.get(key)
         return size is not None and size >= NARROW_MIN and size > NARROW_RATIO * asked
 
-    def invalidate(self, adapter: object) -> None:
-        """Forget everything read through ``adapter``; loads in flight are not stored."""
+    def invalidate(self, adapter: object, scope: str | None = None) -> None:
+        """Forget ``scope`` (None: everything) read through ``adapter``; loads of it in flight
+        are not stored."""
         with self._lock:
             self._writes[id(adapter)] = self._writes.get(id(adapter), 0) + 1
-            self._drop_all(id(adapter))
+            if scope is None:
+                self._drop_all(id(adapter))
+                return
+            key = (id(adapter), scope)
+            self._scope_gen[key] = self._scope_gen.get(key, 0) + 1
+            self._entries.pop(key, None)
+            self._hints.pop(key, None)
+
+    def _gen(self, key: tuple[int, str]) -> tuple[int, int]:
+        """What a load of ``key`` must still see when it ends to be stored (lock held)."""
+        return self._generation.get(key[0], 0), self._scope_gen.get(key, 0)
 
     def clear(self) -> None:
         """A new pass: forget every entry (loads in flight are not stored), except those of a
@@ -382,14 +396,15 @@ class LiveSnapshot:
             lock.acquire()
         try:
             with self._lock:
-                generation, listed_at = self._generation.get(id(adapter), 0), self.clock()
+                gens, listed_at = {k[1]: self._gen(k) for k in keys}, self.clock()
             try:
                 hints: Mapping[str, Any] = adapter.list_scopes(scopes) or {}
             except Exception:  # each scope loads as usual and reports its own error to its reader
                 hints = {}
             with self._lock:
                 for scope, hint in hints.items():
-                    self._hints[(id(adapter), scope)] = (generation, listed_at, hint)
+                    if scope in gens:
+                        self._hints[(id(adapter), scope)] = (gens[scope], listed_at, hint)
         finally:
             for lock in locks:
                 lock.release()
@@ -458,7 +473,7 @@ class LiveSnapshot:
                 if e is not None:
                     return e.data
                 self._raise_recent_failure(key)
-                generation, started = self._generation.get(key[0], 0), self.clock()
+                generation, started = self._gen(key), self.clock()
                 writes = self._writes.get(key[0], 0)
                 listed = self._hints.pop(key, None)
                 if listed is not None and (
@@ -479,7 +494,7 @@ class LiveSnapshot:
             with self._lock:
                 self._failures.pop(key, None)
                 self._sizes[key] = len(data)
-                if self._generation.get(key[0], 0) == generation:
+                if self._gen(key) == generation:
                     life = self.watch_ttl if key[0] in self._watched else lifetime or self.ttl
                     self._entries[key] = _Entry(started, data, life)
         return data
@@ -499,11 +514,20 @@ class InvalidatingAdapter:
         return self.inner.observe(kind, names)
 
     def apply(self, action: Action) -> ApplyResult:
-        self.snapshot.invalidate(self.inner)
+        scope = written_scope(self.inner, action)
+        self.snapshot.invalidate(self.inner, scope)
         try:
             return self.inner.apply(action)
         finally:
-            self.snapshot.invalidate(self.inner)
+            self.snapshot.invalidate(self.inner, scope)
+
+
+def written_scope(adapter: Adapter, action: Action) -> str | None:
+    """The one snapshot scope ``action`` changes through ``adapter``; None: any of them (an
+    adapter that is not read by scope, or a database: it holds the scope of its tables too)."""
+    if not _scoped(type(adapter)) or ResourceKind(action.kind) is ResourceKind.DATABASE:
+        return None
+    return cast(ScopedObserver, adapter).snapshot_scope(ResourceKind(action.kind), action.name)
 
 
 def invalidating(adapters: Mapping[ResourceKind, Adapter], snapshot: LiveView) -> dict[ResourceKind, Adapter]:

@@ -28,7 +28,7 @@ from controller.engine import prune
 from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
 from controller.engine.fastpath import FastPath, digest, live_digest
-from controller.engine.snapshot import LiveSnapshot, LiveView, invalidating
+from controller.engine.snapshot import LiveSnapshot, LiveView, invalidating, written_scope
 from controller.model.errors import PipectlError
 from controller.model.manifest import PipelineRelease, StreamingJobSpec
 from controller.model.status import ReleaseStatus, StageStatus
@@ -465,7 +465,8 @@ class StageOps:
         injected executor did not go through ``snapshot.invalidating``)."""
         if self.live is not None:
             for a in plan.actions:
-                self.live.invalidate(be.adapters[a.kind])
+                adapter = be.adapters[a.kind]
+                self.live.invalidate(adapter, written_scope(adapter, a))
 
     def _noop_inputs(
         self,

@@ -117,6 +117,44 @@ def test_a_write_through_the_executor_drops_the_adapters_entries() -> None:
     assert adapters[K.DAG].stats.calls["observe_scope"] == 1  # other adapters keep their entries
 
 
+def test_a_write_to_one_table_drops_only_its_database_and_a_database_write_drops_all() -> None:
+    """At 1,000 releases one release's table change dropped every database's entry, and the next
+    sweep read all of them again."""
+    clock = Clock()
+    adapters, releases = _world(6, clock)  # databases db0-db2, two releases each
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    _pass(snap, adapters, releases)
+    hive = adapters[K.TABLE]
+    before = hive.stats.calls["observe_scope"]
+    table = TableResource(name="db1.tab1", columns=[], properties={"pipectl.version": "2"})
+    InvalidatingAdapter(hive, snap).apply(Action(kind=K.TABLE, name="db1.tab1", op=Op.UPDATE, desired=table,
+                                                 reason="new version"))
+    assert _pass(snap, adapters, releases) == [StageOps.observe_adapters(adapters, d) for d in releases]
+    assert hive.stats.calls["observe_scope"] == before + 1  # db1 alone, read again once
+    assert snap.observe(adapters, releases[1])[("Table", "db1.tab1")] == table
+    db = DatabaseResource(name="db3")
+    InvalidatingAdapter(hive, snap).apply(Action(kind=K.DATABASE, name="db3", op=Op.CREATE, desired=db,
+                                                 reason="new database"))
+    before = hive.stats.calls["observe_scope"]
+    _pass(snap, adapters, releases)
+    assert hive.stats.calls["observe_scope"] == before + 4  # the database list and db0-db2
+
+
+def test_a_read_of_a_scope_in_flight_during_a_write_to_it_is_not_kept() -> None:
+    clock = Clock()
+    adapters, releases = _world(3, clock)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    hive = adapters[K.TABLE]
+    assert isinstance(hive, ScopedBackend)
+    hive.load_hook = lambda: snap.invalidate(hive, "db:db1")  # another worker writes db1 meanwhile
+    snap.observe(adapters, releases[1])
+    hive.load_hook = None
+    calls = hive.stats.calls["observe_scope"]
+    snap.observe(adapters, releases[1])
+    snap.observe(adapters, releases[1])
+    assert hive.stats.calls["observe_scope"] == calls + 1  # db1 again (then kept); the rest kept
+
+
 def test_a_read_in_flight_during_a_write_is_not_kept() -> None:
     clock = Clock()
     adapters, releases = _world(3, clock)
