@@ -56,6 +56,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from controller.adapters._retry import retrying
 from controller.adapters.base import ApplyResult, CallStats
+from controller.adapters.kafka_entries import LiveEntry
 from controller.adapters.kafka_security import KafkaSecurity
 from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
 from controller.plan.actions import Action, Op
@@ -101,37 +102,6 @@ class _TopicMeta:
         )
 
 
-class _LiveEntry:
-    """A described config entry as this module reads it: name and value. The SDK's ``ConfigEntry``
-    sets nine attributes in a Python ``__init__``, and building ~180k of them (5,000 topics)
-    was most of a no-op pass's Kafka read at 1,000 releases: 3.6-4.2 CPU-s with it, 1.7-2.3 with
-    this class, same topics, one run each (docs/benchmarks.md, issue #17).
-
-    Entries are shared: most of a topic's 36 entries are broker defaults, the same for every topic,
-    so one object per distinct name and value is built (``_SHARED``) instead of one per entry
-    (~180k at 5,000 topics, ~18 MiB more at the read's peak)."""
-
-    __slots__ = ("name", "value")
-    name: str
-    value: str | None
-
-    def __new__(cls, name: str, value: str | None, *_args: object, **_kwargs: object) -> _LiveEntry:
-        key = (name, value)
-        entry = _SHARED.get(key)
-        if entry is None:
-            if len(_SHARED) >= _SHARED_MAX:  # per-topic values (retention.ms...) do not pile up
-                _SHARED.clear()
-            entry = object.__new__(cls)
-            entry.name, entry.value = name, value
-            _SHARED[key] = entry
-        return entry
-
-    def __init__(self, *_args: object, **_kwargs: object) -> None:
-        pass  # built (or found) by __new__
-
-
-_SHARED: dict[tuple[str, str | None], _LiveEntry] = {}
-_SHARED_MAX = 20_000
 CONFIG_CHUNK = 1_000
 """Topics per ``describe_configs`` request. The SDK holds a whole answer at once, in C and as
 Python objects: ~100 MiB at the peak for 5,000 topics in one request, ~20 MiB per 1,000. So
@@ -143,12 +113,12 @@ _ENTRY_CLASS = threading.Lock()
 
 @contextmanager
 def _lean_entries() -> Iterator[None]:
-    """While held, ``describe_configs`` answers are built as ``_LiveEntry``: the SDK's C code looks
+    """While held, ``describe_configs`` answers are built as ``LiveEntry``: the SDK's C code looks
     ``confluent_kafka.admin.ConfigEntry`` up each time it converts a response, on its own thread,
     before the futures complete; the name is put back once they have. Every other use of the name
     in this process (the incremental alter, this module only) takes the same lock."""
     with _ENTRY_CLASS:
-        sdk_admin.ConfigEntry = _LiveEntry  # type: ignore[attr-defined,assignment]
+        sdk_admin.ConfigEntry = LiveEntry  # type: ignore[attr-defined,assignment]
         try:
             yield
         finally:
@@ -447,7 +417,7 @@ class KafkaAdapter:
             futures = self._admin.describe_configs(resources, request_timeout=self._timeout)
             for res, fut in futures.items():
                 try:
-                    entries: dict[str, _LiveEntry] = fut.result(timeout=self._timeout)
+                    entries: dict[str, LiveEntry] = fut.result(timeout=self._timeout)
                 except KafkaException as e:
                     if _code(e) == KafkaError.UNKNOWN_TOPIC_OR_PART:
                         continue
@@ -512,7 +482,7 @@ class KafkaAdapter:
             ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sorted(values.items())
         ]
         res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
-        with self._sdk_errors("incremental_alter_configs"), _ENTRY_CLASS:  # never with _LiveEntry swapped in
+        with self._sdk_errors("incremental_alter_configs"), _ENTRY_CLASS:  # never with LiveEntry swapped in
             for fut in self._admin.incremental_alter_configs([res], request_timeout=self._timeout).values():
                 fut.result(timeout=self._timeout)
 

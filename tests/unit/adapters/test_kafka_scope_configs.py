@@ -99,7 +99,7 @@ def test_described_entries_are_built_lean_and_the_sdk_name_is_put_back() -> None
     admin = _LateAdmin()
     adapter._admin = admin
     live = adapter.observe_scope("topics")
-    assert admin.built == {"_LiveEntry"}  # never the SDK's nine-attribute ConfigEntry
+    assert admin.built == {"LiveEntry"}  # never the SDK's nine-attribute ConfigEntry
     assert sdk_admin.ConfigEntry is ConfigEntry  # put back once the answers are read
     a = live[(ResourceKind.TOPIC, "a.events")]
     assert isinstance(a, TopicResource)
