@@ -516,18 +516,26 @@ def _topics_only(kafka: ScopedBackend, n: int) -> list[list[Resource]]:
     return releases
 
 
+def _big_topics(
+    monkeypatch: pytest.MonkeyPatch, call: int
+) -> tuple[ScopedBackend, list[list[Resource]], dict[ResourceKind, FakeBackend], LiveSnapshot]:
+    """40 releases of one topic each on a scope counted as big from 20 entries (a narrow read's
+    round trip counted as ``call`` names), and the first sweep over all of them started."""
+    monkeypatch.setattr("controller.engine.snapshot.NARROW_MIN", 20)
+    monkeypatch.setattr("controller.engine.snapshot.NARROW_CALL", call)
+    clock = Clock()
+    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
+    releases = _topics_only(kafka, 40)
+    snap = LiveSnapshot(clock, StageOps.observe_adapters)
+    snap.prefetch(f"r{i}" for i in range(40))  # the first sweep: nothing known yet
+    return kafka, releases, {K.TOPIC: kafka}, snap
+
+
 def test_a_few_names_of_a_big_scope_are_read_narrowly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Once a scope is known to be big, a release outside a sweep (a requeue waiting on another
     backend) reads its own names, not the whole scope; a sweep over most releases reads it whole,
     and a sweep over a few of them reads narrowly too. Answers are the same either way."""
-    monkeypatch.setattr("controller.engine.snapshot.NARROW_MIN", 20)
-    monkeypatch.setattr("controller.engine.snapshot.NARROW_CALL", 0)
-    clock = Clock()
-    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
-    releases = _topics_only(kafka, 40)
-    adapters: dict[ResourceKind, FakeBackend] = {K.TOPIC: kafka}
-    snap = LiveSnapshot(clock, StageOps.observe_adapters)
-    snap.prefetch(f"r{i}" for i in range(40))  # the first sweep: nothing known yet
+    kafka, releases, adapters, snap = _big_topics(monkeypatch, call=0)
     _pass(snap, adapters, releases)
     assert kafka.stats.calls == {"observe_scope": 1}
 
@@ -589,14 +597,7 @@ def test_narrow_reads_that_add_up_to_a_whole_read_load_the_scope_for_the_pass(
     """A refresh in the middle of a sweep: the new prefetch is for one release, so the scope is
     read narrowly, but the rest of the earlier sweep is still running. Once their narrow reads
     ask as much as a quarter of the scope, it is loaded whole, once, for the rest of the pass."""
-    monkeypatch.setattr("controller.engine.snapshot.NARROW_MIN", 20)
-    monkeypatch.setattr("controller.engine.snapshot.NARROW_CALL", 1)
-    clock = Clock()
-    kafka = ScopedBackend("kafka", {K.TOPIC}, clock)
-    releases = _topics_only(kafka, 40)
-    adapters: dict[ResourceKind, FakeBackend] = {K.TOPIC: kafka}
-    snap = LiveSnapshot(clock, StageOps.observe_adapters)
-    snap.prefetch(f"r{i}" for i in range(40))
+    kafka, releases, adapters, snap = _big_topics(monkeypatch, call=1)
     _pass(snap, adapters, releases[:10])  # the sweep's first ten releases, then a refresh
     snap.clear()
     snap.prefetch(["r0"])
