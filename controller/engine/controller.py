@@ -227,8 +227,8 @@ class Controller:
     def _preload_store(self) -> None:
         """Read the controller-owned state rows of every release in one statement for this pass
         (``store.kvcache``); on failure each pass reads its own rows."""
-        store = getattr(self.reconciler, "store", None)
-        if not isinstance(store, Store):  # test doubles
+        store = self._state_store()
+        if store is None:
             return
         try:
             store.preload_kv(self.PRELOAD_PREFIXES)
@@ -237,9 +237,14 @@ class Controller:
             log.warning("state store preload failed; passes read their own rows", error=redact(str(e)))
 
     def _end_sweep(self) -> None:
-        store = getattr(self.reconciler, "store", None)
-        if isinstance(store, Store):  # test doubles have none
+        store = self._state_store()
+        if store is not None:
             store.end_pass()
+
+    def _state_store(self) -> Store | None:
+        """The reconciler's state store (None for test doubles)."""
+        store = getattr(self.reconciler, "store", None)
+        return store if isinstance(store, Store) else None
 
     def _mark_orphans(self, snap: RepoSnapshot) -> None:
         """Once per commit: stored releases the source no longer declares say so in their status

@@ -194,13 +194,13 @@ class LiveSnapshot:
         """Scope → what this pass's narrow reads asked of it so far (names + ``NARROW_CALL`` each)."""
         self._pool: ThreadPoolExecutor | None = None
         self._hints: dict[tuple[int, str], tuple[tuple[int, int], datetime, Any]] = {}
+        """scope key → (what ``_gen`` was and the clock at the listing, the hint)."""
         # (writes, when, error) of a scope's last load when it failed: given to its readers for ttl.
         # Counted against the adapter's writes, not its generation: a new pass (clear) bumps that
         # every refresh, and a backend that is down stays down across refreshes.
         self._failures: dict[tuple[int, str], tuple[int, datetime, Exception]] = {}
         self._writes: dict[int, int] = {}
         self._scope_gen: dict[tuple[int, str], int] = {}  # writes to one scope (``invalidate``)
-        """scope key → (the adapter's generation and the clock at the listing, the hint)."""
         self._busy = 0  # prefetch tasks submitted and not finished
         self._idle = threading.Condition(self._lock)
         self._watched: set[int] = set()
