@@ -32,11 +32,11 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 
 from controller.model.reasons import Reason, Verdict
+from controller.obs.series import CounterSeries, GaugeSeries, HistogramSeries
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -76,12 +76,12 @@ FRESHNESS_OBJECTIVE_SECONDS = 120.0
 # Reconcile passes range from a no-op (milliseconds) to a plan that waits on a Spark job (minutes).
 _RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
-RECONCILE_DURATION = Histogram(
+RECONCILE_DURATION = HistogramSeries(
     "pipectl_reconcile_duration_seconds",
     "Duration of one reconcile pass of a release.",
     ["release", "result"],
-    buckets=_RECONCILE_BUCKETS,
-    registry=REGISTRY,
+    REGISTRY,
+    _RECONCILE_BUCKETS,
 )
 ACTIONS = Counter(
     "pipectl_actions_total",
@@ -89,54 +89,54 @@ ACTIONS = Counter(
     ["kind", "result"],
     registry=REGISTRY,
 )
-DRIFT_RESOURCES = Gauge(
+DRIFT_RESOURCES = GaugeSeries(
     "pipectl_drift_resources",
     "Resources whose live state differs from git at the last pass.",
     ["release", "stage"],
-    registry=REGISTRY,
+    REGISTRY,
 )
-GATE_RESULTS = Counter(
+GATE_RESULTS = CounterSeries(
     "pipectl_gate_results_total",
     "Gate evaluations, by gate name and verdict.",
     ["gate", "verdict"],
-    registry=REGISTRY,
+    REGISTRY,
 )
-ROLLBACKS = Counter(
+ROLLBACKS = CounterSeries(
     "pipectl_rollbacks_total",
     "Automatic or manual rollbacks to the last good version.",
     ["release", "stage"],
-    registry=REGISTRY,
+    REGISTRY,
 )
-RELEASE_INFO = Gauge(
+RELEASE_INFO = GaugeSeries(
     "pipectl_release_info",
     "1 for the current version and phase of each release at each stage.",
     ["release", "stage", "version", "phase"],
-    registry=REGISTRY,
+    REGISTRY,
 )
-RECONCILE_ERRORS = Counter(
+RECONCILE_ERRORS = CounterSeries(
     "pipectl_reconcile_errors_total",
     "Reconcile passes that ended in an error, by named reason.",
     ["release", "reason"],
-    registry=REGISTRY,
+    REGISTRY,
 )
-STREAMING_LAG = Gauge(
+STREAMING_LAG = GaugeSeries(
     "pipectl_streaming_lag_seconds",
     "How far a streaming job's consumer is behind the head of its input topics, in seconds.",
     ["release", "stage", "streaming_job"],
-    registry=REGISTRY,
+    REGISTRY,
 )
-EVENT_FRESHNESS = Gauge(
+EVENT_FRESHNESS = GaugeSeries(
     "pipectl_event_freshness_seconds",
     "Now minus the newest event time queryable in a streaming job's output (ingest to queryable).",
     ["release", "stage", "streaming_job"],
-    registry=REGISTRY,
+    REGISTRY,
 )
-UNDECODABLE_RECORDS = Gauge(
+UNDECODABLE_RECORDS = GaugeSeries(
     "pipectl_streaming_undecodable_records",
     "Records a streaming job could not decode since it started (no Confluent header, a schema id the "
     "registry does not know, a body its writer schema does not read), from its status file.",
     ["release", "stage", "streaming_job"],
-    registry=REGISTRY,
+    REGISTRY,
 )
 BACKEND_UP = Gauge(
     "pipectl_backend_up",
@@ -157,11 +157,11 @@ LEADER = Gauge(
     ["instance"],
     registry=REGISTRY,
 )
-LAST_RECONCILE = Gauge(
+LAST_RECONCILE = GaugeSeries(
     "pipectl_last_reconcile_timestamp_seconds",
     "Unix time of the end of the last reconcile pass of a release (the controller's heartbeat).",
     ["release"],
-    registry=REGISTRY,
+    REGISTRY,
 )
 EVENTS_DROPPED = Counter(
     "pipectl_events_dropped_total",
@@ -186,6 +186,7 @@ _ALL = (
     RECONCILE_ERRORS,
     STREAMING_LAG,
     EVENT_FRESHNESS,
+    UNDECODABLE_RECORDS,
     BACKEND_UP,
     AUDIT_CHAIN_OK,
     LEADER,
@@ -201,12 +202,12 @@ _release_info: dict[tuple[str, str], tuple[str, str]] = {}
 
 def observe_reconcile(release: str, result: str, seconds: float) -> None:
     """Record one reconcile pass and move the release's heartbeat to now."""
-    RECONCILE_DURATION.labels(release, result).observe(seconds)
-    LAST_RECONCILE.labels(release).set(time.time())
+    RECONCILE_DURATION.observe(release, result, amount=seconds)
+    LAST_RECONCILE.set(release, value=time.time())
 
 
 def record_reconcile_error(release: str, reason: str) -> None:
-    RECONCILE_ERRORS.labels(release, reason).inc()
+    RECONCILE_ERRORS.inc(release, reason)
 
 
 def record_action(kind: str, result: str) -> None:
@@ -214,15 +215,15 @@ def record_action(kind: str, result: str) -> None:
 
 
 def set_drift(release: str, stage: str, resources: int) -> None:
-    DRIFT_RESOURCES.labels(release, stage).set(resources)
+    DRIFT_RESOURCES.set(release, stage, value=resources)
 
 
 def record_gate_result(gate: str, verdict: str) -> None:
-    GATE_RESULTS.labels(gate, verdict).inc()
+    GATE_RESULTS.inc(gate, verdict)
 
 
 def record_rollback(release: str, stage: str) -> None:
-    ROLLBACKS.labels(release, stage).inc()
+    ROLLBACKS.inc(release, stage)
 
 
 def set_release_info(release: str, stage: str, version: str | None, phase: str) -> None:
@@ -237,7 +238,7 @@ def set_release_info(release: str, stage: str, version: str | None, phase: str) 
         old = _release_info.get(key)
         if old is not None and old != new:
             RELEASE_INFO.remove(release, stage, *old)
-        RELEASE_INFO.labels(release, stage, *new).set(1)
+        RELEASE_INFO.set(release, stage, *new, value=1)
         _release_info[key] = new
 
 
@@ -249,19 +250,21 @@ ERROR_REASONS = (
     Reason.ROLLBACK_FAILED,
 )
 """The named reasons ``record_reconcile_error`` is called with (the alert rules select on them)."""
+_ERROR_REASON_LABELS = tuple(str(r) for r in ERROR_REASONS)
+_VERDICT_LABELS = tuple(str(v) for v in Verdict)
 
 
 def init_release(release: str, stages: Iterable[str], gates: Iterable[str] = ()) -> None:
     """Create a release's counters at 0 so the first increment shows up in ``increase()`` (a
     series born at 1 has no earlier sample to increase from, and the alert would never fire)."""
     for stage in stages:
-        ROLLBACKS.labels(release, stage)
-        DRIFT_RESOURCES.labels(release, stage)
-    for reason in ERROR_REASONS:
-        RECONCILE_ERRORS.labels(release, str(reason))
+        ROLLBACKS.touch(release, stage)
+        DRIFT_RESOURCES.touch(release, stage)
+    for reason in _ERROR_REASON_LABELS:
+        RECONCILE_ERRORS.touch(release, reason)
     for gate in gates:
-        for verdict in Verdict:
-            GATE_RESULTS.labels(gate, str(verdict))
+        for verdict in _VERDICT_LABELS:
+            GATE_RESULTS.touch(gate, verdict)
 
 
 def forget_release(release: str) -> None:
@@ -276,6 +279,7 @@ def forget_release(release: str) -> None:
         ROLLBACKS,
         STREAMING_LAG,
         EVENT_FRESHNESS,
+        UNDECODABLE_RECORDS,
         LAST_RECONCILE,
     ):
         metric.remove_by_labels({"release": release})
@@ -297,15 +301,15 @@ def clear_leader_series() -> None:
 
 
 def set_streaming_lag(release: str, stage: str, job: str, seconds: float) -> None:
-    STREAMING_LAG.labels(release, stage, job).set(seconds)
+    STREAMING_LAG.set(release, stage, job, value=seconds)
 
 
 def set_event_freshness(release: str, stage: str, job: str, seconds: float) -> None:
-    EVENT_FRESHNESS.labels(release, stage, job).set(seconds)
+    EVENT_FRESHNESS.set(release, stage, job, value=seconds)
 
 
 def set_undecodable_records(release: str, stage: str, job: str, count: int) -> None:
-    UNDECODABLE_RECORDS.labels(release, stage, job).set(count)
+    UNDECODABLE_RECORDS.set(release, stage, job, value=count)
 
 
 def set_backend_up(backend: str, up: bool) -> None:
