@@ -59,6 +59,7 @@ from controller.adapters.base import ApplyResult, CallStats
 from controller.adapters.kafka_entries import LiveEntry
 from controller.adapters.kafka_security import KafkaSecurity
 from controller.model.errors import BackendError, PermanentBackendError, TransientBackendError
+from controller.obs import memory
 from controller.plan.actions import Action, Op
 from controller.plan.resources import Resource, ResourceKind, TopicResource
 from controller.plan.rules.kafka import config_drift, wire_config_value
@@ -100,12 +101,6 @@ class _TopicMeta:
             name=name, partitions=len(self.partitions), replication_factor=self.replication_factor,
             config=config if config is not None else {},
         )
-
-
-CONFIG_CHUNK = 1_000
-"""Topics per ``describe_configs`` request. The SDK holds a whole answer at once, in C and as
-Python objects: ~100 MiB at the peak for 5,000 topics in one request, ~20 MiB per 1,000. So
-calls grow by one per 1,000 topics (not per release): 1 up to 1,000 topics, 6 for 5,001."""
 
 
 _ENTRY_CLASS = threading.Lock()
@@ -396,38 +391,39 @@ class KafkaAdapter:
                 out[name] = _TopicMeta(partitions=tuple(p.id for p in parts), replication_factor=rf)
         return out
 
+    @retrying()
     def _describe_configs(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Every config of ``names`` (topics gone meanwhile left out), ``CONFIG_CHUNK`` at a time.
+        """Every config of ``names`` (topics gone meanwhile left out), in one request.
+
         Topics with equal configs share one map: most topics differ from the broker's defaults in
         a few values that whole families of topics share (3 distinct maps among 300 bench topics),
-        and a map of 36 entries is ~1.2 KB, 6 MiB held for 5,000 topics between passes."""
-        out: dict[str, dict[str, str]] = {}
-        maps: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
-        for i in range(0, len(names), CONFIG_CHUNK):
-            for name, config in self._describe_config_chunk(names[i : i + CONFIG_CHUNK]).items():
-                out[name] = maps.setdefault(frozenset(config.items()), config)
-        return out
-
-    @retrying()
-    def _describe_config_chunk(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        and a map of 36 entries is ~1.2 KB, 6 MiB held for 5,000 topics between passes. The SDK
+        holds the whole answer in C while it converts it (~86 MiB more at 5,000 topics); freed,
+        that memory stays in the C heap until ``memory.trim`` gives it back."""
         self.stats.count("describe_configs")
         out: dict[str, dict[str, str]] = {}
-        with self._sdk_errors("describe_configs"), _lean_entries():
-            resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
-            futures = self._admin.describe_configs(resources, request_timeout=self._timeout)
-            for res, fut in futures.items():
-                try:
-                    entries: dict[str, LiveEntry] = fut.result(timeout=self._timeout)
-                except KafkaException as e:
-                    if _code(e) == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                        continue
-                    raise
-                # Sensitive values come back as None; they cannot be compared and are left out.
-                # Interned: one str per distinct name and value across the topics (most are broker
-                # defaults), where the SDK builds new ones for every entry, ~180k for 5,000 topics.
-                out[res.name] = {
-                    sys.intern(k): sys.intern(e.value) for k, e in entries.items() if e.value is not None
-                }
+        maps: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
+        try:
+            with self._sdk_errors("describe_configs"), _lean_entries():
+                resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
+                futures = self._admin.describe_configs(resources, request_timeout=self._timeout)
+                for res, fut in futures.items():
+                    try:
+                        entries: dict[str, LiveEntry] = fut.result(timeout=self._timeout)
+                    except KafkaException as e:
+                        if _code(e) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                            continue
+                        raise
+                    # Sensitive values come back as None; they cannot be compared and are left out.
+                    # Interned: one str per distinct name and value across the topics (most are
+                    # broker defaults), where the SDK builds new ones for every entry.
+                    config = {
+                        sys.intern(k): sys.intern(e.value) for k, e in entries.items() if e.value is not None
+                    }
+                    out[res.name] = maps.setdefault(frozenset(config.items()), config)
+                del futures
+        finally:
+            memory.trim()
         return out
 
     @retrying()

@@ -67,10 +67,8 @@ def test_batched_reads_equal_per_release_reads_and_calls_do_not_grow(
 ) -> None:
     # Whole-scope reads whatever the broker holds: with 1,000 topics of other runs on it, a pass
     # over these few releases would read their own topics instead (``engine.snapshot``'s narrow
-    # reads, tests/unit/engine/test_snapshot.py), and the count below would depend on the broker;
-    # and its configs in one request (1,000 topics a request, ``adapters.kafka.CONFIG_CHUNK``).
+    # reads, tests/unit/engine/test_snapshot.py), and the count below would depend on the broker.
     monkeypatch.setattr("controller.engine.snapshot.NARROW_MIN", 10**9)
-    monkeypatch.setattr("controller.adapters.kafka.CONFIG_CHUNK", 10**9)
     uid = unique_name
     dags_folder = str(stack["airflow_dags_folder"])
     env = ctlkit.stage_env_yaml("dev", f"it{uid}.", f"it{uid}_", dags_folder)

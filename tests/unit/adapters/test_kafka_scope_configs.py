@@ -115,7 +115,7 @@ def test_the_sdk_name_is_put_back_when_the_read_fails() -> None:
 
     adapter._admin = _Broken()
     with pytest.raises(Exception, match="broker gone"):
-        adapter._describe_config_chunk.__wrapped__(adapter, ["a.events"])  # type: ignore[attr-defined]
+        adapter._describe_configs.__wrapped__(adapter, ["a.events"])  # type: ignore[attr-defined]
     assert sdk_admin.ConfigEntry is ConfigEntry
 
 
@@ -138,11 +138,12 @@ def test_equal_entries_are_built_once_across_topics() -> None:
     assert a["retention.ms"] is not b["retention.ms"] and a["retention.ms"].value == "604800000"
 
 
-def test_configs_are_described_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK holds a whole answer at once: at most ``CONFIG_CHUNK`` topics per request, every
-    topic answered once."""
-    monkeypatch.setattr(kafka_module, "CONFIG_CHUNK", 1)
+def test_configs_are_described_in_one_request_and_the_heap_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ``describe_configs`` for every topic whatever their number (issue #17), and the C heap
+    the SDK's answer took is given back after it, also when the read fails."""
     sizes: list[int] = []
+    trims: list[bool] = []
+    monkeypatch.setattr(kafka_module.memory, "trim", lambda: trims.append(True) or True)
 
     class _Counting(_Admin):
         def describe_configs(self, resources: list[Any], request_timeout: float | None = None) -> Any:
@@ -152,8 +153,18 @@ def test_configs_are_described_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch
     adapter = KafkaAdapter("127.0.0.1:1", timeout=0.5)
     adapter._admin = _Counting()
     live = adapter.observe_scope("topics")
-    assert sizes == [1, 1] and adapter.stats.calls["describe_configs"] == 2
+    assert sizes == [len(_REPORTED)] and adapter.stats.calls["describe_configs"] == 1
     assert {n for _, n in live} == set(_REPORTED)
+    assert trims == [True]
+
+    class _Broken(_Admin):
+        def describe_configs(self, resources: list[Any], request_timeout: float | None = None) -> Any:
+            raise RuntimeError("broker gone")
+
+    adapter._admin = _Broken()
+    with pytest.raises(Exception, match="broker gone"):
+        adapter._describe_configs.__wrapped__(adapter, ["a.events"])  # type: ignore[attr-defined]
+    assert trims == [True, True]
 
 
 def test_topics_with_equal_configs_share_one_map() -> None:
