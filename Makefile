@@ -39,16 +39,28 @@ lint: install
 test-unit: install
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# The integration suite on two pytest-xdist workers: the modules that run Spark jobs share one
+# worker, one after another, and the others run beside them (SPARK_MODULES in
+# tests/integration/conftest.py). The fault tests stop and restart the stack's backends, so they
+# run afterwards, alone. Both always run; the target fails if either failed. TIMES gets a line per
+# test (wall seconds, how busy the CPUs were), and the slowest are printed at the end.
+TIMES := .stack/logs/test-times.tsv
 test-integration: install stack-up
-	$(VPY) -m pytest tests/integration $(PYTEST_ARGS)
+	@mkdir -p $(dir $(TIMES)); rm -f $(TIMES); rc=0; export PIPECTL_TEST_TIMES=$(TIMES); \
+	echo "== $$(date -u +%T) integration tests (2 workers)"; \
+	$(VPY) -m pytest tests/integration -n 2 --dist loadgroup $(PYTEST_ARGS) || rc=$$?; \
+	echo "== $$(date -u +%T) fault tests"; \
+	$(VPY) -m pytest tests/faults $(PYTEST_ARGS) || rc=$$?; \
+	echo "== $$(date -u +%T) done (rc $$rc)"; exit $$rc
 
 # Everything CI runs: lint, unit tests, then the integration tests against the local stack. The
 # stack comes up after the unit tests, so a `devstack install` started in the background before
 # `make test` (as .ci/run does) downloads and builds while lint and unit tests run.
 test: install lint
+	@echo "== $$(date -u +%T) unit tests"
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
-	$(MAKE) stack-up
-	$(VPY) -m pytest tests --ignore=tests/unit $(PYTEST_ARGS)
+	@echo "== $$(date -u +%T) stack up"
+	$(MAKE) test-integration
 
 stack-up: install
 	$(VPY) -m controller.devstack up

@@ -36,10 +36,40 @@ HERE = Path(__file__).resolve().parent
 os.environ.setdefault("PIPECTL_AIRFLOW_PASSWORD", "admin")
 
 
+# The modules whose tests run Spark streaming jobs (or batch Spark jobs) on the machine's cores.
+# ``make test`` runs this suite on two pytest-xdist workers with ``--dist loadgroup``: these
+# modules share one group, so one worker runs them one after another, while the other worker runs
+# the remaining modules (each a group of its own, so a module's tests stay in order on one worker)
+# beside them. Two of these side by side would starve each other's jobs of CPU on a 2-core machine.
+SPARK_MODULES = frozenset({
+    "test_adapter_spark",
+    "test_example_job_idempot",
+    "test_iceberg_sink",
+    "test_in_place_rollback_repairs_data",
+    "test_key_subset_canary",
+    "test_replay",
+    "test_rollback_everything",
+    "test_rollback_inplace",
+    "test_schema_wire",
+    "test_schema_wire_controller",
+    "test_second_pipeline",
+    "test_spark_cluster",
+    "test_spark_operator",
+    "test_stack_smoke",
+    "test_zero_downtime",
+})
+_missing = sorted(m for m in SPARK_MODULES if not (HERE / f"{m}.py").exists())
+if _missing:
+    raise pytest.UsageError(f"SPARK_MODULES names modules that do not exist: {_missing}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if HERE in Path(str(item.path)).resolve().parents:
+        path = Path(str(item.path)).resolve()
+        if HERE in path.parents:
             item.add_marker(pytest.mark.integration)
+            group = "spark" if path.stem in SPARK_MODULES else path.stem
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _stack_required() -> bool:
