@@ -411,7 +411,8 @@ def cleanup(uid: str, dag_ids: Sequence[str], dags_folder: str) -> list[str]:
                 continue
             cur.execute(f"DROP DATABASE IF EXISTS `{db}` CASCADE")
         con.close()
-        say(f"cleanup: dropped {len(dbs)} Hive database(s) {uid}_*")
+        say(f"cleanup: dropped {len(dbs)} Hive database(s) {uid}_* still there" if dbs
+            else f"cleanup: no Hive database {uid}_* left")
     except Exception as e:
         problems.append(f"hive: {e}")
     folder = Path(dags_folder)
