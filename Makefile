@@ -40,7 +40,7 @@ test-unit: install
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # The integration suite on two pytest-xdist workers: the modules that run Spark jobs share one
-# worker, one after another, and the others run beside them (SPARK_MODULES in
+# worker, one after another, and the others run beside them (SPARK_MODULES and the scheduler in
 # tests/integration/conftest.py). The fault tests stop and restart the stack's backends, so they
 # run afterwards, alone. Both always run; the target fails if either failed. TIMES gets a line per
 # test (wall seconds, how busy the CPUs were), and the slowest are printed at the end.
@@ -48,7 +48,7 @@ TIMES := .stack/logs/test-times.tsv
 test-integration: install stack-up
 	@mkdir -p $(dir $(TIMES)); rm -f $(TIMES); rc=0; export PIPECTL_TEST_TIMES=$(TIMES); \
 	echo "== $$(date -u +%T) integration tests (2 workers)"; \
-	$(VPY) -m pytest tests/integration -n 2 --dist loadgroup $(PYTEST_ARGS) || rc=$$?; \
+	$(VPY) -m pytest tests/integration -n 2 $(PYTEST_ARGS) || rc=$$?; \
 	echo "== $$(date -u +%T) fault tests"; \
 	$(VPY) -m pytest tests/faults $(PYTEST_ARGS) || rc=$$?; \
 	echo "== $$(date -u +%T) done (rc $$rc)"; exit $$rc

@@ -37,10 +37,10 @@ os.environ.setdefault("PIPECTL_AIRFLOW_PASSWORD", "admin")
 
 
 # The modules whose tests run Spark streaming jobs (or batch Spark jobs) on the machine's cores.
-# ``make test`` runs this suite on two pytest-xdist workers with ``--dist loadgroup``: these
-# modules share one group, so one worker runs them one after another, while the other worker runs
-# the remaining modules (each a group of its own, so a module's tests stay in order on one worker)
-# beside them. Two of these side by side would starve each other's jobs of CPU on a 2-core machine.
+# ``make test`` runs this suite on two pytest-xdist workers: these modules are one unit of work,
+# so one worker runs them one after another, while the other worker runs the remaining modules
+# (each a unit, so a module's tests stay in order on one worker) beside them. Two of these side by
+# side would starve each other's jobs of CPU on a 2-core machine.
 SPARK_MODULES = frozenset({
     "test_adapter_spark",
     "test_example_job_idempot",
@@ -63,13 +63,30 @@ if _missing:
     raise pytest.UsageError(f"SPARK_MODULES names modules that do not exist: {_missing}")
 
 
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: ``spark`` for the modules above, else its module."""
+    module = nodeid.split("::", 1)[0]
+    return "spark" if Path(module).stem in SPARK_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scope scheduling with ``work_unit`` as the scope (its ``xdist_group`` marks
+    do not group under pytest 9, whose node ids no longer come from the ``_nodeid`` xdist sets).
+    The largest unit goes out first, so the Spark modules start at once on one worker."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _SparkApart(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return _SparkApart(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        path = Path(str(item.path)).resolve()
-        if HERE in path.parents:
+        if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.integration)
-            group = "spark" if path.stem in SPARK_MODULES else path.stem
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _stack_required() -> bool:
