@@ -286,6 +286,18 @@ class StreamingJobSpec(Spec):
             raise ValueError(f"keys needs strategy canary (this job's strategy is {self.strategy.value})")
         return self
 
+    @model_validator(mode="after")
+    def _one_starting_point(self) -> StreamingJobSpec:
+        """The job reads its topics as one Kafka source (``--topic a,b``), which starts from one
+        place: sources that ask for different ones would have all but the first ignored."""
+        starts = {s.starting_offsets for s in self.sources}
+        if len(starts) > 1:
+            raise ValueError(
+                "every source of a job starts from the same offsets (its topics are read as one Kafka "
+                f"source); these ask for {', '.join(sorted(starts))}"
+            )
+        return self
+
     @field_validator("trigger", "replay_window")
     @classmethod
     def _duration(cls, v: str) -> str:

@@ -1,0 +1,38 @@
+"""`pipectl validate` of a streaming job's sources: its topics are read as one Kafka source, so
+they start from one place; sources that ask for different ones are refused at file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.source.validate import load_repo
+
+REL = "releases/host-metrics.yaml"
+ONE = "      sources:\n        - topic: telemetry.host_metrics\n"
+
+
+def _sources(root: Path, block: str) -> int:
+    path = root / REL
+    text = path.read_text()
+    assert ONE in text
+    path.write_text(text.replace(ONE, block, 1))
+    return next(i for i, line in enumerate(text.splitlines(), 1) if "- name: host-metrics-agg" in line)
+
+
+def test_sources_with_one_starting_point_are_valid(repo: Path) -> None:
+    _sources(repo, ONE.replace("host_metrics\n", "host_metrics\n          startingOffsets: earliest\n"))
+    assert [str(p) for p in load_repo(repo).problems] == []
+    job = load_repo(repo).release("host-metrics").spec.streaming_jobs[0]
+    assert job.sources[0].starting_offsets == "earliest"
+
+
+def test_sources_asking_for_different_starting_points_are_refused(repo: Path) -> None:
+    job_line = _sources(
+        repo,
+        "      sources:\n        - {topic: telemetry.host_metrics, startingOffsets: earliest}\n"
+        "        - {topic: telemetry.host_metrics_late, startingOffsets: latest}\n",
+    )
+    assert [str(p) for p in load_repo(repo).problems] == [
+        f"{REL}:{job_line}: spec.streamingJobs[0]: every source of a job starts from the same offsets "
+        "(its topics are read as one Kafka source); these ask for earliest, latest"
+    ]
