@@ -7,15 +7,18 @@ offsets, earlier schema versions and approvals from the store.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from controller.adapters._retry import deadline
+from controller.adapters._retry import DeadlineExceeded, deadline
 from controller.audit.ledger import GateVerdict
 from controller.engine.backends import StagePorts, progress_view
 from controller.engine.gate_request import GateRequest
-from controller.model.errors import PermanentBackendError
+from controller.model.errors import PermanentBackendError, TransientBackendError
 from controller.model.identifiers import semver_key
+from controller.model.reasons import Reason, Verdict
 from controller.plan.resources import ResourceKind
 from controller.rollout.context import GateContext, JobNotFound, ProgressView, default_jobs
 from controller.rollout.gates import applicable, evaluate
@@ -34,32 +37,46 @@ class StageGateData:
         self.store = store
         self.current_version = current_version
         self.query_deadline = query_deadline
+        self.unavailable: set[str] = set()
+        """Backends a question could not reach (an outage, not a slow or refused query)."""
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        try:
+            yield
+        except TransientBackendError as e:
+            if e.reason is Reason.BACKEND_UNAVAILABLE and not isinstance(e, DeadlineExceeded):
+                self.unavailable.add(e.backend)
+            raise
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         # DeadlineExceeded is a TransientBackendError: the gate reads it as inconclusive
-        with deadline(self.query_deadline):
+        with self._reaching(), deadline(self.query_deadline):
             return self.be.presto.query(sql, op="gate")
 
     def job_progress(self, job_name: str) -> ProgressView | None:
-        live = self.be.spark.observe(ResourceKind.STREAMING_JOB, [job_name]).get(job_name)
-        if live is None:
-            raise JobNotFound(job_name)
-        return progress_view(self.be.spark.progress(job_name))
+        with self._reaching():
+            live = self.be.spark.observe(ResourceKind.STREAMING_JOB, [job_name]).get(job_name)
+            if live is None:
+                raise JobNotFound(job_name)
+            return progress_view(self.be.spark.progress(job_name))
 
     def end_offsets(self, topic: str) -> dict[int, int]:
-        return self.be.kafka.end_offsets(topic)
+        with self._reaching():
+            return self.be.kafka.end_offsets(topic)
 
     def prometheus_query(self, promql: str, at: datetime) -> list[float]:
         """``GateData.prometheus_query``: the values of an instant PromQL query."""
         client = self.be.prometheus
         if client is None:
             raise PermanentBackendError("prometheus", "the stage's Environment sets no prometheus endpoint")
-        with deadline(self.query_deadline):
+        with self._reaching(), deadline(self.query_deadline):
             return [v for _labels, v in client.query(promql, at)]
 
     def committed_offsets(self, group: str) -> dict[str, dict[int, int]]:
         """``GateData.committed_offsets``: a consumer group's committed offsets."""
-        return self.be.kafka.committed_offsets(group)
+        with self._reaching():
+            return self.be.kafka.committed_offsets(group)
 
     def live_schema(self, release: str, schema: str) -> list[str]:
         """Earlier promoted versions' texts of ``schema``, newest first."""
@@ -107,6 +124,11 @@ class Gates:
         out = []
         for gate in rel.spec.rollout.gates:
             if applicable(gate, req.stage) and (req.only is None or gate.name in req.only):
+                data.unavailable.clear()
                 v = evaluate(gate, ctx, data)
-                out.append(GateVerdict.model_validate(v.model_dump(mode="json")))
+                verdict = GateVerdict.model_validate(v.model_dump(mode="json"))
+                if verdict.verdict == Verdict.INCONCLUSIVE and data.unavailable:
+                    unreached = {"unavailable": sorted(data.unavailable)}
+                    verdict = verdict.model_copy(update={"evidence": {**verdict.evidence, **unreached}})
+                out.append(verdict)
         return out

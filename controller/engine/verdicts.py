@@ -131,8 +131,12 @@ class Verdicts:
             GateResult(name=v.name, type=v.type, verdict=Verdict(v.verdict), message=v.message)
             for v in verdicts
         ]
+        waiting = [v for v in verdicts if Verdict(v.verdict) is Verdict.INCONCLUSIVE]
+        unavailable = [b for v in waiting for b in v.evidence.get("unavailable", ())]
         outcome = judge(
-            [(v.name, Verdict(v.verdict), v.message) for v in verdicts], p.rel.spec.rollout.rollback.automatic
+            [(v.name, Verdict(v.verdict), v.message) for v in verdicts],
+            p.rel.spec.rollout.rollback.automatic,
+            unavailable,
         )
         if outcome.phase is Phase.VERIFYING:
             self.writer.set(p, stage, Phase.VERIFYING, outcome.reason, outcome.message)

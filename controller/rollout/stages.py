@@ -115,9 +115,12 @@ class GateOutcome:
     message: str
 
 
-def judge(verdicts: Sequence[tuple[str, Verdict, str]], automatic_rollback: bool) -> GateOutcome:
+def judge(
+    verdicts: Sequence[tuple[str, Verdict, str]], automatic_rollback: bool, unavailable: Sequence[str] = ()
+) -> GateOutcome:
     """All pass → Succeeded; any fail → RolledBack (or Failed without automatic rollback);
-    otherwise Verifying until the inconclusive ones decide."""
+    otherwise Verifying until the inconclusive ones decide: BackendUnavailable, naming them, when
+    ``unavailable`` backends are why (an outage, not a gate still gathering its sample)."""
     failed = [(n, m) for n, v, m in verdicts if v is Verdict.FAIL]
     if failed:
         msg = "; ".join(f"gate {n} failed: {m}" for n, m in failed)
@@ -125,6 +128,12 @@ def judge(verdicts: Sequence[tuple[str, Verdict, str]], automatic_rollback: bool
             return GateOutcome(Phase.ROLLED_BACK, Reason.GATE_FAILED, msg)
         return GateOutcome(Phase.FAILED, Reason.GATE_FAILED, msg)
     waiting = [n for n, v, _ in verdicts if v is Verdict.INCONCLUSIVE]
+    if waiting and unavailable:
+        return GateOutcome(
+            Phase.VERIFYING,
+            Reason.BACKEND_UNAVAILABLE,
+            f"waiting on gates: {', '.join(waiting)} ({', '.join(sorted(set(unavailable)))} unavailable)",
+        )
     if waiting:
         return GateOutcome(
             Phase.VERIFYING, Reason.GATE_INCONCLUSIVE, "waiting on gates: " + ", ".join(waiting)

@@ -63,3 +63,30 @@ def test_committed_offsets_are_read_from_the_stages_kafka() -> None:
     assert data.committed_offsets("agg-1.0.0") == {"events": {0: 7, 1: 9}}
     assert data.committed_offsets("nobody") == {}
     assert ports.kafka.stats.calls["list_consumer_group_offsets"] == 2
+
+
+def test_an_inconclusive_verdict_names_the_backend_it_could_not_reach(tmp_path: Any) -> None:
+    """``Gates.evaluate``: the verdict of a gate whose question met an outage carries the backend
+    (``evidence.unavailable``); the stage then waits as BackendUnavailable, not GateInconclusive."""
+    from types import SimpleNamespace
+
+    from controller.engine.gate_request import GateRequest
+    from controller.engine.gating import Gates
+    from controller.model.errors import TransientBackendError
+    from controller.rollout.gates import default_tables
+    from controller.store.db import Store
+
+    def refused(sql: str, op: str = "") -> list[Any]:
+        raise TransientBackendError("presto", "connection refused")
+
+    ctx = make_ctx("staging")
+    req = GateRequest(
+        release=ctx.release, stage="staging", ctx=ctx.stage_ctx,
+        backends=SimpleNamespace(presto=SimpleNamespace(query=refused)),  # type: ignore[arg-type]
+        tables=default_tables(ctx.release, ctx.stage_ctx), jobs={}, baseline_tables={},
+        baseline_version=None, schema_texts={}, now=NOW,
+        only=frozenset(g.name for g in ctx.release.spec.rollout.gates if g.type == "dataQuality"),
+    )
+    verdicts = Gates(Store(f"sqlite:///{tmp_path}/state.db")).evaluate(req)
+    assert verdicts and all(v.verdict == "inconclusive" for v in verdicts)
+    assert all(v.evidence["unavailable"] == ["presto"] for v in verdicts)

@@ -53,3 +53,27 @@ def test_gate_query_past_its_deadline_is_inconclusive(monkeypatch: pytest.Monkey
 
 def test_default_gate_deadline_is_bounded() -> None:
     assert 0 < GATE_QUERY_DEADLINE <= 600
+
+
+def test_an_unreachable_presto_is_named_a_slow_one_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``StageGateData.unavailable``: what the stage's status names when gates wait on an outage."""
+    from controller.model.errors import TransientBackendError
+
+    def refused(sql: str, op: str = "") -> list[Any]:
+        raise TransientBackendError("presto", "connection refused")
+
+    data = StageGateData(SimpleNamespace(presto=SimpleNamespace(query=refused)), store=None, current_version="1.0.0")  # type: ignore[arg-type]
+    gate = DataQualityGate(
+        name="rows", type="dataQuality", query="SELECT count(*) FROM telemetry.host_metrics_1m", expect="> 0"
+    )
+    base = make_ctx("staging")
+    v = evaluate(gate, make_ctx("staging", tables=default_tables(base.release, base.stage_ctx)), data)
+    assert v.verdict is Verdict.INCONCLUSIVE and "connection refused" in v.message
+    assert data.unavailable == {"presto"}
+
+    cursor = StuckCursor()
+    monkeypatch.setattr(presto_mod.presto, "connect", lambda **_kw: SimpleNamespace(cursor=lambda: cursor))
+    slow = StageGateData(SimpleNamespace(presto=PrestoClient("127.0.0.1", timeout=60)), store=None, current_version="1.0.0", query_deadline=0.3)  # type: ignore[arg-type]
+    v = evaluate(gate, make_ctx("staging", tables=default_tables(base.release, base.stage_ctx)), slow)
+    assert v.verdict is Verdict.INCONCLUSIVE and "deadline" in v.message
+    assert slow.unavailable == set()

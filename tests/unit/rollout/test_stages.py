@@ -59,6 +59,15 @@ def test_judge() -> None:
     assert judge([], True).phase is Phase.SUCCEEDED
 
 
+def test_judge_names_the_backends_an_inconclusive_gate_could_not_reach() -> None:
+    out = judge([("rows", Verdict.INCONCLUSIVE, "presto: refused"), ("a", Verdict.PASS, "")], True, ["presto"])
+    assert (out.phase, out.reason) == (Phase.VERIFYING, Reason.BACKEND_UNAVAILABLE)
+    assert out.message == "waiting on gates: rows (presto unavailable)"
+    # a failure still decides, outage or not
+    assert judge([("rows", Verdict.INCONCLUSIVE, ""), ("b", Verdict.FAIL, "x")], True, ["presto"]).phase is Phase.ROLLED_BACK
+    assert judge([("rows", Verdict.INCONCLUSIVE, "")], True).reason is Reason.GATE_INCONCLUSIVE
+
+
 def test_a_canary_stands_down_when_its_target_rolled_its_version_back() -> None:
     dev = StageFacts("dev", A, "1.1.0", Phase.SUCCEEDED)
     prod = StageFacts("prod", A, "1.1.0", Phase.ROLLED_BACK)
