@@ -46,10 +46,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     times, backends) from one that computes, which is what deciding how to split the suite over
     parallel workers needs; pytest's --durations gives the wall time only."""
     out = os.environ.get("PIPECTL_TEST_TIMES")
+    if not out:
+        yield
+        return
     t0, (b0, a0) = time.monotonic(), _cpu_ticks()
     yield
-    if not out:
-        return
     (b1, a1), wall = _cpu_ticks(), time.monotonic() - t0
     busy = (b1 - b0) / (a1 - a0) if a1 > a0 else 0.0
     worker = os.environ.get("PYTEST_XDIST_WORKER", "-")

@@ -274,7 +274,8 @@ def iter_yaml_files(root: Any) -> Iterator[Any]:
 
 
 def _lines_of(text: str, index: int) -> dict[Path_, int]:
-    """path → line of document ``index`` of ``text``, which ``load_documents`` read without error."""
+    """path → line of document ``index`` of ``text``, which ``load_documents`` read without error.
+    Read by PyYAML: wherever it reads a text, libyaml gives the same lines."""
     lines: dict[Path_, int] = {}
     loader = yaml.SafeLoader(text)
     try:
@@ -288,7 +289,7 @@ def _lines_of(text: str, index: int) -> dict[Path_, int]:
                 break
             found += 1
     except (_LoadError, yaml.YAMLError, RecursionError):
-        pass  # not read as before (cannot happen): every path then reports the document's first line
+        pass  # a text only libyaml reads (``{a: n? ull}``): every path reports the document's first line
     finally:
         loader.dispose()
     return lines

@@ -5,13 +5,18 @@ saying so) and consumer groups' committed offsets through its Kafka port."""
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from controller.adapters.base import CallStats
-from controller.engine.gating import StageGateData
+from controller.engine.gate_request import GateRequest
+from controller.engine.gating import Gates, StageGateData
+from controller.model.errors import TransientBackendError
 from controller.model.manifest import CanaryComparisonGate
 from controller.model.reasons import Verdict
 from controller.rollout.canary import evaluate_canary
+from controller.rollout.gates import default_tables
+from controller.store.db import Store
 from tests.unit.engine.world import Clock, Installation
 from tests.unit.rollout.gate_fakes import NOW, make_ctx
 
@@ -68,14 +73,6 @@ def test_committed_offsets_are_read_from_the_stages_kafka() -> None:
 def test_an_inconclusive_verdict_names_the_backend_it_could_not_reach(tmp_path: Any) -> None:
     """``Gates.evaluate``: the verdict of a gate whose question met an outage carries the backend
     (``evidence.unavailable``); the stage then waits as BackendUnavailable, not GateInconclusive."""
-    from types import SimpleNamespace
-
-    from controller.engine.gate_request import GateRequest
-    from controller.engine.gating import Gates
-    from controller.model.errors import TransientBackendError
-    from controller.rollout.gates import default_tables
-    from controller.store.db import Store
-
     def refused(sql: str, op: str = "") -> list[Any]:
         raise TransientBackendError("presto", "connection refused")
 

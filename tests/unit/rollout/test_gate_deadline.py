@@ -13,6 +13,7 @@ from gate_fakes import make_ctx
 from controller.adapters import presto as presto_mod
 from controller.adapters.presto import PrestoClient
 from controller.engine.gating import GATE_QUERY_DEADLINE, StageGateData
+from controller.model.errors import TransientBackendError
 from controller.model.manifest import DataQualityGate
 from controller.model.reasons import Verdict
 from controller.rollout.gates import default_tables, evaluate
@@ -57,8 +58,6 @@ def test_default_gate_deadline_is_bounded() -> None:
 
 def test_an_unreachable_presto_is_named_a_slow_one_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
     """``StageGateData.unavailable``: what the stage's status names when gates wait on an outage."""
-    from controller.model.errors import TransientBackendError
-
     def refused(sql: str, op: str = "") -> list[Any]:
         raise TransientBackendError("presto", "connection refused")
 
