@@ -57,6 +57,13 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
+def dag_id(name: str) -> str:
+    """The logical DAG id of release ``name``: its own, because every test deploys into the one
+    DAG folder of the stack's Airflow, and a DAG id held by another test's release is refused
+    (NotOwned) by this one's controller."""
+    return name.replace("-", "_") + "_daily"
+
+
 def release_yaml(name: str, version: str, retention: str, extra_topic: bool, with_dag: bool) -> str:
     topics = f"""\
   topics:
@@ -71,7 +78,7 @@ def release_yaml(name: str, version: str, retention: str, extra_topic: bool, wit
       partitions: 1
       replicationFactor: 1
 """
-    dags = "  dags:\n    - id: rc_daily\n      path: dags/rc_daily.py\n" if with_dag else ""
+    dags = f"  dags:\n    - id: {dag_id(name)}\n      path: dags/rc_daily.py\n" if with_dag else ""
     return f"""\
 apiVersion: pipectl.dev/v1alpha1
 kind: PipelineRelease
@@ -212,7 +219,7 @@ def cleanup(stack: dict[str, Any], uid: str, name: str) -> None:
     cur.execute(f"DROP DATABASE IF EXISTS `it{uid}_rc` CASCADE")
     con.close()
     folder = Path(stack["airflow_dags_folder"])
-    for f in folder.glob("rc_daily__dev*"):
+    for f in folder.glob(f"{dag_id(name)}__*"):
         f.unlink()
 
 

@@ -293,6 +293,17 @@ def test_dag_that_fails_to_import_is_a_clear_permanent_error(
     with pytest.raises(NotFoundException):
         sdk.get_dag(name)
 
+    # Airflow does not report it, but its file holds the dag_id: another release is refused
+    # instead of overwriting it; its own release deploys again (and waits for Airflow)
+    live = observe(adapter, name)
+    assert live is not None and not live.reported and live.owner == d.owner
+    assert adapter.observe_scope("dags")[(KIND, name)] == live
+    foreign = plan(adapter, desired(name, release="someone-else"))
+    assert [(a.op, a.reason_code) for a in foreign] == [(Op.REFUSE, Reason.NOT_OWNED)]
+    assert foreign[0].reason.endswith(f"belongs to release {RELEASE}, not someone-else"
+                                      " (its file is deployed; Airflow has not parsed it yet)")
+    assert [a.op for a in plan(adapter, d)] == [Op.CREATE]
+
 
 def test_trigger_run_with_deterministic_id_runs_once(
     adapter: AirflowAdapter, sdk: DAGApi, new_dag: Callable[[], str]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from ctlkit import Ctl, cleanup, free_port, make_repo, pipectl, status, topic_config, wait_for
+from ctlkit import Ctl, cleanup, dag_id, free_port, make_repo, pipectl, status, topic_config, wait_for
 from pyhive import hive
 
 
@@ -35,7 +35,7 @@ def destroy_stage(uid: str, dags_folder: str) -> None:
     con = hive.connect("127.0.0.1", 10000, auth="NOSASL")
     con.cursor().execute(f"DROP DATABASE IF EXISTS `it{uid}_rc` CASCADE")
     con.close()
-    for f in Path(dags_folder).glob("rc_daily__dev*"):
+    for f in Path(dags_folder).glob(f"{dag_id(f'rc-{uid}')}__*"):
         f.unlink()
 
 
@@ -55,7 +55,7 @@ def stage_present(uid: str, dags_folder: str) -> bool:
         return False
     finally:
         con.close()
-    return {"counts", "counts_v"} <= tables and (Path(dags_folder) / "rc_daily__dev.py").exists()
+    return {"counts", "counts_v"} <= tables and (Path(dags_folder) / f"{dag_id(f'rc-{uid}')}__dev.py").exists()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from ctlkit import (
     Ctl,
     cleanup,
     commit,
+    dag_id,
     free_port,
     make_repo,
     pipectl,
@@ -116,7 +117,7 @@ def test_controller_commit_webhook_crash_resume_and_audit(
     # and the backends show each resource once
     assert topic_config("127.0.0.1:9092", f"it{unique_name}.rc.events_b") is not None
     dags = Path(stack["airflow_dags_folder"])
-    assert (dags / "rc_daily__dev.py").exists()
+    assert (dags / f"{dag_id(name)}__dev.py").exists()
 
     # 4. the audit chain verifies, and an altered row is named
     ctl.stop()

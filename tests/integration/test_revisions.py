@@ -16,6 +16,7 @@ from ctlkit import (
     cleanup,
     commit,
     commit_files,
+    dag_id,
     free_port,
     git,
     make_repo,
@@ -43,7 +44,7 @@ def _ready(state: Path, name: str) -> dict[str, Any]:
 
 def test_same_version_change_is_refused(world, stack: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     ctl, repo, state, name = world
-    deployed = Path(stack["airflow_dags_folder"]) / "rc_daily__dev.py"
+    deployed = Path(stack["airflow_dags_folder"]) / f"{dag_id(name)}__dev.py"
     ctl.start()
     wait_for(
         lambda: status(state, name).get("stages", {}).get("dev", {}).get("phase") == "Succeeded",
