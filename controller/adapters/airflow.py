@@ -90,6 +90,9 @@ from controller.adapters.airflow_files import (
 from controller.adapters.airflow_files import (
     tag_value as tag_value,
 )
+from controller.adapters.airflow_files import (
+    unparsed_dags as unparsed_dags,
+)
 from controller.adapters.base import ApplyResult, CallStats
 from controller.model.errors import ConflictError, NotReadyYet, PermanentBackendError, TransientBackendError
 from controller.model.reasons import Reason
@@ -151,7 +154,8 @@ class AirflowAdapter:
         if not wanted:
             return {}
         dags = self._list_dags(dag_id_pattern=id_pattern(sorted(wanted)))
-        return {d.dag_id: self._live(d) for d in dags if d.dag_id in wanted}
+        out: dict[str, Resource] = {d.dag_id: self._live(d) for d in dags if d.dag_id in wanted}
+        return {**unparsed_dags(self.deployer, out, sorted(wanted)), **out}
 
     def snapshot_scope(self, kind: ResourceKind, name: str) -> str | None:
         """Every DAG is read in one scope (``engine.snapshot``)."""
@@ -161,7 +165,9 @@ class AirflowAdapter:
         """Every active DAG, in one paged list (one call per 100 DAGs)."""
         if scope != "dags":
             raise ValueError(f"no Airflow scope {scope!r}")
-        return {(ResourceKind.DAG, str(d.dag_id)): self._live(d) for d in self._list_dags()}
+        reported = {str(d.dag_id): self._live(d) for d in self._list_dags()}
+        live = {**unparsed_dags(self.deployer, reported), **reported}
+        return {(ResourceKind.DAG, name): dag for name, dag in live.items()}
 
     def observe_owned(self, release: str) -> dict[str, DagResource]:
         """Every active DAG tagged ``release:<release>`` (prune candidates), in one paged call."""

@@ -9,13 +9,13 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 from controller.model.errors import PermanentBackendError
 from controller.plan.desired import digest
-from controller.plan.resources import DagResource
+from controller.plan.resources import DagResource, Owner
 
 BACKEND = "airflow"
 META_SUFFIX = ".pipectl.json"
@@ -35,6 +35,14 @@ class DagDeployer(Protocol):
 
     def read_digest(self, file_name: str) -> str | None:
         """``sha256:<hex>`` of the deployed file (as ``controller.plan.desired.digest``), None if absent."""
+        ...
+
+    def read_text(self, file_name: str) -> str | None:
+        """The deployed file's text, None if absent."""
+        ...
+
+    def list_files(self, suffix: str) -> list[str]:
+        """The names of the deployed files that end in ``suffix``."""
         ...
 
 
@@ -77,6 +85,18 @@ class LocalFolderDeployer:
         except FileNotFoundError:
             return None
 
+    def read_text(self, file_name: str) -> str | None:
+        try:
+            return self._path(file_name).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
+    def list_files(self, suffix: str) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.folder) if e.name.endswith(suffix))
+        except FileNotFoundError:
+            return []
+
 
 # --- conventions (pure) ------------------------------------------------------------------------
 
@@ -115,6 +135,42 @@ def render_meta(dag: DagResource, extra: dict[str, Any] | None = None) -> str:
     if dag.schedule_managed:
         body["schedule"] = dag.schedule  # the DAG file passes PIPECTL.get("schedule") to DAG(...)
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+
+def unparsed_dags(
+    deployer: DagDeployer, reported: Collection[str], names: Iterable[str] | None = None
+) -> dict[str, DagResource]:
+    """DAGs whose files are deployed but which Airflow does not report (yet): ``names`` not in
+    ``reported``, or, without ``names``, every sidecar in the folder. Each is live with
+    ``reported=False`` and the owner its sidecar names, so a release deploying the same dag_id is
+    refused (NotOwned) instead of overwriting a file another release deployed a moment ago (Airflow
+    parses a new file only at its next folder scan). Files without a readable sidecar are skipped."""
+    if names is None:
+        stems = [f[: -len(META_SUFFIX)] for f in deployer.list_files(META_SUFFIX)]
+    else:
+        stems = list(names)
+    out: dict[str, DagResource] = {}
+    for dag_id in stems:
+        if dag_id in reported:
+            continue
+        file_name = f"{dag_id}.py"
+        text = deployer.read_text(meta_file_name(file_name))
+        source_digest = deployer.read_digest(file_name) if text is not None else None
+        if text is None or source_digest is None:
+            continue
+        try:
+            meta = json.loads(text)
+        except ValueError:
+            continue
+        release = meta.get("release") if isinstance(meta, dict) else None
+        if not isinstance(release, str) or not release:
+            continue
+        version = str(meta.get("version") or "")
+        out[dag_id] = DagResource(
+            name=dag_id, owner=Owner(release=release, version=version), file_name=file_name,
+            source_digest=source_digest, version=version, reported=False,
+        )
+    return out
 
 
 def tag_value(tags: Sequence[str], key: str) -> str | None:

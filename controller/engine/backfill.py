@@ -220,7 +220,7 @@ class BackfillEngine:
     def deployed_dag(self, dag_id: str) -> DagResource | None:
         """The DAG as Airflow reports it (version from its ``version:`` tag), None when not active."""
         live = self.airflow.observe(ResourceKind.DAG, [dag_id]).get(dag_id)
-        return live if isinstance(live, DagResource) else None
+        return live if isinstance(live, DagResource) and live.reported else None
 
     # --- running ----------------------------------------------------------------------------------
 

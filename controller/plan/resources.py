@@ -154,6 +154,11 @@ class DagResource(_Res):
     schedule: str | None = Field(
         default=None, description="Cron expression or preset as Airflow reports it; None: triggered runs."
     )
+    reported: bool = Field(
+        default=True,
+        description="Live: Airflow reports the DAG. False: only its deployed file and sidecar say it "
+        "exists (Airflow has not parsed it yet); it still holds the dag_id for the release it names.",
+    )
 
 
 class StreamingJobResource(_Res):

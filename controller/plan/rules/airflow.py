@@ -5,7 +5,10 @@ A DAG is converged when its deployed file has the desired digest, Airflow report
 Airflow reports that schedule (the sidecar carries it). Any of those differing is one reversible UPDATE
 (redeploy and/or re-pause; deploying the previous file restores the previous version). A live DAG
 that belongs to another release, or whose dag_id is defined by another file, is refused (NotOwned):
-deploying ours would clash with it. A live DAG no longer desired is deleted only when approved.
+deploying ours would clash with it. That holds for a file another release deployed that Airflow
+has not parsed yet (``reported=False``, its owner from the sidecar); one of ours not parsed yet is
+created again (the adapter writes nothing new and waits for Airflow). A live DAG no longer desired,
+parsed or not, is deleted only when approved.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ def short_digest(d: str) -> str:
 def diff_dag(desired: DagResource | None, live: DagResource | None, ctx: DiffContext) -> list[Action]:
     if desired is None and live is None:
         return []
+    if desired is not None and live is not None and not live.reported:
+        # only its deployed file says it exists: it holds the dag_id, but there is nothing to
+        # compare yet; ours is created again (nothing new is written, Airflow is waited for)
+        refusal = _ownership(desired, live)
+        if refusal is not None:
+            return [refusal]
+        live = None
     if desired is None:
         assert live is not None
         return [_prune(live, ctx)]
@@ -77,6 +87,8 @@ def _ownership(desired: DagResource, live: DagResource) -> Action | None:
         why = f"DAG {live.name} is defined by {live.file_name}, not {desired.file_name}"
     else:
         return None
+    if not live.reported:
+        why += " (its file is deployed; Airflow has not parsed it yet)"
     return Action(
         op=Op.REFUSE, kind=_KIND, name=desired.name, reason=why, reason_code=Reason.NOT_OWNED,
         reversibility=Reversibility.REVERSIBLE,

@@ -17,6 +17,7 @@ from controller.adapters.airflow import (
     meta_file_name,
     render_meta,
     tag_value,
+    unparsed_dags,
 )
 from controller.model.errors import ConflictError, PermanentBackendError, TransientBackendError
 from controller.plan.actions import Action, Op
@@ -199,3 +200,28 @@ def test_a_dag_file_that_ignores_the_manifest_schedule_fails_at_the_pickup_deadl
     assert adapter.apply(action).message == "converged"
     assert adapter._live(live[0]).schedule == "0 6 * * *"
     assert adapter._live(parsed(None)).schedule is None
+
+
+def test_unparsed_dags_are_read_from_their_sidecars(tmp_path: Path) -> None:
+    """What Airflow does not report yet, the folder still holds: each file with its sidecar's owner."""
+    dep = LocalFolderDeployer(tmp_path)
+    theirs = _dag().model_copy(update={"owner": Owner(release="other", version="2.0.0"), "version": "2.0.0"})
+    dep.deploy("daily__dev.py", "print('dag')\n")
+    dep.deploy(meta_file_name("daily__dev.py"), render_meta(theirs))
+    dep.deploy("reported__dev.py", "x = 1\n")
+    dep.deploy(meta_file_name("reported__dev.py"), render_meta(theirs))
+    dep.deploy(meta_file_name("nofile__dev.py"), render_meta(theirs))  # sidecar without its .py
+    dep.deploy("broken__dev.py", "x = 1\n")
+    dep.deploy(meta_file_name("broken__dev.py"), "{not json")
+    dep.deploy("anon__dev.py", "x = 1\n")
+    dep.deploy(meta_file_name("anon__dev.py"), json.dumps({"dag_id": "anon__dev", "release": None}))
+
+    found = unparsed_dags(dep, {"reported__dev"})
+    assert list(found) == ["daily__dev"]
+    d = found["daily__dev"]
+    assert (d.reported, d.owner, d.version, d.file_name) == (
+        False, Owner(release="other", version="2.0.0"), "2.0.0", "daily__dev.py",
+    )
+    assert d.source_digest == digest(b"print('dag')\n")
+    assert list(unparsed_dags(dep, set(), ["daily__dev", "absent__dev"])) == ["daily__dev"]
+    assert unparsed_dags(LocalFolderDeployer(tmp_path / "missing"), set()) == {}
