@@ -164,7 +164,10 @@ class Verdicts:
             self._history_row(p, stage, run_id, verdicts)
 
     def _time_out(self, p: Pass, stage: str, verdicts: list[GateVerdict]) -> list[GateVerdict]:
-        """An inconclusive gate past its ``inconclusiveTimeout`` counts as failed."""
+        """An inconclusive gate past its ``inconclusiveTimeout`` counts as failed. Time the gate
+        spent unable to reach its backend (``evidence["unavailable"]``) does not count: an outage
+        of Presto or Kafka says nothing against the version, so the stage waits, named
+        BackendUnavailable, and the gate's clock starts again when the backend answers."""
         state = self.ops.rollouts.stage(p.name, stage)
         if state.judged_version != p.version:
             state.judged_version, state.inconclusive_since = p.version, {}
@@ -174,6 +177,10 @@ class Verdicts:
         for v in verdicts:
             if Verdict(v.verdict) is not Verdict.INCONCLUSIVE:
                 state.inconclusive_since.pop(v.name, None)
+                out.append(v)
+                continue
+            if v.evidence.get("unavailable"):
+                state.inconclusive_since[v.name] = now
                 out.append(v)
                 continue
             since = state.inconclusive_since.setdefault(v.name, now)

@@ -472,6 +472,36 @@ def test_an_inconclusive_gate_past_its_timeout_counts_as_failed(
         assert w.known_good("dev") == "1.0.0" and not w.audit("rollback")
 
 
+def test_time_a_gate_cannot_reach_its_backend_does_not_count_toward_its_timeout(tmp_path: Path) -> None:
+    """A 30-minute Presto outage under a 5m inconclusiveTimeout: the stage waits, naming the outage;
+    the gate's clock starts when Presto answers again, and only then can the timeout fail it."""
+    w = World(tmp_path)
+    w.commit(repo_files(gates=GATE_5M))
+    w.promote_everywhere("1.0.0")
+    commit_v2(w, gates=GATE_5M)
+    w.gates.set("dev", "keeps-up", Verdict.INCONCLUSIVE, "presto: connection refused", unavailable=("presto",))
+    w.run_until(lambda: at(w, "dev", "1.1.0", Phase.VERIFYING, Reason.BACKEND_UNAVAILABLE))
+
+    def minutes(n: int) -> None:
+        for _ in range(n):
+            w.clock.advance(60)
+            w.reconcile()
+
+    minutes(30)
+    st = w.stage("dev")
+    assert (st.phase, st.reason) == (Phase.VERIFYING, Reason.BACKEND_UNAVAILABLE), w.describe()
+    assert "presto unavailable" in (st.message or "")
+    assert not w.audit("rollback")
+
+    w.gates.set("dev", "keeps-up", Verdict.INCONCLUSIVE, "not enough batches")  # Presto is back
+    minutes(5)
+    assert at(w, "dev", "1.1.0", Phase.VERIFYING, Reason.GATE_INCONCLUSIVE), w.describe()
+    minutes(2)
+    st = w.stage("dev")
+    assert st.phase is Phase.ROLLED_BACK, w.describe()
+    assert "(inconclusiveTimeout 300s)" in (st.message or "")
+
+
 # --- immutable versions ----------------------------------------------------------------------------
 
 PATCHED_SCHEMA = SCHEMA.replace(

@@ -467,13 +467,22 @@ class FakeGates:
 
     def __init__(self) -> None:
         self.script: dict[tuple[str, str], tuple[Verdict, str]] = {}
+        self.evidence: dict[tuple[str, str], dict[str, Any]] = {}
         self.evaluated: list[tuple[str, str]] = []
 
-    def set(self, stage: str, gate: str, verdict: Verdict, message: str = "") -> None:
+    def set(
+        self, stage: str, gate: str, verdict: Verdict, message: str = "", *, unavailable: tuple[str, ...] = ()
+    ) -> None:
+        """Script a gate; ``unavailable``: the backends it could not reach (``Gates.evaluate``'s evidence)."""
         self.script[(stage, gate)] = (verdict, message or f"scripted {verdict}")
+        if unavailable:
+            self.evidence[(stage, gate)] = {"unavailable": sorted(unavailable)}
+        else:
+            self.evidence.pop((stage, gate), None)
 
     def clear(self) -> None:
         self.script.clear()
+        self.evidence.clear()
 
     def evaluate(self, req: GateRequest) -> list[GateVerdict]:
         out = []
@@ -484,7 +493,10 @@ class FakeGates:
                 continue
             verdict, msg = self.script.get((req.stage, gate.name), (Verdict.PASS, "ok"))
             self.evaluated.append((req.stage, gate.name))
-            out.append(GateVerdict(name=gate.name, type=gate.type, verdict=str(verdict), message=msg))
+            evidence = self.evidence.get((req.stage, gate.name), {})
+            out.append(
+                GateVerdict(name=gate.name, type=gate.type, verdict=str(verdict), message=msg, evidence=evidence)
+            )
         return out
 
 
