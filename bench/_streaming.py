@@ -120,6 +120,21 @@ def produce_fast(bootstrap: str, topic: str, seed: int, count: int, start_ms: in
     return count / (time.monotonic() - t0)
 
 
+def produce_sentinels(bootstrap: str, topic: str, at_ms: int, hosts: int = 20) -> None:
+    """One event per host at ``at_ms`` (on every partition the hosts' keys reach): it moves the
+    watermark of an ``--emit final`` job past every window before it, so they are all written.
+    Its own window stays open and is never written."""
+    from confluent_kafka import Producer
+
+    enc = FastEncoder()
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "1"})
+    for i in range(hosts):
+        host = f"host-{i:04d}"
+        p.produce(topic, value=enc.encode(host, METRICS[0], 0.0, at_ms), key=host.encode())
+    if p.flush(60):
+        raise RuntimeError("sentinel events not delivered")
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 

@@ -22,8 +22,12 @@ With ``--iceberg``: the exactly-once Iceberg sink vs a plain Iceberg append (``-
 / ``append`` on Iceberg tables, same topic, same run; rows per CPU-second ratio), then the
 exactly-once sink's per-batch cost (median CPU-seconds and seconds per steady batch) with
 ``--history-rows`` and 10x that many rows already in the table, on fresh data each time; it fails
-if a sum is off, the history is not that size, or no batch went through MERGE. Writes
-``bench/results/sink_iceberg.json`` (``sink_throughput.json``, read by plan-capacity, is untouched).
+if a sum is off, the history is not that size, or no batch went through MERGE. With ``--emit
+final`` both runs of the job emit each window once (``controller.jobkit.final_windows``), a
+sentinel event a day later closes the data's last windows, and it fails if any batch went through
+MERGE instead. Writes
+``bench/results/sink_iceberg.json`` (with ``--emit final``: ``sink_iceberg_final.json``;
+``sink_throughput.json``, read by plan-capacity, is untouched).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from _common import machine, say, stack_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sink_throughput.json"
 ICEBERG_RESULTS = RESULTS.with_name("sink_iceberg.json")
+ICEBERG_FINAL_RESULTS = RESULTS.with_name("sink_iceberg_final.json")  # --emit final
 
 
 def run_once(
@@ -63,7 +68,8 @@ def run_once(
     argv = st.job_argv(
         master=args.master, bootstrap=info["kafka_bootstrap"], topic=topic, table=table,
         checkpoint=checkpoint, query=f"bench-sink-{name.replace('_', '-')}-{n}",
-        extra=["--sink", sink, "--available-now", "--max-offsets-per-trigger", str(args.batch)],
+        extra=["--sink", sink, "--available-now", "--max-offsets-per-trigger", str(args.batch),
+               *(["--emit", args.emit] if getattr(args, "emit", "updates") != "updates" else [])],
         shuffle_partitions=args.shuffle_partitions,
     )
     t0 = time.monotonic()
@@ -194,7 +200,10 @@ def iceberg_bench(info: dict[str, Any], args: argparse.Namespace, uid: str, work
         st.hive(f"CREATE DATABASE `{db}`", info)
         st.produce_fast(info["kafka_bootstrap"], topic, 11, args.events, start_ms, step)
         st.produce_fast(info["kafka_bootstrap"], topic2, 12, args.events, start_ms + span_ms, step)
-        say(f"produced 2 x {args.events} events ({topic}, {topic2})")
+        if args.emit == "final":  # a day later: every window of the data closes, theirs never does
+            for t in (topic, topic2):
+                st.produce_sentinels(info["kafka_bootstrap"], t, start_ms + 2 * span_ms + 86_400_000)
+        say(f"produced 2 x {args.events} events ({topic}, {topic2}), --emit {args.emit}")
         for n in range(args.rounds):
             order = ["append", "idempotent"] if n % 2 == 0 else ["idempotent", "append"]
             for sink in order:
@@ -239,7 +248,10 @@ def iceberg_bench(info: dict[str, Any], args: argparse.Namespace, uid: str, work
 
     exo, app = med("rows_per_cpu_second", "idempotent"), med("rows_per_cpu_second", "append")
     costs = [_batch_cost(r) for r in growth]
-    if any(c["merge_batches"] == 0 for c in costs) or not any(r["merge_batches"] for r in runs):
+    if args.emit == "final":
+        if any(r["merge_batches"] for r in runs + growth) or not all(r["append_batches"] for r in runs):
+            raise RuntimeError("--emit final: a batch went through MERGE, or none was appended")
+    elif any(c["merge_batches"] == 0 for c in costs) or not any(r["merge_batches"] for r in runs):
         raise RuntimeError("no batch went through MERGE: the exactly-once path with late rows "
                            "was not measured")
     return {
@@ -286,6 +298,9 @@ def main() -> int:
     p.add_argument("--merge-distribution", choices=("none", "hash", "range"),
                    help="with --iceberg: the tables' write.merge.distribution-mode (default: Iceberg's)")
     p.add_argument("--history-rows", type=int, default=500_000, help="with --iceberg: table rows at 1x")
+    p.add_argument("--emit", choices=("updates", "final"), default="updates",
+                   help="with --iceberg: the job's --emit (final: each window once, appended; "
+                        "controller.jobkit.final_windows)")
     args = p.parse_args()
     if args.iceberg:
         return iceberg_main(args)
@@ -392,12 +407,12 @@ def iceberg_main(args: argparse.Namespace) -> int:
     result = {
         "bench": "sink_iceberg", "measured_at": started["date"], "events": args.events,
         "batch_rows": args.batch, "kafka_partitions": args.partitions, "master": args.master,
-        "rounds": args.rounds, "merge_mode": args.merge_mode,
+        "rounds": args.rounds, "emit": args.emit, "merge_mode": args.merge_mode,
         "merge_distribution": args.merge_distribution, **figures,
         "machine": {**{k: started[k] for k in ("cpus", "cpu_model", "mem_gib")},
                     "loadavg_start": started["loadavg"], "loadavg_end": end["loadavg"]},
     }
-    out = args.out or ICEBERG_RESULTS
+    out = args.out or (ICEBERG_RESULTS if args.emit == "updates" else ICEBERG_FINAL_RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     one, ten = figures["batch_cost_1x"], figures["batch_cost_10x"]

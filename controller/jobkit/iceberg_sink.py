@@ -225,8 +225,11 @@ class IcebergSink:
         version: str = "",
         checkpoint: str | None = None,
         exactly_once: bool = True,
+        unique_keys: bool = False,
     ) -> None:
         self.spark = spark
+        self.unique_keys = unique_keys
+        """Each batch holds one row per key already (``--emit final``): no combining first."""
         db, name = split_table(table)
         self.qualified = f"{ICEBERG_CATALOG}.{quote_ident(db)}.{quote_ident(name)}"
         self.query = check_query_name(query_name)
@@ -288,7 +291,7 @@ class IcebergSink:
                 result.seconds = time.monotonic() - t0
                 return result
         out = df.select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
-        if self.exactly_once:
+        if self.exactly_once and not self.unique_keys:
             # MERGE needs one source row per key; the batch's partials may repeat a key.
             out = merge_frames([out], self.spec).select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
         out = out.localCheckpoint(eager=True)

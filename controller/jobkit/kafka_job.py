@@ -35,6 +35,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from controller.jobkit.final_windows import APPEND_MODE_HINT, EMIT_CHOICES, final_stream
 from controller.jobkit.iceberg_sink import EXTENSIONS as ICEBERG_EXTENSIONS
 from controller.jobkit.lifecycle import add_lifecycle_arguments, run_until_stopped, stop_guard
 from controller.jobkit.sink import (
@@ -107,6 +108,11 @@ def base_parser(prog: str, description: str, default_schema: Path) -> argparse.A
         help='with --available-now: read only records before these offsets, e.g. {"topic": {"0": 120}}',
     )
     p.add_argument("--sink", choices=["idempotent", "append"], default="idempotent")
+    p.add_argument(
+        "--emit", choices=EMIT_CHOICES, default="updates",
+        help="updates: partial aggregates every batch (merged); final: each window once, when the "
+        "watermark passes it (controller.jobkit.final_windows)",
+    )
     p.add_argument("--watermark", type=spark_interval, default="2 minutes", help="allowed event lateness")
     p.add_argument("--max-offsets-per-trigger", type=int, help="cap on Kafka records per micro-batch")
     p.add_argument("--keep-versions", type=int, default=3, help="partition directories kept per dt")
@@ -211,10 +217,11 @@ def run_aggregation(job: AggregationJob, args: argparse.Namespace) -> int:
     if args.writer_schemas is not None:
         log.info("writer schemas of %s: ids %s", args.subject, sorted(args.writer_schemas))
     tally = DecodeTally()
+    final = args.emit == "final"
     sink = make_sink(
         args.sink, spark, args.table, args.query_name, job.merge,
         version=args.version, keep_versions=args.keep_versions,
-        checkpoint=args.checkpoint, takeover=args.takeover_table,
+        checkpoint=args.checkpoint, takeover=args.takeover_table, unique_keys=final,
     )
     reader = (
         spark.readStream.format("kafka")
@@ -228,16 +235,21 @@ def run_aggregation(job: AggregationJob, args: argparse.Namespace) -> int:
     if args.ending_offsets is not None:
         raw = raw.where(before_offsets(args.ending_offsets))
     events = job.decode(raw, schema_json, args).withWatermark("event_time", args.watermark)
+    if final:
+        events = final_stream(spark, events, job.aggregate, args.query_name, tally.add)
 
     def process(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        watermark = batch_watermark_ms(spark, args.checkpoint, batch_id)
         counted = DECODE_ERROR in batch.columns
         if counted:
             batch = batch.persist()  # read from Kafka once for the count and the write
         try:
             decoded, undecodable = split_undecodable(batch)
-            result: BatchResult = sink.write_batch(job.aggregate(decoded, watermark), batch_id)
+            if final:  # the batch is the windows Spark closed; it counted undecodable records
+                result: BatchResult = sink.write_batch(decoded, batch_id)
+            else:
+                watermark = batch_watermark_ms(spark, args.checkpoint, batch_id)
+                result = sink.write_batch(job.aggregate(decoded, watermark), batch_id)
         finally:
             if counted:
                 batch.unpersist()
@@ -256,10 +268,17 @@ def run_aggregation(job: AggregationJob, args: argparse.Namespace) -> int:
         .option("checkpointLocation", args.checkpoint)
         .foreachBatch(stop_guard(process, args.stop_file))
     )
+    if final:
+        writer = writer.outputMode("append")
     if args.available_now:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=args.trigger)
-    query = writer.start()
+    try:
+        query = writer.start()
+    except Exception as e:
+        if final and "Append output mode not supported" in str(e):
+            raise SystemExit(f"{job.name}: {APPEND_MODE_HINT}\n{e}") from e
+        raise
     log.info("started %s (version %s) on %s -> %s", args.query_name, args.version, args.topic, args.table)
     return run_until_stopped(spark, query, args.stop_file, args.status_file, metrics=tally.snapshot)

@@ -424,11 +424,14 @@ def make_sink(
     keep_versions: int = 3,
     checkpoint: str | None = None,
     takeover: bool = False,
+    unique_keys: bool = False,
 ) -> _TableSink | IcebergSink:
     """Build the sink a job asked for with ``--sink idempotent|append``.
 
     For an Iceberg table (one the ``iceberg`` catalog loads) ``idempotent`` is the exactly-once
     Iceberg sink and ``append`` its plain append (``controller.jobkit.iceberg_sink``).
+    ``unique_keys``: each batch holds one row per key (``--emit final``), so the Iceberg sink does
+    not combine the batch's rows per key first.
     """
     if kind not in ("idempotent", "append"):
         raise SinkError(f"unknown sink kind {kind!r}: expected idempotent or append")
@@ -437,7 +440,7 @@ def make_sink(
     if iceberg_sink.is_iceberg_table(spark, table):
         return iceberg_sink.IcebergSink(
             spark, table, query_name, spec, version=version, checkpoint=checkpoint,
-            exactly_once=kind == "idempotent",
+            exactly_once=kind == "idempotent", unique_keys=unique_keys,
         )
     if kind == "idempotent":
         return IdempotentPartitionSink(

@@ -298,6 +298,24 @@ class StreamingJobSpec(Spec):
             )
         return self
 
+    @model_validator(mode="after")
+    def _final_windows_need_their_own_table(self) -> StreamingJobSpec:
+        """``--emit final`` (``controller.jobkit.final_windows``) keeps a job's open windows in its
+        own state: a version that takes over from the old one's offsets (inPlace, a canary's key
+        subsets) would never write the windows open at the switch."""
+        args = self.args
+        final = any(a == "--emit=final" for a in args) or any(
+            a == "--emit" and b == "final" for a, b in zip(args, args[1:], strict=False)
+        )
+        if final and not (self.strategy is Strategy.BLUE_GREEN or (
+            self.strategy is Strategy.CANARY and self.keys is None
+        )):
+            raise ValueError(
+                "args --emit final needs strategy blueGreen (or canary without keys): the windows open "
+                "in the old version's state would be lost when the new one starts from its offsets"
+            )
+        return self
+
     @field_validator("trigger", "replay_window")
     @classmethod
     def _duration(cls, v: str) -> str:

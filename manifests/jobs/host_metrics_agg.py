@@ -4,8 +4,10 @@ Spark Structured Streaming (PySpark 3.5). Reads the events of a Kafka topic in t
 format (magic byte 0, 4-byte schema id, Avro body; ``controller.jobkit.wire``), decodes each with
 its writer schema to the job's reader schema (``--schema``), keeps an event-time watermark, and in
 every micro-batch computes partial 1-minute aggregates (samples, avg_value, max_value) that the
-pipectl sink merges into the table's ``dt`` partitions idempotently (see ``controller.jobkit.sink``). Events older than the watermark Spark
-recorded for the batch are dropped, so a replayed batch sees exactly the same input.
+pipectl sink merges into the table's ``dt`` partitions idempotently (see ``controller.jobkit.sink``).
+Events older than the watermark Spark recorded for the batch are dropped, so a replayed batch sees
+exactly the same input. With ``--emit final`` Spark keeps the open windows in its state and each
+window is written once, when the watermark passes it (``controller.jobkit.final_windows``).
 
 The frame (arguments, Kafka reader, watermark, sink, lifecycle) is ``controller.jobkit.kafka_job``;
 this file holds what is particular to the example: decoding, the aggregation and its merge rules.
@@ -98,15 +100,20 @@ def decode_events(
 
 
 def aggregate_minutes(events: DataFrame, watermark_ms: int | None = None) -> DataFrame:
-    """Partial 1-minute aggregates of one batch, in the table's column order plus ``dt``."""
+    """1-minute aggregates in the table's column order plus ``dt``: partial ones of one batch, or
+    (``--emit final``, the whole stream) each window once, when the watermark passes it. Grouped by
+    the window struct, not its start: Spark tracks the watermark through the struct."""
     if watermark_ms:
         events = events.where(F.col("event_time") >= F.expr(f"timestamp_millis({int(watermark_ms)})"))
     return (
-        events.groupBy("host", "metric", F.window("event_time", "1 minute").start.alias("window_start"))
+        events.groupBy("host", "metric", F.window("event_time", "1 minute").alias("window"))
         .agg(
             F.count(F.lit(1)).cast("bigint").alias("samples"),
             F.avg("value").alias("avg_value"),
             F.max("value").alias("max_value"),
+        )
+        .select(
+            "host", "metric", F.col("window.start").alias("window_start"), "samples", "avg_value", "max_value"
         )
         .withColumn("dt", F.date_format("window_start", "yyyy-MM-dd"))
     )

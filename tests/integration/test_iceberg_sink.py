@@ -8,6 +8,8 @@ case the snapshot summary's batch id exists for; if that moment is missed, while
 writes its files — and restarted on the same checkpoint. Presto's rows and per-window
 counts then equal the aggregates computed from the events exactly; the snapshot summaries name
 the query id and each batch once; no snapshot deleted a data file of an earlier batch's append.
+The same with ``--emit final`` (each window written once, when the watermark passes it): every
+commit is an append, none a MERGE.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ JOB_TIMEOUT = 600.0
 
 
 class IcebergPipeline(idem.Pipeline):
+    job_args: tuple[str, ...] = ()
+    """Arguments every run of the job gets (``--emit final`` ...)."""
+
+    def argv(self, *extra: str) -> list[str]:
+        return super().argv(*self.job_args, *extra)
+
     def table_ddl(self) -> str:
         return (
             f"CREATE TABLE iceberg.`{self.db}`.`{self.table}` (host STRING, metric STRING, "
@@ -145,3 +153,45 @@ def test_kill_9_mid_batch_then_restart_gives_exact_counts_in_presto(
     print("replay:", replay[0].split("host_metrics_agg: ", 1)[-1] if replay else "?")
     if when.startswith("after the Iceberg commit"):
         assert replay and "already committed" in replay[0]
+
+
+def test_emit_final_kill_9_mid_batch_then_restart_gives_exact_counts_and_only_appends(
+    pipeline: IcebergPipeline, presto_conn: Callable[..., Any]
+) -> None:
+    """12,000 events over 10 minutes in batches of 2,000 (100 s of event time each, a 30 s
+    watermark): from batch 1 on each batch closes a window or two and appends them. A sentinel
+    event a day later, sent before the restart, closes the last windows."""
+    p = pipeline
+    p.job_args = ("--emit", "final", "--watermark", "30 seconds")
+    start = dt.datetime(2026, 3, 3, tzinfo=dt.UTC)
+    events = p.produce((41, 12000, start, 50.0))
+    want = [r[:6] for r in idem.expected_rows(events)]
+
+    proc, log = p.start("--max-offsets-per-trigger", "2000")
+    try:
+        killed_in, when = _kill_mid_batch(p, proc, log)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    print(f"kill -9 in batch {killed_in}: {when}")
+    p.produce((42, 1, start + dt.timedelta(days=1), 10.0))  # the sentinel
+    p.run_available_now()
+
+    got = presto_rows(presto_conn, p)
+    assert not [r for r in got if r[2].startswith("2026-03-04")], "the sentinel's window is still open"
+    idem.assert_exact([(*r, "") for r in got], [(*r, "") for r in want])
+    summaries = [
+        json.loads(s) if isinstance(s, str) else s
+        for (s,) in presto_query(
+            presto_conn, p,
+            f'SELECT summary FROM "{p.db}"."{p.table}$snapshots" ORDER BY committed_at',
+        )
+    ]
+    ids = [int(s["pipectl.batch-id"]) for s in summaries]
+    assert ids == sorted(set(ids)), f"a batch committed twice: {ids}"
+    ops = {op for (op,) in presto_query(presto_conn, p, f'SELECT operation FROM "{p.db}"."{p.table}$snapshots"')}
+    assert ops == {"append"}, f"every commit an append, no MERGE: {ops}"
+    for s in summaries:
+        assert int(s.get("deleted-data-files", 0)) == 0 and int(s.get("added-delete-files", 0)) == 0, s
+    print(f"snapshots: {len(ids)} appends, batches {ids}; rows {len(got)}")
