@@ -102,15 +102,8 @@ def _kill_mid_batch(p: IcebergPipeline, proc: Any, log: Path) -> tuple[int, str]
     raise AssertionError("no batch was caught in flight")
 
 
-def test_kill_9_mid_batch_then_restart_gives_exact_counts_in_presto(
-    pipeline: IcebergPipeline, presto_conn: Callable[..., Any]
-) -> None:
-    p = pipeline
-    midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
-    # Two interleaved sets: every batch has events of minutes earlier batches wrote (MERGE).
-    events = p.produce((31, 6000, midnight - dt.timedelta(seconds=60), 10.0), (32, 6000, midnight, 10.0))
-    want = [r[:6] for r in idem.expected_rows(events)]
-
+def _run_and_kill(p: IcebergPipeline) -> tuple[int, str]:
+    """Start the job in batches of 2,000 events and SIGKILL it mid-batch (``_kill_mid_batch``)."""
     proc, log = p.start("--max-offsets-per-trigger", "2000")
     try:
         killed_in, when = _kill_mid_batch(p, proc, log)
@@ -122,6 +115,19 @@ def test_kill_9_mid_batch_then_restart_gives_exact_counts_in_presto(
     if killed_in in p.batches("commits"):  # Spark wrote it between the check and the kill
         when = "just after Spark's commit log"
     print(f"kill -9 in batch {killed_in}: {when}")
+    return killed_in, when
+
+
+def test_kill_9_mid_batch_then_restart_gives_exact_counts_in_presto(
+    pipeline: IcebergPipeline, presto_conn: Callable[..., Any]
+) -> None:
+    p = pipeline
+    midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    # Two interleaved sets: every batch has events of minutes earlier batches wrote (MERGE).
+    events = p.produce((31, 6000, midnight - dt.timedelta(seconds=60), 10.0), (32, 6000, midnight, 10.0))
+    want = [r[:6] for r in idem.expected_rows(events)]
+
+    killed_in, when = _run_and_kill(p)
 
     p.run_available_now()  # same checkpoint: replays batch killed_in, then the rest
     got = presto_rows(presto_conn, p)
@@ -167,14 +173,7 @@ def test_emit_final_kill_9_mid_batch_then_restart_gives_exact_counts_and_only_ap
     events = p.produce((41, 12000, start, 50.0))
     want = [r[:6] for r in idem.expected_rows(events)]
 
-    proc, log = p.start("--max-offsets-per-trigger", "2000")
-    try:
-        killed_in, when = _kill_mid_batch(p, proc, log)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    print(f"kill -9 in batch {killed_in}: {when}")
+    _run_and_kill(p)
     p.produce((42, 1, start + dt.timedelta(days=1), 10.0))  # the sentinel
     p.run_available_now()
 

@@ -12,12 +12,17 @@ REL = "releases/host-metrics.yaml"
 ONE = "      sources:\n        - topic: telemetry.host_metrics\n"
 
 
-def _sources(root: Path, block: str) -> int:
+def _replace(root: Path, old: str, new: str) -> int:
+    """Replace ``old`` in the example release; the line of the job's ``- name:``."""
     path = root / REL
     text = path.read_text()
-    assert ONE in text
-    path.write_text(text.replace(ONE, block, 1))
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
     return next(i for i, line in enumerate(text.splitlines(), 1) if "- name: host-metrics-agg" in line)
+
+
+def _sources(root: Path, block: str) -> int:
+    return _replace(root, ONE, block)
 
 
 def test_sources_with_one_starting_point_are_valid(repo: Path) -> None:
@@ -43,11 +48,7 @@ ARGS = "      strategy: blueGreen\n"
 
 
 def _job_lines(root: Path, replacement: str) -> int:
-    path = root / REL
-    text = path.read_text()
-    assert ARGS in text
-    path.write_text(text.replace(ARGS, replacement, 1))
-    return next(i for i, line in enumerate(text.splitlines(), 1) if "- name: host-metrics-agg" in line)
+    return _replace(root, ARGS, replacement)
 
 
 def test_final_windows_with_blue_green_are_valid(repo: Path) -> None:
