@@ -22,6 +22,11 @@ until one is not sustained (the producer fell short of the rate, an event never 
 queryable, or P95 or the last minute's completion passed the brief's 2 minutes) and writes the
 highest sustained rate to ``bench/results/latency_ceiling.json``. ``plan-capacity`` reads only
 ``latency.json`` (the 2,000 events/s run: a batch's fixed cost).
+
+With ``--emit final [--watermark 30]`` the job writes each window once, when the watermark passes
+it (``controller.jobkit.final_windows``); after production a sentinel event closes the last minute
+when continuing traffic would have (its end + the watermark). Pass ``--out``: ``latency.json``
+is what plan-capacity reads.
 """
 
 from __future__ import annotations
@@ -161,6 +166,10 @@ def main() -> int:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--drain-timeout", type=float, default=180.0, help="wait after production for the rest")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--emit", choices=("updates", "final"), default="updates",
+                   help="the job's --emit (final: each window once, when the watermark passes it)")
+    p.add_argument("--watermark", type=float, default=30.0,
+                   help="with --emit final: the job's --watermark, in seconds")
     p.add_argument("--ceiling", type=str, default=None,
                    help="comma-separated rates, tried in order until one is not sustained: the ceiling")
     args = p.parse_args()
@@ -234,6 +243,15 @@ def ceiling(args: argparse.Namespace, rates: list[float]) -> int:
     return 0 if best or (limited_by == "producer" and floor) else 1
 
 
+def close_final_windows(info: dict[str, Any], topic: str, last_bucket_ms: int, watermark_s: float) -> None:
+    """With ``--emit final`` the last minute closes only when later events move the watermark past
+    its end + ``watermark_s``. Traffic that went on would do that then; a sentinel event an hour
+    ahead, sent at that moment, does it instead (its own window is never written)."""
+    close_at = last_bucket_ms / 1000 + 60 + watermark_s
+    time.sleep(max(0.0, close_at - time.time()))
+    st.produce_sentinels(info["kafka_bootstrap"], topic, int((time.time() + 3600) * 1000))
+
+
 def run(args: argparse.Namespace, rate: float, out: Path) -> dict[str, Any]:
     """One run at ``rate``; its result, written to ``out``."""
     info = stack_info()
@@ -250,7 +268,9 @@ def run(args: argparse.Namespace, rate: float, out: Path) -> dict[str, Any]:
         argv = st.job_argv(
             master=args.master, bootstrap=info["kafka_bootstrap"], topic=topic, table=f"{db}.{table}",
             checkpoint=work / "ckpt", query=f"bench-latency-{uid}",
-            extra=["--trigger", args.trigger, "--status-file", str(status), "--stop-file", str(stop_file)],
+            extra=["--trigger", args.trigger, "--status-file", str(status), "--stop-file", str(stop_file),
+                   *(["--emit", "final", "--watermark", f"{args.watermark:g} seconds"]
+                     if args.emit == "final" else [])],
         )
         proc = st.start_job(argv, log)
         cpu = st.CpuSampler(proc.pid)
@@ -271,6 +291,8 @@ def run(args: argparse.Namespace, rate: float, out: Path) -> dict[str, Any]:
             raise producer.error
         achieved = producer.count / args.duration
         say(f"sent {producer.count} events ({achieved:,.0f}/s); waiting for the last buckets")
+        if args.emit == "final":
+            close_final_windows(info, topic, max(producer.sent), args.watermark)
         want = {b: len(t) for b, t in producer.sent.items()}
         end = time.monotonic() + args.drain_timeout
         while time.monotonic() < end:
@@ -318,6 +340,8 @@ def run(args: argparse.Namespace, rate: float, out: Path) -> dict[str, Any]:
         "master": args.master,
         "kafka_partitions": args.partitions,
         "sink": "idempotent",
+        "emit": args.emit,
+        **({"watermark_seconds": args.watermark} if args.emit == "final" else {}),
         "latency_seconds": {
             "p50": round(percentile(lat, 50), 2),
             "p95": round(percentile(lat, 95), 2),
