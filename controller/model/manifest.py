@@ -28,6 +28,7 @@ from controller.model.endpoints import KafkaEndpoint as KafkaEndpoint
 from controller.model.endpoints import PrestoEndpoint as PrestoEndpoint
 from controller.model.endpoints import PrometheusEndpoint as PrometheusEndpoint
 from controller.model.endpoints import SparkEndpoint as SparkEndpoint
+from controller.model.job_rules import final_windows_problem, starting_points_problem
 from controller.model.maintenance import TableMaintenance
 from controller.model.overrides import StageOverride as StageOverride
 from controller.model.overrides import TopicOverride as TopicOverride
@@ -287,33 +288,15 @@ class StreamingJobSpec(Spec):
         return self
 
     @model_validator(mode="after")
-    def _one_starting_point(self) -> StreamingJobSpec:
-        """The job reads its topics as one Kafka source (``--topic a,b``), which starts from one
-        place: sources that ask for different ones would have all but the first ignored."""
-        starts = {s.starting_offsets for s in self.sources}
-        if len(starts) > 1:
-            raise ValueError(
-                "every source of a job starts from the same offsets (its topics are read as one Kafka "
-                f"source); these ask for {', '.join(sorted(starts))}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _final_windows_need_their_own_table(self) -> StreamingJobSpec:
-        """``--emit final`` (``controller.jobkit.final_windows``) keeps a job's open windows in its
-        own state: a version that takes over from the old one's offsets (inPlace, a canary's key
-        subsets) would never write the windows open at the switch."""
-        args = self.args
-        final = any(a == "--emit=final" for a in args) or any(
-            a == "--emit" and b == "final" for a, b in zip(args, args[1:], strict=False)
-        )
-        if final and not (self.strategy is Strategy.BLUE_GREEN or (
-            self.strategy is Strategy.CANARY and self.keys is None
-        )):
-            raise ValueError(
-                "args --emit final needs strategy blueGreen (or canary without keys): the windows open "
-                "in the old version's state would be lost when the new one starts from its offsets"
-            )
+    def _cross_field_rules(self) -> StreamingJobSpec:
+        keyless_canary = self.strategy is Strategy.CANARY and self.keys is None
+        own_table = self.strategy is Strategy.BLUE_GREEN or keyless_canary
+        for problem in (
+            starting_points_problem({s.starting_offsets for s in self.sources}),
+            final_windows_problem(self.args, own_table),
+        ):
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
     @field_validator("trigger", "replay_window")
