@@ -24,9 +24,9 @@ highest sustained rate to ``bench/results/latency_ceiling.json``. ``plan-capacit
 ``latency.json`` (the 2,000 events/s run: a batch's fixed cost).
 
 With ``--emit final [--watermark 30]`` the job writes each window once, when the watermark passes
-it (``controller.jobkit.final_windows``); after production a sentinel event closes the last minute
-when continuing traffic would have (its end + the watermark). Pass ``--out``: ``latency.json``
-is what plan-capacity reads.
+it (``controller.jobkit.final_windows``); after production one event a second stamped with the
+wall clock (a host the poller leaves out) moves the watermark as continuing traffic would. Pass
+``--out``: ``latency.json`` is what plan-capacity reads.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Poller(threading.Thread):
                               catalog="hive", username="pipectl-bench")
         sql = (
             "SELECT to_unixtime(window_start), sum(samples) "
-            f'FROM hive."{self.db}"."{self.table}" GROUP BY 1'
+            f'FROM hive."{self.db}"."{self.table}" WHERE host <> \'{CLOCK_HOST}\' GROUP BY 1'
         )
         while not self.stop.is_set():
             t0 = time.time()
@@ -243,13 +243,26 @@ def ceiling(args: argparse.Namespace, rates: list[float]) -> int:
     return 0 if best or (limited_by == "producer" and floor) else 1
 
 
+CLOCK_HOST = "bench-clock"
+"""Host of the events that move the watermark after production; the poller leaves it out."""
+
+
 def close_final_windows(info: dict[str, Any], topic: str, last_bucket_ms: int, watermark_s: float) -> None:
-    """With ``--emit final`` the last minute closes only when later events move the watermark past
-    its end + ``watermark_s``. Traffic that went on would do that then; a sentinel event an hour
-    ahead, sent at that moment, does it instead (its own window is never written)."""
-    close_at = last_bucket_ms / 1000 + 60 + watermark_s
-    time.sleep(max(0.0, close_at - time.time()))
-    st.produce_sentinels(info["kafka_bootstrap"], topic, int((time.time() + 3600) * 1000))
+    """With ``--emit final`` a minute closes only when later events move the watermark past its
+    end + ``watermark_s``. After production, one event a second stamped with the wall clock (host
+    ``CLOCK_HOST``) does what continuing traffic would, until the last minute has closed."""
+    from confluent_kafka import Producer
+
+    enc = st.FastEncoder()
+    p = Producer({"bootstrap.servers": info["kafka_bootstrap"], "acks": "1"})
+    close_at = last_bucket_ms / 1000 + 60 + watermark_s + 2
+    while time.time() < close_at:
+        now_ms = int(time.time() * 1000)
+        p.produce(topic, value=enc.encode(CLOCK_HOST, st.METRICS[0], 0.0, now_ms), key=CLOCK_HOST.encode())
+        p.poll(0)
+        time.sleep(1.0)
+    if p.flush(30):
+        raise RuntimeError("clock events not delivered")
 
 
 def run(args: argparse.Namespace, rate: float, out: Path) -> dict[str, Any]:
