@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from controller.adapters.hive_ddl import columns_to_add, props_sql
 from controller.adapters.hive_parse import TableInfo, parse_presto_view
+from controller.model import iceberg
 from controller.model.identifiers import (
     check_hive_ident,
     normalize_hive_type,
@@ -41,7 +42,7 @@ from controller.plan.actions import Action, FieldChange, Op
 from controller.plan.resources import Column, Owner, ResourceKind, TableResource, ViewResource, ViewSegment
 from controller.plan.rules.hive import OWNER_PROPERTY, VERSION_PROPERTY
 
-ICEBERG_CATALOG = "iceberg"
+ICEBERG_CATALOG = iceberg.PRESTO_CATALOG
 FORMAT = "iceberg"
 
 

@@ -3,7 +3,7 @@ pure gate functions need (tables and jobs by logical name, the baseline, schema 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -31,6 +31,9 @@ class GateRequest:
     canary_keys: KeyFilter | None = None
     """A key-subset canary's step: (key columns, percent or listed keys); canaryComparison reads
     those keys only."""
+    catalogs: dict[str, str] = field(default_factory=dict)
+    """Physical table → the Presto catalog that reads it, where that is not the stage's own
+    (``plan.desired.table_catalogs``, for the version and the baseline)."""
 
 
 class GateRunner(Protocol):

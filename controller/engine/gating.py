@@ -119,6 +119,7 @@ class Gates:
             baseline_version=req.baseline_version,
             revision=recorded.digest if recorded else None,
             canary_keys=req.canary_keys,
+            catalogs=req.catalogs,
         )
         data = StageGateData(req.backends, self.store, rel.spec.version)
         out = []

@@ -12,7 +12,7 @@ stable version again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +23,7 @@ from controller.model.canary_keys import CanaryKeys
 from controller.model.identifiers import presto_string_literal, quote_presto
 from controller.model.manifest import PipelineRelease
 from controller.model.reasons import Phase, Reason
-from controller.plan.desired import StageContext, job_name, physical_table
+from controller.plan.desired import StageContext, job_name, physical_table, table_catalogs
 from controller.plan.keysplit import MAX_LISTED_KEYS, KeyStep, key_sql
 from controller.plan.resources import TIME_COLUMN, ViewSegment
 from controller.rollout import bluegreen, keysteps
@@ -70,23 +70,24 @@ def stable_keys(
     """The distinct keys (``keysplit.key_sql`` text) of the stable version's tables behind the
     release's views, at most one more than ``MAX_LISTED_KEYS`` (more: the step uses buckets)."""
     tables = dict.fromkeys(physical_table(ctx, rel, v.table, version) for v in rel.spec.views)
+    catalogs = table_catalogs(ctx, rel, version)
     key = key_sql(columns)
     parts = []
     for table in tables:
         db, name = table.split(".", 1)
-        ref = ".".join(quote_presto(x) for x in (presto.catalog, db, name))
+        ref = ".".join(quote_presto(x) for x in (catalogs.get(table, presto.catalog), db, name))
         parts.append(f"SELECT {key} AS k FROM {ref}")  # noqa: S608 - quoted identifiers only
     sql = f"SELECT DISTINCT k FROM ({' UNION ALL '.join(parts)}) LIMIT {MAX_LISTED_KEYS + 1}"  # noqa: S608
     return [str(r[0]) for r in presto.query(sql, op="key_step_keys")]
 
 
-def canary_served(presto: SqlPort, step: KeyStep) -> bool:
+def canary_served(presto: SqlPort, step: KeyStep, catalogs: Mapping[str, str]) -> bool:
     """Whether every view's canary side has rows from its cutover on (one ``LIMIT 1`` per table):
-    the view serves the new version's rows."""
+    the view serves the new version's rows. ``catalogs``: ``plan.desired.table_catalogs``."""
     for segs in step.segments.values():
         seg = segs[-1]
         db, name = seg.table.split(".", 1)
-        ref = ".".join(quote_presto(x) for x in (presto.catalog, db, name))
+        ref = ".".join(quote_presto(x) for x in (catalogs.get(seg.table, presto.catalog), db, name))
         where = ""
         if seg.since is not None:
             where = f" WHERE {quote_presto(TIME_COLUMN)} >= TIMESTAMP {presto_string_literal(seg.since)}"
@@ -111,7 +112,8 @@ class KeySteps:
         state = self.ops.rollouts.stage(rel.name, stage)
         if keysteps.needs_served_check(state.key_step, p.version):
             assert state.key_step is not None
-            held = keysteps.served_hold(state.key_step, canary_served(be.presto, state.key_step), now)
+            served = canary_served(be.presto, state.key_step, table_catalogs(ctx, rel, p.version))
+            held = keysteps.served_hold(state.key_step, served, now)
             if held.state is not None:
                 state.key_step = held.state
                 self.ops.rollouts.put_stage(rel.name, stage, state)

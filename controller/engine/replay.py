@@ -26,6 +26,7 @@ import structlog
 
 from controller.audit.ledger import Artifact, AuditRecord, Ledger, Lineage
 from controller.engine.backends import StageBackends
+from controller.model import iceberg
 from controller.model.errors import PipectlError
 from controller.model.identifiers import quote_presto, split_qualified
 from controller.plan.actions import Action, Op
@@ -210,7 +211,8 @@ class ReplayEngine:
         total = 0
         for t in plan.tables:
             db, table = split_qualified(t.name)
-            rel = f"{quote_presto(self.be.presto.catalog)}.{quote_presto(db)}.{quote_presto(table)}"
+            catalog = iceberg.PRESTO_CATALOG if t.format == iceberg.FORMAT else self.be.presto.catalog
+            rel = f"{quote_presto(catalog)}.{quote_presto(db)}.{quote_presto(table)}"
             sql = f"SELECT count(*) FROM {rel}"  # noqa: S608 - checked, quoted identifiers
             total += int(self.be.presto.query(sql, op="replay_rows")[0][0])
         return total

@@ -25,7 +25,7 @@ from controller.obs import metrics
 from controller.obs.events import EventType
 from controller.obs.logging import redact
 from controller.plan.actions import Plan
-from controller.plan.desired import StageContext, job_name, physical_table, stage_context
+from controller.plan.desired import StageContext, job_name, physical_table, stage_context, table_catalogs
 from controller.plan.keysplit import KeyFilter
 from controller.rollout.stages import judge
 from controller.store.rollout import PromotedVersion, RestoreIntent, StageRollout
@@ -76,12 +76,14 @@ class Verdicts:
         if not applies:
             return []
         baseline_tables: dict[str, str] = {}
+        catalogs = table_catalogs(ctx, rel, version)
         if base.blue_green and base.release is not None and base.version is not None:
             target = stage_context(base.stage, p.envs)
             baseline_tables = {
                 t.name: physical_table(target, base.release, t.name, base.version)
                 for t in base.release.spec.tables
             }
+            catalogs.update(table_catalogs(target, base.release, base.version))
         _root, read = self.ops.reader_for(p.commit)
         schema_texts = {}
         for s in rel.spec.schemas:
@@ -102,6 +104,7 @@ class Verdicts:
             now=self.clock(),
             only=only,
             canary_keys=self._canary_keys(p, stage),
+            catalogs=catalogs,
         )
         # a gate's message may quote an error holding a secret: redacted before status, events, audit
         return [v.model_copy(update={"message": redact(v.message)}) for v in self.gates.evaluate(req)]

@@ -13,6 +13,13 @@ from controller.model import identifiers as ids
 # Hive types (as ``normalize_hive_type`` writes them) that an Iceberg table keeps as declared.
 # Others would come back as another type (char/varchar → string, tinyint/smallint → int) and show
 # as drift on every pass, so the manifest refuses them.
+FORMAT = "iceberg"
+"""``TableSpec.format`` / ``TableResource.format`` of an Iceberg table."""
+
+PRESTO_CATALOG = "iceberg"
+"""The Presto catalog that reads Iceberg tables (Presto's Hive connector cannot); Hive tables and
+views stay in the stage's own catalog (``Environment.spec.presto.catalog``)."""
+
 _SCALAR = frozenset({"boolean", "int", "bigint", "float", "double", "date", "timestamp", "string", "binary"})
 _DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
 _TIME_TRANSFORMS = ("years", "months", "days", "hours")

@@ -13,12 +13,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from controller.model import iceberg
 from controller.model.manifest import (
     Environment,
     EnvironmentSpec,
     PipelineRelease,
     Strategy,
     StreamingJobSpec,
+    TableFormat,
 )
 from controller.plan.resources import (
     Column,
@@ -127,6 +129,16 @@ def physical_table(ctx: StageContext, release: PipelineRelease, logical: str, ve
     if logical in versioned_tables(release):
         return f"{table_name(ctx, logical)}__{vtag(version)}"
     return table_name(ctx, logical, shadow=True)
+
+
+def table_catalogs(ctx: StageContext, release: PipelineRelease, version: str) -> dict[str, str]:
+    """Physical table → the Presto catalog that reads it, for each table of ``version`` that the
+    stage's own catalog cannot read (``format: iceberg`` → ``iceberg``)."""
+    return {
+        physical_table(ctx, release, t.name, version): iceberg.PRESTO_CATALOG
+        for t in release.spec.tables
+        if t.format == TableFormat.ICEBERG
+    }
 
 
 def database_name(ctx: StageContext, logical_db: str) -> str:

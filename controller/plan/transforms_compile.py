@@ -51,16 +51,16 @@ def hive_type(dt: exp.DataType | None) -> str:
 
 
 def _schema(inputs: Sequence[Relation], catalog: str) -> tuple[MappingSchema, bool]:
-    dbs: dict[str, dict[str, dict[str, str]]] = {}
+    catalogs: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
     complete = True
     for rel in inputs:
         if rel.columns is None:
             complete = False
             continue
         db, name = rel.physical.split(".", 1)
+        dbs = catalogs.setdefault(rel.catalog or catalog, {})
         dbs.setdefault(db, {})[name] = {c.name: _schema_type(c.type) for c in rel.columns}
-    tables: dict[str, object] = {catalog: dbs} if dbs else {}
-    return MappingSchema(tables, dialect="hive"), complete
+    return MappingSchema(dict(catalogs), dialect="hive"), complete
 
 
 def _schema_type(t: str) -> str:
@@ -72,11 +72,13 @@ def _substitute(tree: exp.Query, inputs: Mapping[str, Relation], catalog: str | 
 
     def swap(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Table) and not node.db and node.name in slots:
-            db, name = slots[node.name].physical.split(".", 1)
+            rel = slots[node.name]
+            db, name = rel.physical.split(".", 1)
+            reader = rel.catalog or catalog
             node = node.copy()
             node.set("this", exp.to_identifier(name, quoted=True))
             node.set("db", exp.to_identifier(db, quoted=True))
-            node.set("catalog", exp.to_identifier(catalog, quoted=True) if catalog else None)
+            node.set("catalog", exp.to_identifier(reader, quoted=True) if reader else None)
         return node
 
     out = tree.transform(swap, copy=True)

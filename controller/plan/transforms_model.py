@@ -31,6 +31,8 @@ class Relation:
     label: str
     columns: tuple[Column, ...] | None = None
     same_release_transform: bool = False
+    catalog: str | None = None
+    """The Presto catalog that reads ``physical`` when the stage's own cannot (an Iceberg table)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from controller.model import iceberg
 from controller.model.manifest import PipelineRelease
 from controller.plan.desired import (
     StageContext,
@@ -127,11 +128,16 @@ class Resolver:
             return Relation(logical, self.name(logical), "view", digest, label, self.columns_of(logical))
         served, digest, label = self._served(owner, logical)
         serving = next((v for v in owner.spec.views if v.table == logical), None)
-        relation = served
+        relation, catalog = served, self._catalog(owner, logical)
         if serving is not None and not (self.ctx and self.ctx.is_canary):
-            relation = self.name(serving.name)
+            relation, catalog = self.name(serving.name), None  # views live in the stage's catalog
             digest += self._segments(owner, serving.name)
-        return Relation(logical, relation, "table", digest, label, self.columns_of(logical))
+        return Relation(logical, relation, "table", digest, label, self.columns_of(logical), catalog=catalog)
+
+    @staticmethod
+    def _catalog(owner: PipelineRelease, logical: str) -> str | None:
+        spec = next((t for t in owner.spec.tables if t.name == logical), None)
+        return iceberg.PRESTO_CATALOG if spec is not None and spec.format == iceberg.FORMAT else None
 
     def _segments(self, owner: PipelineRelease, view: str) -> str:
         if owner.name != self.release.name or not self.view_segments.get(view):

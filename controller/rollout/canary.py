@@ -71,6 +71,8 @@ class _Stop(Exception):
 class _Side:
     label: str
     table: str
+    relation: str
+    """``table`` as the stage's Presto addresses it (``GateContext.relation``)."""
     watermark: datetime | None = None
     watermark_source: str = ""
     windows: dict[datetime, tuple[float, ...]] | None = None
@@ -137,8 +139,8 @@ def _verdict(
 def _compare_table(
     gate: CanaryComparisonGate, analysis: CanaryAnalysis, ctx: GateContext, data: GateData, logical: str
 ) -> tuple[Verdict, str, dict[str, Any]]:
-    canary = _Side("canary", ctx.canary_tables[logical])
-    baseline = _Side("baseline", ctx.baseline_tables[logical])
+    canary = _Side("canary", ctx.canary_tables[logical], ctx.relation(ctx.canary_tables[logical]))
+    baseline = _Side("baseline", ctx.baseline_tables[logical], ctx.relation(ctx.baseline_tables[logical]))
     ev: dict[str, Any] = {"table": logical, "canary_table": canary.table, "baseline_table": baseline.table}
     try:
         cols = _columns(analysis, data, canary, baseline, ev)
@@ -147,7 +149,7 @@ def _compare_table(
         _per_window_evidence(cols, canary, baseline, windows, ev)
         values: dict[str, list[tuple[float | None, ...]]] = {}
         for side in (canary, baseline):
-            sql = per_key_sql(side.table, cols, windows[0], windows[-1], ctx.canary_keys)
+            sql = per_key_sql(side.relation, cols, windows[0], windows[-1], ctx.canary_keys)
             ev[f"{side.label}_keys_sql"] = sql
             values[side.label] = _key_values(data.query(sql), len(cols.keys), set(windows))
         outcomes = _judge_metrics(analysis, cols, canary, baseline, windows, values)
@@ -179,7 +181,7 @@ def _columns(
     live = {}
     if needs_live_columns(analysis):
         for side in (canary, baseline):
-            live[side.label] = parse_live_columns(data.query(live_columns_sql(side.table)))
+            live[side.label] = parse_live_columns(data.query(live_columns_sql(side.relation)))
             if not live[side.label]:
                 raise _Stop(Verdict.INCONCLUSIVE, f"the {side.label}'s table {side.table} has no columns yet")
     cols = resolve_columns(analysis, live.get("canary"), live.get("baseline"))
@@ -261,7 +263,7 @@ def _read_windows(
             _job_watermark(side, jobs[writer], data)
     since = ctx.now_utc - LOOKBACK
     for side in (canary, baseline):
-        sql = per_window_sql(side.table, cols, since, ctx.canary_keys)
+        sql = per_window_sql(side.relation, cols, since, ctx.canary_keys)
         ev[f"{side.label}_windows_sql"] = sql
         side.windows = _window_totals(data.query(sql))
         if not side.windows:

@@ -31,7 +31,7 @@ from controller.model import identifiers as ids
 from controller.model.analysis import CanaryAnalysis, CanaryMetric, Statistic
 from controller.plan import keysplit
 from controller.rollout.context import as_utc
-from controller.rollout.sqlrewrite import DIALECT, SqlRefused, physical_parts
+from controller.rollout.sqlrewrite import DIALECT, SqlRefused, relation_parts, table_node
 
 DEFAULT_WINDOW = timedelta(minutes=1)
 LOOKBACK = timedelta(hours=6)
@@ -186,8 +186,7 @@ def _col(name: str) -> exp.Column:
 
 
 def _table(name: str) -> exp.Table:
-    db, table = physical_parts(name)
-    return exp.Table(this=exp.to_identifier(table, quoted=True), db=exp.to_identifier(db, quoted=True))
+    return table_node(name)
 
 
 def timestamp_literal(t: datetime) -> exp.Expression:
@@ -198,13 +197,19 @@ def timestamp_literal(t: datetime) -> exp.Expression:
 
 
 def live_columns_sql(table: str) -> str:
-    """The table's columns, types and partition flags from Presto's information_schema."""
-    db, name = physical_parts(table)
+    """The table's columns, types and partition flags from Presto's information_schema (the
+    table's catalog's, for a ``catalog.db.table``)."""
+    catalog, db, name = relation_parts(table)
     where = exp.and_(
         exp.EQ(this=exp.column("table_schema"), expression=exp.Literal.string(db.lower())),
         exp.EQ(this=exp.column("table_name"), expression=exp.Literal.string(name.lower())),
     )
-    q = exp.select("column_name", "data_type", "extra_info").from_("information_schema.columns")
+    schema = exp.Table(
+        this=exp.to_identifier("columns"),
+        db=exp.to_identifier("information_schema"),
+        catalog=exp.to_identifier(catalog, quoted=True) if catalog else None,
+    )
+    q = exp.select("column_name", "data_type", "extra_info").from_(schema)
     return q.where(where).order_by("ordinal_position").sql(dialect=DIALECT)
 
 

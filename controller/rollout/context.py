@@ -127,6 +127,15 @@ class GateContext:
     canary_keys: KeyFilter | None = None
     """A key-subset canary's step (key columns, percent or listed keys): the canary comparison reads
     only the keys the canary serves (``controller.plan.keysplit.served_predicate``), on both sides."""
+    catalogs: Mapping[str, str] = field(default_factory=dict)
+    """Physical table → the Presto catalog that reads it, where that is not the stage's own
+    (an Iceberg table: ``plan.desired.table_catalogs``), for this version and the baseline."""
+
+    def relation(self, physical: str) -> str:
+        """``db.table`` as Presto addresses it from the stage's catalog: ``catalog.db.table`` for a
+        table only another catalog reads, else unchanged."""
+        catalog = self.catalogs.get(physical)
+        return f"{catalog}.{physical}" if catalog else physical
 
     @property
     def version(self) -> str:

@@ -196,7 +196,7 @@ def compare(value: float, expect: str) -> bool:
 def _data_quality(gate: DataQualityGate, ctx: GateContext, data: GateData) -> GateVerdict:
     ev: dict[str, Any] = {"query": gate.query, "expect": gate.expect}
     try:
-        sql = rewrite_tables(gate.query, ctx.tables)
+        sql = rewrite_tables(gate.query, {k: ctx.relation(v) for k, v in ctx.tables.items()})
     except SqlRefused as e:
         return _verdict(gate, Verdict.FAIL, f"query refused: {e}", ev)
     ev["sql"] = sql

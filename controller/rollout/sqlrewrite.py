@@ -10,8 +10,9 @@ quoted physical name, and prints it back. It refuses, with a ``SqlRefused`` nami
   a second statement, DDL or DML anywhere in the tree are refused;
 - a table reference that is not in the mapping (unqualified names are allowed only when they
   name a CTE of the query), or one that names a catalog (the stage decides the catalog);
-- a physical name in the mapping that is not a valid ``db.table`` Hive identifier pair, so a
-  mapping can never smuggle SQL into the text.
+- a physical name in the mapping that is not a valid ``db.table`` Hive identifier pair (or a
+  ``catalog.db.table`` triple: an Iceberg table is read in Presto's ``iceberg`` catalog, see
+  ``GateContext.relation``), so a mapping can never smuggle SQL into the text.
 
 When a table is renamed and the query gave it no alias, the logical table name becomes its alias,
 so column references qualified with the table name (``host_metrics_1m.samples``) keep working.
@@ -56,10 +57,33 @@ def physical_parts(name: str) -> tuple[str, str]:
         raise SqlRefused(f"invalid physical table name in the stage mapping: {e}") from None
 
 
-def quoted_table(name: str) -> str:
-    """``db.table`` → ``"db"."table"`` for Presto, after checking both identifiers."""
+def relation_parts(name: str) -> tuple[str | None, str, str]:
+    """Split and check a physical ``db.table`` or ``catalog.db.table`` into (catalog or None, db,
+    table); ``SqlRefused`` otherwise."""
+    catalog: str | None = None
+    if name.count(".") == 2:
+        catalog, name = name.split(".", 1)
+        try:
+            ids.check_hive_ident(catalog, "catalog")
+        except ids.IdentifierError as e:
+            raise SqlRefused(f"invalid catalog in the stage mapping: {e}") from None
     db, table = physical_parts(name)
-    return f"{ids.quote_presto(db)}.{ids.quote_presto(table)}"
+    return catalog, db, table
+
+
+def table_node(name: str) -> exp.Table:
+    """A checked physical ``[catalog.]db.table`` as a quoted sqlglot table."""
+    catalog, db, table = relation_parts(name)
+    return exp.Table(
+        this=exp.to_identifier(table, quoted=True),
+        db=exp.to_identifier(db, quoted=True),
+        catalog=exp.to_identifier(catalog, quoted=True) if catalog else None,
+    )
+
+
+def quoted_table(name: str) -> str:
+    """``[catalog.]db.table`` → ``["catalog".]"db"."table"`` for Presto, after checking each part."""
+    return ".".join(ids.quote_presto(p) for p in relation_parts(name) if p is not None)
 
 
 def parse_query(sql: str) -> exp.Query:
@@ -110,11 +134,8 @@ def rewrite_tables(sql: str, mapping: Mapping[str, str]) -> str:
                 f"table {db}.{name} is not one of this release's tables at the stage "
                 f"(known: {', '.join(sorted(mapping)) or 'none'})"
             )
-        pdb, ptable = physical_parts(lookup[logical])
-        replacement = exp.Table(
-            this=exp.to_identifier(ptable, quoted=True),
-            db=exp.to_identifier(pdb, quoted=True),
-        )
+        replacement = table_node(lookup[logical])
+        ptable = replacement.name
         alias = table.args.get("alias")
         if alias is not None:
             replacement.set("alias", alias.copy())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.plan.desired import RolloutInputs, desired_resources, stage_context, vtag
+from controller.plan.desired import RolloutInputs, desired_resources, stage_context, table_catalogs, vtag
 from controller.plan.resources import ViewSegment
 from controller.source.validate import load_repo
 
@@ -22,6 +22,17 @@ def names(repo: Path, stage: str, version_serving: str | None = None) -> dict[st
         label = r.name if r.kind != "View" else f"{r.name} -> {r.target}"  # type: ignore[union-attr]
         out.setdefault(r.kind, []).append(label)
     return out
+
+
+def test_table_catalogs_name_the_iceberg_tables_of_a_version(repo: Path) -> None:
+    snap = load_repo(repo)
+    rel = snap.release("host-metrics")  # its table is format: iceberg
+    ctx = stage_context("staging", {n: snap.environment(n) for n in snap.environments})
+    assert table_catalogs(ctx, rel, "1.2.0") == {"staging_telemetry.host_metrics_1m__v1_2_0": "iceberg"}
+    [table] = rel.spec.tables
+    hive = table.model_copy(update={"format": "parquet", "partitioning": []})
+    rel = rel.model_copy(update={"spec": rel.spec.model_copy(update={"tables": [hive]})})
+    assert table_catalogs(ctx, rel, "1.2.0") == {}  # a Hive table: the stage's own catalog reads it
 
 
 def test_vtag() -> None:

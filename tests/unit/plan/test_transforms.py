@@ -222,6 +222,25 @@ def test_without_a_serving_view_a_blue_green_table_resolves_to_the_serving_versi
     assert '"dev_telemetry"."host_metrics_1m__v0_9_0"' in ct.sql
 
 
+ICEBERG_1M: dict[str, Any] = {
+    **{k: v for k, v in TABLE_1M.items() if k != "partitionedBy"},
+    "columns": [*TABLE_1M["columns"], {"name": "dt", "type": "string"}],
+    "format": "iceberg",
+    "partitioning": ["days(window_start)"],
+}
+
+
+def test_an_iceberg_table_is_read_in_the_iceberg_catalog_and_its_serving_view_in_the_stages() -> None:
+    read = reader({"transforms/daily.sql": EXAMPLE_SQL})
+    [direct] = compile_release(release([daily()], views=False, tables=[ICEBERG_1M]), read, DEV)
+    assert direct.inputs[0].catalog == "iceberg"
+    assert 'FROM "iceberg"."dev_telemetry"."host_metrics_1m__v1_0_0"' in direct.sql
+    assert [(c.name, c.type) for c in direct.columns] == [(c["name"], c["type"]) for c in DAILY_CONTRACT]
+    [served] = compile_release(release([daily()], tables=[ICEBERG_1M]), read, DEV)
+    assert served.inputs[0].catalog is None  # a Presto view over the table, in the stage's catalog
+    assert 'FROM "hive"."dev_telemetry"."host_metrics"' in served.sql
+
+
 def test_a_plain_table_resolves_to_itself_and_its_digest_follows_the_release_version() -> None:
     rel = release([daily()], views=False, job=False)
     [ct] = compile_release(rel, reader({"transforms/daily.sql": EXAMPLE_SQL}), DEV)

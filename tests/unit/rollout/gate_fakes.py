@@ -18,6 +18,7 @@ from typing import Any
 import sqlglot
 import yaml
 
+from controller.model.errors import PermanentBackendError
 from controller.model.manifest import Environment, PipelineRelease
 from controller.plan.desired import stage_context
 from controller.rollout.gates import GateContext, JobNotFound, ProgressView
@@ -27,7 +28,9 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 METRIC_COLUMNS = ("host", "metric", "window_start", "samples", "avg_value", "max_value")
 METRIC_TYPES = ("varchar", "varchar", "timestamp", "bigint", "double", "double")
-_COLUMNS_QUERY = re.compile(r"information_schema\.columns WHERE table_schema = '(\w+)' AND table_name = '(\w+)'")
+_COLUMNS_QUERY = re.compile(
+    r"(?:\"(\w+)\"\.)?information_schema\.columns WHERE table_schema = '(\w+)' AND table_name = '(\w+)'"
+)
 
 
 def load_release(**spec_updates: Any) -> PipelineRelease:
@@ -79,6 +82,8 @@ class FakeData:
         self._dbs: set[str] = set()
         self.column_types: dict[str, list[tuple[str, str, str | None]]] = {}
         """db.table → Presto's information_schema.columns rows (name, type, extra_info)."""
+        self.catalogs: dict[str, str] = {}
+        """db.table → the only catalog that reads it (an Iceberg table); others: the stage's."""
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -88,8 +93,11 @@ class FakeData:
         rows: list[tuple[Any, ...]],
         columns: tuple[str, ...] = METRIC_COLUMNS,
         types: tuple[str, ...] = METRIC_TYPES,
+        catalog: str | None = None,
     ) -> None:
         db, table = name.split(".")
+        if catalog:
+            self.catalogs[name] = catalog
         self.column_types[name] = [(c, t, None) for c, t in zip(columns, types, strict=True)]
         if db not in self._dbs:
             self.db.execute(f"ATTACH DATABASE ':memory:' AS \"{db}\"")
@@ -108,9 +116,22 @@ class FakeData:
             raise self.raise_on_query
         m = _COLUMNS_QUERY.search(sql)
         if m:  # SQLite has no information_schema: the columns the test declared, as Presto types them
-            return list(self.column_types.get(f"{m.group(1)}.{m.group(2)}", []))
-        lite = sqlglot.transpile(sql, read="presto", write="sqlite")[0]
+            name = f"{m.group(2)}.{m.group(3)}"
+            return list(self.column_types.get(name, [])) if self.catalogs.get(name) == m.group(1) else []
+        lite = self._in_catalogs(sql).sql(dialect="sqlite")
         return [tuple(r) for r in self.db.execute(lite).fetchall()]
+
+    def _in_catalogs(self, sql: str) -> sqlglot.exp.Expression:
+        """The query without catalogs, after checking each table is read in the one catalog that
+        can (Presto's hive catalog fails on an Iceberg table, the iceberg catalog on a Hive one)."""
+        tree = sqlglot.parse_one(sql, read="presto")
+        for t in tree.find_all(sqlglot.exp.Table):
+            if t.db:
+                wanted = self.catalogs.get(f"{t.db}.{t.name}")
+                if (t.catalog or None) != wanted:
+                    raise PermanentBackendError("presto", f"{t.db}.{t.name} is not readable in catalog {t.catalog!r}")
+            t.set("catalog", None)
+        return tree
 
     def job_progress(self, job_name: str) -> ProgressView | None:
         if job_name not in self.progress:

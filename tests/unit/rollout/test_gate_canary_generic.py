@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -70,6 +71,21 @@ DECLARED = {
         {"column": "latency_ms", "statistic": "kolmogorovSmirnov", "threshold": 0.01, "minSamples": 20},
     ],
 }
+
+
+def test_iceberg_tables_are_read_in_the_catalog_that_can() -> None:
+    # format: iceberg tables: Presto's hive catalog (the stage's) cannot read them; every query of
+    # the comparison, the information_schema read included, goes to the iceberg catalog
+    d = FakeData()
+    d.table(CANARY, rows(), COLUMNS, TYPES, catalog="iceberg")
+    d.table(BASELINE, rows(), COLUMNS, TYPES, catalog="iceberg")
+    c = dataclasses.replace(ctx(), catalogs={CANARY: "iceberg", BASELINE: "iceberg"})
+    v = evaluate(gate(), c, d)
+    assert v.verdict is Verdict.PASS, v.message
+    assert d.queries and all('"iceberg".' in q for q in d.queries)
+    # without the mapping the same tables are unreadable: the gate does not pass
+    d.queries.clear()
+    assert evaluate(gate(), ctx(), d).verdict is not Verdict.PASS
 
 
 def test_inferred_columns_of_another_shape() -> None:

@@ -67,6 +67,18 @@ def test_verdicts(data: FakeData, query: str, expect: str, verdict: Verdict) -> 
     assert v.verdict is verdict, v.message
 
 
+def test_an_iceberg_table_is_queried_in_the_iceberg_catalog() -> None:
+    d = FakeData()
+    d.table(STAGING, metric_rows(NOW - timedelta(minutes=10), 5), catalog="iceberg")
+    base = make_ctx("staging")
+    tables = default_tables(base.release, base.stage_ctx)
+    v = evaluate(gate(), make_ctx("staging", tables=tables, catalogs={STAGING: "iceberg"}), d)
+    assert v.verdict is Verdict.PASS, v.message
+    assert v.evidence["sql"] == (
+        'SELECT COUNT(*) FROM "iceberg"."staging_telemetry"."host_metrics_1m__v1_0_0" AS host_metrics_1m'
+    )
+
+
 def test_unknown_table_is_refused_without_running(data: FakeData) -> None:
     v = run(gate("SELECT count(*) FROM telemetry.secrets"), data)
     assert v.verdict is Verdict.FAIL

@@ -70,7 +70,18 @@ def test_injection_through_the_mapping_is_refused() -> None:
     with pytest.raises(SqlRefused, match="invalid physical table name"):
         rewrite_tables("SELECT count(*) FROM telemetry.host_metrics_1m", bad)
     with pytest.raises(SqlRefused, match="invalid physical table name"):
-        quoted_table("a.b.c")
+        quoted_table("a.b.c.d")
+    with pytest.raises(SqlRefused, match="invalid catalog"):
+        quoted_table('ice"berg.b.c')
+
+
+def test_a_table_another_catalog_reads_is_addressed_in_it() -> None:
+    # an Iceberg table: the stage's catalog (hive) cannot read it, Presto's iceberg catalog does
+    got = rewrite_tables(
+        "SELECT count(*) FROM telemetry.host_metrics_1m", {"telemetry.host_metrics_1m": "iceberg.dev_t.x__v1"}
+    )
+    assert got == 'SELECT COUNT(*) FROM "iceberg"."dev_t"."x__v1" AS host_metrics_1m'
+    assert quoted_table("iceberg.dev_t.x") == '"iceberg"."dev_t"."x"'
 
 
 def test_string_literals_are_left_alone() -> None:

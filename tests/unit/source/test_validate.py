@@ -348,7 +348,7 @@ def test_validate_paths_single_file(repo: Path) -> None:
 
 
 def test_reserved_table_properties_are_refused(repo: Path) -> None:
-    edit(repo, "      format: parquet", "      format: parquet\n      properties: {owner: bench, pipectl.release: x}")
+    edit(repo, "      format: iceberg", "      format: iceberg\n      properties: {owner: bench, pipectl.release: x}")
     assert problems(repo) == [
         f"{REL}:37: spec.tables[0].properties: table property 'owner' is reserved by Spark/Hive"
     ]

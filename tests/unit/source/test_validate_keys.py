@@ -68,7 +68,7 @@ def test_key_column_not_in_the_sink_table(repo: Path) -> None:
     assert problems(repo) == [
         f"{REL}:{line + 2}: spec.streamingJobs[0].keys.columns[1]: key column 'hostname' is not a column "
         "of sink table telemetry.host_metrics_1m (columns: host, metric, window_start, samples, avg_value, "
-        "max_value)"
+        "max_value, dt)"
     ]
 
 
