@@ -244,15 +244,23 @@ class IcebergSink:
         self._ranges: KeyRanges | None = None
 
     def columns(self) -> list[tuple[str, str]]:
+        """The table's columns: every merge spec column, and any others (``carried``)."""
         if self._columns is None:
             schema = self.spark.table(self.qualified).schema
             self._columns = [(f.name, f.dataType.simpleString()) for f in schema.fields]
-            if {n for n, _ in self._columns} != set(self.spec.all_columns):
+            missing = set(self.spec.all_columns) - {n for n, _ in self._columns}
+            if missing:
                 raise SinkError(
-                    f"merge spec columns {sorted(self.spec.all_columns)} do not match the columns "
-                    f"{sorted(n for n, _ in self._columns)} of {self.qualified}"
+                    f"merge spec columns {sorted(missing)} are not columns of {self.qualified} "
+                    f"(it has {sorted(n for n, _ in self._columns)})"
                 )
         return self._columns
+
+    @property
+    def carried(self) -> list[str]:
+        """Table columns the merge spec does not name (``dt`` beside ``window_start``): written as
+        the job computes them, and a function of the keys (rows of one key agree on them)."""
+        return [n for n, _ in self.columns() if n not in self.spec.all_columns]
 
     @property
     def query_id(self) -> str:
@@ -290,10 +298,15 @@ class IcebergSink:
                 log.info("%s batch %s: %s, skipping", self.query, batch_id, result.skipped)
                 result.seconds = time.monotonic() - t0
                 return result
+        absent = [n for n in self.carried if n not in df.columns]
+        if absent:
+            raise SinkError(f"{self.qualified} has column(s) {absent} that the job's output lacks")
         out = df.select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
         if self.exactly_once and not self.unique_keys:
             # MERGE needs one source row per key; the batch's partials may repeat a key.
-            out = merge_frames([out], self.spec).select(*[F.col(n).cast(ty).alias(n) for n, ty in cols])
+            out = merge_frames([out], self.spec, carried=self.carried).select(
+                *[F.col(n).cast(ty).alias(n) for n, ty in cols]
+            )
         out = out.localCheckpoint(eager=True)
         t = result.lap("aggregate", t)
         rows, bounds = self._key_bounds(out)

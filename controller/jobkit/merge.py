@@ -107,12 +107,18 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, Any], ...]:
 
 
 def merge_frames(
-    frames: Sequence[DataFrame], spec: MergeSpec, partition_column: str | None = None
+    frames: Sequence[DataFrame],
+    spec: MergeSpec,
+    partition_column: str | None = None,
+    carried: Sequence[str] = (),
 ) -> DataFrame:
-    """Combine partial-aggregate frames per key with the rules of ``spec`` (see :func:`merge_rows`)."""
+    """Combine partial-aggregate frames per key with the rules of ``spec`` (see :func:`merge_rows`).
+
+    ``partition_column`` and ``carried`` columns are functions of the keys (``dt`` of
+    ``window_start``): they are kept as they are, so grouping by them too changes nothing."""
     if not frames:
         raise SinkError("merge_frames needs at least one frame")
-    group_cols = [*spec.keys, partition_column] if partition_column else list(spec.keys)
+    group_cols = [*spec.keys, *([partition_column] if partition_column else []), *carried]
     cols = [*group_cols, *spec.value_columns]
     union = reduce(DataFrame.unionByName, [f.select(*cols) for f in frames])
     union = union.where(F.col(spec.count) > 0)

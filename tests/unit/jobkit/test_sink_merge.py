@@ -204,6 +204,9 @@ def test_merge_frames_matches_merge_rows(spark: Any) -> None:
     batch = [row("h1", T0, 5, 5.0, 4.0), row("h3", T0, 2, 0.5, 0.75), row("h1", D2, 1, 5.0, 8.0)]
     got = _rows(merge_frames([_frame(spark, existing), _frame(spark, batch)], SPEC, "dt"))
     assert _same(got, merge_rows(existing + batch, SPEC, "dt"))
+    # an Iceberg table's dt is a plain column the spec does not name: carried the same way
+    carried = _rows(merge_frames([_frame(spark, existing), _frame(spark, batch)], SPEC, carried=["dt"]))
+    assert _same(carried, got)
 
 
 TABLE_DDL = (
