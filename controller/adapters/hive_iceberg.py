@@ -23,6 +23,7 @@ import base64
 import json
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from controller.adapters.hive_ddl import columns_to_add, props_sql
@@ -281,6 +282,32 @@ def parse_snapshots(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[str, str
         if when.endswith(" UTC"):
             when = when[: -len(" UTC")].replace(" ", "T") + "Z"
         out[str(name)] = (str(snapshot_id), when)
+    return out
+
+
+def snapshots_spark_sql(names: Sequence[str]) -> str:
+    """``snapshots_sql`` for the Spark Thrift Server (its ``iceberg`` catalog's ``snapshots`` and
+    ``history`` metadata tables): (name, current snapshot id, commit time in epoch milliseconds,
+    which no session time zone can shift). On the 2-core stack 0.1 to 0.3 s, Presto 1.7 s."""
+    parts = []
+    for name in names:
+        db, table = split_qualified(name)
+        base = iceberg_name(db, table)
+        parts.append(  # every name is checked and quoted, the table's as a string literal
+            f"SELECT {spark_string_literal(name)}, CAST(s.snapshot_id AS STRING), "  # noqa: S608
+            f"unix_millis(s.committed_at) FROM {base}.snapshots s WHERE s.snapshot_id = "
+            f"(SELECT max_by(snapshot_id, made_current_at) FROM {base}.history)"
+        )
+    return " UNION ALL ".join(parts)
+
+
+def parse_spark_snapshots(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[str, str]]:
+    """``snapshots_spark_sql``'s rows in ``parse_snapshots``'s form (``2026-12-05T16:47:10.679Z``)."""
+    out = {}
+    for name, snapshot_id, millis in rows:
+        ms = int(millis)
+        when = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        out[str(name)] = (str(snapshot_id), f"{when}{ms % 1000:03d}Z")
     return out
 
 

@@ -11,10 +11,11 @@ back so the run reports what went and shows that nothing was rewritten.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from controller.adapters.hive_iceberg import iceberg_name
+from controller.adapters.hive_iceberg import iceberg_name, parse_spark_snapshots, snapshots_spark_sql
 from controller.model.identifiers import check_hive_ident, quote_hive, spark_string_literal, split_qualified
 from controller.plan.maintenance import Task, TaskKind
 
@@ -94,7 +95,8 @@ def outcome(
 
 
 class IcebergMaintenance:
-    """Mixed into ``HiveAdapter``: ``maintain(task)`` on its Thrift Server connection."""
+    """Mixed into ``HiveAdapter``: ``maintain(task)`` and ``current_snapshots(tables)`` on its
+    Thrift Server connection."""
 
     if TYPE_CHECKING:  # HiveThriftConnection's
 
@@ -109,3 +111,8 @@ class IcebergMaintenance:
         self._execute(task_sql(task), "maintain_retention")
         after = self._query(newest_snapshot_sql(task.table), "iceberg_newest_snapshot")
         return outcome(task, [], before, after[0] if after else None)
+
+    def current_snapshots(self, tables: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Each Iceberg table's current snapshot id and commit time, in one statement (the audit
+        record's data side, ``controller.audit.snapshots``); a table without a snapshot is absent."""
+        return parse_spark_snapshots(self._query(snapshots_spark_sql(tables), "iceberg_snapshots"))

@@ -2,7 +2,8 @@
 
 - ``iceberg_tables``: the physical names of a release's ``format: iceberg`` tables at a stage.
 - ``read_snapshots``: each one's current snapshot id and commit time after the run's actions, in
-  one Presto statement over the ``iceberg`` catalog's ``$snapshots``/``$history`` metadata tables
+  one statement over the ``iceberg`` catalog's snapshots/history metadata tables: on the stage's
+  Thrift Server when the reader is the Hive adapter (the engine's audit records), else on Presto
   (SQL in ``controller/adapters/hive_iceberg.py``). A failed read never fails the run: the record
   then says, per table, why it has no id.
 - ``pin_query``: a read-only query rewritten so that each table it reads is the recorded snapshot
@@ -15,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import sqlglot
 import structlog
@@ -34,6 +35,28 @@ class SqlReader(Protocol):
     def query(self, sql: str, *, op: str = "query") -> list[tuple[Any, ...]]: ...
 
 
+@runtime_checkable
+class SnapshotPort(Protocol):
+    """Reads tables' current snapshots (``HiveAdapter.current_snapshots``, on the Thrift Server)."""
+
+    def current_snapshots(self, tables: Sequence[str]) -> dict[str, tuple[str, str]]: ...
+
+
+class PrestoSnapshots:
+    """``SnapshotPort`` over Presto's ``iceberg`` catalog (``snapshots_sql``)."""
+
+    def __init__(self, sql: SqlReader) -> None:
+        self.sql = sql
+
+    def current_snapshots(self, tables: Sequence[str]) -> dict[str, tuple[str, str]]:
+        return ice.parse_snapshots(self.sql.query(ice.snapshots_sql(tables), op="iceberg_snapshots"))
+
+
+def snapshot_port(reader: SqlReader | SnapshotPort) -> SnapshotPort:
+    """``reader`` itself when it reads snapshots, else Presto's metadata tables through it."""
+    return reader if isinstance(reader, SnapshotPort) else PrestoSnapshots(reader)
+
+
 class AsOfError(PipectlError):
     """The query cannot be answered as of the run (not a query, or an unrecorded table)."""
 
@@ -48,15 +71,15 @@ def iceberg_tables(rel: PipelineRelease, ctx: StageContext) -> list[str]:
 
 
 def snapshots_at(
-    rel: PipelineRelease, ctx: StageContext, presto_at: Callable[[StageContext], SqlReader]
+    rel: PipelineRelease, ctx: StageContext, reader_at: Callable[[StageContext], SqlReader | SnapshotPort]
 ) -> list[TableSnapshot]:
     """``read_snapshots`` of ``rel``'s Iceberg tables at ``ctx``'s stage, through that stage's
-    Presto (``presto_at``, not called when the release has no Iceberg table)."""
+    reader (``reader_at``, not called when the release has no Iceberg table)."""
     tables = iceberg_tables(rel, ctx)
     if not tables:
         return []
     try:
-        sql = presto_at(ctx)
+        sql = reader_at(ctx)
     except Exception as e:
         return [TableSnapshot(table=t, error=f"{type(e).__name__}: {e}"[:500]) for t in tables]
     return read_snapshots(sql, tables)
@@ -67,14 +90,15 @@ MAX_ONE_BY_ONE = 8
 written on every run, so a broken read must not cost one Presto round trip per table."""
 
 
-def read_snapshots(sql: SqlReader, tables: Sequence[str]) -> list[TableSnapshot]:
+def read_snapshots(reader: SqlReader | SnapshotPort, tables: Sequence[str]) -> list[TableSnapshot]:
     """The current snapshot of each table, in one statement; if that fails for one table (missing
     after a failed create), each table alone (at most ``MAX_ONE_BY_ONE``), so one bad table does
-    not hide the others. A transient failure (Presto down) is not retried table by table."""
+    not hide the others. A transient failure (a backend down) is not retried table by table."""
     if not tables:
         return []
+    port = snapshot_port(reader)
     try:
-        found = ice.parse_snapshots(sql.query(ice.snapshots_sql(tables), op="iceberg_snapshots"))
+        found = port.current_snapshots(tables)
         return [_snapshot(t, found.get(t)) for t in tables]
     except Exception as e:
         batch_error = f"{type(e).__name__}: {e}"[:500]
@@ -87,7 +111,7 @@ def read_snapshots(sql: SqlReader, tables: Sequence[str]) -> list[TableSnapshot]
             out.append(TableSnapshot(table=t, error=f"not read (batched read failed: {batch_error})"[:500]))
             continue
         try:
-            one = ice.parse_snapshots(sql.query(ice.snapshots_sql([t]), op="iceberg_snapshots"))
+            one = port.current_snapshots([t])
             out.append(_snapshot(t, one.get(t)))
         except Exception as e:
             out.append(TableSnapshot(table=t, error=f"{type(e).__name__}: {e}"[:500]))

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from controller.audit.ledger import AuditRecord
 from controller.audit.snapshots import read_snapshots
 from controller.engine.passes import Pass
-from controller.engine.stage_ops import StageOps
+from controller.engine.stage_ops import StageOps, snapshot_reader
 from controller.model.manifest import TableFormat, TableSpec
 from controller.model.reasons import Reason
 from controller.obs.logging import redact
@@ -187,7 +187,7 @@ class Maintenance:
             details={"table": physical, "tasks": done},
         )
         try:
-            rec.snapshots = read_snapshots(self.ops.backends(ctx, None).presto, [physical])
+            rec.snapshots = read_snapshots(snapshot_reader(self.ops.backends(ctx, None)), [physical])
         except Exception as e:  # the record is written without them rather than not at all
             rec.details["snapshots_error"] = redact(f"{type(e).__name__}: {e}")[:300]
         self.ops.ledger.append(rec)

@@ -23,7 +23,7 @@ import structlog
 from controller.adapters.base import Adapter
 from controller.audit.ledger import Ledger
 from controller.audit.records import RunFacts, build_record, manifest_digest
-from controller.audit.snapshots import snapshots_at
+from controller.audit.snapshots import SnapshotPort, SqlReader, snapshots_at
 from controller.engine import prune
 from controller.engine.backends import BackendsFactory, BatchObserver, StagePorts
 from controller.engine.executor import ApplyReport, Executor, intent_digest
@@ -558,7 +558,7 @@ class StageOps:
         rec = build_record(rel, stage, run, read, ctx, upstream)
         at = ctx or tables_at
         if at is not None:
-            rec.snapshots = snapshots_at(rel, at, lambda c: self.backends(c, None).presto)
+            rec.snapshots = snapshots_at(rel, at, lambda c: snapshot_reader(self.backends(c, None)))
         self.ledger.append(rec)
 
     def emit(self, event_type: EventType, rel: PipelineRelease | str, stage: str | None, **kw: Any) -> None:
@@ -570,3 +570,10 @@ class StageOps:
             self.events.emit(make_event(event_type, release=name, stage=stage, instance=self.instance, **kw))
         except Exception as e:  # the event stream never breaks a pass
             log.warning("event not emitted", event_type=str(event_type), error=str(e))
+
+
+def snapshot_reader(ports: StagePorts) -> SqlReader | SnapshotPort:
+    """The stage's table adapter when it reads Iceberg snapshots (the Thrift Server answers in a
+    fraction of Presto's time, and an audit record is written on every run), else its Presto."""
+    tables = ports.adapters.get(ResourceKind.TABLE)
+    return tables if isinstance(tables, SnapshotPort) else ports.presto

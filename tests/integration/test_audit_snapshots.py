@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from controller.adapters.hive import HiveAdapter
 from controller.adapters.presto import PrestoClient
 from controller.audit.ledger import AuditRecord, Ledger
 from controller.audit.snapshots import snapshots_at
@@ -68,14 +69,19 @@ def test_a_query_as_of_a_run_sees_that_run_snapshot(
     presto = PrestoClient(stack["presto_host"], int(stack["presto_port"]))
     cur = hive_conn().cursor()
 
-    # no data yet: the table is recorded without a snapshot
+    thrift = HiveAdapter(str(stack["thrift_host"]), int(stack["thrift_port"]), auth="NOSASL")
+
+    # no data yet: the table is recorded without a snapshot (through Presto and the Thrift Server)
     [empty] = snapshots_at(rel, ctx, lambda c: presto)
     assert (empty.table, empty.snapshot_id, empty.error) == (f"{db}.events", None, None)
+    assert snapshots_at(rel, ctx, lambda c: thrift) == [empty]
 
     cur.execute(f"INSERT INTO iceberg.`{db}`.`events` VALUES ('a', 1), ('b', 2), ('c', 3)")
     [first] = snapshots_at(rel, ctx, lambda c: presto)
     [(current,)] = presto.query(f'SELECT snapshot_id FROM iceberg."{db}"."events$snapshots"')
     assert first.snapshot_id == str(current) and first.committed_at and first.committed_at.endswith("Z")
+    # the engine's reader (the Thrift Server, a fraction of Presto's time) records the same
+    assert snapshots_at(rel, ctx, lambda c: thrift) == [first]
 
     state = f"sqlite:///{tmp_path / 'state' / 'state.db'}"
     run_id = uuid.uuid4().hex
