@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -260,15 +260,29 @@ def snapshots_sql(names: Sequence[str], catalog: str = ICEBERG_CATALOG) -> str:
     current snapshot id, its commit time). The current snapshot is the one made current last in
     ``$history`` (Iceberg appends a history entry on each commit and on each rollback, so after a
     rollback it is the older snapshot, not the newest one in ``$snapshots``)."""
+    return _current_snapshots(
+        names,
+        presto_string_literal,
+        "CAST(s.snapshot_id AS varchar), CAST(s.committed_at AS varchar)",
+        lambda db, table, which: metadata_table(db, table, "$" + which, catalog),
+    )
+
+
+def _current_snapshots(
+    names: Sequence[str],
+    literal: Callable[[str], str],
+    columns: str,
+    metadata: Callable[[str, str, str], str],
+) -> str:
+    """``SELECT name, <columns>`` of each table's current snapshot, UNION ALL: ``metadata(db,
+    table, "snapshots" | "history")`` names a metadata table in the engine's syntax."""
     parts = []
     for name in names:
         db, table = split_qualified(name)
-        snaps = metadata_table(db, table, "$snapshots", catalog)
-        hist = metadata_table(db, table, "$history", catalog)
         parts.append(  # every name is checked and quoted, the table's as a string literal
-            f"SELECT {presto_string_literal(name)}, CAST(s.snapshot_id AS varchar), "  # noqa: S608
-            f"CAST(s.committed_at AS varchar) FROM {snaps} s WHERE s.snapshot_id = "
-            f"(SELECT max_by(snapshot_id, made_current_at) FROM {hist})"
+            f"SELECT {literal(name)}, {columns} FROM {metadata(db, table, 'snapshots')} s "  # noqa: S608
+            f"WHERE s.snapshot_id = (SELECT max_by(snapshot_id, made_current_at) "
+            f"FROM {metadata(db, table, 'history')})"
         )
     return " UNION ALL ".join(parts)
 
@@ -289,16 +303,12 @@ def snapshots_spark_sql(names: Sequence[str]) -> str:
     """``snapshots_sql`` for the Spark Thrift Server (its ``iceberg`` catalog's ``snapshots`` and
     ``history`` metadata tables): (name, current snapshot id, commit time in epoch milliseconds,
     which no session time zone can shift). On the 2-core stack 0.1 to 0.3 s, Presto 1.7 s."""
-    parts = []
-    for name in names:
-        db, table = split_qualified(name)
-        base = iceberg_name(db, table)
-        parts.append(  # every name is checked and quoted, the table's as a string literal
-            f"SELECT {spark_string_literal(name)}, CAST(s.snapshot_id AS STRING), "  # noqa: S608
-            f"unix_millis(s.committed_at) FROM {base}.snapshots s WHERE s.snapshot_id = "
-            f"(SELECT max_by(snapshot_id, made_current_at) FROM {base}.history)"
-        )
-    return " UNION ALL ".join(parts)
+    return _current_snapshots(
+        names,
+        spark_string_literal,
+        "CAST(s.snapshot_id AS STRING), unix_millis(s.committed_at)",
+        lambda db, table, which: f"{iceberg_name(db, table)}.{which}",
+    )
 
 
 def parse_spark_snapshots(rows: Sequence[tuple[Any, ...]]) -> dict[str, tuple[str, str]]:
