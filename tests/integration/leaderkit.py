@@ -162,7 +162,12 @@ def two_controllers_one_leader(
         store = Store(url)
         journal = {r["action_id"]: r["state"] for r in store.journal_rows(name)}
         assert set(by_a) | set(by_b) <= set(journal), journal
-        assert {x for x, st in journal.items() if st == "done"} <= set(by_a) | set(by_b), journal
+        # The kill can land after an action's journal end and before its "action applied" line (seen
+        # in CI: a's Kafka adapter logged the topic created, the journal said done, the line never
+        # came). At most that one action is done unlogged, and a's adapter logged applying it.
+        unlogged = {x for x, st in journal.items() if st == "done"} - set(by_a) - set(by_b)
+        assert len(unlogged) <= 1, (unlogged, journal)
+        assert all(f'"action": "{x}"' in a.text() for x in unlogged), (unlogged, a.text()[-3000:])
         # "started" only where a was cut off and a later plan found the change in place
         assert {x for x, st in journal.items() if st not in ("done", "skipped")} <= (
             {x for x, st in journal.items() if st == "started"} - set(by_b)
