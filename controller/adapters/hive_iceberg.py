@@ -44,7 +44,7 @@ from controller.plan.resources import Column, Owner, ResourceKind, TableResource
 from controller.plan.rules.hive import OWNER_PROPERTY, VERSION_PROPERTY
 
 ICEBERG_CATALOG = iceberg.PRESTO_CATALOG
-FORMAT = "iceberg"
+FORMAT = iceberg.FORMAT
 
 
 def is_iceberg(properties: dict[str, str] | None) -> bool:

@@ -79,10 +79,10 @@ def snapshots_at(
     if not tables:
         return []
     try:
-        sql = reader_at(ctx)
+        reader = reader_at(ctx)
     except Exception as e:
         return [TableSnapshot(table=t, error=f"{type(e).__name__}: {e}"[:500]) for t in tables]
-    return read_snapshots(sql, tables)
+    return read_snapshots(reader, tables)
 
 
 MAX_ONE_BY_ONE = 8

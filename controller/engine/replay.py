@@ -211,7 +211,7 @@ class ReplayEngine:
         total = 0
         for t in plan.tables:
             db, table = split_qualified(t.name)
-            catalog = iceberg.PRESTO_CATALOG if t.format == iceberg.FORMAT else self.be.presto.catalog
+            catalog = iceberg.reading_catalog(t.format) or self.be.presto.catalog
             rel = f"{quote_presto(catalog)}.{quote_presto(db)}.{quote_presto(table)}"
             sql = f"SELECT count(*) FROM {rel}"  # noqa: S608 - checked, quoted identifiers
             total += int(self.be.presto.query(sql, op="replay_rows")[0][0])

@@ -10,9 +10,6 @@ import re
 
 from controller.model import identifiers as ids
 
-# Hive types (as ``normalize_hive_type`` writes them) that an Iceberg table keeps as declared.
-# Others would come back as another type (char/varchar → string, tinyint/smallint → int) and show
-# as drift on every pass, so the manifest refuses them.
 FORMAT = "iceberg"
 """``TableSpec.format`` / ``TableResource.format`` of an Iceberg table."""
 
@@ -20,10 +17,18 @@ PRESTO_CATALOG = "iceberg"
 """The Presto catalog that reads Iceberg tables (Presto's Hive connector cannot); Hive tables and
 views stay in the stage's own catalog (``Environment.spec.presto.catalog``)."""
 
+# Hive types (as ``normalize_hive_type`` writes them) that an Iceberg table keeps as declared.
+# Others would come back as another type (char/varchar → string, tinyint/smallint → int) and show
+# as drift on every pass, so the manifest refuses them.
 _SCALAR = frozenset({"boolean", "int", "bigint", "float", "double", "date", "timestamp", "string", "binary"})
 _DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
 _TIME_TRANSFORMS = ("years", "months", "days", "hours")
 _TRANSFORM = re.compile(r"\A\s*([a-z_]+)\s*\(\s*(?:(\d+)\s*,\s*)?([a-z_][a-z0-9_]*)\s*\)\s*\Z")
+
+
+def reading_catalog(table_format: str) -> str | None:
+    """The Presto catalog a table of ``table_format`` must be read in; None: the stage's own."""
+    return PRESTO_CATALOG if table_format == FORMAT else None
 
 
 def check_iceberg_type(hive_type: str) -> str:

@@ -20,7 +20,6 @@ from controller.model.manifest import (
     PipelineRelease,
     Strategy,
     StreamingJobSpec,
-    TableFormat,
 )
 from controller.plan.resources import (
     Column,
@@ -135,9 +134,9 @@ def table_catalogs(ctx: StageContext, release: PipelineRelease, version: str) ->
     """Physical table → the Presto catalog that reads it, for each table of ``version`` that the
     stage's own catalog cannot read (``format: iceberg`` → ``iceberg``)."""
     return {
-        physical_table(ctx, release, t.name, version): iceberg.PRESTO_CATALOG
+        physical_table(ctx, release, t.name, version): catalog
         for t in release.spec.tables
-        if t.format == TableFormat.ICEBERG
+        if (catalog := iceberg.reading_catalog(t.format)) is not None
     }
 
 

@@ -137,7 +137,7 @@ class Resolver:
     @staticmethod
     def _catalog(owner: PipelineRelease, logical: str) -> str | None:
         spec = next((t for t in owner.spec.tables if t.name == logical), None)
-        return iceberg.PRESTO_CATALOG if spec is not None and spec.format == iceberg.FORMAT else None
+        return iceberg.reading_catalog(spec.format) if spec is not None else None
 
     def _segments(self, owner: PipelineRelease, view: str) -> str:
         if owner.name != self.release.name or not self.view_segments.get(view):

@@ -185,10 +185,6 @@ def _col(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
 
 
-def _table(name: str) -> exp.Table:
-    return table_node(name)
-
-
 def timestamp_literal(t: datetime) -> exp.Expression:
     """A Presto timestamp of a datetime, in UTC (millisecond precision)."""
     naive = as_utc(t).replace(tzinfo=None)
@@ -241,7 +237,7 @@ def per_window_sql(table: str, cols: CanaryColumns, since: datetime, keys: KeyFi
     canary's keys only, with ``keys``)."""
     w = _col(cols.window_column)
     sums = [exp.func("sum", _col(c)) for c in cols.total_columns]
-    q = exp.select(w, exp.func("count", exp.Star()), *sums).from_(_table(table))
+    q = exp.select(w, exp.func("count", exp.Star()), *sums).from_(table_node(table))
     where = exp.and_(exp.GTE(this=w.copy(), expression=timestamp_literal(since)), *_key_condition(keys))
     return q.where(where).group_by(w.copy()).sql(dialect=DIALECT)
 
@@ -265,5 +261,5 @@ def per_key_sql(
         exp.LTE(this=w.copy(), expression=timestamp_literal(last)),
         *_key_condition(key_filter),
     )
-    q = exp.select(*keys, w, *means).from_(_table(table)).where(span)
+    q = exp.select(*keys, w, *means).from_(table_node(table)).where(span)
     return q.group_by(*[k.copy() for k in keys], w.copy()).sql(dialect=DIALECT)
